@@ -1,0 +1,296 @@
+"""Typed specs: the YAML a user writes, validated by pydantic v2.
+
+Shared by every layer (data, train, tuning, serve). A spec loads from YAML with
+errors that name the field path and the offending value, and dumps back to YAML
+unchanged. `ecomine schema` prints their JSON Schema for editor completion.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "SpecError",
+    "StrictModel",
+    "EventType",
+    "Condition",
+    "EventRule",
+    "SourceSpec",
+    "CleaningSpec",
+    "DataSpec",
+    "load_spec",
+    "dump_spec",
+    "expand_uri",
+    "format_validation_error",
+    "spec_models",
+]
+
+EventType = Literal["view", "click", "cart", "purchase", "return", "review"]
+CanonicalColumn = Literal[
+    "user_id", "item_id", "ts", "event", "quantity", "price", "order_id", "item_text"
+]
+
+# Stock codes that are fees, postage or adjustments, not products (Online Retail
+# README); the patterns catch families such as gift vouchers and DCGS samples.
+DEFAULT_NON_PRODUCT_ITEMS = [
+    "POST", "DOT", "M", "m", "C2", "D", "S", "AMAZONFEE", "BANK CHARGES", "CRUK",
+    "PADS", "B", "TEST001", "TEST002", "ADJUST", "ADJUST2",
+]
+DEFAULT_NON_PRODUCT_PATTERNS = [r"^gift_\d+", r"^DCGS", r"^(?i:test)"]
+
+
+class SpecError(ValueError):
+    """A spec could not be loaded: the message names the file, field path and value."""
+
+
+class StrictModel(BaseModel):
+    """Base for every spec: unknown keys are errors (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Condition(StrictModel):
+    """A predicate on one column; exactly one test is set."""
+
+    column: str = Field(description="canonical column or kept attribute name")
+    equals: str | float | int | None = None
+    starts_with: str | None = None
+    matches: str | None = Field(None, description="regular expression (search)")
+    in_: list[str | int | float] | None = Field(None, alias="in")
+    not_in: list[str | int | float] | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    is_null: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Condition:
+        tests = [k for k in _CONDITION_TESTS if getattr(self, k) is not None]
+        if len(tests) != 1:
+            raise ValueError(
+                f"condition on '{self.column}' needs exactly one test of "
+                f"{sorted(_alias(t) for t in _CONDITION_TESTS)}, got {sorted(_alias(t) for t in tests)}"
+            )
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as e:
+                raise ValueError(f"matches: invalid regular expression {self.matches!r}: {e}") from None
+        return self
+
+    def describe(self) -> str:
+        test = next(k for k in _CONDITION_TESTS if getattr(self, k) is not None)
+        return f"{self.column} {_alias(test)} {getattr(self, test)!r}"
+
+
+_CONDITION_TESTS = ("equals", "starts_with", "matches", "in_", "not_in", "gt", "ge", "lt", "le", "is_null")
+
+
+def _alias(name: str) -> str:
+    return "in" if name == "in_" else name
+
+
+class EventRule(StrictModel):
+    """`when` a condition holds, the row becomes `event`, or is dropped with a reason."""
+
+    when: Condition
+    event: EventType | None = None
+    drop: str | None = Field(None, description="drop matching rows, counted under this reason")
+
+    @model_validator(mode="after")
+    def _one_action(self) -> EventRule:
+        if (self.event is None) == (self.drop is None):
+            raise ValueError("an event rule sets exactly one of 'event' or 'drop'")
+        return self
+
+
+class SourceSpec(StrictModel):
+    """One input file/URI and how its columns map onto the canonical events."""
+
+    uri: str = Field(description="path, file:// or s3:// URI; ${VAR:-default} is expanded")
+    format: Literal["csv", "parquet", "jsonl"] | None = Field(
+        None, description="inferred from the suffix when omitted"
+    )
+    columns: dict[CanonicalColumn, str] = Field(
+        description="canonical column -> source column (user_id, item_id and ts required)"
+    )
+    keep: dict[str, str] = Field(
+        default_factory=dict, description="attribute name -> source column kept beside the events"
+    )
+    ts_format: str | None = Field(None, description="strptime format when ts is text")
+    ts_timezone: str = Field("UTC", description="time zone of naive timestamps")
+    event_values: dict[str, EventType] = Field(
+        default_factory=dict, description="source event value -> canonical event"
+    )
+    csv_separator: str = ","
+
+    @field_validator("columns")
+    @classmethod
+    def _required_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        missing = [c for c in ("user_id", "item_id", "ts") if c not in v]
+        if missing:
+            raise ValueError(f"columns must map {missing}")
+        return v
+
+    @field_validator("keep")
+    @classmethod
+    def _keep_not_canonical(cls, v: dict[str, str]) -> dict[str, str]:
+        clash = sorted(set(v) & set(get_args(CanonicalColumn)) | ({"linked_order_id"} & set(v)))
+        if clash:
+            raise ValueError(f"keep names clash with canonical columns {clash}")
+        return v
+
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        suffix = expand_uri(self.uri).rsplit(".", 1)[-1].lower()
+        if suffix in ("csv", "parquet", "jsonl"):
+            return suffix
+        if suffix in ("ndjson", "json"):
+            return "jsonl"
+        raise ValueError(f"cannot infer format of {self.uri!r}; set 'format'")
+
+
+class CleaningSpec(StrictModel):
+    """What cleaning drops or changes; every row it touches is counted by reason."""
+
+    drop_missing_user: bool = True
+    drop_duplicates: bool = Field(True, description="exact duplicate event rows")
+    non_product_items: list[str] = Field(default_factory=lambda: list(DEFAULT_NON_PRODUCT_ITEMS))
+    non_product_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_NON_PRODUCT_PATTERNS))
+    drop_non_positive_price: bool = True
+    drop_non_positive_quantity: bool = Field(
+        True, description="after return quantities are made positive"
+    )
+    max_quantity: int | None = Field(
+        10_000, ge=1, description="lines above this many units are outliers (null: keep all)"
+    )
+    link_returns: bool = Field(True, description="tie each return to the purchase it cancels")
+
+    @field_validator("non_product_patterns")
+    @classmethod
+    def _patterns_compile(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise ValueError(f"invalid regular expression {p!r}: {e}") from None
+        return v
+
+
+class DataSpec(StrictModel):
+    """Where the events come from and how to make them canonical and clean."""
+
+    kind: Literal["data"] = "data"
+    name: str = "events"
+    sources: list[SourceSpec] = Field(min_length=1)
+    default_event: EventType = Field("purchase", description="event of rows no rule/column sets")
+    event_rules: list[EventRule] = Field(default_factory=list, description="first match wins")
+    dedupe_overlap_on: str | None = Field(
+        None,
+        description="column (e.g. order_id): rows of a key already present in an earlier "
+        "source are dropped (files that overlap in time)",
+    )
+    filters: list[Condition] = Field(
+        default_factory=list, description="rows must satisfy all of these"
+    )
+    cleaning: CleaningSpec = Field(default_factory=CleaningSpec)
+
+
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_uri(uri: str) -> str:
+    """Expand `${VAR}` and `${VAR:-default}`; an unset VAR without default is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1))
+        if value is None:
+            if m.group(2) is None:
+                raise SpecError(f"{uri!r}: environment variable {m.group(1)} is not set")
+            return m.group(2)
+        return value
+
+    return _ENV.sub(sub, uri)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per problem: `source: field.path: message (got value)`."""
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = e.get("input")
+        shown = repr(got) if not isinstance(got, dict) else "{...}"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"{source}: {path}: {e['msg']} (got {shown})")
+    return "; ".join(lines)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_spec(path: str | Path, model: type[M], *, overrides: dict[str, Any] | None = None) -> M:
+    """Load a YAML file into `model`; SpecError names the file, field path and value."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{p}: spec file not found") from None
+    except OSError as e:
+        raise SpecError(f"{p}: cannot read spec file: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{p}:{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if raw is None:
+        raise SpecError(f"{p}: spec file is empty")
+    if not isinstance(raw, dict):
+        raise SpecError(f"{p}: spec must be a mapping at the top level, got {type(raw).__name__}")
+    if overrides:
+        raw = _apply_overrides(raw, overrides)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise SpecError(format_validation_error(e, str(p))) from None
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted paths (`optim.lr`) in a nested dict (used by the CLI and Tune)."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"override {dotted!r}: {key!r} is not a mapping")
+        node[leaf] = value
+    return out
+
+
+def dump_spec(spec: BaseModel) -> str:
+    """YAML text that loads back into an equal spec."""
+    # exclude_defaults keeps the YAML as short as what a user writes; loading
+    # fills the same defaults back, so the round trip is exact.
+    data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+
+def spec_models() -> dict[str, type[BaseModel]]:
+    """Every spec kind the CLI and `ecomine schema` know, by name."""
+    return {"data": DataSpec}
