@@ -228,3 +228,23 @@ def test_all_is_complete() -> None:
     }
     assert public <= set(storage.__all__)
     assert all(hasattr(storage, name) for name in storage.__all__)
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "words"),
+    [
+        ("AccessDenied", storage.StorageAccessDenied, "access denied"),
+        ("InvalidAccessKeyId", storage.StorageAccessDenied, "access denied"),
+        ("NoSuchKey", StorageNotFound, "not found"),
+        ("NoSuchBucket", StorageNotFound, "bucket not found"),
+        ("SlowDown", StorageError, "S3 error SlowDown"),
+    ],
+)
+def test_s3_error_codes_map_onto_the_storage_family(code: str, kind: type[StorageError], words: str) -> None:
+    """The mapping the S3 server's answers go through (the server itself is in tests/integration)."""
+    from botocore.exceptions import ClientError
+
+    exc = ClientError({"Error": {"Code": code, "Message": "the server said so"}}, "GetObject")
+    mapped = storage._s3_error("s3://b/k", exc, client=None)
+    assert type(mapped) is kind
+    assert str(mapped).startswith(f"s3://b/k: {words}") and "the server said so" in str(mapped)
