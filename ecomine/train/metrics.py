@@ -161,7 +161,9 @@ def _check_ids(name: str, ids: np.ndarray, n_items: int, row: int | None = None)
     bad = (ids < 0) | (ids >= n_items)
     if bad.any():
         where = f" (user {row})" if row is not None else ""
-        raise ValueError(f"{name}{where} holds item id {int(ids[bad][0])}, outside 0..{n_items - 1}")
+        raise ValueError(
+            f"{name}{where} holds item id {int(ids[bad][0])}, outside 0..{n_items - 1}"
+        )
 
 
 def evaluate_scorer(
