@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,6 +29,17 @@ __all__ = [
     "expand_uri",
     "format_validation_error",
     "spec_models",
+    "SyntheticDataRef",
+    "SpecDataRef",
+    "FromConfigBackbone",
+    "LoraSpec",
+    "RecommendModelSpec",
+    "EarlyStoppingSpec",
+    "OptimSpec",
+    "ScalingSpec",
+    "RunSpec",
+    "EvalSpec",
+    "TrainSpec",
 ]
 
 EventType = Literal["view", "click", "cart", "purchase", "return", "review"]
@@ -293,4 +304,171 @@ def dump_spec(spec: BaseModel) -> str:
 
 def spec_models() -> dict[str, type[BaseModel]]:
     """Every spec kind the CLI and `ecomine schema` know, by name."""
-    return {"data": DataSpec}
+    return {"data": DataSpec, "train": TrainSpec}
+
+
+# --------------------------------------------------------------------------- training
+
+class SyntheticDataRef(StrictModel):
+    """The seeded synthetic log (the embedded default): generated, then cleaned."""
+
+    kind: Literal["synthetic"]
+    users: int = Field(1000, ge=10)
+    items: int = Field(300, ge=10)
+    days: int = Field(365, ge=14)
+    seed: int = 0
+
+
+class SpecDataRef(StrictModel):
+    """A DataSpec YAML path or a packaged preset name (`online-retail`)."""
+
+    kind: Literal["spec"]
+    spec: str
+
+
+DataRef = Annotated[SyntheticDataRef | SpecDataRef, Field(discriminator="kind")]
+
+
+class FromConfigBackbone(StrictModel):
+    """A transformer built from a config (random init), sized here."""
+
+    kind: Literal["from_config"]
+    arch: Literal["gpt2"] = "gpt2"
+    hidden: int = Field(64, ge=8)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    max_len: int = Field(50, ge=2, description="items of context")
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> FromConfigBackbone:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        return self
+
+
+class LoraSpec(StrictModel):
+    enabled: bool = False
+    rank: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+
+
+class RecommendModelSpec(StrictModel):
+    """The sequential recommender: backbone, knowledge transfer, repeats, loss."""
+
+    kind: Literal["recommend"] = "recommend"
+    preset: Literal["recommend_small", "recommend_base"] | None = Field(
+        None, description="named sizes; explicit backbone fields override"
+    )
+    backbone: FromConfigBackbone = Field(default_factory=lambda: FromConfigBackbone(kind="from_config"))
+    item_init: Literal["random", "text"] = Field(
+        "random", description="text: item embeddings from the text encoder's vectors of item titles"
+    )
+    text_encoder: str = Field("default", description="default | local folder | s3:// prefix | hub id")
+    repeat: bool = Field(True, description="learned pointer to the user's own earlier items")
+    exclude_history: bool = Field(False, description="served recommendations leave out items already bought")
+    loss: Literal["full_softmax", "sampled_softmax"] = "full_softmax"
+    num_negatives: int = Field(1000, ge=1, description="sampled_softmax only")
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset"):
+            sizes = {
+                "recommend_small": {"hidden": 64, "layers": 2, "heads": 2, "max_len": 50},
+                "recommend_base": {"hidden": 256, "layers": 4, "heads": 4, "max_len": 200},
+            }.get(data["preset"])
+            if sizes is not None:
+                given = data.get("backbone") or {}
+                data = {**data, "backbone": {"kind": "from_config", **sizes, **given}}
+        return data
+
+
+class EarlyStoppingSpec(StrictModel):
+    metric: str = Field(
+        "ndcg@10", description="validation metric: ndcg@K, hr@K, mrr (all-items protocol), new_ndcg@K ... (new items), loss"
+    )
+    mode: Literal["max", "min"] = "max"
+    patience: int = Field(3, ge=1, description="epochs without improvement before stopping")
+
+
+class OptimSpec(StrictModel):
+    """AdamW with warm-up and a schedule."""
+
+    lr: float = Field(1e-3, gt=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    schedule: Literal["linear", "cosine", "constant"] = "cosine"
+    grad_clip: float | None = Field(1.0, gt=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    early_stopping: EarlyStoppingSpec | None = Field(default_factory=EarlyStoppingSpec)
+    seed: int = 0
+
+
+class ScalingSpec(StrictModel):
+    """Ray Train workers."""
+
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="GPU only")
+
+    @model_validator(mode="after")
+    def _precision_needs_gpu(self) -> ScalingSpec:
+        if self.mixed_precision != "no" and not self.use_gpu:
+            raise ValueError("mixed_precision needs use_gpu: true")
+        return self
+
+
+class RunSpec(StrictModel):
+    """Where the run lives, how it checkpoints and recovers, where the model goes."""
+
+    name: str | None = Field(None, description="run name; the same name resumes an interrupted run")
+    storage: str = Field("runs", description="Ray Train storage: a local folder or s3:// URI")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    max_failures: int = Field(0, ge=-1, description="worker failures to recover from (-1: unlimited)")
+    registry: str = Field("registry", description="model registry root: a folder or s3:// URI")
+    register_model: bool = Field(True, description="register the evaluated model in the registry")
+    tags: list[str] = Field(default_factory=list)
+    fail_once_at_epoch: int | None = Field(
+        None, ge=1, description="fault drill: the loop raises once at this epoch (tests of max_failures)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
+            raise ValueError(f"run name {v!r} must be letters, digits, '.', '_' or '-'")
+        return v
+
+
+class EvalSpec(StrictModel):
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
+    min_len: int = Field(3, ge=3, description="users with fewer items are trained on, not evaluated")
+    max_users: int | None = Field(None, ge=1, description="evaluate a seeded sample of users")
+
+
+class TrainSpec(StrictModel):
+    """One training run: data, model, optimisation, scaling, run settings."""
+
+    kind: Literal["train"] = "train"
+    task: Literal["recommend"] = "recommend"
+    data: DataRef
+    model: RecommendModelSpec = Field(default_factory=RecommendModelSpec)
+    optim: OptimSpec = Field(default_factory=OptimSpec)
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    run: RunSpec = Field(default_factory=RunSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    @model_validator(mode="after")
+    def _metric_known(self) -> TrainSpec:
+        es = self.optim.early_stopping
+        if es is not None:
+            base = {f"{m}@{k}" for m in ("ndcg", "hr") for k in self.eval.ks} | {"mrr"}
+            known = base | {f"new_{m}" for m in base} | {"loss"}
+            if es.metric not in known:
+                raise ValueError(f"optim.early_stopping.metric {es.metric!r} is not one of {sorted(known)}")
+        return self

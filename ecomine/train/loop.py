@@ -1,0 +1,252 @@
+"""The per-worker training loop that Ray Train runs (one copy per worker).
+
+Sits in `train` between the model (`ecomine.models`) and the driver
+(`ecomine.train.runner`), Made-With-ML style: step functions, this loop, the
+driver. DDP via `ray.train.torch.prepare_model`; every worker reports each
+epoch, rank 0 alone evaluates on the validation split and writes the
+checkpoint (safetensors: weights and optimiser state; JSON: loop state).
+Tune trials run this same function, so there is one training code path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "train_loop_per_worker",
+    "val_metric_name",
+    "save_checkpoint_dir",
+    "load_checkpoint_dir",
+    "lr_lambda",
+    "FaultDrill",
+]
+
+WEIGHTS = "model.safetensors"
+OPTIMIZER = "optimizer.safetensors"
+STATE = "state.json"
+
+
+class FaultDrill(RuntimeError):
+    """Raised once by `run.fail_once_at_epoch` to exercise worker-failure recovery."""
+
+
+def val_metric_name(metric: str) -> str:
+    """Spec name (`ndcg@10`, `new_hr@5`, `mrr`, `loss`) -> reported key (`val_ndcg@10`)."""
+    return "val_loss" if metric == "loss" else f"val_{metric}"
+
+
+def lr_lambda(schedule: str, warmup: int, total: int):
+    """Multiplier on the base lr at step s: linear warm-up, then the schedule."""
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return f
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """AdamW state -> (tensors for safetensors, JSON-able rest); no pickle anywhere."""
+    tensors, meta = {}, {"param_groups": state["param_groups"], "scalars": {}}
+    for idx, st in state["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                meta["scalars"][f"{idx}.{key}"] = value
+    return tensors, meta
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in [*tensors.items(), *meta["scalars"].items()]:
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer, loop_state: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, str(path / WEIGHTS))
+    if optimizer is not None:
+        tensors, meta = _flatten_optimizer(optimizer.state_dict())
+        save_file(tensors, str(path / OPTIMIZER))
+        loop_state = {**loop_state, "optimizer": meta}
+    (path / STATE).write_text(json.dumps(loop_state, indent=2, default=float))
+
+
+def load_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer=None) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path / WEIGHTS)))
+    state = json.loads((path / STATE).read_text())
+    if optimizer is not None and (path / OPTIMIZER).exists():
+        optimizer.load_state_dict(_unflatten_optimizer(load_file(str(path / OPTIMIZER)), state["optimizer"]))
+    return state
+
+
+def _progress(path: str | None, record: dict[str, Any]) -> None:
+    """Append one JSON line the driver tails for its progress display."""
+    if not path:
+        return
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+    except OSError:
+        pass  # progress is a convenience; never fail training over it
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point. `config`: spec (dict), data (ObjectRef), init (ObjectRef|None)."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    from ecomine.models.recommend import RecommenderConfig, SequentialRecommender, training_windows
+    from ecomine.specs import TrainSpec
+    from ecomine.train.metrics import evaluate_scorer
+
+    spec = TrainSpec.model_validate(config["spec"])
+    data = ray.get(config["data"]) if isinstance(config["data"], ray.ObjectRef) else config["data"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    opt, bb = spec.optim, spec.model.backbone
+    torch.manual_seed(opt.seed)
+    torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
+
+    cfg = RecommenderConfig(
+        n_items=data.n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
+        dropout=bb.dropout, repeat=spec.model.repeat, loss=spec.model.loss, num_negatives=spec.model.num_negatives,
+    )
+    model = SequentialRecommender(cfg)
+    if config.get("init") is not None:
+        init = ray.get(config["init"]) if isinstance(config["init"], ray.ObjectRef) else config["init"]
+        with torch.no_grad():
+            model.item_embeddings.weight.copy_(torch.as_tensor(init))
+    device = ray.train.torch.get_device()
+    model = ray.train.torch.prepare_model(model)
+    core: SequentialRecommender = model.module if hasattr(model, "module") else model
+
+    inputs, targets = training_windows(data.train_sequences, bb.max_len)
+    per_rank = len(inputs) // world  # equal step counts on every rank keep DDP in lock-step
+    steps_per_epoch = max(1, math.ceil(per_rank / opt.batch_size))
+    total = steps_per_epoch * opt.epochs
+    optimizer = torch.optim.AdamW(core.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(opt.schedule, int(opt.warmup_ratio * total), total)
+    )
+    use_amp = spec.scaling.use_gpu and spec.scaling.mixed_precision != "no"
+    amp_dtype = torch.bfloat16 if spec.scaling.mixed_precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    es = opt.early_stopping
+    watch = val_metric_name(es.metric) if es else None
+    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": []}
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            state = load_checkpoint_dir(Path(d), core, optimizer)
+        scheduler.last_epoch = state["epoch"] * steps_per_epoch
+        state.pop("optimizer", None)
+
+    for epoch in range(state["epoch"], opt.epochs):
+        drill = spec.run.fail_once_at_epoch
+        if drill is not None and epoch + 1 == drill and rank == 0:
+            marker = Path(config["run_dir"]) / f".fault-drill-epoch-{drill}"
+            if not marker.exists():
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text("raised once\n")
+                raise FaultDrill(f"fault drill: worker raised at epoch {drill} (run.fail_once_at_epoch)")
+        model.train()
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(opt.seed * 1000 + epoch)
+        order = rng.permutation(len(inputs))[rank * per_rank : (rank + 1) * per_rank]
+        losses = []
+        for s in range(steps_per_epoch):
+            idx = order[s * opt.batch_size : (s + 1) * opt.batch_size]
+            if len(idx) == 0:
+                continue
+            x = torch.from_numpy(inputs[idx]).to(device)
+            y = torch.from_numpy(targets[idx]).to(device)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                loss = model(x, y)  # through the DDP wrapper, so gradients are all-reduced
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if opt.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(core.parameters(), opt.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+        train_seconds = time.perf_counter() - t0
+        metrics: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "samples_per_s": len(order) / max(train_seconds, 1e-9),
+            "lr": scheduler.get_last_lr()[0],
+        }
+        stop = False
+        if rank == 0:
+            core.eval()
+            res = evaluate_scorer(
+                _DeviceScorer(core, device), data.valid_histories, data.valid_targets,
+                n_items=data.n_items + 1, ks=spec.eval.ks, pad_id=0,
+            )
+            for protocol, prefix in (("all_items", "val_"), ("new_items", "val_new_")):
+                for k, v in res[protocol].items():
+                    if k not in ("n", "n_dropped"):
+                        metrics[f"{prefix}{k.lower()}"] = v
+            metrics["val_loss"] = metrics["train_loss"]
+            value = metrics.get(watch) if watch else None
+            better = value is not None and (
+                state["best"] is None or (value > state["best"] if es.mode == "max" else value < state["best"])
+            )
+            if better:
+                state.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
+            elif es is not None:
+                state["bad_epochs"] += 1
+            stop = es is not None and state["bad_epochs"] >= es.patience
+            state["history"].append(metrics)
+            _progress(config.get("progress_file"), metrics)
+        state["epoch"] = epoch + 1
+        if world > 1:
+            flag = torch.tensor([1.0 if stop else 0.0], device=device)
+            torch.distributed.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        last = stop or epoch + 1 == opt.epochs
+        checkpoint = None
+        if rank == 0 and ((epoch + 1) % spec.run.checkpoint_every == 0 or last):
+            tmp = tempfile.mkdtemp(prefix="ecomine-ckpt-")
+            save_checkpoint_dir(Path(tmp), core, optimizer, state)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        metrics["stopped_early"] = stop and epoch + 1 < opt.epochs
+        ray.train.report(metrics, checkpoint=checkpoint)
+        if stop:
+            break
+    if rank == 0:
+        _progress(config.get("progress_file"), {"done": True, "epoch": state["epoch"]})
+
+
+class _DeviceScorer:
+    def __init__(self, model, device) -> None:
+        self.model, self.device = model, device
+
+    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        return self.model.score(histories, device=self.device)

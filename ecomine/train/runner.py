@@ -1,0 +1,256 @@
+"""The training driver: TrainSpec -> Ray Train TorchTrainer -> evaluated, registered model.
+
+Sits at the end of `train` (the registry comes after it). Three layers, as in
+Made-With-ML: step functions (`ecomine.models`), the per-worker loop
+(`ecomine.train.loop`), and this driver, which checks the spec against the
+cluster BEFORE any Ray job starts, builds ScalingConfig/RunConfig, shows
+progress, evaluates the best checkpoint on the test split beside the baselines,
+and registers the version (or nothing, if anything fails).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ecomine.specs import SpecError, TrainSpec
+
+__all__ = ["TrainOutcome", "preflight", "check_cluster", "run_training", "run_name", "storage_path"]
+
+
+@dataclass
+class TrainOutcome:
+    run_name: str
+    results: dict[str, Any]  # evaluation report: model + baselines, both protocols
+    history: list[dict[str, Any]]
+    version: str | None
+    registry: str
+    best_epoch: int | None
+    seconds: float
+
+
+def run_name(spec: TrainSpec) -> str:
+    return spec.run.name or f"{spec.task}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def storage_path(spec: TrainSpec) -> str:
+    s = spec.run.storage
+    return s if s.startswith("s3://") else str(Path(s).expanduser().resolve())
+
+
+def preflight(spec: TrainSpec) -> None:
+    """Checks that need no Ray: named sources exist. Raises SpecError naming the field."""
+    if spec.model.item_init == "text":
+        from ecomine.models.text_encoder import EncoderNotFound, resolve_encoder
+
+        try:
+            resolve_encoder(spec.model.text_encoder)
+        except EncoderNotFound as e:
+            raise SpecError(f"model.text_encoder: {e}") from None
+    if spec.scaling.use_gpu:
+        import torch
+
+        if not torch.cuda.is_available() and os.environ.get("ECOMINE_ALLOW_REMOTE_GPU") != "1":
+            raise SpecError("scaling.use_gpu: true but this machine sees no GPU (set ECOMINE_ALLOW_REMOTE_GPU=1 for a remote cluster)")
+
+
+def check_cluster(spec: TrainSpec) -> None:
+    """The workers fit in the cluster, else SpecError naming scaling.* (a Train run would wait forever)."""
+    import ray
+
+    res = ray.cluster_resources()
+    need_cpu = spec.scaling.num_workers * spec.scaling.cpus_per_worker
+    have_cpu = res.get("CPU", 0.0)
+    if need_cpu > have_cpu:
+        raise SpecError(
+            f"scaling.num_workers: {spec.scaling.num_workers} workers x {spec.scaling.cpus_per_worker} CPU "
+            f"need {need_cpu:g} CPUs but the Ray cluster has {have_cpu:g}"
+        )
+    if spec.scaling.use_gpu and res.get("GPU", 0.0) < spec.scaling.num_workers:
+        raise SpecError(
+            f"scaling.use_gpu: {spec.scaling.num_workers} workers need {spec.scaling.num_workers} GPUs, "
+            f"the cluster has {res.get('GPU', 0.0):g}"
+        )
+
+
+def _ensure_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+
+
+class _ProgressTail:
+    """Tail the rank-0 progress file and render epoch / loss / metric with rich."""
+
+    def __init__(self, path: Path, spec: TrainSpec, console) -> None:
+        self.path, self.spec, self.console = path, spec, console
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _ProgressTail:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from ecomine.train.loop import val_metric_name
+
+        es = self.spec.optim.early_stopping
+        watch = val_metric_name(es.metric if es else "ndcg@10")
+        seen = 0
+        with Progress(
+            TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), console=self.console, transient=False,
+        ) as progress:
+            task = progress.add_task("epochs", total=self.spec.optim.epochs, info="starting Ray Train workers")
+            while True:
+                done = self._stop.is_set()
+                if self.path.exists():
+                    lines = self.path.read_text().splitlines()
+                    for line in lines[seen:]:
+                        rec = json.loads(line)
+                        if "train_loss" in rec:
+                            info = f"loss {rec['train_loss']:.4f}  {watch} {rec.get(watch, float('nan')):.4f}  {rec['samples_per_s']:.0f} samples/s"
+                            progress.update(task, completed=rec["epoch"], info=info)
+                    seen = len(lines)
+                if done:
+                    break
+                time.sleep(0.5)
+
+
+def run_training(
+    spec: TrainSpec,
+    *,
+    ray_address: str | None = None,
+    console=None,
+    data=None,
+) -> TrainOutcome:
+    """Run a TrainSpec end to end; see the module docstring. `data` may pass prepared RecommendData."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from ecomine.models.recommend import (
+        ItemVocab,
+        RecommenderConfig,
+        SequentialRecommender,
+        save_recommender,
+        text_initialised_embeddings,
+    )
+    from ecomine.train.data import prepare_recommend_data
+    from ecomine.train.evaluate import evaluate_recommender
+    from ecomine.train.loop import load_checkpoint_dir, train_loop_per_worker, val_metric_name
+
+    t0 = time.perf_counter()
+    preflight(spec)
+    _ensure_ray(ray_address)
+    check_cluster(spec)
+    data = data if data is not None else prepare_recommend_data(spec)
+    if not data.train_sequences:
+        raise SpecError("data: no user has 2 or more purchases to train on")
+    name = run_name(spec)
+    root = storage_path(spec)
+    local_run_dir = Path(root) / name if not root.startswith("s3://") else Path(tempfile.mkdtemp(prefix="ecomine-run-"))
+    local_run_dir.mkdir(parents=True, exist_ok=True)
+    progress_file = local_run_dir / "progress.jsonl"
+    bb = spec.model.backbone
+    init = None
+    if spec.model.item_init == "text":
+        init = ray.put(text_initialised_embeddings(data.vocab_texts, bb.hidden, source=spec.model.text_encoder, seed=spec.optim.seed).numpy())
+    es = spec.optim.early_stopping
+    watch = val_metric_name(es.metric) if es else "val_ndcg@10"
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "spec": spec.model_dump(mode="json"),
+            "data": ray.put(data),
+            "init": init,
+            "progress_file": str(progress_file),
+            "run_dir": str(local_run_dir),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=spec.scaling.num_workers,
+            use_gpu=spec.scaling.use_gpu,
+            resources_per_worker={"CPU": spec.scaling.cpus_per_worker, **({"GPU": 1} if spec.scaling.use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=root,
+            failure_config=FailureConfig(max_failures=spec.run.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2,
+                checkpoint_score_attribute=watch,
+                checkpoint_score_order=es.mode if es else "max",
+            ),
+        ),
+    )
+    if console is not None:
+        with _ProgressTail(progress_file, spec, console):
+            result = trainer.fit()
+    else:
+        result = trainer.fit()
+    if result.error:
+        raise result.error
+    best = result.best_checkpoints[0][0] if result.best_checkpoints else result.checkpoint
+    if best is None:
+        raise RuntimeError(f"run {name}: training produced no checkpoint")
+
+    cfg = RecommenderConfig(
+        n_items=data.n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
+        dropout=bb.dropout, repeat=spec.model.repeat, loss=spec.model.loss, num_negatives=spec.model.num_negatives,
+    )
+    model = SequentialRecommender(cfg)
+    with best.as_directory() as d:
+        state = load_checkpoint_dir(Path(d), model)
+    model.eval()
+    results = evaluate_recommender(model, data, ks=spec.eval.ks, split="test")
+    version = None
+    if spec.run.register_model:
+        version = _register(spec, model, data, results, state, name, save_recommender, ItemVocab)
+    return TrainOutcome(
+        run_name=name, results=results, history=state.get("history", []), version=version,
+        registry=spec.run.registry, best_epoch=state.get("best_epoch"), seconds=time.perf_counter() - t0,
+    )
+
+
+def _register(spec, model, data, results, state, name, save_recommender, ItemVocab) -> str:
+    """Write the version folder in a temp dir and hand it to the registry (atomic there)."""
+    import numpy as np
+
+    from ecomine.registry import Registry
+    from ecomine.train.metrics import report_json
+
+    counts = np.bincount(np.concatenate(data.train_sequences), minlength=data.n_items + 1)
+    counts[0] = 0
+    popular = [int(i) for i in np.argsort(-counts, kind="stable")[:100] if counts[i] > 0]
+    with tempfile.TemporaryDirectory(prefix="ecomine-version-") as tmp:
+        save_recommender(tmp, model, ItemVocab(items=data.vocab_items, texts=data.vocab_texts), popular=popular)
+        Path(tmp, "report.json").write_text(json.dumps(report_json(results), indent=2))
+        Path(tmp, "history.json").write_text(json.dumps(state.get("history", []), indent=2, default=float))
+        from ecomine.train.evaluate import MODEL_NAME
+
+        metrics = {
+            "test": report_json({MODEL_NAME: results[MODEL_NAME]})[MODEL_NAME],
+            "best_epoch": state.get("best_epoch"),
+            "best_validation": state.get("best"),
+            "run": name,
+        }
+        mv = Registry(spec.run.registry).register(
+            spec.task, tmp, spec=spec.model_dump(mode="json"), data_fingerprint=data.fingerprint,
+            metrics=metrics, tags=[*spec.run.tags, f"run:{name}"],
+        )
+    return mv.version
