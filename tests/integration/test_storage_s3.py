@@ -137,6 +137,7 @@ def _closed_port() -> int:
 
 
 def test_unreachable_endpoint_fails_fast_naming_the_endpoint(s3_server: str) -> None:
+    """s3_server only provides credentials (signing comes before connecting); the endpoint is a closed port."""
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     options = S3Options(endpoint_url=endpoint)
     for call in (
