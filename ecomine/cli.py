@@ -27,6 +27,13 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Read, clean, profile and build features from event logs.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+registry_app = typer.Typer(help="Model versions and stages (staging / production).", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+bench_app = typer.Typer(help="Benchmarks that print figures (not timed tests).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+RegistryOpt = Annotated[str, typer.Option("--registry", help="registry root: folder or s3:// URI", envvar="ECOMINE_REGISTRY")]
+TaskOpt = Annotated[str, typer.Option("--task", help="recommend | demand | risk")]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,9 +45,10 @@ class CliError(Exception):
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from ecomine.data.readers import DataError
+    from ecomine.models.text_encoder import EncoderNotFound
     from ecomine.specs import SpecError
 
-    errors: list[type[BaseException]] = [CliError, SpecError, DataError]
+    errors: list[type[BaseException]] = [CliError, SpecError, DataError, EncoderNotFound]
     for mod, name in (("ecomine.storage", "StorageError"), ("ecomine.registry", "RegistryError")):
         try:
             errors.append(getattr(__import__(mod, fromlist=[name]), name))
@@ -137,6 +145,152 @@ def data_synth(
     paths = write(log, out)
     summary = describe(log)
     console.print(f"[green]wrote[/] {len(paths)} files to {out}: " + ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict)))
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """`--set optim.lr=3e-4` -> {"optim.lr": 0.0003} (values parsed as YAML scalars)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise CliError(f"--set {pair!r}: expected dotted.path=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@app.command()
+def train(
+    spec: Annotated[Path, typer.Argument(help="TrainSpec YAML")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a field: optim.lr=3e-4")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local Ray)")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="also write the evaluation report JSON here")] = None,
+) -> None:
+    """Fine-tune through Ray Train, evaluate on the test split beside baselines, register."""
+    from ecomine.specs import TrainSpec, load_spec
+    from ecomine.train.metrics import format_report, report_json
+    from ecomine.train.runner import run_training
+
+    train_spec = load_spec(spec, TrainSpec, overrides=_parse_overrides(set_ or []))
+    outcome = run_training(train_spec, ray_address=address, console=console)
+    console.print(format_report(outcome.results, title=f"{outcome.run_name}: test split"))
+    if report is not None:
+        from ecomine import storage
+
+        storage.write_json(str(report), report_json(outcome.results))
+    where = f"registered {train_spec.task}/{outcome.version} in {outcome.registry}" if outcome.version else "not registered"
+    console.print(f"[green]done[/] in {outcome.seconds:.0f}s; best epoch {outcome.best_epoch}; {where}")
+
+
+@app.command()
+def evaluate(
+    version: Annotated[str, typer.Argument(help="version id, stage (staging/production) or latest")],
+    registry: RegistryOpt = "registry",
+    task: TaskOpt = "recommend",
+) -> None:
+    """Re-run a registered version's evaluation report (same spec, same data, same baselines)."""
+    from ecomine.models.recommend import load_recommender
+    from ecomine.registry import Registry
+    from ecomine.specs import TrainSpec
+    from ecomine.train.data import prepare_recommend_data
+    from ecomine.train.evaluate import evaluate_recommender
+    from ecomine.train.metrics import format_report
+
+    reg = Registry(registry)
+    mv = reg.get(task, version)
+    folder = reg.fetch(task, mv.version)
+    spec = TrainSpec.model_validate(mv.spec)
+    data = prepare_recommend_data(spec)
+    if data.fingerprint != mv.data_fingerprint:
+        console.print("[yellow]warning:[/] the data changed since this version was trained (fingerprint differs)")
+    model, vocab = load_recommender(folder)
+    if vocab.items != data.vocab_items:
+        raise CliError(f"{task}/{mv.version}: the item catalogue of the data no longer matches the model's")
+    results = evaluate_recommender(model, data, ks=spec.eval.ks)
+    console.print(format_report(results, title=f"{task}/{mv.version}: test split"))
+
+
+@registry_app.command("list")
+def registry_list(registry: RegistryOpt = "registry", task: Annotated[Optional[str], typer.Option()] = None) -> None:
+    """Versions with their stages, tags and headline metric."""
+    from ecomine.registry import Registry
+
+    versions = Registry(registry).list(task)
+    t = Table(title=f"registry: {registry}")
+    for col in ("task", "version", "stages", "created (UTC)", "tags", "test NDCG@10 (all/new)"):
+        t.add_column(col)
+    for v in versions:
+        test = (v.metrics or {}).get("test", {})
+        ndcg = "/".join(f"{test.get(p, {}).get('NDCG@10', float('nan')):.4f}" for p in ("all_items", "new_items")) if test else "-"
+        t.add_row(v.task, v.version, ",".join(v.stages) or "-", f"{v.created_at:%Y-%m-%d %H:%M}", ",".join(v.tags), ndcg)
+    console.print(t)
+
+
+@registry_app.command("show")
+def registry_show(version: str, registry: RegistryOpt = "registry", task: TaskOpt = "recommend") -> None:
+    """A version's manifest as JSON."""
+    from ecomine.registry import Registry
+
+    typer.echo(json.dumps(Registry(registry).show(task, version), indent=2))
+
+
+@registry_app.command("promote")
+def registry_promote(
+    version: str, stage: Annotated[str, typer.Argument(help="staging | production")],
+    registry: RegistryOpt = "registry", task: TaskOpt = "recommend",
+) -> None:
+    """Point a stage at a version (one atomic write)."""
+    from ecomine.registry import Registry
+
+    p = Registry(registry).promote(task, version, stage)
+    console.print(f"{task}: {stage} -> {p.version}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    stage: Annotated[str, typer.Argument(help="staging | production")],
+    registry: RegistryOpt = "registry", task: TaskOpt = "recommend",
+) -> None:
+    """Point a stage back at the version it held before."""
+    from ecomine.registry import Registry
+
+    p = Registry(registry).rollback(task, stage)
+    console.print(f"{task}: {stage} -> {p.version} (rolled back)")
+
+
+@bench_app.command("quality")
+def bench_quality(
+    task: TaskOpt = "recommend",
+    data: Annotated[str, typer.Option(help="DataSpec YAML or preset (online-retail)")] = "online-retail",
+    spec: Annotated[Optional[Path], typer.Option(help="TrainSpec YAML (default: benchmarks/recommend_online_retail.yaml)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a field")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="write the report JSON here")] = None,
+) -> None:
+    """Train on a data set and print the model beside the baselines with ratios (both protocols)."""
+    from ecomine.specs import TrainSpec, load_spec
+    from ecomine.train.evaluate import MODEL_NAME, best_baseline
+    from ecomine.train.metrics import format_report, report_json
+    from ecomine.train.runner import run_training
+
+    if task != "recommend":
+        raise CliError(f"--task {task!r}: only recommend has a quality benchmark so far")
+    path = spec or Path(__file__).resolve().parents[1] / "benchmarks" / "recommend_online_retail.yaml"
+    overrides = {"data": {"kind": "spec", "spec": data}, **_parse_overrides(set_ or [])}
+    train_spec = load_spec(path, TrainSpec, overrides=overrides)
+    outcome = run_training(train_spec, console=console)
+    console.print(format_report(outcome.results, title=f"quality: {task} on {data}"))
+    summary = {}
+    for protocol in ("all_items", "new_items"):
+        name, value = best_baseline(outcome.results, protocol)
+        model = outcome.results[MODEL_NAME][protocol]["NDCG@10"]
+        summary[protocol] = {"model_ndcg@10": model, "best_baseline": name, "baseline_ndcg@10": value, "ratio": model / value}
+        console.print(f"{protocol}: model NDCG@10 {model:.4f} vs {name} {value:.4f} -> ratio {model / value:.2f} (target >= 1.2)")
+    if out is not None:
+        from ecomine import storage
+
+        storage.write_json(str(out), {"results": report_json(outcome.results), "summary": summary,
+                                      "best_epoch": outcome.best_epoch, "seconds": outcome.seconds, "version": outcome.version})
 
 
 if __name__ == "__main__":  # pragma: no cover
