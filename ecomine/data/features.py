@@ -1,0 +1,778 @@
+"""Feature builders: cleaned canonical events in, model-ready tables out.
+
+Sits after cleaning in the data flow (validate -> clean -> **features** -> splits);
+the recommend, demand and risk models train on what these return. Pure functions
+over eager polars DataFrames (no I/O, no Python loop per row or per user).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from ecomine.data.schema import EVENT_TYPES
+
+__all__ = [
+    "user_sequences",
+    "rfm_features",
+    "demand_series",
+    "risk_examples",
+    "item_catalogue",
+    "uk_bank_holidays",
+    "RISK_FEATURES",
+    "DEMAND_COVARIATES",
+]
+
+# Numeric history features of `risk_examples`, every one computed only from
+# events strictly before the line's timestamp. Nullable where undefined (no history).
+RISK_FEATURES: tuple[str, ...] = (
+    "quantity",
+    "price",
+    "line_value",
+    "cust_prior_orders",
+    "cust_prior_lines",
+    "cust_prior_returns",
+    "cust_prior_return_rate",
+    "cust_days_since_prev_order",
+    "cust_tenure_days",
+    "item_prior_purchases",
+    "item_prior_return_rate",
+    "qty_rel_cust_mean",
+    "price_rel_item_mean",
+    "hour",
+    "day_of_week",
+)
+
+# Calendar covariates `demand_series` adds to every (item, period) row.
+DEMAND_COVARIATES: tuple[str, ...] = (
+    "day_of_week",
+    "is_weekend",
+    "week_of_year",
+    "month",
+    "day_of_year",
+    "days_to_christmas",
+    "is_uk_holiday",
+)
+
+_ROW = "__row"
+_OKEY = "__order_key"
+_DAY_US = 86_400_000_000.0  # microseconds in a day
+_PURCHASE = pl.col("event") == "purchase"
+_RETURN = pl.col("event") == "return"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _require(events: pl.DataFrame, columns: Iterable[str], where: str) -> None:
+    missing = [c for c in columns if c not in events.columns]
+    if missing:
+        raise ValueError(
+            f"{where}: events frame lacks column(s) {missing}; it has {events.columns}"
+        )
+
+
+def _check_events(kinds: Sequence[str], where: str) -> None:
+    bad = [k for k in kinds if k not in EVENT_TYPES]
+    if bad:
+        raise ValueError(f"{where}: event={bad!r} is not one of {list(EVENT_TYPES)}")
+
+
+def _instant(value: dt.datetime | dt.date, dtype: pl.DataType, where: str) -> pl.Expr:
+    """A literal comparable with a column of `dtype`.
+
+    Naive datetimes are read as UTC against a tz-aware column; aware ones are
+    converted. A date means its midnight (UTC). Against a Date column, the date.
+    """
+    if isinstance(value, dt.datetime):
+        v = value
+    elif isinstance(value, dt.date):
+        v = dt.datetime.combine(value, dt.time())
+    else:
+        raise TypeError(f"{where}: expected a datetime or date, got {value!r}")
+    if dtype == pl.Date:
+        return pl.lit(v.date(), dtype=pl.Date)
+    if not isinstance(dtype, pl.Datetime):
+        raise TypeError(f"{where}: column dtype {dtype} is not a date/datetime")
+    if dtype.time_zone is None:
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    elif v.tzinfo is None:
+        v = v.replace(tzinfo=dt.timezone.utc)
+    return pl.lit(v).cast(dtype)
+
+
+def _days(expr: pl.Expr) -> pl.Expr:
+    """A Duration expression in (fractional) days."""
+    return expr.dt.total_microseconds() / _DAY_US
+
+
+def _order_key(events: pl.DataFrame) -> pl.Expr:
+    """order_id, or a per-row key where it is null (such a row is its own order).
+
+    Needs the `_ROW` index column on the frame it is evaluated on.
+    """
+    if events["order_id"].null_count() == 0:
+        return pl.col("order_id").alias(_OKEY)
+    return pl.coalesce(
+        pl.col("order_id"), pl.lit("\x00row") + pl.col(_ROW).cast(pl.String)
+    ).alias(_OKEY)
+
+
+def _mode_by(frame: pl.DataFrame, by: str, col: str) -> pl.DataFrame:
+    """Most frequent non-null `col` per `by` (ties: smallest value). Columns [by, col]."""
+    return (
+        frame.filter(pl.col(col).is_not_null())
+        .group_by(by, col)
+        .agg(pl.len().alias("__n"))
+        .sort([by, "__n", col], descending=[False, True, False])
+        .unique(subset=by, keep="first", maintain_order=True)
+        .select(by, col)
+    )
+
+
+def _ratio(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+    """num / den as float, null where den is 0 or null."""
+    return pl.when(den > 0).then(num.cast(pl.Float64) / den).otherwise(None)
+
+
+def _easter(year: int) -> dt.date:
+    # Anonymous Gregorian algorithm (Meeus/Jones/Butcher).
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (b - (b + 8) // 25 + 1) // 3
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    l_ = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * l_) // 451
+    month, day = divmod(h + l_ - 7 * m + 114, 31)
+    return dt.date(year, month, day + 1)
+
+
+def _observed(days: list[dt.date]) -> list[dt.date]:
+    """Move weekend holidays to the next weekday not already a holiday."""
+    taken = {d for d in days if d.weekday() < 5}
+    out = sorted(taken)
+    for d in sorted(x for x in days if x.weekday() >= 5):
+        s = d
+        while s.weekday() >= 5 or s in taken:
+            s += dt.timedelta(days=1)
+        taken.add(s)
+        out.append(s)
+    return sorted(out)
+
+
+def _first_monday(year: int, month: int) -> dt.date:
+    d = dt.date(year, month, 1)
+    return d + dt.timedelta(days=(7 - d.weekday()) % 7)
+
+
+def _last_monday(year: int, month: int) -> dt.date:
+    d = dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+    return d - dt.timedelta(days=d.weekday())
+
+
+# One-off changes to the England & Wales calendar (moved or extra days).
+_MOVED = {
+    dt.date(2012, 5, 28): dt.date(2012, 6, 4),  # Spring holiday -> Diamond Jubilee weekend
+    dt.date(2020, 5, 4): dt.date(2020, 5, 8),  # Early May -> VE Day 75
+    dt.date(2022, 5, 30): dt.date(2022, 6, 2),  # Spring holiday -> Platinum Jubilee
+}
+_EXTRA = (
+    dt.date(2011, 4, 29),  # Royal wedding
+    dt.date(2012, 6, 5),  # Diamond Jubilee
+    dt.date(2022, 6, 3),  # Platinum Jubilee
+    dt.date(2022, 9, 19),  # State funeral of Queen Elizabeth II
+    dt.date(2023, 5, 8),  # Coronation of King Charles III
+)
+
+
+def uk_bank_holidays(start_year: int = 2009, end_year: int = 2027) -> list[dt.date]:
+    """England & Wales bank holidays, computed from the statutory rules.
+
+    Rules (New Year, Good Friday, Easter Monday, early-May, spring, summer,
+    Christmas, Boxing Day, with weekend substitutes) hold for any year; the
+    one-off moves and extra days (jubilees, royal events) are hard-coded and
+    known for 2009-2027 only.
+    """
+    out: list[dt.date] = []
+    for y in range(start_year, end_year + 1):
+        easter = _easter(y)
+        fixed = [
+            easter - dt.timedelta(days=2),
+            easter + dt.timedelta(days=1),
+            _first_monday(y, 5),
+            _last_monday(y, 5),
+            _last_monday(y, 8),
+        ]
+        days = _observed([dt.date(y, 1, 1)]) + fixed + _observed(
+            [dt.date(y, 12, 25), dt.date(y, 12, 26)]
+        )
+        days = [_MOVED.get(d, d) for d in days] + [d for d in _EXTRA if d.year == y]
+        out.extend(days)
+    return sorted(set(out))
+
+
+# --------------------------------------------------------------------- sequences
+
+
+def user_sequences(
+    events: pl.DataFrame,
+    *,
+    event: str | Sequence[str] = "purchase",
+    dedupe_consecutive: bool = True,
+    min_len: int = 1,
+) -> pl.DataFrame:
+    """Each user's chronological item sequence.
+
+    Returns columns ``user_id: str, items: list[str], ts: list[datetime], n: i64``,
+    one row per user with at least `min_len` entries, sorted by user_id.
+    Order: ts, then order_id (nulls last), then row order in `events`. One entry
+    per (order, item) — several lines of one item in one order collapse to the
+    first; a row with a null order_id is its own order. With `dedupe_consecutive`,
+    an item repeated back-to-back (across orders) keeps only its first entry.
+    """
+    _require(events, ("user_id", "item_id", "ts", "event", "order_id"), "user_sequences")
+    kinds = [event] if isinstance(event, str) else list(event)
+    _check_events(kinds, "user_sequences")
+    df = (
+        events.select("user_id", "item_id", "ts", "event", "order_id")
+        .with_row_index(_ROW)
+        .filter(pl.col("event").is_in(kinds))
+        .sort(["user_id", "ts", "order_id", _ROW], nulls_last=True)
+        .with_columns(_order_key(events))
+        .unique(subset=["user_id", _OKEY, "item_id"], keep="first", maintain_order=True)
+    )
+    if dedupe_consecutive:
+        same = (pl.col("item_id") == pl.col("item_id").shift(1)) & (
+            pl.col("user_id") == pl.col("user_id").shift(1)
+        )
+        df = df.filter(~same.fill_null(False))
+    return (
+        df.group_by("user_id", maintain_order=True)
+        .agg(
+            pl.col("item_id").alias("items"),
+            pl.col("ts"),
+            pl.len().cast(pl.Int64).alias("n"),
+        )
+        .filter(pl.col("n") >= min_len)
+    )
+
+
+# --------------------------------------------------------------------------- RFM
+
+
+def rfm_features(
+    events: pl.DataFrame,
+    *,
+    as_of: dt.datetime | dt.date | None = None,
+    user_attributes: Sequence[str] = ("country",),
+) -> pl.DataFrame:
+    """Recency / frequency / monetary and behaviour features, one row per user.
+
+    Only events strictly before `as_of` count; the reference time is `as_of`, or the
+    latest event timestamp when None. Every user with any event before it gets a row
+    (sorted by user_id). Columns:
+
+    - ``recency_days`` f64: reference - last purchase (null: never purchased)
+    - ``frequency`` i64: distinct purchase orders
+    - ``monetary`` f64: sum of quantity*price over purchases (gross)
+    - ``net_monetary`` f64: monetary minus the value of returns
+    - ``n_lines`` i64 purchase lines, ``n_items`` i64 distinct items purchased
+    - ``avg_basket_size`` f64: purchase lines per order; ``avg_basket_value`` f64
+    - ``n_returns`` i64 return events; ``return_rate`` f64 = n_returns / n_lines
+      (null without purchases; may exceed 1 when returns cancel older purchases)
+    - ``tenure_days`` f64: reference - the user's first event of any kind
+    - ``fav_hour`` i8 (0-23), ``fav_dow`` i8 (1=Mon..7=Sun): most frequent over
+      purchase orders, ties to the smaller value
+    - each of `user_attributes` present in `events` (e.g. ``country``): its most
+      frequent non-null value (ties: smallest).
+    """
+    _require(
+        events, ("user_id", "item_id", "ts", "event", "quantity", "price", "order_id"), "rfm_features"
+    )
+    df = events.with_row_index(_ROW)
+    if as_of is not None:
+        df = df.filter(pl.col("ts") < _instant(as_of, events.schema["ts"], "rfm_features(as_of)"))
+    ref = (
+        _instant(as_of, events.schema["ts"], "rfm_features(as_of)")
+        if as_of is not None
+        else pl.lit(df["ts"].max(), dtype=events.schema["ts"])
+    )
+    value = pl.col("quantity") * pl.col("price")
+    users = df.group_by("user_id").agg(
+        pl.col("ts").min().alias("__first"),
+        _RETURN.sum().cast(pl.Int64).alias("n_returns"),
+        value.filter(_RETURN).sum().alias("__returned_value"),
+    )
+    purch = df.filter(_PURCHASE).with_columns(_order_key(events))
+    orders = purch.group_by("user_id", _OKEY).agg(
+        pl.col("ts").min(), pl.len().alias("__lines"), value.sum().alias("__value")
+    )
+    per_order = orders.group_by("user_id").agg(
+        pl.len().cast(pl.Int64).alias("frequency"),
+        pl.col("ts").max().alias("__last"),
+        pl.col("__lines").mean().alias("avg_basket_size"),
+        pl.col("__value").mean().alias("avg_basket_value"),
+    )
+    per_line = purch.group_by("user_id").agg(
+        value.sum().alias("monetary"),
+        pl.len().cast(pl.Int64).alias("n_lines"),
+        pl.col("item_id").n_unique().cast(pl.Int64).alias("n_items"),
+    )
+    timing = orders.with_columns(
+        pl.col("ts").dt.hour().alias("fav_hour"), pl.col("ts").dt.weekday().alias("fav_dow")
+    )
+    out = (
+        users.join(per_order, on="user_id", how="left")
+        .join(per_line, on="user_id", how="left")
+        .join(_mode_by(timing, "user_id", "fav_hour"), on="user_id", how="left")
+        .join(_mode_by(timing, "user_id", "fav_dow"), on="user_id", how="left")
+        .with_columns(pl.col("frequency", "n_lines", "n_items").fill_null(0))
+        .with_columns(pl.col("monetary").fill_null(0.0))
+        .with_columns(
+            _days(ref - pl.col("__last")).alias("recency_days"),
+            (pl.col("monetary") - pl.col("__returned_value")).alias("net_monetary"),
+            _ratio(pl.col("n_returns"), pl.col("n_lines")).alias("return_rate"),
+            _days(ref - pl.col("__first")).alias("tenure_days"),
+        )
+    )
+    attrs = [c for c in user_attributes if c in events.columns]
+    for a in attrs:
+        out = out.join(_mode_by(df, "user_id", a), on="user_id", how="left")
+    return out.select(
+        "user_id",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "net_monetary",
+        "n_lines",
+        "n_items",
+        "avg_basket_size",
+        "avg_basket_value",
+        "n_returns",
+        "return_rate",
+        "tenure_days",
+        "fav_hour",
+        "fav_dow",
+        *attrs,
+    ).sort("user_id")
+
+
+# ------------------------------------------------------------------------ demand
+
+
+def _as_date(value: dt.date | dt.datetime, where: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc)
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    raise TypeError(f"{where}: expected a date or datetime, got {value!r}")
+
+
+def _calendar(dates: pl.DataFrame, freq: str) -> pl.DataFrame:
+    d = pl.col("date")
+    xmas = pl.date(d.dt.year(), 12, 25)
+    next_xmas = pl.when(d <= xmas).then(xmas).otherwise(pl.date(d.dt.year() + 1, 12, 25))
+    hol = uk_bank_holidays()
+    if freq == "1w":
+        hol_s = pl.Series(hol, dtype=pl.Date).dt.truncate("1w").unique()
+    else:
+        hol_s = pl.Series(hol, dtype=pl.Date)
+    return dates.with_columns(
+        d.dt.weekday().alias("day_of_week"),
+        (d.dt.weekday() >= 6).alias("is_weekend"),
+        d.dt.week().alias("week_of_year"),
+        d.dt.month().alias("month"),
+        d.dt.ordinal_day().alias("day_of_year"),
+        (next_xmas - d).dt.total_days().cast(pl.Int32).alias("days_to_christmas"),
+        d.is_in(hol_s.implode()).alias("is_uk_holiday"),
+    )
+
+
+def demand_series(
+    events: pl.DataFrame,
+    *,
+    freq: Literal["1d", "1w"] = "1d",
+    items: Sequence[str] | pl.Series | None = None,
+    start: dt.date | dt.datetime | None = None,
+    end: dt.date | dt.datetime | None = None,
+    net: bool = False,
+) -> pl.DataFrame:
+    """Units per item per period, zero-filled, with price and calendar covariates.
+
+    One row for every item x every period in [start, end] (both inclusive; default
+    the span of the counted events), sorted by (item_id, date). Periods are UTC
+    days (``freq="1d"``) or ISO weeks starting Monday (``"1w"``, `date` = Monday).
+    `items` default: every item with a counted event; listed items absent from the
+    data get all-zero rows. Columns:
+
+    - ``item_id`` str, ``date`` Date (period start)
+    - ``units`` i64: purchased quantity (gross), or purchased minus returned
+      quantity when `net` (may then be negative)
+    - ``avg_price`` f64: revenue / purchased units of the period; carried forward
+      when nothing sold; before an item's first sale in the window it takes the
+      item's last price before `start`, else (leading gap) its first price in the
+      window — null only for an item never purchased
+    - ``n_orders`` i64 distinct purchase orders, ``revenue`` f64
+    - calendar covariates of the period start (`DEMAND_COVARIATES`): day_of_week
+      (1=Mon), is_weekend, week_of_year (ISO), month, day_of_year,
+      days_to_christmas (to the next Dec 25, 0 on the day), is_uk_holiday (England
+      & Wales bank holidays from `uk_bank_holidays`; weekly: any in the week).
+    """
+    where = "demand_series"
+    _require(events, ("item_id", "ts", "event", "quantity", "price", "order_id"), where)
+    if freq not in ("1d", "1w"):
+        raise ValueError(f"{where}: freq={freq!r} must be '1d' or '1w'")
+    kinds = ["purchase", "return"] if net else ["purchase"]
+    period = pl.col("ts").dt.date()
+    if freq == "1w":
+        period = period.dt.truncate("1w")
+    ev = (
+        events.select("item_id", "ts", "event", "quantity", "price", "order_id")
+        .with_row_index(_ROW)
+        .filter(pl.col("event").is_in(kinds))
+        .with_columns(period.alias("date"), _order_key(events))
+    )
+    agg = (
+        ev.filter(_PURCHASE)
+        .group_by("item_id", "date")
+        .agg(
+            pl.col("quantity").sum().alias("units"),
+            (pl.col("quantity") * pl.col("price")).sum().alias("revenue"),
+            pl.col(_OKEY).n_unique().cast(pl.Int64).alias("n_orders"),
+        )
+        .with_columns(_ratio(pl.col("revenue"), pl.col("units")).alias("avg_price"))
+    )
+    if net:
+        returned = (
+            ev.filter(_RETURN)
+            .group_by("item_id", "date")
+            .agg(pl.col("quantity").sum().alias("__returned"))
+        )
+        agg = (
+            agg.join(returned, on=["item_id", "date"], how="full", coalesce=True)
+            .with_columns(
+                (pl.col("units").fill_null(0) - pl.col("__returned").fill_null(0)).alias("units"),
+                pl.col("revenue", "n_orders").fill_null(0),
+            )
+            .drop("__returned")
+        )
+
+    def _snap(d: dt.date) -> dt.date:
+        return d - dt.timedelta(days=d.weekday()) if freq == "1w" else d
+
+    lo = _snap(_as_date(start, f"{where}(start)")) if start is not None else ev["date"].min()
+    hi = _snap(_as_date(end, f"{where}(end)")) if end is not None else ev["date"].max()
+    if items is None:
+        item_s = ev["item_id"].unique().sort()
+    else:
+        item_s = pl.Series("item_id", list(items), dtype=pl.String).unique().sort()
+    out_schema = {
+        "item_id": pl.String,
+        "date": pl.Date,
+        "units": pl.Int64,
+        "avg_price": pl.Float64,
+        "n_orders": pl.Int64,
+        "revenue": pl.Float64,
+    }
+    if lo is None or hi is None or item_s.len() == 0:
+        return _calendar(pl.DataFrame(schema=out_schema), freq)
+    if lo > hi:
+        raise ValueError(f"{where}: start={lo} is after end={hi}")
+    dates = pl.DataFrame({"date": pl.date_range(lo, hi, freq, eager=True)})
+    n_items, n_dates = item_s.len(), dates.height
+    step = 7 if freq == "1w" else 1
+    # Fill an item-major (n_items x n_dates) grid by position instead of joining
+    # millions of rows: cell = item_index * n_dates + period_index.
+    keyed = agg.join(
+        item_s.to_frame("item_id").with_row_index("__i"), on="item_id", how="inner"
+    ).with_columns(((pl.col("date") - lo).dt.total_days() // step).alias("__d"))
+    inside = keyed.filter(pl.col("date").is_between(lo, hi))
+    cell = (inside["__i"].cast(pl.Int64) * n_dates + inside["__d"]).to_numpy()
+    size = n_items * n_dates
+    units = np.zeros(size, dtype=np.int64)
+    units[cell] = inside["units"].to_numpy()
+    n_orders = np.zeros(size, dtype=np.int64)
+    n_orders[cell] = inside["n_orders"].to_numpy()
+    revenue = np.zeros(size, dtype=np.float64)
+    revenue[cell] = inside["revenue"].to_numpy()
+    price = np.full(size, np.nan)
+    price[cell] = inside["avg_price"].fill_null(np.nan).to_numpy()
+    # seed: the item's last observed price before the window
+    seed = np.full(n_items, np.nan)
+    before = (
+        keyed.filter(pl.col("date") < lo, pl.col("avg_price").is_not_null())
+        .sort("date")
+        .group_by("__i")
+        .agg(pl.col("avg_price").last())
+    )
+    seed[before["__i"].to_numpy()] = before["avg_price"].to_numpy()
+    grid_price = _fill_prices(price.reshape(n_items, n_dates), seed).reshape(-1)
+    cal = _calendar(dates, freq)
+    cell_date = pl.int_range(0, size, eager=True) % n_dates
+    return pl.DataFrame(
+        {
+            "item_id": item_s.gather(pl.int_range(0, size, eager=True) // n_dates),
+            "date": dates["date"].gather(cell_date),
+            "units": units,
+            "avg_price": pl.Series(grid_price).fill_nan(None),
+            "n_orders": n_orders,
+            "revenue": revenue,
+            **{c: cal[c].gather(cell_date) for c in DEMAND_COVARIATES},
+        }
+    )
+
+
+def _fill_prices(price: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Per row of an (items x periods) array: forward-fill NaNs; a leading gap takes
+    the row's seed, else the row's first observed value."""
+    n_rows, n_cols = price.shape
+    seen = ~np.isnan(price)
+    last = np.where(seen, np.arange(n_cols), 0)
+    np.maximum.accumulate(last, axis=1, out=last)
+    last += (np.arange(n_rows) * n_cols)[:, None]
+    out = price.reshape(-1)[last.reshape(-1)].reshape(n_rows, n_cols)
+    lead = np.isnan(out)
+    if lead.any():
+        first = seen.argmax(axis=1)
+        first_price = np.where(seen.any(axis=1), price[np.arange(n_rows), first], np.nan)
+        fill = np.where(np.isnan(seed), first_price, seed)
+        out = np.where(lead, fill[:, None], out)
+    return out
+
+
+# -------------------------------------------------------------------------- risk
+
+
+def _prior(cols: Sequence[str], by: str) -> list[pl.Expr]:
+    """Exclusive running sums (strictly before this instant) over a frame sorted by (by, ts)."""
+    return [(pl.col(c).cum_sum().over(by) - pl.col(c)).alias(f"__prior_{c}") for c in cols]
+
+
+def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFrame:
+    """One example per purchase line: its return label and leakage-free history.
+
+    Label ``returned`` (i8, 1/0): the same user has a ``return`` event for the same
+    item with ts in [line ts, line ts + horizon_days] (both inclusive). A return
+    whose ``linked_order_id`` is set counts only for lines of that order; one
+    without counts for any of the user's purchases of the item in the window.
+    ``label_closed_at`` = ts + horizon: trust a label only when it is at or before
+    your cut-off (see splits.temporal_split(label_closed_col=...)).
+
+    History features (`RISK_FEATURES`) use only events with ts strictly before the
+    line's ts (lines of the same order never see each other); undefined ratios
+    (no history) are null:
+    ``cust_prior_orders``, ``cust_prior_lines`` (purchase lines), ``cust_prior_returns``,
+    ``cust_prior_return_rate`` (= returns / lines), ``cust_days_since_prev_order``,
+    ``cust_tenure_days`` (since the customer's first event of any kind; 0 when
+    none before), ``item_prior_purchases`` (lines, all customers),
+    ``item_prior_return_rate``, ``qty_rel_cust_mean`` (quantity / customer's prior
+    mean line quantity), ``price_rel_item_mean`` (price / item's prior mean line
+    price), ``hour`` and ``day_of_week`` (1=Mon) of ts.
+
+    Also carried: ``line_id`` (u32 row index of the line in `events`), order_id,
+    user_id, item_id, item_text, ts, quantity, price, line_value, and ``country``
+    when present. Sorted by (ts, line_id).
+    """
+    where = "risk_examples"
+    _require(
+        events, ("user_id", "item_id", "ts", "event", "quantity", "price", "order_id"), where
+    )
+    if horizon_days < 0:
+        raise ValueError(f"{where}: horizon_days={horizon_days} must be >= 0")
+    horizon = dt.timedelta(days=horizon_days)
+    attrs = [c for c in ("country",) if c in events.columns]
+    text = [pl.col("item_text")] if "item_text" in events.columns else [
+        pl.lit(None, pl.String).alias("item_text")
+    ]
+    linked = (
+        pl.col("linked_order_id")
+        if "linked_order_id" in events.columns
+        else pl.lit(None, pl.String).alias("linked_order_id")
+    )
+    ev = events.with_row_index(_ROW)
+    purch = (
+        ev.filter(_PURCHASE)
+        .select(
+            pl.col(_ROW).alias("line_id"),
+            "order_id",
+            "user_id",
+            "item_id",
+            *text,
+            "ts",
+            "quantity",
+            "price",
+            (pl.col("quantity") * pl.col("price")).alias("line_value"),
+            *attrs,
+            _order_key(events),
+        )
+        .sort("ts", "line_id")
+    )
+    rets = ev.filter(_RETURN).select("user_id", "item_id", pl.col("ts").alias("__r_ts"), linked)
+
+    # -- label: the next unlinked return of (user, item) at/after ts, by an as-of join
+    unlinked = rets.filter(pl.col("linked_order_id").is_null()).drop("linked_order_id").sort("__r_ts")
+    lab = purch.select("line_id", "user_id", "item_id", "ts").join_asof(
+        unlinked,
+        left_on="ts",
+        right_on="__r_ts",
+        by=["user_id", "item_id"],
+        strategy="forward",
+        check_sortedness=False,
+    )
+    hit_unlinked = lab.filter(pl.col("__r_ts") <= pl.col("ts") + horizon)["line_id"]
+    hit_linked = (
+        purch.select("line_id", "user_id", "item_id", "order_id", "ts")
+        .join(
+            rets.filter(pl.col("linked_order_id").is_not_null()),
+            left_on=["user_id", "item_id", "order_id"],
+            right_on=["user_id", "item_id", "linked_order_id"],
+        )
+        .filter(pl.col("__r_ts").is_between(pl.col("ts"), pl.col("ts") + horizon))["line_id"]
+    )
+    hits = pl.concat([hit_unlinked, hit_linked]).unique()
+
+    # -- customer history: per (user, instant) counts, exclusive running sums
+    cust = (
+        pl.concat(
+            [
+                purch.group_by("user_id", "ts").agg(
+                    pl.len().alias("lines"), pl.col("quantity").sum().alias("qty")
+                ),
+                purch.group_by("user_id", _OKEY)
+                .agg(pl.col("ts").min())
+                .group_by("user_id", "ts")
+                .agg(pl.len().alias("orders")),
+                rets.group_by("user_id", pl.col("__r_ts").alias("ts")).agg(
+                    pl.len().alias("returns")
+                ),
+            ],
+            how="diagonal_relaxed",
+        )
+        .group_by("user_id", "ts")
+        .agg(pl.col("lines", "qty", "orders", "returns").sum())
+        .sort("user_id", "ts")
+        .with_columns(
+            *_prior(["lines", "qty", "orders", "returns"], "user_id"),
+            pl.when(pl.col("lines") > 0)
+            .then(pl.col("ts"))
+            .shift(1)
+            .forward_fill()
+            .over("user_id")
+            .alias("__prev_order_ts"),
+        )
+        .drop("lines", "qty", "orders", "returns")
+    )
+    first_seen = ev.group_by("user_id").agg(pl.col("ts").min().alias("__first_ts"))
+
+    # -- item history
+    item = (
+        pl.concat(
+            [
+                purch.group_by("item_id", "ts").agg(
+                    pl.len().alias("ilines"), pl.col("price").sum().alias("iprice")
+                ),
+                rets.group_by("item_id", pl.col("__r_ts").alias("ts")).agg(
+                    pl.len().alias("ireturns")
+                ),
+            ],
+            how="diagonal_relaxed",
+        )
+        .group_by("item_id", "ts")
+        .agg(pl.col("ilines", "iprice", "ireturns").sum())
+        .sort("item_id", "ts")
+        .with_columns(*_prior(["ilines", "iprice", "ireturns"], "item_id"))
+        .drop("ilines", "iprice", "ireturns")
+    )
+
+    out = (
+        purch.join(cust, on=["user_id", "ts"], how="left")
+        .join(first_seen, on="user_id", how="left")
+        .join(item, on=["item_id", "ts"], how="left")
+        .with_columns(
+            pl.col("line_id").is_in(hits.implode()).cast(pl.Int8).alias("returned"),
+            (pl.col("ts") + horizon).alias("label_closed_at"),
+            pl.col("__prior_orders").cast(pl.Int64).alias("cust_prior_orders"),
+            pl.col("__prior_lines").cast(pl.Int64).alias("cust_prior_lines"),
+            pl.col("__prior_returns").cast(pl.Int64).alias("cust_prior_returns"),
+            _ratio(pl.col("__prior_returns"), pl.col("__prior_lines")).alias(
+                "cust_prior_return_rate"
+            ),
+            _days(pl.col("ts") - pl.col("__prev_order_ts")).alias("cust_days_since_prev_order"),
+            _days(pl.col("ts") - pl.col("__first_ts")).alias("cust_tenure_days"),
+            pl.col("__prior_ilines").cast(pl.Int64).alias("item_prior_purchases"),
+            _ratio(pl.col("__prior_ireturns"), pl.col("__prior_ilines")).alias(
+                "item_prior_return_rate"
+            ),
+            _ratio(
+                pl.col("quantity") * pl.col("__prior_lines"), pl.col("__prior_qty")
+            ).alias("qty_rel_cust_mean"),
+            _ratio(
+                pl.col("price") * pl.col("__prior_ilines"), pl.col("__prior_iprice")
+            ).alias("price_rel_item_mean"),
+            pl.col("ts").dt.hour().alias("hour"),
+            pl.col("ts").dt.weekday().alias("day_of_week"),
+        )
+    )
+    return out.select(
+        "line_id",
+        "order_id",
+        "user_id",
+        "item_id",
+        "item_text",
+        "ts",
+        *attrs,
+        *RISK_FEATURES,
+        "returned",
+        "label_closed_at",
+    ).sort("ts", "line_id")
+
+
+# --------------------------------------------------------------------- catalogue
+
+
+def item_catalogue(
+    events: pl.DataFrame, *, item_attributes: Sequence[str] = ("category",)
+) -> pl.DataFrame:
+    """One row per item seen in `events`, sorted by item_id.
+
+    Columns: ``item_id``, ``item_text`` (most frequent non-null text; ties: smallest),
+    each of `item_attributes` present in `events` (most frequent non-null value),
+    ``n_purchases`` i64 (purchase lines), ``units_sold`` i64, ``first_seen`` /
+    ``last_seen`` (any event), ``median_price`` f64 (of purchase lines; of all its
+    events when it was never purchased).
+    """
+    _require(events, ("item_id", "ts", "event", "quantity", "price"), "item_catalogue")
+    stats = events.group_by("item_id").agg(
+        _PURCHASE.sum().cast(pl.Int64).alias("n_purchases"),
+        pl.col("quantity").filter(_PURCHASE).sum().cast(pl.Int64).alias("units_sold"),
+        pl.col("ts").min().alias("first_seen"),
+        pl.col("ts").max().alias("last_seen"),
+        pl.coalesce(pl.col("price").filter(_PURCHASE).median(), pl.col("price").median()).alias(
+            "median_price"
+        ),
+    )
+    attrs = [c for c in item_attributes if c in events.columns]
+    if "item_text" in events.columns:
+        stats = stats.join(_mode_by(events, "item_id", "item_text"), on="item_id", how="left")
+    else:
+        stats = stats.with_columns(pl.lit(None, pl.String).alias("item_text"))
+    for a in attrs:
+        stats = stats.join(_mode_by(events, "item_id", a), on="item_id", how="left")
+    return stats.select(
+        "item_id",
+        "item_text",
+        *attrs,
+        "n_purchases",
+        "units_sold",
+        "first_seen",
+        "last_seen",
+        "median_price",
+    ).sort("item_id")
