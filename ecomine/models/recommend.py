@@ -151,32 +151,41 @@ class SequentialRecommender(nn.Module):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return self.backbone(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
 
-    def _repeat_logits(self, ids: torch.Tensor, last_only: bool) -> torch.Tensor:
-        """[B, T or 1, V]: recency-decayed counts of each item earlier in the sequence."""
+    def _repeat_terms(self, ids: torch.Tensor, last_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index, weight) pairs [B, T', T]: query position t adds `weight` to item ids[s].
+
+        The weight is scale * decay^(t-s) for every earlier (or same) position s:
+        a recency-decayed count of each item already in the sequence.
+        """
         B, T = ids.shape
-        V = self.config.n_items + 1
         decay = torch.sigmoid(self.repeat_decay_logit)
         t = torch.arange(T, device=ids.device)
         age = (t[:, None] - t[None, :]).clamp(min=0).to(decay.dtype)  # [T(query), T(key)]
         causal = (t[None, :] <= t[:, None]).to(decay.dtype)
-        weights = decay**age * causal  # [T, T]
+        weights = self.repeat_scale * decay**age * causal  # [T, T]
         if last_only:
             weights = weights[-1:]
-        weights = weights.unsqueeze(0).expand(B, -1, -1) * (ids != PAD_ID).unsqueeze(1).to(decay.dtype)
-        index = ids.unsqueeze(1).expand(-1, weights.shape[1], -1)
-        out = torch.zeros(B, weights.shape[1], V, dtype=decay.dtype, device=ids.device)
-        out.scatter_add_(2, index, weights)
-        return self.repeat_scale * out
+        weights = weights.unsqueeze(0) * (ids != PAD_ID).unsqueeze(1).to(decay.dtype)
+        index = ids.unsqueeze(1).expand(-1, weights.shape[1], -1).contiguous()  # CPU scatter is slow on views
+        return index, weights.contiguous()
 
-    def logits(self, ids: torch.Tensor, *, last_only: bool = False) -> torch.Tensor:
-        """Scores of every item as the next one: [B, T, V] (or [B, 1, V])."""
+    def logits(self, ids: torch.Tensor, *, last_only: bool = False, mask_pad: bool = True) -> torch.Tensor:
+        """Scores of every item as the next one: [B, T, V] (or [B, 1, V]).
+
+        The [B, T, V] tensor dominates the cost on CPU (memory-bound), so the
+        bias is fused into the matmul and the repeat counts are scattered
+        straight into it instead of building a second [B, T, V] tensor.
+        """
         h = self.hidden_states(ids)
         if last_only:
             h = h[:, -1:]
-        out = h @ self.item_embeddings.weight.T + self.out_bias
+        B, T, H = h.shape
+        out = torch.addmm(self.out_bias, h.reshape(B * T, H), self.item_embeddings.weight.T).view(B, T, -1)
         if self.config.repeat:
-            out = out + self._repeat_logits(ids, last_only).to(out.dtype)
-        out[..., PAD_ID] = float("-inf")
+            index, weights = self._repeat_terms(ids, last_only)
+            out = out.scatter_add(2, index, weights.to(out.dtype))
+        if mask_pad:
+            out = out.index_fill(2, torch.tensor([PAD_ID], device=out.device), float("-inf"))
         return out
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -187,10 +196,11 @@ class SequentialRecommender(nn.Module):
         """Next-item cross-entropy over the full catalogue (or sampled negatives)."""
         if self.config.loss == "sampled_softmax":
             return self._sampled_loss(ids, targets)
-        logits = self.logits(ids)
-        return nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=PAD_ID
-        )
+        # Padding is never a target (ignore_index), so its logit needs no mask here.
+        logits = self.logits(ids, mask_pad=False)
+        if logits.dtype != torch.float32:
+            logits = logits.float()
+        return nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1), ignore_index=PAD_ID)
 
     def _sampled_loss(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Softmax over the target and shared uniform negatives (for big catalogues).

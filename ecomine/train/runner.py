@@ -215,8 +215,10 @@ def run_training(
     )
     model = SequentialRecommender(cfg)
     with best.as_directory() as d:
-        state = load_checkpoint_dir(Path(d), model)
+        load_checkpoint_dir(Path(d), model)
     model.eval()
+    # The latest checkpoint carries the whole run's history (the best one stops at its epoch).
+    state = _loop_state(result.checkpoint or best)
     results = evaluate_recommender(model, data, ks=spec.eval.ks, split="test")
     version = None
     if spec.run.register_model:
@@ -225,6 +227,15 @@ def run_training(
         run_name=name, results=results, history=state.get("history", []), version=version,
         registry=spec.run.registry, best_epoch=state.get("best_epoch"), seconds=time.perf_counter() - t0,
     )
+
+
+def _loop_state(checkpoint) -> dict[str, Any]:
+    from ecomine.train.loop import STATE
+
+    with checkpoint.as_directory() as d:
+        state = json.loads((Path(d) / STATE).read_text())
+    state.pop("optimizer", None)
+    return state
 
 
 def _register(spec, model, data, results, state, name, save_recommender, ItemVocab) -> str:
