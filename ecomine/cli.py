@@ -130,6 +130,23 @@ def _report_table(report) -> Table:
     return t
 
 
+@data_app.command("build")
+def data_build(
+    spec: Annotated[str, typer.Argument(help="DataSpec YAML path, or a preset: online-retail")],
+    out: Annotated[str, typer.Option(help="output folder or s3:// prefix (must be new or empty)")],
+) -> None:
+    """Clean the log and write every feature table as parquet (all or nothing)."""
+    from ecomine.data.build import write_features
+
+    rows, report = write_features(_load_data_spec(spec), out)
+    t = Table(title=f"features of {report.name} -> {out}")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for name, n in rows.items():
+        t.add_row(name, f"{n:,}")
+    console.print(t)
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[str, typer.Option(help="output folder")],

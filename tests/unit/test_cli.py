@@ -54,12 +54,24 @@ def test_bad_input_is_one_line(tmp_path: Path, case: str) -> None:
     data, name, expected = CASES[case]
     spec = _spec(tmp_path, data, name)
     out = tmp_path / "features"
-    r = run_cli("data", "profile", str(spec))
+    r = run_cli("data", "build", str(spec), "--out", str(out))
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert expected in lines[0] and "Traceback" not in r.stderr
     assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ecomine-build")]
+
+
+def test_build_writes_every_table(tmp_path: Path) -> None:
+    out = tmp_path / "features"
+    r = run_cli("data", "build", str(_spec(tmp_path, GOOD)), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    names = {p.name for p in out.iterdir()}
+    assert {"events.parquet", "user_sequences.parquet", "demand_daily.parquet", "risk_examples.parquet",
+            "report.json", "_SUCCESS.json"} <= names
+    again = run_cli("data", "build", str(_spec(tmp_path, GOOD)), "--out", str(out))
+    assert again.returncode == 2 and "not empty" in again.stderr
 
 
 def test_unknown_spec_field_is_one_line(tmp_path: Path) -> None:
