@@ -8,21 +8,23 @@ What is planted (all of it recorded in `SynthLog`'s truth frames):
 
 - items: a category, a gift-ware title ("VINTAGE RED HEART CANDLE HOLDER") from
   category word lists, a log-normal base price, Zipf-like popularity within the
-  category; items come in small *collections* with a successor cycle
-  (A -> B -> C -> A): after buying A, a user tends to buy B next.
-- users: Dirichlet interests over 2-3 categories that drift linearly from
-  `weight` at start to `weight` at end, a country, an activity rate (heavy tail),
-  a share of wholesale users who buy packs of 6-24.
+  category. Items come in small *collections* (shared colour and motif, one sale
+  window, equal popularity) with a successor cycle A -> B -> C -> A: after buying
+  A a user tends to buy B next. Half the collections are always on sale, the
+  others have a launch..end window inside or across the span.
+- users: Dirichlet interests concentrated on 2-3 categories that drift linearly
+  from a start to an end vector, a country, a heavy-tailed order rate, and a share
+  of wholesale users who buy packs of 6-24 at 15 % off.
 - purchases: each line is a repeat of an earlier order's line (`repeat_prob`),
   the successor of the previous line (`successor_prob`) or a fresh draw from the
-  user's current interests; lines of one order share an invoice id ("S000123")
-  and are stamped seconds apart in line order.
-- time: weekly seasonality (weekday > Sunday, `closed_weekday` has no orders) and
+  user's current interests, always among items on sale that day; lines of one
+  order share an invoice id ("S000123") and are stamped ~30 s apart in line order.
+- time: weekly seasonality (weekdays > Sunday, no orders on `closed_weekday`) and
   a December peak; `item_rates` holds the expected gross units per item and day.
 - returns: a line is returned (event `return`, order id "R000045", same user and
   item, 1-60 days later) with a logistic probability from known factors
   (`RETURN_FACTORS`); returns after the span's end are censored, as in real logs.
-- browsing: views/carts before some orders and abandoned carts.
+- browsing: views/carts before some orders and abandoned carts (no order id).
 """
 
 from __future__ import annotations
@@ -44,11 +46,15 @@ __all__ = [
     "write",
     "describe",
     "repeat_share",
+    "GENERATOR_VERSION",
     "RETURN_FACTORS",
     "RISKY_COUNTRY",
     "CATEGORY_NAMES",
     "RISKY_CATEGORIES",
 ]
+
+# Bumped whenever the same params would give a different log (fingerprints should include it).
+GENERATOR_VERSION = 1
 
 # --------------------------------------------------------------------------- #
 # Vocabulary: category -> (title nouns, category adjectives, log-price offset, risky)
@@ -172,8 +178,9 @@ class SynthLog:
     - `item_rates`: item_id, date, expected_units (expected gross purchased units).
     - `return_propensity`: one row per purchase line: order_id, item_id, user_id,
       probability, the factor flags of RETURN_FACTORS, returned (bool, observed).
-    - `items`: item_id, category, title, base_price, popularity (within category),
-      collection, successor_item_id.
+    - `items`: item_id, category, title, base_price, popularity (within category,
+      while on sale), collection, successor_item_id, on_sale_from / on_sale_to
+      (first / last day on sale; null where the window reaches past the span).
     - `users`: user_id, country, wholesale, orders_per_year.
     - `returns_truth`: return order_id, item_id, user_id, quantity,
       purchase_order_id (the order the return cancels).
@@ -229,7 +236,7 @@ def _season(p: SynthParams) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _titles(rng: np.random.Generator, item_cat: np.ndarray, collection: np.ndarray, table: list) -> list[str]:
-    """Gift-ware titles: a collection shares colour and motif ("REGENCY ROSE ..."), nouns come from the category."""
+    """Gift-ware titles "<ADJECTIVE> <COLOUR> <MOTIF> <NOUN>": a collection shares colour and motif."""
     titles = [""] * item_cat.size
     seen: set[str] = set()
     for coll in np.unique(collection).tolist():
@@ -283,9 +290,9 @@ def _fresh_tables(
     weight = pop[None, :] * avail
     block_end = np.r_[np.flatnonzero(np.diff(item_cat)), n_i - 1]
     csum = np.cumsum(weight, axis=1)
-    before = np.concatenate([np.zeros((n_d, 1)), csum[:, block_end[:-1]]], axis=1)[:, item_cat]
-    total = (csum[:, block_end] - np.concatenate([np.zeros((n_d, 1)), csum[:, block_end[:-1]]], axis=1))[:, item_cat]
-    total = np.where(total > 0, total, 1.0)
+    block_before = np.concatenate([np.zeros((n_d, 1)), csum[:, block_end[:-1]]], axis=1)  # (days, categories)
+    before = block_before[:, item_cat]
+    total = (csum[:, block_end] - block_before)[:, item_cat]  # > 0: a category's best seller is always on sale
     fresh_p = weight / total
     within = np.minimum((csum - before) / total, 1.0)
     within[within > 1.0 - 1e-12] = 1.0
@@ -353,26 +360,27 @@ def generate(params: SynthParams | None = None) -> SynthLog:
         sizes: list[int] = []
         left = members.size
         while left > 0:
-            s = int(min(left, rng.integers(2, 6)))
-            if 0 < left - s < 2:  # no singleton collection at the end
-                s = left
-            sizes.append(s)
-            left -= s
+            size = int(min(left, rng.integers(2, 6)))
+            if 0 < left - size < 2:  # no singleton collection at the end
+                size = left
+            sizes.append(size)
+            left -= size
         coll_pop = 1.0 / (np.arange(len(sizes)) + 1.0) ** _ZIPF
         coll_pop = coll_pop[rng.permutation(len(sizes))]
         at = 0
-        for k, s in enumerate(sizes):
-            ids = members[at:at + s]
-            pop[ids] = coll_pop[k] / s  # equal within a collection: successors keep popularity
+        for k, size in enumerate(sizes):
+            ids = members[at:at + size]
+            pop[ids] = coll_pop[k] / size  # equal within a collection: successors keep popularity
             successor[ids] = np.roll(ids, -1)
             collection[ids] = n_coll
-            # a range is on sale for a window; the category's best seller and some others always
+            # a range is on sale for a window; the category's best seller (so every category
+            # always has something on sale) and about half the others always
             if coll_pop[k] < coll_pop.max() and rng.random() > _CORE_SHARE:
                 first = int(rng.integers(-n_d // 3, n_d))
                 avail_from[ids] = first
                 avail_to[ids] = first + int(rng.integers(int(0.3 * n_d) + 1, int(0.8 * n_d) + 2))
             n_coll += 1
-            at += s
+            at += size
         pop[members] /= pop[members].sum()
     day_idx = np.arange(n_d)
     avail = (day_idx[:, None] >= avail_from[None, :]) & (day_idx[:, None] < avail_to[None, :])  # (days, items)
@@ -389,21 +397,22 @@ def generate(params: SynthParams | None = None) -> SynthLog:
     w0 = _pick_favourites(rng, n_u, cat_base)
     w1 = (1.0 - p.drift) * w0 + p.drift * _pick_favourites(rng, n_u, cat_base * cat_trend)
     country_names = np.array([c for c, _ in _COUNTRIES], dtype=object)
-    country_p = np.array([s for _, s in _COUNTRIES])
+    country_p = np.array([share for _, share in _COUNTRIES])
     country = rng.choice(len(country_names), size=n_u, p=country_p / country_p.sum())
     wholesale = rng.random(n_u) < p.wholesale_share
-    activity = p.orders_per_year * rng.lognormal(-0.5 * _ACT_SIGMA**2, _ACT_SIGMA, size=n_u) * np.where(wholesale, 2.0, 1.0)
+    activity = (p.orders_per_year * rng.lognormal(-0.5 * _ACT_SIGMA**2, _ACT_SIGMA, size=n_u)
+                * np.where(wholesale, 2.0, 1.0))  # expected orders per year
     lines_mean = np.where(wholesale, 1.0 + rng.gamma(4.0, 2.5, size=n_u), 1.0 + rng.gamma(2.0, 1.5, size=n_u))
     pack = np.where(wholesale, rng.choice(np.array([6, 12, 24]), size=n_u), 1)
     qty_mu = 1.0 + rng.gamma(2.0, 0.6, size=n_u)  # usual units per line before item factor
     returner = rng.normal(0.0, 0.5, size=n_u)
 
     # ---- orders: Poisson count per user, days by seasonality, time of day
-    lam_day = activity[:, None] / 365.0 * season[None, :]  # expected orders per user-day
-    n_orders = rng.poisson(lam_day.sum(axis=1))
+    n_orders = rng.poisson(activity / 365.0 * season.sum())  # Poisson per user-day, summed
+    day_p = season / season.sum() if season.sum() > 0 else np.full(n_d, 1.0 / n_d)  # (browsing on closed days)
     o_user = np.repeat(np.arange(n_u), n_orders)
     n_o = o_user.size
-    o_day = rng.choice(n_d, size=n_o, p=season / season.sum()) if n_o else np.zeros(0, np.int64)
+    o_day = rng.choice(n_d, size=n_o, p=day_p)
     o_sec = rng.choice(_HOURS, size=n_o, p=_HOUR_P / _HOUR_P.sum()) * 3600 + rng.integers(0, 3000, size=n_o)
     o_ts = start_us + o_day.astype(np.int64) * _US_PER_DAY + o_sec.astype(np.int64) * 1_000_000
     order = np.lexsort((o_ts, o_user))
@@ -509,7 +518,7 @@ def generate(params: SynthParams | None = None) -> SynthLog:
     n_ab = rng.poisson(0.5 * p.browse_rate * (n_orders + 0.5))
     n_ab[n_orders == 0] = np.maximum(n_ab[n_orders == 0], 1)  # every user leaves some trace
     a_user = np.repeat(np.arange(n_u), n_ab)
-    a_day = rng.choice(n_d, size=a_user.size, p=season / season.sum()) if a_user.size else np.zeros(0, np.int64)
+    a_day = rng.choice(n_d, size=a_user.size, p=day_p)
     a_ts0 = start_us + a_day.astype(np.int64) * _US_PER_DAY + (
         rng.choice(_HOURS, size=a_user.size, p=_HOUR_P / _HOUR_P.sum()) * 3600
         + rng.integers(0, 3000, size=a_user.size)).astype(np.int64) * 1_000_000
@@ -715,7 +724,8 @@ def write(log: SynthLog, out_dir: str) -> dict[str, str]:
         storage.write_parquet(uri, df)
         written[name] = uri
     uri = storage.join(out_dir, "params.json")
-    storage.write_json(uri, {"generator": "ecomine.datasets.synthetic", **log.params.model_dump(mode="json")})
+    storage.write_json(uri, {"generator": "ecomine.datasets.synthetic", "generator_version": GENERATOR_VERSION,
+                             **log.params.model_dump(mode="json")})
     written["params"] = uri
     return written
 

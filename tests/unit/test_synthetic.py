@@ -104,8 +104,8 @@ def test_events_are_canonical(log: SynthLog) -> None:
     assert validate_events(ev).columns == ev.columns == [*EVENT_COLUMNS, "country", "category"]
     assert ev.schema["country"] == pl.String and ev.schema["category"] == pl.String
     assert ev["linked_order_id"].null_count() == ev.height  # raw output: cleaning links returns
-    assert ev.select(pl.col(c).null_count() for c in ("user_id", "item_id", "ts", "event", "quantity", "price",
-                                                        "item_text", "country", "category")).sum_horizontal().item() == 0
+    never_null = ("user_id", "item_id", "ts", "event", "quantity", "price", "item_text", "country", "category")
+    assert ev.select(pl.col(c).null_count() for c in never_null).sum_horizontal().item() == 0
     assert set(ev["event"].cast(pl.String).unique()) == {"view", "cart", "purchase", "return"}
     assert (ev["quantity"] > 0).all() and (ev["price"] > 0).all()
     assert ev["ts"].is_sorted()
@@ -348,6 +348,7 @@ def test_write_round_trips(tmp_path: Path, tiny: SynthLog) -> None:
         assert pl.read_parquet(out / "truth" / f"{name}.parquet").equals(frame), name
     params = json.loads((out / "params.json").read_text())
     assert params.pop("generator") == "ecomine.datasets.synthetic"
+    assert params.pop("generator_version") == synthetic.GENERATOR_VERSION
     assert SynthParams.model_validate(params) == tiny.params
     assert sorted(p.name for p in out.iterdir()) == ["events.parquet", "params.json", "truth"]  # no temp files
 
