@@ -440,31 +440,6 @@ def demand_series(
         .filter(pl.col("event").is_in(kinds))
         .with_columns(period.alias("date"), _order_key(events))
     )
-    agg = (
-        ev.filter(_PURCHASE)
-        .group_by("item_id", "date")
-        .agg(
-            pl.col("quantity").sum().alias("units"),
-            (pl.col("quantity") * pl.col("price")).sum().alias("revenue"),
-            pl.col(_OKEY).n_unique().cast(pl.Int64).alias("n_orders"),
-        )
-        .with_columns(_ratio(pl.col("revenue"), pl.col("units")).alias("avg_price"))
-    )
-    if net:
-        returned = (
-            ev.filter(_RETURN)
-            .group_by("item_id", "date")
-            .agg(pl.col("quantity").sum().alias("__returned"))
-        )
-        agg = (
-            agg.join(returned, on=["item_id", "date"], how="full", coalesce=True)
-            .with_columns(
-                (pl.col("units").fill_null(0) - pl.col("__returned").fill_null(0)).alias("units"),
-                pl.col("revenue", "n_orders").fill_null(0),
-            )
-            .drop("__returned")
-        )
-
     def _snap(d: dt.date) -> dt.date:
         return d - dt.timedelta(days=d.weekday()) if freq == "1w" else d
 
@@ -488,46 +463,59 @@ def demand_series(
         raise ValueError(f"{where}: start={lo} is after end={hi}")
     dates = pl.DataFrame({"date": pl.date_range(lo, hi, freq, eager=True)})
     n_items, n_dates = item_s.len(), dates.height
-    step = 7 if freq == "1w" else 1
-    # Fill an item-major (n_items x n_dates) grid by position instead of joining
-    # millions of rows: cell = item_index * n_dates + period_index.
-    keyed = agg.join(
-        item_s.to_frame("item_id").with_row_index("__i"), on="item_id", how="inner"
-    ).with_columns(((pl.col("date") - lo).dt.total_days() // step).alias("__d"))
-    inside = keyed.filter(pl.col("date").is_between(lo, hi))
-    cell = (inside["__i"].cast(pl.Int64) * n_dates + inside["__d"]).to_numpy()
     size = n_items * n_dates
-    units = np.zeros(size, dtype=np.int64)
-    units[cell] = inside["units"].to_numpy()
-    n_orders = np.zeros(size, dtype=np.int64)
-    n_orders[cell] = inside["n_orders"].to_numpy()
-    revenue = np.zeros(size, dtype=np.float64)
-    revenue[cell] = inside["revenue"].to_numpy()
-    price = np.full(size, np.nan)
-    price[cell] = inside["avg_price"].fill_null(np.nan).to_numpy()
-    # seed: the item's last observed price before the window
+    step = 7 if freq == "1w" else 1
+    # Accumulate straight into an item-major (n_items x n_dates) grid, cell =
+    # item_index * n_dates + period_index: no group-by or join over millions of rows.
+    ev = ev.with_columns(
+        pl.col("item_id")
+        .replace_strict(item_s, pl.int_range(0, n_items, eager=True), default=None)
+        .alias("__i")
+    ).filter(pl.col("__i").is_not_null())
+    win = ev.filter(pl.col("date").is_between(lo, hi)).with_columns(
+        (
+            pl.col("__i").cast(pl.Int64) * n_dates
+            + (pl.col("date") - lo).dt.total_days() // step
+        ).alias("__cell")
+    )
+    bought = win.filter(_PURCHASE)
+    cell = bought["__cell"].to_numpy()
+    qty = bought["quantity"].to_numpy()
+    units_sold = np.bincount(cell, weights=qty, minlength=size)
+    revenue = np.bincount(cell, weights=qty * bought["price"].to_numpy(), minlength=size)
+    units = units_sold.round().astype(np.int64)
+    if net:
+        back = win.filter(_RETURN)
+        units -= np.bincount(
+            back["__cell"].to_numpy(), weights=back["quantity"].to_numpy(), minlength=size
+        ).round().astype(np.int64)
+    n_orders = np.bincount(
+        bought.select("__cell", _OKEY).unique()["__cell"].to_numpy(), minlength=size
+    ).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        price = np.where(units_sold > 0, revenue / units_sold, np.nan)
+    # seed: each item's average price in its last period with sales before the window
     seed = np.full(n_items, np.nan)
     before = (
-        keyed.filter(pl.col("date") < lo, pl.col("avg_price").is_not_null())
-        .sort("date")
+        ev.filter(_PURCHASE, pl.col("date") < lo)
+        .filter(pl.col("date") == pl.col("date").max().over("__i"))
         .group_by("__i")
-        .agg(pl.col("avg_price").last())
+        .agg(_ratio((pl.col("quantity") * pl.col("price")).sum(), pl.col("quantity").sum()).alias("p"))
+        .drop_nulls()
     )
-    seed[before["__i"].to_numpy()] = before["avg_price"].to_numpy()
+    seed[before["__i"].to_numpy()] = before["p"].to_numpy()
     grid_price = _fill_prices(price.reshape(n_items, n_dates), seed).reshape(-1)
     cal = _calendar(dates, freq)
-    cell_date = pl.int_range(0, size, eager=True) % n_dates
     return pl.DataFrame(
         {
-            "item_id": item_s.gather(pl.int_range(0, size, eager=True) // n_dates),
-            "date": dates["date"].gather(cell_date),
+            "item_id": item_s.gather(np.repeat(np.arange(n_items), n_dates)),
+            **{c: np.tile(cal[c].to_numpy(), n_items) for c in ("date", *DEMAND_COVARIATES)},
             "units": units,
             "avg_price": pl.Series(grid_price).fill_nan(None),
             "n_orders": n_orders,
             "revenue": revenue,
-            **{c: cal[c].gather(cell_date) for c in DEMAND_COVARIATES},
         }
-    )
+    ).select(*out_schema, *DEMAND_COVARIATES)
 
 
 def _fill_prices(price: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -551,9 +539,38 @@ def _fill_prices(price: np.ndarray, seed: np.ndarray) -> np.ndarray:
 # -------------------------------------------------------------------------- risk
 
 
-def _prior(cols: Sequence[str], by: str) -> list[pl.Expr]:
-    """Exclusive running sums (strictly before this instant) over a frame sorted by (by, ts)."""
-    return [(pl.col(c).cum_sum().over(by) - pl.col(c)).alias(f"__prior_{c}") for c in cols]
+def _scan_prior(frame: pl.DataFrame, key: str, values: Sequence[str]) -> pl.DataFrame:
+    """Exclusive running sums on a frame sorted by (key, ts).
+
+    For each column v in `values`, ``__prior_v`` = sum of v over the rows with the
+    same key and a strictly smaller ts (so rows sharing an instant never see each
+    other). Also ``__inst`` / ``__key_start``: row index of the first row of the
+    row's instant / key. One pass, no group-by: the inclusive running sum taken
+    at the instant's first row minus the one at the key's first row.
+    """
+    idx = pl.int_range(pl.len(), dtype=pl.UInt32)
+    new_key = (pl.col(key) != pl.col(key).shift(1)).fill_null(True)
+    new_inst = new_key | (pl.col("ts") != pl.col("ts").shift(1)).fill_null(True)
+    f = frame.with_columns(
+        pl.when(new_inst).then(idx).forward_fill().alias("__inst"),
+        pl.when(new_key).then(idx).forward_fill().alias("__key_start"),
+        *[(pl.col(v).cum_sum() - pl.col(v)).alias(f"__excl_{v}") for v in values],
+    )
+    return f.with_columns(
+        (
+            pl.col(f"__excl_{v}").gather(pl.col("__inst"))
+            - pl.col(f"__excl_{v}").gather(pl.col("__key_start"))
+        ).alias(f"__prior_{v}")
+        for v in values
+    ).drop(*[f"__excl_{v}" for v in values])
+
+
+def _unsort(frame: pl.DataFrame) -> pl.DataFrame:
+    """Put a permuted frame back in `_ROW` order (row i has `_ROW` == i) by an inverse gather."""
+    perm = frame[_ROW].to_numpy()
+    inverse = np.empty(len(perm), dtype=np.int64)
+    inverse[perm] = np.arange(len(perm))
+    return frame[inverse]
 
 
 def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFrame:
@@ -589,47 +606,115 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
         raise ValueError(f"{where}: horizon_days={horizon_days} must be >= 0")
     horizon = dt.timedelta(days=horizon_days)
     attrs = [c for c in ("country",) if c in events.columns]
-    text = [pl.col("item_text")] if "item_text" in events.columns else [
-        pl.lit(None, pl.String).alias("item_text")
-    ]
+    text = pl.col("item_text") if "item_text" in events.columns else pl.lit(None, pl.String)
     linked = (
-        pl.col("linked_order_id")
-        if "linked_order_id" in events.columns
-        else pl.lit(None, pl.String).alias("linked_order_id")
+        pl.col("linked_order_id") if "linked_order_id" in events.columns else pl.lit(None, pl.String)
     )
-    ev = events.with_row_index(_ROW)
-    purch = (
-        ev.filter(_PURCHASE)
-        .select(
-            pl.col(_ROW).alias("line_id"),
-            "order_id",
-            "user_id",
-            "item_id",
-            *text,
-            "ts",
-            "quantity",
-            "price",
-            (pl.col("quantity") * pl.col("price")).alias("line_value"),
-            *attrs,
-            _order_key(events),
+    ev = events.with_row_index(_ROW).select(
+        _ROW,
+        "user_id",
+        "item_id",
+        "ts",
+        "order_id",
+        "quantity",
+        "price",
+        linked.alias("linked_order_id"),
+        _PURCHASE.cast(pl.Int64).alias("__p"),
+        _RETURN.cast(pl.Int64).alias("__r"),
+        _order_key(events),
+        # integer codes: sorting by them is several times faster than by strings
+        # (their order is arbitrary, which the passes below do not depend on)
+        pl.col("user_id").cast(pl.Categorical).to_physical().alias("__uc"),
+        pl.col("item_id").cast(pl.Categorical).to_physical().alias("__ic"),
+    )
+
+    # -- customer history, in (user, ts) order; orders count at their first row
+    cust = (
+        _scan_prior(
+            ev.select(_ROW, "__uc", "ts", _OKEY, "__p", "__r", "quantity")
+            .sort("__uc", "ts")
+            .with_columns(
+                (pl.col("quantity") * pl.col("__p")).alias("__q"),
+                (pl.col("__p") * pl.struct("__uc", _OKEY).is_first_distinct()).alias("__o"),
+            ),
+            "__uc",
+            ["__p", "__r", "__q", "__o"],
         )
-        .sort("ts", "line_id")
+        .with_columns(
+            # latest purchase ts up to this row, within the user
+            pl.when(
+                pl.when(pl.col("__p") == 1).then(pl.col("__uc")).forward_fill()
+                == pl.col("__uc")
+            )
+            .then(pl.when(pl.col("__p") == 1).then(pl.col("ts")).forward_fill())
+            .alias("__last_p")
+        )
+        .with_columns(
+            # ... as of the row just before this instant, when it is the same user's
+            pl.when(pl.col("__inst") > pl.col("__key_start"))
+            .then(pl.col("__last_p").gather((pl.col("__inst").cast(pl.Int64) - 1).clip(0)))
+            .alias("__prev_order_ts"),
+            pl.col("ts").gather(pl.col("__key_start")).alias("__first_ts"),
+        )
+        .pipe(_unsort)
     )
-    rets = ev.filter(_RETURN).select("user_id", "item_id", pl.col("ts").alias("__r_ts"), linked)
+    # -- item history, in (item, ts) order
+    item = _scan_prior(
+        ev.select(_ROW, "__ic", "ts", "__p", "__r", "price")
+        .sort("__ic", "ts")
+        .with_columns((pl.col("price") * pl.col("__p")).alias("__pr")),
+        "__ic",
+        ["__p", "__r", "__pr"],
+    ).pipe(_unsort)
+    feats = pl.concat(
+        [
+            ev.select(_ROW, "__p"),
+            cust.select(
+                pl.col("__prior___p").alias("__c_lines"),
+                pl.col("__prior___r").alias("__c_returns"),
+                pl.col("__prior___q").alias("__c_qty"),
+                pl.col("__prior___o").alias("__c_orders"),
+                "__prev_order_ts",
+                "__first_ts",
+            ),
+            item.select(
+                pl.col("__prior___p").alias("__i_lines"),
+                pl.col("__prior___r").alias("__i_returns"),
+                pl.col("__prior___pr").alias("__i_price"),
+            ),
+        ],
+        how="horizontal",
+    )  # row i describes events row i (both passes were put back in row order)
+
+    # -- purchase lines in (ts, row) order
+    order = ev.filter(pl.col("__p") == 1).select(_ROW, "ts").sort("ts", _ROW)[_ROW]
+    lines = events.select(
+        pl.col("order_id"),
+        "user_id",
+        "item_id",
+        text.alias("item_text"),
+        "ts",
+        *attrs,
+        "quantity",
+        "price",
+    )[order].with_columns(pl.Series("line_id", order))
+    feats = feats[order]
 
     # -- label: the next unlinked return of (user, item) at/after ts, by an as-of join
+    rets = ev.filter(pl.col("__r") == 1).select(
+        "user_id", "item_id", pl.col("ts").alias("__r_ts"), "linked_order_id"
+    )
     unlinked = rets.filter(pl.col("linked_order_id").is_null()).drop("linked_order_id").sort("__r_ts")
-    lab = purch.select("line_id", "user_id", "item_id", "ts").join_asof(
+    nxt = lines.select("user_id", "item_id", "ts").join_asof(
         unlinked,
         left_on="ts",
         right_on="__r_ts",
         by=["user_id", "item_id"],
         strategy="forward",
         check_sortedness=False,
-    )
-    hit_unlinked = lab.filter(pl.col("__r_ts") <= pl.col("ts") + horizon)["line_id"]
+    )["__r_ts"]
     hit_linked = (
-        purch.select("line_id", "user_id", "item_id", "order_id", "ts")
+        lines.select("line_id", "user_id", "item_id", "order_id", "ts")
         .join(
             rets.filter(pl.col("linked_order_id").is_not_null()),
             left_on=["user_id", "item_id", "order_id"],
@@ -637,90 +722,8 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
         )
         .filter(pl.col("__r_ts").is_between(pl.col("ts"), pl.col("ts") + horizon))["line_id"]
     )
-    hits = pl.concat([hit_unlinked, hit_linked]).unique()
-
-    # -- customer history: per (user, instant) counts, exclusive running sums
-    cust = (
-        pl.concat(
-            [
-                purch.group_by("user_id", "ts").agg(
-                    pl.len().alias("lines"), pl.col("quantity").sum().alias("qty")
-                ),
-                purch.group_by("user_id", _OKEY)
-                .agg(pl.col("ts").min())
-                .group_by("user_id", "ts")
-                .agg(pl.len().alias("orders")),
-                rets.group_by("user_id", pl.col("__r_ts").alias("ts")).agg(
-                    pl.len().alias("returns")
-                ),
-            ],
-            how="diagonal_relaxed",
-        )
-        .group_by("user_id", "ts")
-        .agg(pl.col("lines", "qty", "orders", "returns").sum())
-        .sort("user_id", "ts")
-        .with_columns(
-            *_prior(["lines", "qty", "orders", "returns"], "user_id"),
-            pl.when(pl.col("lines") > 0)
-            .then(pl.col("ts"))
-            .shift(1)
-            .forward_fill()
-            .over("user_id")
-            .alias("__prev_order_ts"),
-        )
-        .drop("lines", "qty", "orders", "returns")
-    )
-    first_seen = ev.group_by("user_id").agg(pl.col("ts").min().alias("__first_ts"))
-
-    # -- item history
-    item = (
-        pl.concat(
-            [
-                purch.group_by("item_id", "ts").agg(
-                    pl.len().alias("ilines"), pl.col("price").sum().alias("iprice")
-                ),
-                rets.group_by("item_id", pl.col("__r_ts").alias("ts")).agg(
-                    pl.len().alias("ireturns")
-                ),
-            ],
-            how="diagonal_relaxed",
-        )
-        .group_by("item_id", "ts")
-        .agg(pl.col("ilines", "iprice", "ireturns").sum())
-        .sort("item_id", "ts")
-        .with_columns(*_prior(["ilines", "iprice", "ireturns"], "item_id"))
-        .drop("ilines", "iprice", "ireturns")
-    )
-
-    out = (
-        purch.join(cust, on=["user_id", "ts"], how="left")
-        .join(first_seen, on="user_id", how="left")
-        .join(item, on=["item_id", "ts"], how="left")
-        .with_columns(
-            pl.col("line_id").is_in(hits.implode()).cast(pl.Int8).alias("returned"),
-            (pl.col("ts") + horizon).alias("label_closed_at"),
-            pl.col("__prior_orders").cast(pl.Int64).alias("cust_prior_orders"),
-            pl.col("__prior_lines").cast(pl.Int64).alias("cust_prior_lines"),
-            pl.col("__prior_returns").cast(pl.Int64).alias("cust_prior_returns"),
-            _ratio(pl.col("__prior_returns"), pl.col("__prior_lines")).alias(
-                "cust_prior_return_rate"
-            ),
-            _days(pl.col("ts") - pl.col("__prev_order_ts")).alias("cust_days_since_prev_order"),
-            _days(pl.col("ts") - pl.col("__first_ts")).alias("cust_tenure_days"),
-            pl.col("__prior_ilines").cast(pl.Int64).alias("item_prior_purchases"),
-            _ratio(pl.col("__prior_ireturns"), pl.col("__prior_ilines")).alias(
-                "item_prior_return_rate"
-            ),
-            _ratio(
-                pl.col("quantity") * pl.col("__prior_lines"), pl.col("__prior_qty")
-            ).alias("qty_rel_cust_mean"),
-            _ratio(
-                pl.col("price") * pl.col("__prior_ilines"), pl.col("__prior_iprice")
-            ).alias("price_rel_item_mean"),
-            pl.col("ts").dt.hour().alias("hour"),
-            pl.col("ts").dt.weekday().alias("day_of_week"),
-        )
-    )
+    ts = pl.col("ts")
+    out = pl.concat([lines, feats.drop(_ROW, "__p"), nxt.to_frame()], how="horizontal")
     return out.select(
         "line_id",
         "order_id",
@@ -729,10 +732,27 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
         "item_text",
         "ts",
         *attrs,
-        *RISK_FEATURES,
-        "returned",
-        "label_closed_at",
-    ).sort("ts", "line_id")
+        "quantity",
+        "price",
+        (pl.col("quantity") * pl.col("price")).alias("line_value"),
+        pl.col("__c_orders").alias("cust_prior_orders"),
+        pl.col("__c_lines").alias("cust_prior_lines"),
+        pl.col("__c_returns").alias("cust_prior_returns"),
+        _ratio(pl.col("__c_returns"), pl.col("__c_lines")).alias("cust_prior_return_rate"),
+        _days(ts - pl.col("__prev_order_ts")).alias("cust_days_since_prev_order"),
+        _days(ts - pl.col("__first_ts")).alias("cust_tenure_days"),
+        pl.col("__i_lines").alias("item_prior_purchases"),
+        _ratio(pl.col("__i_returns"), pl.col("__i_lines")).alias("item_prior_return_rate"),
+        _ratio(pl.col("quantity") * pl.col("__c_lines"), pl.col("__c_qty")).alias("qty_rel_cust_mean"),
+        _ratio(pl.col("price") * pl.col("__i_lines"), pl.col("__i_price")).alias("price_rel_item_mean"),
+        ts.dt.hour().alias("hour"),
+        ts.dt.weekday().alias("day_of_week"),
+        (
+            (pl.col("__r_ts") <= ts + horizon).fill_null(False)
+            | pl.col("line_id").is_in(hit_linked.implode())
+        ).cast(pl.Int8).alias("returned"),
+        (ts + horizon).alias("label_closed_at"),
+    )
 
 
 # --------------------------------------------------------------------- catalogue
