@@ -39,6 +39,11 @@ __all__ = [
     "ScalingSpec",
     "RunSpec",
     "EvalSpec",
+    "DemandModelSpec",
+    "RiskModelSpec",
+    "ModelSpec",
+    "TaskName",
+    "task_metrics",
     "TrainSpec",
 ]
 
@@ -387,10 +392,12 @@ class RecommendModelSpec(StrictModel):
 
 
 class EarlyStoppingSpec(StrictModel):
-    metric: str = Field(
-        "ndcg@10", description="validation metric: ndcg@K, hr@K, mrr (all-items protocol), new_ndcg@K ... (new items), loss"
+    metric: str | None = Field(
+        None,
+        description="validation metric; default per task: recommend ndcg@10 (also hr@K, mrr, new_ndcg@K ...), "
+        "demand pinball, risk pr_auc; loss for any task",
     )
-    mode: Literal["max", "min"] = "max"
+    mode: Literal["max", "min"] | None = Field(None, description="default: min for loss/pinball/wape/mase/brier, else max")
     patience: int = Field(3, ge=1, description="epochs without improvement before stopping")
 
 
@@ -451,24 +458,75 @@ class EvalSpec(StrictModel):
     max_users: int | None = Field(None, ge=1, description="evaluate a seeded sample of users")
 
 
+class DemandModelSpec(StrictModel):
+    """Demand forecaster settings (the demand task fills this in)."""
+
+    kind: Literal["demand"] = "demand"
+
+
+class RiskModelSpec(StrictModel):
+    """Risk scorer settings (the risk task fills this in)."""
+
+    kind: Literal["risk"] = "risk"
+
+
+TaskName = Literal["recommend", "demand", "risk"]
+ModelSpec = Annotated[RecommendModelSpec | DemandModelSpec | RiskModelSpec, Field(discriminator="kind")]
+
+# Validation metrics each task reports (without the `val_` prefix) and their direction.
+_LOWER_IS_BETTER = {"loss", "pinball", "wape", "mase", "brier"}
+_DEFAULT_METRIC = {"recommend": "ndcg@10", "demand": "pinball", "risk": "pr_auc"}
+
+
+def task_metrics(task: str, ks: list[int]) -> set[str]:
+    """Names a TrainSpec may early-stop on for `task`."""
+    if task == "recommend":
+        base = {f"{m}@{k}" for m in ("ndcg", "hr") for k in ks} | {"mrr"}
+        return base | {f"new_{m}" for m in base} | {"loss"}
+    if task == "demand":
+        return {"loss", "pinball", "wape", "mase", "coverage"}
+    return {"loss", "roc_auc", "pr_auc", "brier"}
+
+
 class TrainSpec(StrictModel):
     """One training run: data, model, optimisation, scaling, run settings."""
 
     kind: Literal["train"] = "train"
-    task: Literal["recommend"] = "recommend"
+    task: TaskName = "recommend"
     data: DataRef
-    model: RecommendModelSpec = Field(default_factory=RecommendModelSpec)
+    model: ModelSpec = Field(default_factory=RecommendModelSpec)
     optim: OptimSpec = Field(default_factory=OptimSpec)
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     run: RunSpec = Field(default_factory=RunSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _model_kind_from_task(cls, data: Any) -> Any:
+        """`model:` needs no `kind:`: it is the task's (a mismatch is still an error)."""
+        if isinstance(data, dict):
+            task = data.get("task", "recommend")
+            model = data.get("model")
+            if model is None:
+                data = {**data, "model": {"kind": task}}
+            elif isinstance(model, dict) and "kind" not in model:
+                data = {**data, "model": {**model, "kind": task}}
+        return data
+
     @model_validator(mode="after")
-    def _metric_known(self) -> TrainSpec:
+    def _consistent(self) -> TrainSpec:
+        if self.model.kind != self.task:
+            raise ValueError(f"model.kind {self.model.kind!r} does not match task {self.task!r}")
         es = self.optim.early_stopping
-        if es is not None:
-            base = {f"{m}@{k}" for m in ("ndcg", "hr") for k in self.eval.ks} | {"mrr"}
-            known = base | {f"new_{m}" for m in base} | {"loss"}
+        if es is not None and es.metric is not None:
+            known = task_metrics(self.task, self.eval.ks)
             if es.metric not in known:
                 raise ValueError(f"optim.early_stopping.metric {es.metric!r} is not one of {sorted(known)}")
         return self
+
+    def watch(self) -> tuple[str, str]:
+        """(validation metric, mode) used for early stopping and best-checkpoint choice."""
+        es = self.optim.early_stopping
+        metric = (es.metric if es and es.metric else None) or _DEFAULT_METRIC[self.task]
+        mode = (es.mode if es and es.mode else None) or ("min" if metric in _LOWER_IS_BETTER else "max")
+        return metric, mode

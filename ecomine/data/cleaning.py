@@ -30,6 +30,7 @@ __all__ = [
     "CleaningReport",
     "DROP_REASONS",
     "load_events",
+    "clean_frame",
     "mark_overlap",
     "mark_row_drops",
     "finalize_user_events",
@@ -234,5 +235,18 @@ def load_events(spec: DataSpec) -> tuple[pl.DataFrame, CleaningReport]:
     marked = pl.concat(frames, how="diagonal_relaxed")
     marked = mark_row_drops(marked, spec)
     marked = finalize_user_events(marked, spec)
+    clean, report = build_report(marked, spec, sources, time.perf_counter() - t0)
+    return clean.select([*EVENT_COLUMNS, *[c for c in clean.columns if c not in EVENT_COLUMNS]]), report
+
+
+def clean_frame(events: pl.DataFrame, spec: DataSpec | None = None, *, name: str = "in-memory") -> tuple[pl.DataFrame, CleaningReport]:
+    """Clean an already-canonical frame (e.g. the synthetic generator's) with the same rules."""
+    t0 = time.perf_counter()
+    spec = spec or DataSpec(name=name, sources=[{"uri": f"memory://{name}", "columns": {"user_id": "user_id", "item_id": "item_id", "ts": "ts"}}])
+    marked = events.with_columns(
+        pl.lit(0, dtype=pl.Int32).alias(SOURCE), pl.lit(False).alias(FLIPPED), pl.lit(None, dtype=pl.String).alias(DROP)
+    )
+    marked = finalize_user_events(mark_row_drops(marked, spec), spec)
+    sources = [SourceReport(uri=f"memory://{name}", rows_read=events.height, sha256=None)]
     clean, report = build_report(marked, spec, sources, time.perf_counter() - t0)
     return clean.select([*EVENT_COLUMNS, *[c for c in clean.columns if c not in EVENT_COLUMNS]]), report

@@ -42,11 +42,12 @@ class RecommendData:
 def load_training_events(ref: SyntheticDataRef | SpecDataRef) -> tuple[pl.DataFrame, str]:
     """Clean canonical events and a fingerprint of where they came from."""
     if isinstance(ref, SyntheticDataRef):
-        from ecomine.datasets.synthetic import SynthParams, generate
+        from ecomine.data.cleaning import clean_frame
+        from ecomine.datasets.synthetic import GENERATOR_VERSION, SynthParams, generate
 
         params = SynthParams(users=ref.users, items=ref.items, days=ref.days, seed=ref.seed)
-        events = generate(params).events
-        fp = hashlib.sha256(f"synthetic:{params.model_dump_json()}".encode()).hexdigest()
+        events, _ = clean_frame(generate(params).events, name="synthetic")  # links returns like real data
+        fp = hashlib.sha256(f"synthetic:{GENERATOR_VERSION}:{params.model_dump_json()}".encode()).hexdigest()
         return events, fp
     from ecomine.data.cleaning import load_events
     from ecomine.datasets import resolve_data_spec_path

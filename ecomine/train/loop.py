@@ -39,8 +39,8 @@ class FaultDrill(RuntimeError):
 
 
 def val_metric_name(metric: str) -> str:
-    """Spec name (`ndcg@10`, `new_hr@5`, `mrr`, `loss`) -> reported key (`val_ndcg@10`)."""
-    return "val_loss" if metric == "loss" else f"val_{metric}"
+    """Spec name (`ndcg@10`, `pinball`, `pr_auc`, `loss`) -> reported key (`val_ndcg@10`)."""
+    return f"val_{metric}"
 
 
 def lr_lambda(schedule: str, warmup: int, total: int):
@@ -113,41 +113,35 @@ def _progress(path: str | None, record: dict[str, Any]) -> None:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point. `config`: spec (dict), data (ObjectRef), init (ObjectRef|None)."""
+    """Ray Train entry point. `config`: spec (dict), data (ObjectRef), init (ObjectRef|None), run_dir, progress_file."""
     import ray
     import ray.train
     import ray.train.torch
 
-    from ecomine.models.recommend import RecommenderConfig, SequentialRecommender, training_windows
     from ecomine.specs import TrainSpec
-    from ecomine.train.metrics import evaluate_scorer
+    from ecomine.train.tasks import get_task
 
     spec = TrainSpec.model_validate(config["spec"])
+    task = get_task(spec.task)
     data = ray.get(config["data"]) if isinstance(config["data"], ray.ObjectRef) else config["data"]
+    init = config.get("init")
+    init = ray.get(init) if isinstance(init, ray.ObjectRef) else init
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    opt, bb = spec.optim, spec.model.backbone
+    opt = spec.optim
     torch.manual_seed(opt.seed)
     torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
 
-    cfg = RecommenderConfig(
-        n_items=data.n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
-        dropout=bb.dropout, repeat=spec.model.repeat, loss=spec.model.loss, num_negatives=spec.model.num_negatives,
-    )
-    model = SequentialRecommender(cfg)
-    if config.get("init") is not None:
-        init = ray.get(config["init"]) if isinstance(config["init"], ray.ObjectRef) else config["init"]
-        with torch.no_grad():
-            model.item_embeddings.weight.copy_(torch.as_tensor(init))
     device = ray.train.torch.get_device()
-    model = ray.train.torch.prepare_model(model)
-    core: SequentialRecommender = model.module if hasattr(model, "module") else model
+    model = ray.train.torch.prepare_model(task.build_model(spec, data, init))
+    core = model.module if hasattr(model, "module") else model
 
-    inputs, targets = training_windows(data.train_sequences, bb.max_len)
-    per_rank = len(inputs) // world  # equal step counts on every rank keep DDP in lock-step
+    n_examples = task.num_examples(data)
+    per_rank = n_examples // world  # equal step counts on every rank keep DDP in lock-step
     steps_per_epoch = max(1, math.ceil(per_rank / opt.batch_size))
     total = steps_per_epoch * opt.epochs
-    optimizer = torch.optim.AdamW(core.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    params = [p for p in core.parameters() if p.requires_grad]  # frozen encoders / LoRA train a subset
+    optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(opt.schedule, int(opt.warmup_ratio * total), total)
     )
@@ -155,8 +149,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     amp_dtype = torch.bfloat16 if spec.scaling.mixed_precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
+    metric, mode = spec.watch()
+    watch = val_metric_name(metric)
     es = opt.early_stopping
-    watch = val_metric_name(es.metric) if es else None
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": []}
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
@@ -176,21 +171,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         model.train()
         t0 = time.perf_counter()
         rng = np.random.default_rng(opt.seed * 1000 + epoch)
-        order = rng.permutation(len(inputs))[rank * per_rank : (rank + 1) * per_rank]
+        order = rng.permutation(n_examples)[rank * per_rank : (rank + 1) * per_rank]
         losses = []
         for s in range(steps_per_epoch):
             idx = order[s * opt.batch_size : (s + 1) * opt.batch_size]
             if len(idx) == 0:
                 continue
-            x = torch.from_numpy(inputs[idx]).to(device)
-            y = torch.from_numpy(targets[idx]).to(device)
+            batch = task.batch(data, idx, device)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = model(x, y)  # through the DDP wrapper, so gradients are all-reduced
+                loss = model(**batch)  # through the DDP wrapper, so gradients are all-reduced
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if opt.grad_clip:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(core.parameters(), opt.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, opt.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -205,22 +199,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         stop = False
         if rank == 0:
             core.eval()
-            res = evaluate_scorer(
-                _DeviceScorer(core, device), data.valid_histories, data.valid_targets,
-                n_items=data.n_items + 1, ks=spec.eval.ks, pad_id=0,
-            )
-            for protocol, prefix in (("all_items", "val_"), ("new_items", "val_new_")):
-                for k, v in res[protocol].items():
-                    if k not in ("n", "n_dropped"):
-                        metrics[f"{prefix}{k.lower()}"] = v
-            metrics["val_loss"] = metrics["train_loss"]
-            value = metrics.get(watch) if watch else None
-            better = value is not None and (
-                state["best"] is None or (value > state["best"] if es.mode == "max" else value < state["best"])
+            with torch.inference_mode():
+                val = task.validate(core, data, spec, device)
+            metrics.update({f"val_{k}": v for k, v in val.items()})
+            metrics.setdefault("val_loss", metrics["train_loss"])
+            value = metrics.get(watch)
+            better = value is not None and np.isfinite(value) and (
+                state["best"] is None or (value > state["best"] if mode == "max" else value < state["best"])
             )
             if better:
                 state.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
-            elif es is not None:
+            else:
                 state["bad_epochs"] += 1
             stop = es is not None and state["bad_epochs"] >= es.patience
             state["history"].append(metrics)
@@ -242,11 +231,3 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             break
     if rank == 0:
         _progress(config.get("progress_file"), {"done": True, "epoch": state["epoch"]})
-
-
-class _DeviceScorer:
-    def __init__(self, model, device) -> None:
-        self.model, self.device = model, device
-
-    def score(self, histories: list[np.ndarray]) -> np.ndarray:
-        return self.model.score(histories, device=self.device)

@@ -47,7 +47,7 @@ def storage_path(spec: TrainSpec) -> str:
 
 def preflight(spec: TrainSpec) -> None:
     """Checks that need no Ray: named sources exist. Raises SpecError naming the field."""
-    if spec.model.item_init == "text":
+    if getattr(spec.model, "item_init", None) == "text":
         from ecomine.models.text_encoder import EncoderNotFound, resolve_encoder
 
         try:
@@ -109,8 +109,7 @@ class _ProgressTail:
 
         from ecomine.train.loop import val_metric_name
 
-        es = self.spec.optim.early_stopping
-        watch = val_metric_name(es.metric if es else "ndcg@10")
+        watch = val_metric_name(self.spec.watch()[0])
         seen = 0
         with Progress(
             TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -139,46 +138,35 @@ def run_training(
     console=None,
     data=None,
 ) -> TrainOutcome:
-    """Run a TrainSpec end to end; see the module docstring. `data` may pass prepared RecommendData."""
+    """Run a TrainSpec end to end; see the module docstring. `data` may pass the task's prepared data."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from ecomine.models.recommend import (
-        ItemVocab,
-        RecommenderConfig,
-        SequentialRecommender,
-        save_recommender,
-        text_initialised_embeddings,
-    )
-    from ecomine.train.data import prepare_recommend_data
-    from ecomine.train.evaluate import evaluate_recommender
     from ecomine.train.loop import load_checkpoint_dir, train_loop_per_worker, val_metric_name
+    from ecomine.train.tasks import get_task
 
     t0 = time.perf_counter()
+    task = get_task(spec.task)
     preflight(spec)
     _ensure_ray(ray_address)
     check_cluster(spec)
-    data = data if data is not None else prepare_recommend_data(spec)
-    if not data.train_sequences:
-        raise SpecError("data: no user has 2 or more purchases to train on")
+    data = data if data is not None else task.prepare(spec)
+    if task.num_examples(data) < spec.scaling.num_workers:
+        raise SpecError(f"data: {task.num_examples(data)} training examples cannot feed {spec.scaling.num_workers} workers")
     name = run_name(spec)
     root = storage_path(spec)
     local_run_dir = Path(root) / name if not root.startswith("s3://") else Path(tempfile.mkdtemp(prefix="ecomine-run-"))
     local_run_dir.mkdir(parents=True, exist_ok=True)
     progress_file = local_run_dir / "progress.jsonl"
-    bb = spec.model.backbone
-    init = None
-    if spec.model.item_init == "text":
-        init = ray.put(text_initialised_embeddings(data.vocab_texts, bb.hidden, source=spec.model.text_encoder, seed=spec.optim.seed).numpy())
-    es = spec.optim.early_stopping
-    watch = val_metric_name(es.metric) if es else "val_ndcg@10"
+    init = task.driver_init(spec, data)
+    metric, mode = spec.watch()
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "spec": spec.model_dump(mode="json"),
             "data": ray.put(data),
-            "init": init,
+            "init": ray.put(init) if init is not None else None,
             "progress_file": str(progress_file),
             "run_dir": str(local_run_dir),
         },
@@ -192,9 +180,7 @@ def run_training(
             storage_path=root,
             failure_config=FailureConfig(max_failures=spec.run.max_failures),
             checkpoint_config=CheckpointConfig(
-                num_to_keep=2,
-                checkpoint_score_attribute=watch,
-                checkpoint_score_order=es.mode if es else "max",
+                num_to_keep=2, checkpoint_score_attribute=val_metric_name(metric), checkpoint_score_order=mode
             ),
         ),
     )
@@ -209,20 +195,16 @@ def run_training(
     if best is None:
         raise RuntimeError(f"run {name}: training produced no checkpoint")
 
-    cfg = RecommenderConfig(
-        n_items=data.n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
-        dropout=bb.dropout, repeat=spec.model.repeat, loss=spec.model.loss, num_negatives=spec.model.num_negatives,
-    )
-    model = SequentialRecommender(cfg)
+    model = task.build_model(spec, data, None)
     with best.as_directory() as d:
         load_checkpoint_dir(Path(d), model)
     model.eval()
     # The latest checkpoint carries the whole run's history (the best one stops at its epoch).
     state = _loop_state(result.checkpoint or best)
-    results = evaluate_recommender(model, data, ks=spec.eval.ks, split="test")
+    results = task.evaluate(model, data, spec)
     version = None
     if spec.run.register_model:
-        version = _register(spec, model, data, results, state, name, save_recommender, ItemVocab)
+        version = _register(spec, task, model, data, results, state, name)
     return TrainOutcome(
         run_name=name, results=results, history=state.get("history", []), version=version,
         registry=spec.run.registry, best_epoch=state.get("best_epoch"), seconds=time.perf_counter() - t0,
@@ -238,30 +220,24 @@ def _loop_state(checkpoint) -> dict[str, Any]:
     return state
 
 
-def _register(spec, model, data, results, state, name, save_recommender, ItemVocab) -> str:
+def _register(spec: TrainSpec, task, model, data, results, state, name: str) -> str:
     """Write the version folder in a temp dir and hand it to the registry (atomic there)."""
-    import numpy as np
-
     from ecomine.registry import Registry
     from ecomine.train.metrics import report_json
 
-    counts = np.bincount(np.concatenate(data.train_sequences), minlength=data.n_items + 1)
-    counts[0] = 0
-    popular = [int(i) for i in np.argsort(-counts, kind="stable")[:100] if counts[i] > 0]
     with tempfile.TemporaryDirectory(prefix="ecomine-version-") as tmp:
-        save_recommender(tmp, model, ItemVocab(items=data.vocab_items, texts=data.vocab_texts), popular=popular)
+        task.save(Path(tmp), model, data, spec)
         Path(tmp, "report.json").write_text(json.dumps(report_json(results), indent=2))
         Path(tmp, "history.json").write_text(json.dumps(state.get("history", []), indent=2, default=float))
-        from ecomine.train.evaluate import MODEL_NAME
-
         metrics = {
-            "test": report_json({MODEL_NAME: results[MODEL_NAME]})[MODEL_NAME],
+            "test": task.headline(results),
             "best_epoch": state.get("best_epoch"),
             "best_validation": state.get("best"),
+            "validation_metric": spec.watch()[0],
             "run": name,
         }
         mv = Registry(spec.run.registry).register(
-            spec.task, tmp, spec=spec.model_dump(mode="json"), data_fingerprint=data.fingerprint,
+            spec.task, tmp, spec=spec.model_dump(mode="json"), data_fingerprint=task.fingerprint(data),
             metrics=metrics, tags=[*spec.run.tags, f"run:{name}"],
         )
     return mv.version

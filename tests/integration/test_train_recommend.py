@@ -9,7 +9,7 @@ import pytest
 
 from ecomine.registry import Registry
 from ecomine.specs import SpecError, TrainSpec
-from ecomine.train.data import prepare_recommend_data
+from ecomine.train.recommend_task import TASK
 from ecomine.train.evaluate import MODEL_NAME
 from ecomine.train.runner import run_training
 
@@ -30,7 +30,7 @@ def make_spec(tmp_path: Path, **run) -> TrainSpec:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return prepare_recommend_data(make_spec(tmp_path_factory.mktemp("d")))
+    return TASK.prepare(make_spec(tmp_path_factory.mktemp("d")))
 
 
 def test_two_workers_train_evaluate_register(ray_session, tmp_path: Path, data) -> None:
@@ -46,7 +46,7 @@ def test_two_workers_train_evaluate_register(ray_session, tmp_path: Path, data) 
     # registered, verified and loadable
     reg = Registry(spec.run.registry)
     mv = reg.get("recommend", out.version)
-    assert "ci" in mv.tags and mv.data_fingerprint == data.fingerprint
+    assert "ci" in mv.tags and mv.data_fingerprint == data.data.fingerprint
     folder = reg.fetch("recommend", out.version)
     assert {"model.safetensors", "config.json", "items.json", "manifest.json"} <= {p.name for p in folder.iterdir()}
 

@@ -1,0 +1,130 @@
+"""The recommend task: purchase sequences -> next-item transformer, through the shared path.
+
+Implements `ecomine.train.tasks.Task` for `task: recommend`: leave-one-out id
+splits (`train.data`), GPT-2 item model (`models.recommend`), full-catalogue
+validation, test report beside popularity / item-kNN / own-history baselines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecomine.train.data import RecommendData, prepare_recommend_data
+
+__all__ = ["RecommendTask", "TASK", "recommender_config"]
+
+
+def recommender_config(spec, n_items: int):
+    from ecomine.models.recommend import RecommenderConfig
+
+    bb, m = spec.model.backbone, spec.model
+    return RecommenderConfig(
+        n_items=n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
+        dropout=bb.dropout, repeat=m.repeat, loss=m.loss, num_negatives=m.num_negatives,
+    )
+
+
+class _Prepared:
+    """RecommendData plus the training windows cut once on the driver."""
+
+    def __init__(self, data: RecommendData, max_len: int) -> None:
+        from ecomine.models.recommend import training_windows
+
+        self.data = data
+        self.inputs, self.targets = training_windows(data.train_sequences, max_len)
+
+
+class _DeviceScorer:
+    def __init__(self, model, device) -> None:
+        self.model, self.device = model, device
+
+    def score(self, histories: list[np.ndarray]) -> np.ndarray:
+        return self.model.score(histories, device=self.device)
+
+
+class RecommendTask:
+    name = "recommend"
+
+    def prepare(self, spec) -> _Prepared:
+        return _Prepared(prepare_recommend_data(spec), spec.model.backbone.max_len)
+
+    def driver_init(self, spec, prepared: _Prepared):
+        if spec.model.item_init != "text":
+            return None
+        from ecomine.models.recommend import text_initialised_embeddings
+
+        d = prepared.data
+        return text_initialised_embeddings(
+            d.vocab_texts, spec.model.backbone.hidden, source=spec.model.text_encoder, seed=spec.optim.seed
+        ).numpy()
+
+    def build_model(self, spec, prepared: _Prepared, init):
+        import torch
+
+        from ecomine.models.recommend import SequentialRecommender
+
+        model = SequentialRecommender(recommender_config(spec, prepared.data.n_items))
+        if init is not None:
+            with torch.no_grad():
+                model.item_embeddings.weight.copy_(torch.as_tensor(init))
+        return model
+
+    def num_examples(self, prepared: _Prepared) -> int:
+        return len(prepared.inputs)
+
+    def batch(self, prepared: _Prepared, index: np.ndarray, device) -> dict[str, Any]:
+        import torch
+
+        return {
+            "ids": torch.from_numpy(prepared.inputs[index]).to(device),
+            "targets": torch.from_numpy(prepared.targets[index]).to(device),
+        }
+
+    def validate(self, model, prepared: _Prepared, spec, device) -> dict[str, float]:
+        from ecomine.train.metrics import evaluate_scorer
+
+        d = prepared.data
+        res = evaluate_scorer(
+            _DeviceScorer(model, device), d.valid_histories, d.valid_targets,
+            n_items=d.n_items + 1, ks=spec.eval.ks, pad_id=0,
+        )
+        out: dict[str, float] = {}
+        for protocol, prefix in (("all_items", ""), ("new_items", "new_")):
+            for k, v in res[protocol].items():
+                if k not in ("n", "n_dropped"):
+                    out[f"{prefix}{k.lower()}"] = v
+        return out
+
+    def evaluate(self, model, prepared: _Prepared, spec) -> dict[str, Any]:
+        from ecomine.train.evaluate import evaluate_recommender
+
+        return evaluate_recommender(model, prepared.data, ks=spec.eval.ks, split="test")
+
+    def headline(self, results: dict[str, Any]) -> dict[str, Any]:
+        from ecomine.train.evaluate import MODEL_NAME
+        from ecomine.train.metrics import report_json
+
+        return report_json({MODEL_NAME: results[MODEL_NAME]})[MODEL_NAME]
+
+    def save(self, folder: Path, model, prepared: _Prepared, spec) -> None:
+        from ecomine.models.recommend import ItemVocab, save_recommender
+
+        d = prepared.data
+        counts = np.bincount(np.concatenate(d.train_sequences), minlength=d.n_items + 1)
+        counts[0] = 0
+        popular = [int(i) for i in np.argsort(-counts, kind="stable")[:100] if counts[i] > 0]
+        save_recommender(folder, model, ItemVocab(items=d.vocab_items, texts=d.vocab_texts), popular=popular)
+
+    def format_report(self, results: dict[str, Any], title: str):
+        from ecomine.train.metrics import format_report
+
+        return format_report(results, title=title)
+
+    def fingerprint(self, prepared: _Prepared) -> str:
+        return prepared.data.fingerprint
+
+
+TASK = RecommendTask()
