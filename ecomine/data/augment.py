@@ -8,7 +8,6 @@ same output; vectorised (numpy indices over the flattened tokens), no loop per r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np

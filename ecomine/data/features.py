@@ -123,6 +123,15 @@ def _order_key(events: pl.DataFrame) -> pl.Expr:
     ).alias(_OKEY)
 
 
+def _codes(col: str) -> pl.Expr:
+    """Integer codes of a string column (``__<col>``), for fast sorting and grouping.
+
+    Their order is arbitrary (not lexical): use them only where order within a
+    group matters, never the order of the groups.
+    """
+    return pl.col(col).cast(pl.Categorical).to_physical().alias(f"__{col}")
+
+
 def _mode_by(frame: pl.DataFrame, by: str, col: str) -> pl.DataFrame:
     """Most frequent non-null `col` per `by` (ties: smallest value). Columns [by, col]."""
     return (
@@ -243,23 +252,29 @@ def user_sequences(
         events.select("user_id", "item_id", "ts", "event", "order_id")
         .with_row_index(_ROW)
         .filter(pl.col("event").is_in(kinds))
-        .sort(["user_id", "ts", "order_id", _ROW], nulls_last=True)
-        .with_columns(_order_key(events))
-        .unique(subset=["user_id", _OKEY, "item_id"], keep="first", maintain_order=True)
+        .with_columns(_order_key(events), _codes("user_id"))
+        # chronological, then a stable sort on the user's integer code: users'
+        # rows contiguous, in (ts, order_id, row) order within each user
+        .sort("ts", "order_id", _ROW, nulls_last=True)
+        .sort("__user_id", maintain_order=True)
+        .filter(pl.struct("__user_id", _OKEY, "item_id").is_first_distinct())
     )
     if dedupe_consecutive:
         same = (pl.col("item_id") == pl.col("item_id").shift(1)) & (
-            pl.col("user_id") == pl.col("user_id").shift(1)
+            pl.col("__user_id") == pl.col("__user_id").shift(1)
         )
         df = df.filter(~same.fill_null(False))
     return (
-        df.group_by("user_id", maintain_order=True)
+        df.group_by("__user_id", maintain_order=True)
         .agg(
+            pl.col("user_id").first(),
             pl.col("item_id").alias("items"),
             pl.col("ts"),
             pl.len().cast(pl.Int64).alias("n"),
         )
         .filter(pl.col("n") >= min_len)
+        .drop("__user_id")
+        .sort("user_id")
     )
 
 
@@ -410,8 +425,9 @@ def demand_series(
     One row for every item x every period in [start, end] (both inclusive; default
     the span of the counted events), sorted by (item_id, date). Periods are UTC
     days (``freq="1d"``) or ISO weeks starting Monday (``"1w"``, `date` = Monday).
-    `items` default: every item with a counted event; listed items absent from the
-    data get all-zero rows. Columns:
+    `items` default: every item with a counted event anywhere in `events` (also
+    outside the window); listed items absent from the data get all-zero rows.
+    Columns:
 
     - ``item_id`` str, ``date`` Date (period start)
     - ``units`` i64: purchased quantity (gross), or purchased minus returned
@@ -440,6 +456,7 @@ def demand_series(
         .filter(pl.col("event").is_in(kinds))
         .with_columns(period.alias("date"), _order_key(events))
     )
+
     def _snap(d: dt.date) -> dt.date:
         return d - dt.timedelta(days=d.weekday()) if freq == "1w" else d
 
@@ -624,27 +641,27 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
         _order_key(events),
         # integer codes: sorting by them is several times faster than by strings
         # (their order is arbitrary, which the passes below do not depend on)
-        pl.col("user_id").cast(pl.Categorical).to_physical().alias("__uc"),
-        pl.col("item_id").cast(pl.Categorical).to_physical().alias("__ic"),
+        _codes("user_id"),
+        _codes("item_id"),
     )
 
     # -- customer history, in (user, ts) order; orders count at their first row
     cust = (
         _scan_prior(
-            ev.select(_ROW, "__uc", "ts", _OKEY, "__p", "__r", "quantity")
-            .sort("__uc", "ts")
+            ev.select(_ROW, "__user_id", "ts", _OKEY, "__p", "__r", "quantity")
+            .sort("__user_id", "ts")
             .with_columns(
                 (pl.col("quantity") * pl.col("__p")).alias("__q"),
-                (pl.col("__p") * pl.struct("__uc", _OKEY).is_first_distinct()).alias("__o"),
+                (pl.col("__p") * pl.struct("__user_id", _OKEY).is_first_distinct()).alias("__o"),
             ),
-            "__uc",
+            "__user_id",
             ["__p", "__r", "__q", "__o"],
         )
         .with_columns(
             # latest purchase ts up to this row, within the user
             pl.when(
-                pl.when(pl.col("__p") == 1).then(pl.col("__uc")).forward_fill()
-                == pl.col("__uc")
+                pl.when(pl.col("__p") == 1).then(pl.col("__user_id")).forward_fill()
+                == pl.col("__user_id")
             )
             .then(pl.when(pl.col("__p") == 1).then(pl.col("ts")).forward_fill())
             .alias("__last_p")
@@ -660,10 +677,10 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
     )
     # -- item history, in (item, ts) order
     item = _scan_prior(
-        ev.select(_ROW, "__ic", "ts", "__p", "__r", "price")
-        .sort("__ic", "ts")
+        ev.select(_ROW, "__item_id", "ts", "__p", "__r", "price")
+        .sort("__item_id", "ts")
         .with_columns((pl.col("price") * pl.col("__p")).alias("__pr")),
-        "__ic",
+        "__item_id",
         ["__p", "__r", "__pr"],
     ).pipe(_unsort)
     feats = pl.concat(

@@ -8,11 +8,18 @@ rows of `features.risk_examples`. Deterministic, pure polars expressions, no I/O
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-
 import polars as pl
 
-from ecomine.data.features import _days, _instant, _mode_by, _require
+from ecomine.data.features import (
+    _OKEY,
+    _ROW,
+    _codes,
+    _days,
+    _instant,
+    _mode_by,
+    _order_key,
+    _require,
+)
 
 __all__ = ["user_behaviour_text", "order_line_text"]
 
@@ -71,7 +78,6 @@ def user_behaviour_text(
     as_of: dt.datetime | dt.date | None = None,
     max_events: int = 20,
     catalogue: pl.DataFrame | None = None,
-    user_attributes: Sequence[str] = ("country",),
 ) -> pl.DataFrame:
     """One line of text per user summarising their behaviour before `as_of`.
 
@@ -97,24 +103,32 @@ def user_behaviour_text(
     _require(events, ("user_id", "item_id", "ts", "event", "quantity", "price", "order_id"), where)
     if max_events < 0:
         raise ValueError(f"{where}: max_events={max_events} must be >= 0")
-    ev = events.with_row_index("__row")
+    ev = events.with_row_index(_ROW)
     if as_of is not None:
         ref = _instant(as_of, events.schema["ts"], f"{where}(as_of)")
         ev = ev.filter(pl.col("ts") < ref)
     else:
         ref = pl.lit(ev["ts"].max(), dtype=events.schema["ts"])
+    # newest first per user (ties: later rows first); only these rows get phrases
+    recent = (
+        ev.select(_ROW, "user_id", "item_id", "ts", "event", "quantity", "price")
+        .with_columns(_codes("user_id"))
+        .sort(["__user_id", "ts", _ROW], descending=[False, True, True])
+        .group_by("__user_id", maintain_order=True)
+        .head(max_events)
+    )
     names = []
     if catalogue is not None:
         _require(catalogue, ("item_id", "item_text"), f"{where}(catalogue)")
         cat = catalogue.select("item_id", pl.col("item_text").alias("__cat_text")).unique(
             "item_id", keep="first", maintain_order=True
         )
-        ev = ev.join(cat, on="item_id", how="left", maintain_order="left")
+        recent = recent.join(cat, on="item_id", how="left", maintain_order="left")
         names.append(pl.col("__cat_text"))
     if "item_text" in ev.columns:
         # the item's most frequent text in these events (a return row often has none)
         common = _mode_by(ev, "item_id", "item_text").rename({"item_text": "__mode_text"})
-        ev = ev.join(common, on="item_id", how="left", maintain_order="left")
+        recent = recent.join(common, on="item_id", how="left", maintain_order="left")
         names.append(pl.col("__mode_text"))
     name = _clean(pl.coalesce(*names, pl.col("item_id")))
     verb = pl.col("event").cast(pl.String).replace_strict(_VERBS, default="did")
@@ -133,32 +147,25 @@ def user_behaviour_text(
         pl.lit(") "),
         _ago(_days(ref - pl.col("ts"))),
     )
-    recent = (
-        ev.sort(["user_id", "ts", "__row"], descending=[False, True, True])
-        .group_by("user_id", maintain_order=True)
-        .head(max_events)
-        .with_columns(phrase.alias("__phrase"))
-        .group_by("user_id", maintain_order=True)
-        .agg(pl.col("__phrase").str.join("; ").alias("__recent"))
+    recent = recent.group_by("__user_id", maintain_order=True).agg(
+        pl.col("user_id").first(), phrase.str.join("; ").alias("__recent")
     )
     purchase = pl.col("event") == "purchase"
-    order_key = pl.coalesce(pl.col("order_id"), pl.col("__row").cast(pl.String))
-    head = ev.group_by("user_id").agg(
-        order_key.filter(purchase).n_unique().alias("__orders"),
+    head = ev.with_columns(_order_key(events)).group_by("user_id").agg(
+        pl.col(_OKEY).filter(purchase).n_unique().alias("__orders"),
         _days(ref - pl.col("ts").min()).floor().cast(pl.Int64).alias("__days"),
         (pl.col("quantity") * pl.col("price")).filter(purchase).sum().alias("__spent"),
         (pl.col("event") == "return").sum().alias("__returns"),
     )
     who = pl.lit("customer")
-    for attr in user_attributes:
-        if attr == "country" and attr in ev.columns:
-            head = head.join(_mode_by(ev, "user_id", attr), on="user_id", how="left")
-            who = pl.concat_str(
-                who,
-                pl.when(pl.col(attr).is_not_null())
-                .then(pl.concat_str(pl.lit(" from "), pl.col(attr)))
-                .otherwise(pl.lit("")),
-            )
+    if "country" in ev.columns:
+        head = head.join(_mode_by(ev, "user_id", "country"), on="user_id", how="left")
+        who = pl.concat_str(
+            who,
+            pl.when(pl.col("country").is_not_null())
+            .then(pl.concat_str(pl.lit(" from "), pl.col("country")))
+            .otherwise(pl.lit("")),
+        )
     text = pl.concat_str(
         [
             who,
@@ -175,7 +182,7 @@ def user_behaviour_text(
         ignore_nulls=True,
     )
     return (
-        head.join(recent, on="user_id", how="left")
+        head.join(recent.drop("__user_id"), on="user_id", how="left")
         .select("user_id", text.alias("text"))
         .sort("user_id")
     )

@@ -482,3 +482,16 @@ def test_builders_on_online_retail(online_retail_dir: Path, monkeypatch: pytest.
     assert 0.005 < r["returned"].mean() < 0.1
     rfm = rfm_features(ev)
     assert rfm.height == ev["user_id"].n_unique() and rfm["country"].null_count() == 0
+
+
+def test_public_names_exist() -> None:
+    import ecomine.data.augment as augment
+    import ecomine.data.features as features
+    import ecomine.data.splits as splits
+    import ecomine.data.text as text
+
+    for mod in (features, text, splits, augment):
+        public = {n for n, v in vars(mod).items() if callable(v) and getattr(v, "__module__", "") == mod.__name__}
+        public = {n for n in public if not n.startswith("_")}
+        assert public <= set(mod.__all__), (mod.__name__, public - set(mod.__all__))
+        assert all(hasattr(mod, n) for n in mod.__all__)
