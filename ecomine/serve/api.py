@@ -1,0 +1,342 @@
+"""The HTTP API of a served ecomine app (``/v1``): request and response models.
+
+Shared by the server (``ecomine.serve`` validates requests with them and
+answers with them) and the client SDK (``ecomine.client`` builds them). Only
+pydantic is imported here: no Ray, no torch, so the client installs light.
+
+Requests forbid unknown fields (a typo such as ``exlude`` is a 422 naming it);
+responses ignore unknown fields, so an older client reads a newer server.
+The caps below are hard protocol limits; a deployment's ``limits`` (see
+``ecomine.serve.config.Limits``) may set tighter ones, also answered with 422.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+__all__ = [
+    "API_PREFIX",
+    "HARD_MAX_K",
+    "HARD_MAX_HISTORY",
+    "HARD_MAX_ITEMS",
+    "HARD_MAX_HORIZON",
+    "HARD_MAX_ORDERS",
+    "HARD_MAX_LINES",
+    "ItemId",
+    "UserId",
+    "Variant",
+    "RecommendRequest",
+    "ScoredItem",
+    "RecommendResponse",
+    "DemandRequest",
+    "ItemForecast",
+    "DemandResponse",
+    "OrderLine",
+    "Order",
+    "RiskRequest",
+    "OrderRisk",
+    "RiskResponse",
+    "InsightsRequest",
+    "InsightItem",
+    "Signal",
+    "InsightsResponse",
+    "MemberInfo",
+    "ArmInfo",
+    "TrafficInfo",
+    "ShadowSummary",
+    "TaskInfo",
+    "ModelsResponse",
+    "HealthResponse",
+    "ErrorDetail",
+    "ErrorResponse",
+]
+
+API_PREFIX = "/v1"
+HARD_MAX_K = 1000
+HARD_MAX_HISTORY = 10_000
+HARD_MAX_ITEMS = 10_000  # item ids in one demand call, or in one exclude list
+HARD_MAX_HORIZON = 366
+HARD_MAX_ORDERS = 1000
+HARD_MAX_LINES = 1000
+
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Variant = Literal["champion", "challenger"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --------------------------------------------------------------------------- recommend
+
+
+class _WhoAndWhat(_Request):
+    """Fields shared by /v1/recommend and /v1/insights."""
+
+    user_id: UserId | None = Field(
+        None,
+        description="whose stored history to use (the app's users table) and the sticky A/B routing key",
+    )
+    history: list[ItemId] | None = Field(
+        None,
+        max_length=HARD_MAX_HISTORY,
+        description="item ids, oldest first; when given it is used instead of the stored history",
+    )
+    k: int = Field(10, ge=1, le=HARD_MAX_K, description="how many items to return")
+    exclude: list[ItemId] = Field(
+        default_factory=list, max_length=HARD_MAX_ITEMS, description="item ids never to return"
+    )
+    exclude_history: bool | None = Field(
+        None, description="leave out items already in the history (default: the model's training spec)"
+    )
+    categories: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(
+        None, min_length=1, max_length=1000, description="only items of these categories (needs a catalogue)"
+    )
+
+    @model_validator(mode="after")
+    def _someone(self) -> _WhoAndWhat:
+        if self.user_id is None and self.history is None:
+            raise ValueError("give user_id or history (or both)")
+        return self
+
+
+class RecommendRequest(_WhoAndWhat):
+    """POST /v1/recommend: the next items a user is likely to want."""
+
+
+class ScoredItem(_Response):
+    item_id: str
+    score: float = Field(
+        description="probability of being the next item (softmax over the catalogue; an ensemble's weighted "
+        "mean); in a fallback answer, the popularity rank scaled to (0, 1]"
+    )
+    title: str | None = None
+    category: str | None = None
+    price: float | None = None
+
+
+class RecommendResponse(_Response):
+    items: list[ScoredItem]
+    model: str = Field(description="what answered: 'recommend/<version>' or 'ensemble(...)'")
+    versions: list[str] = Field(description="registry version ids that produced the answer")
+    variant: Variant = "champion"
+    fallback: bool = Field(False, description="true when the answer is popular items, not a personal ranking")
+    fallback_reason: str | None = None
+    unknown_items: list[str] = Field(default_factory=list, description="history items the model does not know (ignored)")
+    request_id: str = ""
+
+
+# --------------------------------------------------------------------------- demand
+
+
+def _finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    return value
+
+
+class DemandRequest(_Request):
+    """POST /v1/demand: quantile forecasts of units sold per period."""
+
+    item_ids: list[ItemId] = Field(min_length=1, max_length=HARD_MAX_ITEMS)
+    horizon: int = Field(7, ge=1, le=HARD_MAX_HORIZON, description="periods ahead (the model's frequency)")
+    quantiles: list[float] = Field(
+        default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=19, description="each in (0, 1), distinct"
+    )
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles(cls, v: list[float]) -> list[float]:
+        for q in v:
+            _finite(q, "quantile")
+            if not 0.0 < q < 1.0:
+                raise ValueError(f"quantile {q} is not in (0, 1)")
+        if len(set(v)) != len(v):
+            raise ValueError(f"quantiles must be distinct, got {v}")
+        return sorted(v)
+
+
+class ItemForecast(_Response):
+    item_id: str
+    values: list[list[float]] = Field(description="[quantile][period]: one row per requested quantile, ascending")
+    fallback: bool = Field(False, description="true when the model does not know the item (cold-start profile)")
+
+
+class DemandResponse(_Response):
+    quantiles: list[float]
+    horizon: int
+    freq: str | None = Field(None, description="period of the forecast, e.g. '1d' or '1w'")
+    forecasts: list[ItemForecast]
+    model: str
+    versions: list[str]
+    variant: Variant = "champion"
+    fallback: bool = Field(False, description="true when any item got a cold-start forecast")
+    request_id: str = ""
+
+
+# --------------------------------------------------------------------------- risk
+
+
+class OrderLine(_Request):
+    item_id: ItemId
+    quantity: int = Field(1, ge=1, le=1_000_000)
+    price: float | None = Field(None, ge=0, description="unit price; unknown when omitted")
+
+    @field_validator("price")
+    @classmethod
+    def _price(cls, v: float | None) -> float | None:
+        return None if v is None else _finite(v, "price")
+
+
+class Order(_Request):
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    user_id: UserId | None = None
+    ts: datetime | None = Field(None, description="when the order was placed (default: now)")
+    country: Annotated[str, StringConstraints(max_length=128)] | None = None
+    lines: list[OrderLine] = Field(min_length=1, max_length=HARD_MAX_LINES)
+
+
+class RiskRequest(_Request):
+    """POST /v1/risk: probability that each order is returned / cancelled."""
+
+    orders: list[Order] = Field(min_length=1, max_length=HARD_MAX_ORDERS)
+
+
+class OrderRisk(_Response):
+    order_id: str | None = None
+    probability: float
+    flagged: bool = Field(description="probability >= threshold")
+    threshold: float
+
+
+class RiskResponse(_Response):
+    results: list[OrderRisk]
+    model: str
+    versions: list[str]
+    variant: Variant = "champion"
+    request_id: str = ""
+
+
+# --------------------------------------------------------------------------- insights
+
+
+class InsightsRequest(_WhoAndWhat):
+    """POST /v1/insights: recommendations re-ranked by expected demand and return risk.
+
+    score = recommend_score * (1 - demand_weight + demand_weight * demand_share)
+                            * (1 - risk_weight * return_risk)
+    where demand_share is the item's expected units over ``horizon`` divided by the
+    largest among the candidates. A signal that is unavailable leaves its factor at 1.
+    """
+
+    horizon: int = Field(7, ge=1, le=HARD_MAX_HORIZON, description="periods of demand to add up")
+    demand_weight: float = Field(0.5, ge=0, le=1)
+    risk_weight: float = Field(0.5, ge=0, le=1)
+    candidates: int | None = Field(
+        None, ge=1, le=HARD_MAX_K, description="recommendations to re-rank (default: 3 * k, at least 20)"
+    )
+
+
+class InsightItem(_Response):
+    item_id: str
+    score: float
+    recommend_score: float
+    expected_demand: float | None = Field(None, description="median forecast units over the horizon")
+    return_risk: float | None = Field(None, description="probability a one-unit order of it by this user is returned")
+    title: str | None = None
+    category: str | None = None
+    price: float | None = None
+
+
+class Signal(_Response):
+    status: Literal["used", "unavailable", "error"]
+    detail: str | None = None
+    model: str | None = None
+
+
+class InsightsResponse(_Response):
+    items: list[InsightItem]
+    signals: dict[str, Signal] = Field(description="recommend, demand, risk: used / unavailable / error, and why")
+    unavailable: list[str] = Field(default_factory=list, description="signals that did not contribute")
+    fallback: bool = False
+    fallback_reason: str | None = None
+    variant: Variant = "champion"
+    request_id: str = ""
+
+
+# --------------------------------------------------------------------------- models, health, errors
+
+
+class MemberInfo(_Response):
+    version: str
+    weight: float = 1.0
+    created_at: datetime | None = None
+    stages: list[str] = Field(default_factory=list)
+    ref: str | None = Field(None, description="what the config asked for: a version id, a stage or 'latest'")
+
+
+class ArmInfo(_Response):
+    deployment: str
+    kind: Literal["single", "ensemble"]
+    status: Literal["ok", "unavailable"] = "ok"
+    detail: str | None = None
+    model: str | None = None
+    members: list[MemberInfo] = Field(default_factory=list)
+    loaded_at: datetime | None = None
+    max_batch_size: int | None = None
+    batch_wait_timeout_s: float | None = None
+
+
+class TrafficInfo(_Response):
+    mode: Literal["ab", "canary", "shadow"]
+    weight: float
+    salt: str
+
+
+class ShadowSummary(_Response):
+    compared: int = 0
+    failed: int = 0
+    mean_agreement: float | None = Field(None, description="recommend: top-k overlap; demand: 1 - WAPE of medians; risk: decisions agreeing")
+    recent: list[dict] = Field(default_factory=list, description="latest comparisons (hashed user ids only)")
+
+
+class TaskInfo(_Response):
+    route: str
+    champion: ArmInfo
+    challenger: ArmInfo | None = None
+    traffic: TrafficInfo | None = None
+    shadow: ShadowSummary | None = None
+
+
+class ModelsResponse(_Response):
+    tasks: dict[str, TaskInfo]
+    not_configured: list[str] = Field(default_factory=list)
+
+
+class HealthResponse(_Response):
+    status: Literal["ok", "degraded"]
+    tasks: list[str]
+    ecomine: str
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorDetail(_Response):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(_Response):
+    """Every 4xx/5xx body: ``detail`` is a message, or a list of field errors (422)."""
+
+    detail: str | list[ErrorDetail]
+    request_id: str | None = None

@@ -1,0 +1,147 @@
+"""The typed application builder: ``import_path: ecomine.serve.app:build`` in a Serve config.
+
+The top of ``ecomine.serve`` (what ``serve run`` / ``serve deploy`` and
+``ecomine serve up`` import): ``build(args: AppArgs) -> Application`` binds the
+ingress to one model deployment per task and arm, the pattern of the Ray Serve
+docs' typed app builder (Ray validates ``args:`` into ``AppArgs`` before the
+call). Model locations come from args, never from module constants. Before
+binding, every version is resolved in the registry and a recommend ensemble's
+vocabularies are compared, so a typo fails the deploy with the field's path
+instead of a replica crash loop (``check_versions: false`` skips this).
+
+Importing this module does not import Ray (``AppArgs`` validates without it);
+``build`` does.
+"""
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ecomine.serve.config import AppArgs, ArmArgs, TaskArgs, deployment_name
+
+if TYPE_CHECKING:
+    from ray.serve import Application
+
+__all__ = ["AppArgs", "BuildError", "resolve_uri", "check_versions", "build"]
+
+
+class BuildError(ValueError):
+    """The args name something that does not exist or cannot work together; the message names the field."""
+
+
+def resolve_uri(uri: str) -> str:
+    """``${VAR:-default}`` expanded; a relative local path made absolute (against this process's cwd),
+    so every replica reads the same place wherever it runs."""
+    from ecomine import storage
+    from ecomine.specs import expand_uri
+
+    text = expand_uri(uri)
+    if storage.is_s3(text):
+        return text
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def _resolved(args: AppArgs) -> AppArgs:
+    update: dict[str, Any] = {"registry": resolve_uri(args.registry)}
+    rec = args.recommend
+    rec_update = {k: resolve_uri(v) for k in ("users_uri", "catalogue_uri") if (v := getattr(rec, k))}
+    if rec_update:
+        update["recommend"] = rec.model_copy(update=rec_update)
+    return args.model_copy(update=update)
+
+
+def check_versions(args: AppArgs) -> dict[str, list[str]]:
+    """Resolve every configured version in the registry; compare a recommend ensemble's vocabularies.
+
+    Returns ``{"recommend.champion": [version ids], ...}``. Raises BuildError naming the field.
+    """
+    from ecomine import storage
+    from ecomine.registry import Registry, RegistryError
+    from ecomine.storage import StorageError
+
+    registry = Registry(args.registry, s3=args.s3)
+    found: dict[str, list[str]] = {}
+    for task, task_args in args.tasks().items():
+        for arm, arm_args in task_args.arms().items():
+            versions, vocab_of = [], {}
+            for n, member in enumerate(arm_args.refs()):
+                where = f"{task}.{arm}." + (f"members.{n}.version" if arm_args.is_ensemble else "version")
+                try:
+                    mv = registry.get(task, member.version)
+                except (RegistryError, StorageError) as exc:
+                    raise BuildError(f"{where}: {exc}") from None
+                versions.append(mv.version)
+                if task == "recommend" and arm_args.is_ensemble:
+                    try:
+                        vocab_of[mv.version] = storage.read_json(storage.join(mv.uri, "items.json"), options=args.s3)["items"]
+                    except (StorageError, KeyError, TypeError) as exc:
+                        raise BuildError(f"{where}: cannot read the item vocabulary of recommend/{mv.version}: {exc}") from None
+            if vocab_of:
+                first, items = next(iter(vocab_of.items()))
+                for version, other in vocab_of.items():
+                    if other != items:
+                        raise BuildError(
+                            f"{task}.{arm}.members: recommend/{first} ({len(items)} items) and recommend/{version} "
+                            f"({len(other)} items) have different item vocabularies; members of a recommend "
+                            "ensemble must share one"
+                        )
+            found[f"{task}.{arm}"] = versions
+    return found
+
+
+def _model_app(args: AppArgs, task: str, task_args: TaskArgs, arm: str, arm_args: ArmArgs) -> Any:
+    from ecomine.serve.deployments import model_deployment
+
+    res = task_args.resources
+    options: dict[str, Any] = {
+        "name": deployment_name(task, arm),
+        "user_config": task_args.settings(arm).model_dump(exclude_none=True),
+        "ray_actor_options": res.actor_options(),
+        "max_ongoing_requests": res.max_ongoing_requests,
+        "max_queued_requests": res.max_queued_requests,
+    }
+    if res.autoscaling_config is not None:
+        options["autoscaling_config"] = res.autoscaling_config
+    else:
+        options["num_replicas"] = res.num_replicas
+    init: dict[str, Any] = {
+        "registry": args.registry,
+        "name": deployment_name(task, arm),
+        "task": task,
+        "loader": task_args.loader,
+        "s3": args.s3.model_dump() if args.s3 else None,
+    }
+    if task == "recommend":
+        init["catalogue_uri"] = getattr(task_args, "catalogue_uri", None)
+    if task == "risk":
+        init["threshold"] = getattr(task_args, "threshold", None)
+    return model_deployment(task, arm_args.is_ensemble).options(**options).bind(**init)
+
+
+def build(args: AppArgs) -> "Application":
+    """Bind the ingress and one model deployment per configured task and arm.
+
+    ``args`` may also be a plain dict (validated here). Raises BuildError when a
+    version does not exist or an ensemble's members do not fit together.
+    """
+    from ecomine.serve.ingress import Ingress
+
+    parsed: AppArgs = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
+    parsed = _resolved(parsed)
+    if parsed.check_versions:
+        check_versions(parsed)
+    handles: dict[str, dict[str, Any]] = {}
+    for task, task_args in parsed.tasks().items():
+        handles[task] = {arm: _model_app(parsed, task, task_args, arm, arm_args) for arm, arm_args in task_args.arms().items()}
+    ing = parsed.ingress
+    options: dict[str, Any] = {
+        "ray_actor_options": {"num_cpus": ing.num_cpus, **({"runtime_env": ing.runtime_env} if ing.runtime_env else {})},
+        "max_ongoing_requests": ing.max_ongoing_requests,
+        "max_queued_requests": ing.max_queued_requests,
+    }
+    if ing.autoscaling_config is not None:
+        options["autoscaling_config"] = ing.autoscaling_config
+    else:
+        options["num_replicas"] = ing.num_replicas
+    return Ingress.options(**options).bind(parsed, handles)

@@ -1,0 +1,287 @@
+"""What a user writes under ``args:`` of a Serve config, validated by pydantic.
+
+Sits at the top of ``ecomine.serve``: ``ecomine.serve.app:build`` takes an
+``AppArgs``; the deployments take a ``ModelSettings`` as their ``user_config``.
+Ray-free, so configs validate (and unit tests run) without a cluster.
+
+Deployment names (what a Serve config's ``deployments:`` list refers to when it
+overrides options, e.g. to swap a version in place through ``user_config``)::
+
+    Ingress                                  the HTTP routes
+    recommend-champion, recommend-challenger Recommender, or Ensemble for members
+    demand-champion,    demand-challenger    DemandForecaster / Ensemble
+    risk-champion,      risk-challenger      RiskScorer / Ensemble
+
+A model deployment's ``user_config`` is a ``ModelSettings``: the version (or
+ensemble members) and the batching knobs. Changing only ``user_config`` in a
+``serve deploy`` swaps the model inside the running replicas (load new, then
+switch; no request fails); changing ``args`` rebuilds the app (a rolling restart).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ecomine.serve.traffic import TrafficPolicy
+from ecomine.storage import S3Options
+
+__all__ = [
+    "TASKS",
+    "DEFAULT_LOADERS",
+    "deployment_name",
+    "MemberArgs",
+    "ArmArgs",
+    "Batching",
+    "ModelSettings",
+    "ModelResources",
+    "TaskArgs",
+    "RecommendArgs",
+    "DemandArgs",
+    "RiskArgs",
+    "Limits",
+    "AuthArgs",
+    "IngressArgs",
+    "ObservabilityArgs",
+    "AppArgs",
+]
+
+TASKS = ("recommend", "demand", "risk")
+# module:function that turns a verified version folder into a model (see ecomine.serve.deployments).
+DEFAULT_LOADERS = {
+    "recommend": "ecomine.models.recommend:load_recommender",
+    "demand": "ecomine.models.demand:load_forecaster",
+    "risk": "ecomine.models.risk:load_risk_model",
+}
+_REF = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_IMPORT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def deployment_name(task: str, arm: str) -> str:
+    """``recommend-champion``: the Serve deployment of one arm of a task."""
+    return f"{task}-{arm}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_ref(value: str) -> str:
+    if not _REF.fullmatch(value):
+        raise ValueError(f"{value!r} is not a version id, 'staging', 'production' or 'latest'")
+    return value
+
+
+class MemberArgs(_Strict):
+    """One member of an ensemble."""
+
+    version: str = Field(description="version id | staging | production | latest")
+    weight: float = Field(1.0, gt=0, le=1e6, description="relative weight in the mean (normalised)")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        return _check_ref(v)
+
+
+class ArmArgs(_Strict):
+    """What one arm serves: one version, or an ensemble of members of the same task."""
+
+    version: str | None = Field(None, description="version id | staging | production | latest")
+    members: list[MemberArgs] | None = Field(None, min_length=2, max_length=16, description="ensemble members")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        return None if v is None else _check_ref(v)
+
+    @model_validator(mode="after")
+    def _one(self) -> ArmArgs:
+        if (self.version is None) == (self.members is None):
+            raise ValueError("set exactly one of 'version' (one model) or 'members' (an ensemble)")
+        return self
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.members is not None
+
+    def refs(self) -> list[MemberArgs]:
+        return list(self.members) if self.members is not None else [MemberArgs(version=str(self.version))]
+
+
+class Batching(_Strict):
+    """Dynamic batching of a model deployment (``@serve.batch``)."""
+
+    max_batch_size: int = Field(16, ge=1, le=1024, description="1 turns batching off")
+    batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0, description="wait for a fuller batch at most this long")
+
+
+class ModelSettings(ArmArgs, Batching):
+    """The ``user_config`` of a model deployment (``reconfigure`` applies it in place)."""
+
+
+class ModelResources(_Strict):
+    """How a task's model deployments run (each arm gets these)."""
+
+    num_cpus: float = Field(0.25, gt=0, description="logical CPUs per replica; keep it fractional on small machines")
+    num_gpus: float = Field(0.0, ge=0)
+    memory: int | None = Field(None, ge=0, description="bytes of memory reserved per replica")
+    num_replicas: int | Literal["auto"] = Field(1, description="an integer, or 'auto' (Ray's default autoscaling)")
+    autoscaling_config: dict[str, Any] | None = Field(
+        None, description="Ray Serve autoscaling_config (min_replicas, max_replicas, target_ongoing_requests ...)"
+    )
+    max_ongoing_requests: int = Field(64, ge=1, description="in-flight requests per replica (>= max_batch_size)")
+    max_queued_requests: int = Field(-1, ge=-1, description="queued at each caller before 503; -1: no limit")
+    runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env of the replicas")
+
+    @field_validator("num_replicas")
+    @classmethod
+    def _replicas(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("num_replicas must be >= 1 or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _autoscaling(self) -> ModelResources:
+        if self.autoscaling_config is not None and self.num_replicas not in (1, "auto"):
+            raise ValueError("autoscaling_config replaces num_replicas: leave num_replicas unset")
+        return self
+
+    def actor_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"num_cpus": self.num_cpus}
+        if self.num_gpus:
+            opts["num_gpus"] = self.num_gpus
+        if self.memory:
+            opts["memory"] = self.memory
+        if self.runtime_env:
+            opts["runtime_env"] = self.runtime_env
+        return opts
+
+
+class TaskArgs(_Strict):
+    """One task's serving: a champion, an optional challenger and how traffic splits."""
+
+    champion: ArmArgs
+    challenger: ArmArgs | None = None
+    traffic: TrafficPolicy | None = Field(None, description="required with a challenger")
+    loader: str | None = Field(None, description="module:function loading a version folder (default per task)")
+    batching: Batching = Field(default_factory=Batching)
+    resources: ModelResources = Field(default_factory=ModelResources)
+
+    @field_validator("loader")
+    @classmethod
+    def _loader(cls, v: str | None) -> str | None:
+        if v is not None and not _IMPORT.fullmatch(v):
+            raise ValueError(f"loader {v!r} must be 'package.module:function'")
+        return v
+
+    @model_validator(mode="after")
+    def _traffic(self) -> TaskArgs:
+        if self.challenger is not None and self.traffic is None:
+            raise ValueError("a challenger needs a traffic policy (traffic: {mode: ab | canary | shadow, weight: ...})")
+        if self.challenger is None and self.traffic is not None:
+            raise ValueError("traffic is set but there is no challenger to send it to")
+        if self.batching.max_batch_size > self.resources.max_ongoing_requests:
+            raise ValueError(
+                f"batching.max_batch_size ({self.batching.max_batch_size}) exceeds resources.max_ongoing_requests "
+                f"({self.resources.max_ongoing_requests}): a replica could never fill a batch"
+            )
+        return self
+
+    def arms(self) -> dict[str, ArmArgs]:
+        out = {"champion": self.champion}
+        if self.challenger is not None:
+            out["challenger"] = self.challenger
+        return out
+
+    def settings(self, arm: str) -> ModelSettings:
+        """The initial ``user_config`` of one arm's deployment."""
+        chosen = self.arms()[arm]
+        return ModelSettings(**chosen.model_dump(exclude_none=True), **self.batching.model_dump())
+
+
+class RecommendArgs(TaskArgs):
+    users_uri: str | None = Field(
+        None, description="parquet with user_id and items (list of item ids, oldest first): histories for user_id"
+    )
+    catalogue_uri: str | None = Field(
+        None, description="parquet with item_id and optional category, item_text, median_price (filters, titles)"
+    )
+
+
+class DemandArgs(TaskArgs):
+    pass
+
+
+class RiskArgs(TaskArgs):
+    threshold: float | None = Field(None, gt=0, lt=1, description="flag orders at or above this probability (default: the model's)")
+
+
+class Limits(_Strict):
+    """Per-request limits (tighter than the API's hard caps); breaking one is a 413 or 422 naming the field."""
+
+    max_body_bytes: int = Field(262_144, ge=1024, le=64 * 1024 * 1024)
+    max_history: int = Field(500, ge=1, le=10_000)
+    max_k: int = Field(100, ge=1, le=1000)
+    max_exclude: int = Field(1000, ge=0, le=10_000)
+    max_demand_items: int = Field(200, ge=1, le=10_000)
+    max_horizon: int = Field(90, ge=1, le=366)
+    max_orders: int = Field(100, ge=1, le=1000)
+    max_order_lines: int = Field(200, ge=1, le=1000)
+
+
+class AuthArgs(_Strict):
+    """Bearer API keys for ``/v1/*``: from here and/or an environment variable of the ingress replica."""
+
+    api_keys: list[SecretStr] = Field(default_factory=list, description="accepted keys (prefer the env variable)")
+    api_keys_env: str | None = Field(
+        "ECOMINE_API_KEYS", description="env variable with comma-separated keys; unset or empty: no keys from env"
+    )
+
+
+class IngressArgs(_Strict):
+    num_cpus: float = Field(0.1, gt=0)
+    num_replicas: int | Literal["auto"] = 1
+    autoscaling_config: dict[str, Any] | None = None
+    max_ongoing_requests: int = Field(256, ge=1)
+    max_queued_requests: int = Field(-1, ge=-1)
+    runtime_env: dict[str, Any] | None = None
+    model_timeout_s: float = Field(30.0, gt=0, description="longest wait for a model deployment's answer")
+
+
+class ObservabilityArgs(_Strict):
+    log_requests: bool = Field(True, description="one log line per request (hashed user id)")
+    user_hash_salt_env: str | None = Field(
+        "ECOMINE_USER_HASH_SALT", description="env variable holding the secret salt of logged user-id hashes"
+    )
+    shadow_keep: int = Field(50, ge=1, le=10_000, description="shadow comparisons kept for GET /v1/models")
+
+
+class AppArgs(_Strict):
+    """``args:`` of ``import_path: ecomine.serve.app:build``.
+
+    Only ``registry`` and ``recommend`` are required; ``demand`` and ``risk`` are
+    optional (their routes answer 503 until configured).
+    """
+
+    registry: str = Field(description="registry root: a folder (relative: to the cluster's working dir) or s3://")
+    s3: S3Options | None = Field(None, description="S3 client options (default: the AWS environment)")
+    recommend: RecommendArgs
+    demand: DemandArgs | None = None
+    risk: RiskArgs | None = None
+    limits: Limits = Field(default_factory=Limits)
+    auth: AuthArgs = Field(default_factory=AuthArgs)
+    ingress: IngressArgs = Field(default_factory=IngressArgs)
+    observability: ObservabilityArgs = Field(default_factory=ObservabilityArgs)
+    check_versions: bool = Field(
+        True, description="resolve every version (and check ensemble vocabularies) when the app is built"
+    )
+
+    def tasks(self) -> dict[str, TaskArgs]:
+        """The configured tasks, by name."""
+        return {name: t for name in TASKS if (t := getattr(self, name)) is not None}
+
+    def loader(self, task: str) -> str:
+        return self.tasks()[task].loader or DEFAULT_LOADERS[task]

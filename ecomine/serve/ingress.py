@@ -1,0 +1,526 @@
+"""The HTTP ingress: FastAPI routes in front of the model deployments.
+
+Sits at the top of a served app (``ecomine.serve.app.build`` binds it to the
+model deployments' handles). It validates requests (``ecomine.serve.api``),
+looks up stored user histories, routes each call to a task's champion or
+challenger (``ecomine.serve.traffic``), composes ``/v1/insights`` from the
+three tasks concurrently, and records metrics and one hashed log line per
+request (``ecomine.serve.observability``). The FastAPI app is built in the
+replica (``__serve_build_asgi_app__``), from the app's args, never at import.
+
+Status codes: 200; 401 (API key); 413 (body size); 422 (invalid input: the
+``detail`` names the field); 503 (a task not configured, or its model
+unavailable); 504 (a model did not answer in ``ingress.model_timeout_s``).
+"""
+
+import asyncio
+import re
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+
+import ecomine
+from ecomine.serve.api import (
+    API_PREFIX,
+    DemandRequest,
+    DemandResponse,
+    ErrorResponse,
+    HealthResponse,
+    InsightsRequest,
+    InsightsResponse,
+    ModelsResponse,
+    RecommendRequest,
+    RecommendResponse,
+    RiskRequest,
+    RiskResponse,
+)
+from ecomine.serve.config import AppArgs, TaskArgs
+from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt
+from ecomine.serve.security import GuardMiddleware, resolve_api_keys
+from ecomine.serve.traffic import ShadowRecorder, TrafficPolicy, agreement, assign, routing_key, shadow_sampled
+
+__all__ = ["Ingress", "NOT_CONFIGURED"]
+
+NOT_CONFIGURED = "no {task} model configured (add '{task}:' to the app's args)"
+_ROUTES = (
+    f"{API_PREFIX}/recommend", f"{API_PREFIX}/demand", f"{API_PREFIX}/risk", f"{API_PREFIX}/insights",
+    f"{API_PREFIX}/models", "/healthz", "/docs", "/openapi.json",
+)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_METHODS = {"recommend": "recommend", "demand": "forecast", "risk": "score"}
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, detail: Any, headers: Optional[dict[str, str]] = None) -> None:
+        super().__init__(str(detail))
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def _invalid(loc: list[Any], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": tuple(loc), "msg": msg, "type": "value_error"}])
+
+
+def _limit(value: int, limit: int, loc: list[Any], what: str) -> None:
+    if value > limit:
+        raise _invalid(loc, f"{value} {what} exceed this deployment's limit of {limit}")
+
+
+class _TaskRouter:
+    """One task's arms behind the ingress: picks the arm, calls it, shadows when asked."""
+
+    def __init__(
+        self, task: str, args: TaskArgs, handles: dict[str, Any], *, timeout_s: float, salt: str,
+        metrics: ServeMetrics, shadow_keep: int,
+    ) -> None:
+        self.task = task
+        self.champion = handles["champion"]
+        self.challenger = handles.get("challenger")
+        self.policy: Optional[TrafficPolicy] = args.traffic if self.challenger is not None else None
+        self.timeout_s = timeout_s
+        self.salt = salt
+        self.metrics = metrics
+        self.recorder = ShadowRecorder(keep=shadow_keep) if self.policy and self.policy.mode == "shadow" else None
+        self._background: set[asyncio.Task] = set()
+
+    def arm_for(self, key: str) -> str:
+        return assign(key, self.policy) if self.policy is not None else "champion"
+
+    async def _remote(self, handle: Any, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        response = getattr(handle, method).remote(payload)
+
+        async def wait() -> Any:
+            return await response
+
+        try:
+            return await asyncio.wait_for(wait(), self.timeout_s)
+        except asyncio.TimeoutError:
+            response.cancel()
+            raise _HTTPError(504, f"the {self.task} model did not answer within {self.timeout_s:g} s") from None
+
+    async def call(self, method: str, payload: dict[str, Any], *, key: str, request_id: str,
+                   user_hash: Optional[str]) -> tuple[dict[str, Any], str]:
+        arm = self.arm_for(key)
+        shadow = None
+        if self.recorder is not None and shadow_sampled(key, request_id, self.policy):
+            shadow = asyncio.ensure_future(self._remote(self.challenger, method, payload))
+        handle = self.champion if arm == "champion" else self.challenger
+        try:
+            result = await self._remote(handle, method, payload)
+        except _HTTPError:
+            if shadow is not None:
+                shadow.cancel()
+            raise
+        except Exception as exc:
+            if shadow is not None:
+                shadow.cancel()
+            raise _HTTPError(503, f"the {self.task} model is unavailable: {type(exc).__name__}: {_short(exc)}") from exc
+        if shadow is not None:
+            task = asyncio.ensure_future(self._compare(shadow, result, request_id, user_hash))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return result, arm
+
+    async def _compare(self, shadow: "asyncio.Future[dict[str, Any]]", champion: dict[str, Any],
+                       request_id: str, user_hash: Optional[str]) -> None:
+        assert self.recorder is not None
+        try:
+            challenger = await shadow
+        except Exception as exc:
+            entry = {"request_id": request_id, "user": user_hash, "error": f"{type(exc).__name__}: {_short(exc)}"}
+            self.recorder.record_failure(entry)
+            log_event("shadow_failed", task=self.task, **entry)
+            return
+        if "error" in challenger or "error" in champion:
+            return
+        score = agreement(self.task, champion, challenger)
+        entry = {
+            "request_id": request_id,
+            "user": user_hash,
+            "champion": {"model": champion.get("model"), "answer": _brief(self.task, champion)},
+            "challenger": {"model": challenger.get("model"), "answer": _brief(self.task, challenger)},
+            "agreement": score,
+        }
+        self.recorder.record(entry)
+        if score is not None:
+            self.metrics.shadow(self.task, score)
+        log_event(
+            "shadow", task=self.task, request_id=request_id, user=user_hash,
+            champion=champion.get("model"), champion_answer=",".join(map(str, entry["champion"]["answer"])),
+            challenger=challenger.get("model"), challenger_answer=",".join(map(str, entry["challenger"]["answer"])),
+            agreement=None if score is None else round(score, 4),
+        )
+
+    async def arm_info(self) -> dict[str, Any]:
+        async def one(handle: Any, name: str) -> dict[str, Any]:
+            try:
+                return await asyncio.wait_for(_awaited(handle.info.remote()), 5.0)
+            except Exception as exc:
+                return {"deployment": name, "kind": "single", "status": "unavailable",
+                        "detail": f"{type(exc).__name__}: {_short(exc)}"}
+
+        arms = [one(self.champion, f"{self.task}-champion")]
+        if self.challenger is not None:
+            arms.append(one(self.challenger, f"{self.task}-challenger"))
+        infos = await asyncio.gather(*arms)
+        out: dict[str, Any] = {"route": f"{API_PREFIX}/{self.task}", "champion": infos[0]}
+        if self.challenger is not None:
+            out["challenger"] = infos[1]
+            out["traffic"] = self.policy.model_dump() if self.policy else None
+        if self.recorder is not None:
+            out["shadow"] = self.recorder.summary()
+        return out
+
+
+async def _awaited(response: Any) -> Any:
+    return await response
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _brief(task: str, answer: dict[str, Any]) -> list[Any]:
+    """A compact, loggable view of an answer: top item ids, first medians, or probabilities."""
+    if task == "recommend":
+        return [i["item_id"] for i in answer.get("items", [])]
+    if task == "demand":
+        qs = answer.get("quantiles") or [0.5]
+        mid = min(range(len(qs)), key=lambda i: abs(qs[i] - 0.5))
+        return [round(sum(f["values"][mid]), 3) for f in answer.get("forecasts", [])[:10]]
+    return [round(r["probability"], 4) for r in answer.get("results", [])[:10]]
+
+
+class _ObserveMiddleware:
+    """Outermost ASGI layer: request id, latency, status metrics and the request log line."""
+
+    def __init__(self, app: Any, *, ingress: "Ingress") -> None:
+        self.app = app
+        self.ingress = ingress
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"])
+                if request_id != given:  # Serve's proxy echoes the id it sent; add ours only when it is new
+                    message["headers"].append((b"x-request-id", request_id.encode()))
+                for name in ("variant", "model"):
+                    if state.get(name):
+                        message["headers"].append((f"x-ecomine-{name}".encode(), str(state[name]).encode("latin-1", "replace")))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.ingress._observe(scope, state, status_holder["status"], (time.perf_counter() - t0) * 1000.0)
+
+
+@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256)
+@serve.ingress()
+class Ingress:
+    """The ``/v1`` HTTP API over the model deployments (see the module docstring)."""
+
+    async def __init__(self, args: dict[str, Any], handles: dict[str, dict[str, Any]]) -> None:
+        self.args = AppArgs.model_validate(args)
+        self.metrics = ServeMetrics()
+        self.salt = resolve_salt(self.args.observability.user_hash_salt_env)
+        self.keys = resolve_api_keys(
+            [k.get_secret_value() for k in self.args.auth.api_keys], self.args.auth.api_keys_env
+        )
+        self.routers = {
+            task: _TaskRouter(
+                task, task_args, handles[task], timeout_s=self.args.ingress.model_timeout_s, salt=self.salt,
+                metrics=self.metrics, shadow_keep=self.args.observability.shadow_keep,
+            )
+            for task, task_args in self.args.tasks().items()
+        }
+        self.users: Optional[dict[str, tuple[str, ...]]] = None
+        if self.args.recommend.users_uri:
+            self.users = await asyncio.to_thread(self._load_users, self.args.recommend.users_uri)
+
+    def _load_users(self, uri: str) -> dict[str, tuple[str, ...]]:
+        from ecomine import storage
+
+        table = storage.read_parquet(uri, options=self.args.s3)
+        missing = [c for c in ("user_id", "items") if c not in table.columns]
+        if missing:
+            raise ValueError(f"recommend.users_uri: {uri} lacks column(s) {missing} (write it with `ecomine data build`)")
+        cap = self.args.limits.max_history
+        return {
+            str(user): tuple(str(i) for i in (items or [])[-cap:])
+            for user, items in zip(table["user_id"].to_list(), table["items"].to_list())
+        }
+
+    # ----------------------------------------------------------------- observation
+
+    def _observe(self, scope: dict, state: dict, status: int, ms: float) -> None:
+        path = scope.get("path", "")
+        root = scope.get("root_path", "") or ""
+        if root and path.startswith(root):
+            path = path[len(root):]
+        route = path if path in _ROUTES else "other"
+        self.metrics.request(route, status, state.get("model") or "-", state.get("variant") or "-", ms)
+        if state.get("fallback_code"):
+            self.metrics.fallback(route, state["fallback_code"])
+        if self.args.observability.log_requests and route != "/healthz":
+            log_event(
+                "request", route=route, method=scope.get("method"), status=status, ms=round(ms, 2),
+                request_id=state.get("request_id"), user=state.get("user"), variant=state.get("variant"),
+                model=state.get("model"), fallback=state.get("fallback"),
+            )
+
+    def _who(self, request: Request, user_id: Optional[str]) -> Optional[str]:
+        user_hash = hash_user_id(user_id, self.salt)
+        request.state.user = user_hash
+        return user_hash
+
+    def _router(self, task: str) -> _TaskRouter:
+        router = self.routers.get(task)
+        if router is None:
+            raise _HTTPError(503, NOT_CONFIGURED.format(task=task))
+        return router
+
+    # ----------------------------------------------------------------- the route bodies
+
+    def _history(self, req: RecommendRequest | InsightsRequest) -> tuple[list[str], Optional[str]]:
+        """The history to score and, when there is none to personalise from, the fallback code."""
+        limits = self.args.limits
+        if req.history is not None:
+            _limit(len(req.history), limits.max_history, ["body", "history"], "history items")
+            return list(req.history), None
+        if self.users is None:
+            return [], "no_users_table"
+        stored = self.users.get(req.user_id or "")
+        if stored is None:
+            return [], "unknown_user"
+        return list(stored), None
+
+    def _recommend_payload(self, req: RecommendRequest | InsightsRequest, k: int) -> tuple[dict[str, Any], str]:
+        limits = self.args.limits
+        _limit(req.k, limits.max_k, ["body", "k"], "items (k)")
+        _limit(len(req.exclude), limits.max_exclude, ["body", "exclude"], "excluded items")
+        history, fallback = self._history(req)
+        payload = {
+            "history": history, "k": k, "exclude": list(req.exclude), "exclude_history": req.exclude_history,
+            "categories": req.categories, "fallback_reason": fallback,
+        }
+        return payload, routing_key(req.user_id, history)
+
+    async def recommend(self, req: RecommendRequest, request: Request) -> dict[str, Any]:
+        user_hash = self._who(request, req.user_id)
+        payload, key = self._recommend_payload(req, req.k)
+        result, arm = await self._router("recommend").call(
+            "recommend", payload, key=key, request_id=request.state.request_id, user_hash=user_hash
+        )
+        if "error" in result:
+            err = result["error"]
+            raise _invalid(err["loc"], err["msg"])
+        self._mark(request, result, arm)
+        return {**result, "variant": arm, "request_id": request.state.request_id}
+
+    async def demand(self, req: DemandRequest, request: Request) -> dict[str, Any]:
+        router = self._router("demand")
+        limits = self.args.limits
+        _limit(len(req.item_ids), limits.max_demand_items, ["body", "item_ids"], "item ids")
+        _limit(req.horizon, limits.max_horizon, ["body", "horizon"], "periods (horizon)")
+        self._who(request, None)
+        result, arm = await router.call(
+            "forecast", req.model_dump(), key=routing_key(None, req.item_ids),
+            request_id=request.state.request_id, user_hash=None,
+        )
+        self._mark(request, result, arm)
+        return {**result, "variant": arm, "request_id": request.state.request_id}
+
+    async def risk(self, req: RiskRequest, request: Request) -> dict[str, Any]:
+        router = self._router("risk")
+        limits = self.args.limits
+        _limit(len(req.orders), limits.max_orders, ["body", "orders"], "orders")
+        for n, order in enumerate(req.orders):
+            _limit(len(order.lines), limits.max_order_lines, ["body", "orders", n, "lines"], "lines")
+        now = datetime.now(timezone.utc)
+        orders = [{**o.model_dump(), "ts": o.ts or now} for o in req.orders]
+        first_user = next((o.user_id for o in req.orders if o.user_id), None)
+        user_hash = self._who(request, first_user)
+        key = routing_key(first_user, [o.order_id or "" for o in req.orders])
+        result, arm = await router.call(
+            "score", {"orders": orders}, key=key, request_id=request.state.request_id, user_hash=user_hash
+        )
+        self._mark(request, result, arm)
+        return {**result, "variant": arm, "request_id": request.state.request_id}
+
+    async def insights(self, req: InsightsRequest, request: Request) -> dict[str, Any]:
+        limits = self.args.limits
+        _limit(req.horizon, limits.max_horizon, ["body", "horizon"], "periods (horizon)")
+        if req.candidates is not None:
+            _limit(req.candidates, limits.max_k, ["body", "candidates"], "candidates")
+        pool = req.candidates or min(limits.max_k, max(3 * req.k, 20))
+        pool = max(pool, req.k)
+        user_hash = self._who(request, req.user_id)
+        payload, key = self._recommend_payload(req, pool)
+        rid = request.state.request_id
+        rec, arm = await self._router("recommend").call("recommend", payload, key=key, request_id=rid, user_hash=user_hash)
+        if "error" in rec:
+            raise _invalid(rec["error"]["loc"], rec["error"]["msg"])
+        self._mark(request, rec, arm)
+        items = rec["items"]
+        ids = [i["item_id"] for i in items]
+        signals: dict[str, dict[str, Any]] = {"recommend": {"status": "used", "model": rec["model"]}}
+        now = datetime.now(timezone.utc)
+        calls: dict[str, Any] = {}
+        if ids and "demand" in self.routers:
+            calls["demand"] = self.routers["demand"].call(
+                "forecast", {"item_ids": ids, "horizon": req.horizon, "quantiles": [0.5]},
+                key=key, request_id=rid, user_hash=user_hash,
+            )
+        if ids and "risk" in self.routers:
+            orders = [
+                {"order_id": f"insight-{n}", "user_id": req.user_id, "ts": now, "country": None,
+                 "lines": [{"item_id": i["item_id"], "quantity": 1, "price": i.get("price")}]}
+                for n, i in enumerate(items)
+            ]
+            calls["risk"] = self.routers["risk"].call("score", {"orders": orders}, key=key, request_id=rid, user_hash=user_hash)
+        answers = dict(zip(calls, await asyncio.gather(*calls.values(), return_exceptions=True)))
+        demand_by_item: dict[str, float] = {}
+        risk_by_item: dict[str, float] = {}
+        for task in ("demand", "risk"):
+            if task not in self.routers:
+                signals[task] = {"status": "unavailable", "detail": NOT_CONFIGURED.format(task=task)}
+                continue
+            if task not in answers:
+                signals[task] = {"status": "unavailable", "detail": "no candidates to score"}
+                continue
+            got = answers[task]
+            if isinstance(got, BaseException):
+                detail = got.detail if isinstance(got, _HTTPError) else f"{type(got).__name__}: {_short(got)}"
+                signals[task] = {"status": "error", "detail": str(detail)}
+                continue
+            answer = got[0]
+            signals[task] = {"status": "used", "model": answer.get("model")}
+            if task == "demand":
+                demand_by_item = {f["item_id"]: float(sum(f["values"][0])) for f in answer["forecasts"]}
+            else:
+                risk_by_item = {ids[n]: float(r["probability"]) for n, r in enumerate(answer["results"])}
+        top_demand = max(demand_by_item.values(), default=0.0)
+        ranked = []
+        for item in items:
+            score = float(item["score"])
+            expected = demand_by_item.get(item["item_id"])
+            risk = risk_by_item.get(item["item_id"])
+            if expected is not None and top_demand > 0:
+                score *= 1.0 - req.demand_weight + req.demand_weight * max(0.0, expected) / top_demand
+            if risk is not None:
+                score *= 1.0 - req.risk_weight * risk
+            ranked.append({
+                "item_id": item["item_id"], "score": score, "recommend_score": float(item["score"]),
+                "expected_demand": expected, "return_risk": risk, "title": item.get("title"),
+                "category": item.get("category"), "price": item.get("price"),
+            })
+        ranked.sort(key=lambda r: -r["score"])
+        return {
+            "items": ranked[: req.k],
+            "signals": signals,
+            "unavailable": [t for t, s in signals.items() if s["status"] != "used"],
+            "fallback": rec["fallback"],
+            "fallback_reason": rec.get("fallback_reason"),
+            "variant": arm,
+            "request_id": rid,
+        }
+
+    def _mark(self, request: Request, result: dict[str, Any], arm: str) -> None:
+        request.state.model = result.get("model")
+        request.state.variant = arm
+        request.state.fallback = bool(result.get("fallback"))
+        request.state.fallback_code = result.get("fallback_code")
+
+    async def models(self) -> dict[str, Any]:
+        infos = await asyncio.gather(*(r.arm_info() for r in self.routers.values()))
+        return {
+            "tasks": dict(zip(self.routers, infos)),
+            "not_configured": [t for t in ("recommend", "demand", "risk") if t not in self.routers],
+        }
+
+    # ----------------------------------------------------------------- the FastAPI app
+
+    def __serve_build_asgi_app__(self) -> Any:
+        ingress = self
+        app = FastAPI(
+            title="ecomine",
+            version=ecomine.__version__,
+            description="Recommendations, demand forecasts and order risk from registered ecomine models. "
+            "Every /v1 route takes and returns JSON; bad input is a 422 whose detail names the field.",
+            docs_url="/docs",
+            redoc_url=None,
+        )
+        errors = {
+            401: {"model": ErrorResponse, "description": "missing or invalid API key"},
+            413: {"model": ErrorResponse, "description": "request body too large"},
+            503: {"model": ErrorResponse, "description": "task not configured or model unavailable"},
+            504: {"model": ErrorResponse, "description": "the model did not answer in time"},
+        }
+
+        @app.exception_handler(_HTTPError)
+        async def _http_error(request: Request, exc: _HTTPError) -> JSONResponse:
+            return JSONResponse(
+                {"detail": exc.detail, "request_id": request.state.request_id}, status_code=exc.status,
+                headers=exc.headers,
+            )
+
+        @app.exception_handler(Exception)
+        async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+            rid = getattr(request.state, "request_id", None)
+            log_event("error", request_id=rid, error=f"{type(exc).__name__}: {_short(exc)}")
+            return JSONResponse({"detail": f"internal error (request id {rid})", "request_id": rid}, status_code=500)
+
+        @app.post(f"{API_PREFIX}/recommend", response_model=RecommendResponse, responses=errors, tags=["recommend"])
+        async def recommend(req: RecommendRequest, request: Request) -> dict[str, Any]:
+            """Top-k next items for a user (stored history) or an explicit history; popular items when unknown."""
+            return await ingress.recommend(req, request)
+
+        @app.post(f"{API_PREFIX}/demand", response_model=DemandResponse, responses=errors, tags=["demand"])
+        async def demand(req: DemandRequest, request: Request) -> dict[str, Any]:
+            """Quantile forecasts of units sold per period for each item."""
+            return await ingress.demand(req, request)
+
+        @app.post(f"{API_PREFIX}/risk", response_model=RiskResponse, responses=errors, tags=["risk"])
+        async def risk(req: RiskRequest, request: Request) -> dict[str, Any]:
+            """Probability that each order is returned, and whether it crosses the threshold."""
+            return await ingress.risk(req, request)
+
+        @app.post(f"{API_PREFIX}/insights", response_model=InsightsResponse, responses=errors, tags=["insights"])
+        async def insights(req: InsightsRequest, request: Request) -> dict[str, Any]:
+            """Recommendations re-ranked by expected demand and return risk (signals not configured are skipped)."""
+            return await ingress.insights(req, request)
+
+        @app.get(f"{API_PREFIX}/models", response_model=ModelsResponse, responses=errors, tags=["operations"])
+        async def models() -> dict[str, Any]:
+            """What every route serves: versions per arm, traffic policy, shadow comparisons."""
+            return await ingress.models()
+
+        @app.get("/healthz", response_model=HealthResponse, tags=["operations"])
+        async def healthz() -> dict[str, Any]:
+            """Liveness of the ingress and the tasks it routes to (no API key needed)."""
+            return {"status": "ok", "tasks": list(ingress.routers), "ecomine": ecomine.__version__}
+
+        app.add_middleware(GuardMiddleware, keys=self.keys, max_body_bytes=self.args.limits.max_body_bytes)
+        app.add_middleware(_ObserveMiddleware, ingress=self)
+        return app

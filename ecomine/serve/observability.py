@@ -1,0 +1,138 @@
+"""Metrics and request logs of a served ecomine app.
+
+Sits inside ``ecomine.serve``: the ingress and the model deployments record
+through it. Custom metrics go through ``ray.util.metrics`` (exported with Ray
+Serve's own on the Ray metrics endpoint, Prometheus format); they are created
+on first use inside a replica, never at import. Logs go to the ``ray.serve``
+logger (Serve writes them into each replica's log file) as one ``key=value``
+line per request, and carry a salted hash of the user id, never the id itself.
+
+Metrics (all prefixed ``ecomine_``)::
+
+    requests_total        counter    route, status, model, variant
+    request_latency_ms    histogram  route
+    fallbacks_total       counter    route, reason
+    batch_size            histogram  deployment
+    shadow_agreement      histogram  task
+    model_swaps_total     counter    deployment
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from typing import Any
+
+__all__ = [
+    "LOGGER_NAME",
+    "DEFAULT_SALT",
+    "hash_user_id",
+    "resolve_salt",
+    "log_event",
+    "ServeMetrics",
+]
+
+LOGGER_NAME = "ray.serve.ecomine"
+DEFAULT_SALT = "ecomine-user-hash"
+_LATENCY_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+_BATCH = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+_AGREEMENT = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99]
+
+
+def resolve_salt(env_name: str | None, environ: dict[str, str] | None = None) -> str:
+    """The user-hash salt: the value of ``env_name`` when set, else ``DEFAULT_SALT``.
+
+    With the default salt, hashes of guessable ids (``12345``) can be reversed by
+    trying ids; set a secret salt in production.
+    """
+    env = os.environ if environ is None else environ
+    if env_name and env.get(env_name):
+        return env[env_name]
+    return DEFAULT_SALT
+
+
+def hash_user_id(user_id: str | None, salt: str) -> str | None:
+    """``u_`` + 16 hex of HMAC-SHA256(salt, user_id): stable per salt, not reversible without it."""
+    if user_id is None:
+        return None
+    return "u_" + hmac.new(salt.encode(), user_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _format(value: Any) -> str:
+    text = str(value)
+    return repr(text) if (" " in text or "=" in text or not text) else text
+
+
+def log_event(event: str, **fields: Any) -> str:
+    """Log one ``event key=value ...`` line at INFO on ``LOGGER_NAME``; returns the line.
+
+    Callers pass hashed user ids only (``user=hash_user_id(...)``).
+    """
+    line = " ".join([f"ecomine.{event}", *(f"{k}={_format(v)}" for k, v in fields.items() if v is not None)])
+    logging.getLogger(LOGGER_NAME).info(line)
+    return line
+
+
+class ServeMetrics:
+    """The app's custom metrics, created on first use (inside a Ray worker)."""
+
+    def __init__(self) -> None:
+        self._made = False
+
+    def _make(self) -> None:
+        from ray.util.metrics import Counter, Histogram
+
+        self._requests = Counter(
+            "ecomine_requests_total", description="requests by route, HTTP status, model and variant",
+            tag_keys=("route", "status", "model", "variant"),
+        )
+        self._latency = Histogram(
+            "ecomine_request_latency_ms", description="ingress latency per route", boundaries=_LATENCY_MS,
+            tag_keys=("route",),
+        )
+        self._fallbacks = Counter(
+            "ecomine_fallbacks_total", description="answers that fell back to popular items / cold start",
+            tag_keys=("route", "reason"),
+        )
+        self._batch = Histogram(
+            "ecomine_batch_size", description="requests per model batch", boundaries=_BATCH, tag_keys=("deployment",)
+        )
+        self._shadow = Histogram(
+            "ecomine_shadow_agreement", description="champion vs challenger agreement in shadow mode",
+            boundaries=_AGREEMENT, tag_keys=("task",),
+        )
+        self._swaps = Counter(
+            "ecomine_model_swaps_total", description="model versions swapped in place", tag_keys=("deployment",)
+        )
+        self._made = True
+
+    def _ready(self) -> bool:
+        if not self._made:
+            try:
+                self._make()
+            except Exception:  # metrics must never break serving (e.g. outside Ray)
+                return False
+        return True
+
+    def request(self, route: str, status: int, model: str, variant: str, latency_ms: float) -> None:
+        if self._ready():
+            self._requests.inc(tags={"route": route, "status": str(status), "model": model or "-", "variant": variant})
+            self._latency.observe(latency_ms, tags={"route": route})
+
+    def fallback(self, route: str, reason: str) -> None:
+        if self._ready():
+            self._fallbacks.inc(tags={"route": route, "reason": reason})
+
+    def batch(self, deployment: str, size: int) -> None:
+        if self._ready():
+            self._batch.observe(size, tags={"deployment": deployment})
+
+    def shadow(self, task: str, agreement: float) -> None:
+        if self._ready():
+            self._shadow.observe(agreement, tags={"task": task})
+
+    def swap(self, deployment: str) -> None:
+        if self._ready():
+            self._swaps.inc(tags={"deployment": deployment})

@@ -1,0 +1,245 @@
+"""`ecomine serve up | down | status | check`: run and manage Serve configs.
+
+A typer sub-app that ``ecomine.cli`` mounts as ``ecomine serve``. It wraps Ray
+Serve's own commands and adds validation first: every config is checked
+against Ray's ``ServeDeploySchema`` and every ecomine application's ``args``
+against ``AppArgs`` before anything is sent, so a typo is one line naming the
+file and the field. ``up --blocking`` is ``serve run CONFIG`` (a local Ray
+unless ``--address``/``RAY_ADDRESS`` names one; Ctrl-C stops it); plain ``up``
+is ``serve deploy CONFIG`` to a running cluster's dashboard, then waits until
+the applications run (or says why they failed). A KubeRay RayService file is
+accepted too: its ``serveConfigV2`` is what gets checked and deployed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ecomine.specs import SpecError
+
+__all__ = [
+    "serve_app",
+    "ServeConfigError",
+    "ECOMINE_IMPORT_PATH",
+    "read_serve_config",
+    "validate_serve_config",
+    "load_serve_config",
+    "up",
+    "down",
+    "status",
+    "check",
+]
+
+ECOMINE_IMPORT_PATH = "ecomine.serve.app:build"
+DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
+
+serve_app = typer.Typer(
+    help="Run a Serve config: `up` (serve deploy / serve run), `down`, `status`, `check`.", no_args_is_help=True
+)
+console = Console()
+
+AddressOpt = Annotated[
+    Optional[str],
+    typer.Option("--address", "-a", help="Ray dashboard URL (default $RAY_DASHBOARD_ADDRESS or http://127.0.0.1:8265)"),
+]
+
+
+class ServeConfigError(SpecError):
+    """A Serve config that cannot be used: the message names the file and the field.
+
+    A SpecError, so ``ecomine``'s main turns it into one line and exit code 2."""
+
+
+def read_serve_config(path: str | Path) -> dict[str, Any]:
+    """The Serve config (a dict) in ``path``: a Serve config YAML, or a KubeRay RayService's serveConfigV2."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ServeConfigError(f"{p}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ServeConfigError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ServeConfigError(f"{p}: a Serve config is a mapping at the top level")
+    if raw.get("kind") == "RayService":
+        text = (raw.get("spec") or {}).get("serveConfigV2")
+        if not isinstance(text, str):
+            raise ServeConfigError(f"{p}: spec.serveConfigV2 must be a YAML string (the Serve config)")
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ServeConfigError(f"{p}: spec.serveConfigV2 is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ServeConfigError(f"{p}: spec.serveConfigV2 must hold a mapping")
+    return raw
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def validate_serve_config(raw: dict[str, Any], source: str = "config") -> Any:
+    """Check ``raw`` against Ray's ``ServeDeploySchema`` and ecomine apps' args against ``AppArgs``.
+
+    Returns the ``ServeDeploySchema``. Raises ServeConfigError naming every problem.
+    """
+    from pydantic import ValidationError
+    from ray.serve.schema import ServeDeploySchema
+
+    from ecomine.serve.config import AppArgs
+
+    try:
+        schema = ServeDeploySchema.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ServeConfigError(f"{source}: not a valid Serve config: {problems}") from None
+    for n, app in enumerate(schema.applications):
+        if app.import_path != ECOMINE_IMPORT_PATH:
+            continue
+        try:
+            AppArgs.model_validate(app.args)
+        except ValidationError as exc:
+            problems = "; ".join(f"applications.{n}.args.{_where(e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ServeConfigError(f"{source}: application {app.name!r}: {problems}") from None
+    return schema
+
+
+def load_serve_config(path: str | Path) -> Any:
+    """``read_serve_config`` + ``validate_serve_config``: what every command does first."""
+    return validate_serve_config(read_serve_config(path), str(path))
+
+
+def _address(address: str | None) -> str:
+    return address or os.environ.get("RAY_DASHBOARD_ADDRESS") or DEFAULT_DASHBOARD
+
+
+def _client(address: str | None) -> Any:
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    url = _address(address)
+    try:
+        return ServeSubmissionClient(url)
+    except Exception as exc:
+        raise ServeConfigError(
+            f"no Ray dashboard answers at {url} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+            "start a cluster with `ray start --head`, pass --address, or run locally with `ecomine serve up CONFIG --blocking`"
+        ) from None
+
+
+def _app_statuses(details: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return details.get("applications") or {}
+
+
+def wait_running(address: str | None, names: list[str], timeout_s: float) -> dict[str, Any]:
+    """Poll until every app in ``names`` is RUNNING; raise ServeConfigError on DEPLOY_FAILED or timeout."""
+    client = _client(address)
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, Any] = {}
+    while True:
+        apps = _app_statuses(client.get_serve_details())
+        last = {n: apps.get(n, {}).get("status", "NOT_STARTED") for n in names}
+        failed = [n for n in names if last[n] in ("DEPLOY_FAILED", "UNHEALTHY")]
+        if failed:
+            msg = " ".join(str(apps[failed[0]].get("message", "")).split())[-1500:]
+            raise ServeConfigError(f"application {failed[0]!r} is {last[failed[0]]}: {msg}")
+        if all(s == "RUNNING" for s in last.values()):
+            return apps
+        if time.monotonic() > deadline:
+            raise ServeConfigError(f"applications not running after {timeout_s:g} s: {last}")
+        time.sleep(1.0)
+
+
+@serve_app.command("check")
+def check(config: Annotated[Path, typer.Argument(help="Serve config YAML or KubeRay RayService")]) -> None:
+    """Validate a config (Ray's schema + ecomine's AppArgs) without deploying it."""
+    schema = load_serve_config(config)
+    for app in schema.applications:
+        console.print(f"[green]ok[/] {config}: application [bold]{app.name}[/] at {app.route_prefix} ({app.import_path})")
+
+
+@serve_app.command("up")
+def up(
+    config: Annotated[Path, typer.Argument(help="Serve config YAML or KubeRay RayService")],
+    address: AddressOpt = None,
+    blocking: Annotated[bool, typer.Option("--blocking", help="run in this process like `serve run` (Ctrl-C stops)")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until the applications run")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for RUNNING")] = 300.0,
+) -> None:
+    """Deploy CONFIG to a running Ray cluster (`serve deploy`), or run it here with --blocking (`serve run`)."""
+    schema = load_serve_config(config)
+    names = [app.name for app in schema.applications]
+    if blocking:
+        from ray.serve.scripts import cli as ray_serve_cli
+
+        args = ["run", str(config)]
+        if address:
+            args += ["--address", address]
+        console.print(f"running {config} ({', '.join(names)}) in this process; Ctrl-C stops it")
+        ray_serve_cli.main(args=args, prog_name="serve", standalone_mode=True)
+        return
+    client = _client(address)
+    client.deploy_applications(schema.model_dump(exclude_unset=True, mode="json"))
+    console.print(f"sent {config} to {_address(address)}: {', '.join(names)}")
+    if wait:
+        apps = wait_running(address, names, timeout)
+        for name in names:
+            console.print(f"[green]RUNNING[/] {name} at {apps[name].get('route_prefix')}")
+
+
+@serve_app.command("down")
+def down(
+    address: AddressOpt = None,
+    app: Annotated[Optional[str], typer.Option("--app", help="delete only this application (default: all)")] = None,
+) -> None:
+    """Delete one application (--app), or shut every Serve application down (`serve shutdown`)."""
+    client = _client(address)
+    if app is None:
+        client.delete_applications()
+        console.print("deleted every Serve application")
+        return
+    details = client.get_serve_details()
+    apps = _app_statuses(details)
+    if app not in apps:
+        raise ServeConfigError(f"--app {app!r}: no such application (running: {', '.join(sorted(apps)) or 'none'})")
+    remaining = [a["deployed_app_config"] for n, a in apps.items() if n != app and a.get("deployed_app_config")]
+    if not remaining:
+        client.delete_applications()
+    else:
+        config = {k: v for k, v in details.items() if k in ("proxy_location", "http_options", "grpc_options")}
+        config["applications"] = remaining
+        client.deploy_applications(config)
+    console.print(f"deleted application {app}")
+
+
+@serve_app.command("status")
+def status(address: AddressOpt = None) -> None:
+    """Applications and deployments on the cluster, with their states and replica counts."""
+    apps = _app_statuses(_client(address).get_serve_details())
+    if not apps:
+        console.print("no Serve applications")
+        return
+    table = Table("application", "route", "status", "deployment", "deployment status", "replicas", "message")
+    for name, app in sorted(apps.items()):
+        deployments = app.get("deployments") or {}
+        first = True
+        for dname, dep in sorted(deployments.items()):
+            replicas = dep.get("replicas") or []
+            running = sum(1 for r in replicas if r.get("state") == "RUNNING")
+            table.add_row(
+                name if first else "", str(app.get("route_prefix") or "") if first else "",
+                str(app.get("status")) if first else "", dname, str(dep.get("status")),
+                f"{running}/{len(replicas)}", " ".join(str(dep.get("message") or "").split())[:80],
+            )
+            first = False
+        if not deployments:
+            table.add_row(name, str(app.get("route_prefix") or ""), str(app.get("status")), "", "", "",
+                          " ".join(str(app.get("message") or "").split())[:80])
+    console.print(table)

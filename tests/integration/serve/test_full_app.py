@@ -1,0 +1,289 @@
+"""Every route of a fully configured app on loopback: valid input, invalid input, auth, limits, shadow."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import pytest
+
+from tests.integration.serve.conftest import API_KEY, ServeTarget, serve_log_lines
+
+pytestmark = pytest.mark.integration
+
+
+def _user_with_history(full: ServeTarget, serving_data, n: int = 3) -> tuple[str, list[str]]:
+    user, items = next((u, i) for u, i in serving_data.users.items() if len(i) >= n)
+    return user, items
+
+
+# --------------------------------------------------------------------------- recommend
+
+
+def test_recommend_known_user(full: ServeTarget, serving_data) -> None:
+    user, _ = _user_with_history(full, serving_data)
+    r = full.post("/v1/recommend", {"user_id": user, "k": 7})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["fallback"] is False and body["fallback_reason"] is None
+    assert body["variant"] == "champion" and body["model"] == "recommend/rec-a" and body["versions"] == ["rec-a"]
+    items = body["items"]
+    assert len(items) == 7 and len({i["item_id"] for i in items}) == 7
+    scores = [i["score"] for i in items]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    assert all(i["title"] and i["category"] in serving_data.categories and i["price"] > 0 for i in items)
+    assert r.headers["x-ecomine-variant"] == "champion" and r.headers["x-request-id"] == body["request_id"]
+
+
+def test_recommend_unknown_user_falls_back_to_popular(full: ServeTarget) -> None:
+    r = full.post("/v1/recommend", {"user_id": "no-such-user", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["fallback"] is True and "unknown user" in body["fallback_reason"]
+    scores = [i["score"] for i in body["items"]]
+    assert len(scores) == 5 and scores[0] == 1.0 and scores == sorted(scores, reverse=True)
+
+
+def test_recommend_explicit_history_reports_unknown_items(full: ServeTarget, serving_data) -> None:
+    history = [serving_data.items[3], "NOT-AN-ITEM", serving_data.items[5]]
+    r = full.post("/v1/recommend", {"history": history, "k": 4})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["fallback"] is False and body["unknown_items"] == ["NOT-AN-ITEM"]
+    only_unknown = full.post("/v1/recommend", {"history": ["NOT-AN-ITEM"]}).json()
+    assert only_unknown["fallback"] is True and "none of the history" in only_unknown["fallback_reason"]
+
+
+def test_recommend_exclusions_and_category_filter(full: ServeTarget, serving_data) -> None:
+    user, history = _user_with_history(full, serving_data)
+    first = full.post("/v1/recommend", {"user_id": user, "k": 10}).json()["items"]
+    banned = [first[0]["item_id"], first[1]["item_id"]]
+    r = full.post("/v1/recommend", {"user_id": user, "k": 10, "exclude": banned, "exclude_history": True})
+    got = {i["item_id"] for i in r.json()["items"]}
+    assert r.status_code == 200 and not got & set(banned) and not got & set(history)
+    category = serving_data.categories[0]
+    r = full.post("/v1/recommend", {"user_id": user, "k": 50, "categories": [category]})
+    assert r.status_code == 200 and r.json()["items"]
+    assert {i["category"] for i in r.json()["items"]} == {category}
+    bad = full.post("/v1/recommend", {"user_id": user, "categories": [category, "no-such-category"]})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "categories", 1]
+    assert "no-such-category" in bad.json()["detail"][0]["msg"]
+
+
+# --------------------------------------------------------------------------- bad input: always 4xx naming the field
+
+BAD_RECOMMEND = [
+    ({"k": 5}, "body", "user_id or history"),
+    ({"user_id": "u", "k": 0}, "k", "greater than or equal"),
+    ({"user_id": "u", "k": 51}, "k", "limit of 50"),
+    ({"user_id": "u", "k": "ten"}, "k", "integer"),
+    ({"user_id": "u", "k": 2.5}, "k", "integer"),
+    ({"user_id": ""}, "user_id", "at least 1"),
+    ({"user_id": "u", "exlude": ["x"]}, "exlude", "Extra inputs"),
+    ({"history": "I00001"}, "history", "list"),
+    ({"history": ["I00001"] * 101}, "history", "limit of 100"),
+    ({"history": [""]}, "history", "at least 1"),
+    ({"user_id": "u", "categories": []}, "categories", "at least 1"),
+    ({"user_id": "u", "exclude_history": "maybe"}, "exclude_history", "boolean"),
+    ([1, 2, 3], "body", ""),
+    (None, "body", ""),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "message"), BAD_RECOMMEND, ids=[str(b[1]) + "-" + str(i) for i, b in enumerate(BAD_RECOMMEND)])
+def test_recommend_rejects_bad_input_naming_the_field(full: ServeTarget, body, field: str, message: str) -> None:
+    r = full.post("/v1/recommend", body)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert any(field in [str(p) for p in d["loc"]] or field == "body" for d in detail), detail
+    assert any(message in d["msg"] for d in detail), detail
+
+
+def test_malformed_json_oversized_body_and_wrong_content_type(full: ServeTarget) -> None:
+    r = httpx.post(full.url + "/v1/recommend", content=b'{"user_id": ', headers={**full.headers, "content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][0] == "body"
+    big = {"user_id": "u", "exclude": ["x" * 200] * 200}  # ~45 KB > max_body_bytes 16 KiB
+    r = full.post("/v1/recommend", big)
+    assert r.status_code == 413 and "exceeds the limit of 16384 bytes" in r.json()["detail"][0]["msg"]
+
+    def chunks():
+        yield b'{"user_id": "u", "exclude": ['
+        for _ in range(400):
+            yield b'"' + b"y" * 100 + b'",'
+        yield b'"z"]}'
+
+    r = httpx.post(full.url + "/v1/recommend", content=chunks(), headers={**full.headers, "content-type": "application/json"})
+    assert r.status_code == 413
+    r = httpx.post(full.url + "/v1/recommend", content=b"user_id=u", headers={**full.headers, "content-type": "text/plain"})
+    assert r.status_code == 422
+
+
+JUNK = [
+    {}, {"user_id": None}, {"user_id": {"$ne": 1}}, {"history": [None]}, {"history": [[1]]}, {"k": 1e308, "user_id": "u"},
+    {"k": -1, "user_id": "u"}, {"user_id": "ü" * 300}, {"user_id": "u", "k": 10**30}, {"item_ids": "x"},
+    {"item_ids": [1, 2]}, {"item_ids": ["a"], "quantiles": ["NaN"]}, {"item_ids": ["a"], "horizon": 10**9},
+    {"orders": [{}]}, {"orders": [{"lines": [{"item_id": "a", "quantity": "many"}]}]},
+    {"orders": [{"lines": [{"item_id": "a", "price": "Infinity"}]}]}, "a string", 12, [],
+]
+
+
+@pytest.mark.parametrize("route", ["/v1/recommend", "/v1/demand", "/v1/risk", "/v1/insights"])
+def test_nothing_a_caller_sends_is_a_server_error(full: ServeTarget, route: str) -> None:
+    for body in JUNK:
+        r = full.post(route, body)
+        assert 400 <= r.status_code < 500, (route, body, r.status_code, r.text)
+    r = httpx.post(full.url + route, content=b'{"k": NaN, "user_id": "u", "quantiles": [NaN]}',
+                   headers={**full.headers, "content-type": "application/json"})
+    assert 400 <= r.status_code < 500 or r.status_code == 200, r.text
+
+
+# --------------------------------------------------------------------------- auth and open routes
+
+
+def test_api_key_required_on_v1_only(full: ServeTarget) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}, {"Authorization": "Basic " + API_KEY}):
+        r = httpx.post(full.url + "/v1/recommend", json={"user_id": "u"}, headers=headers)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", headers
+    # an unauthenticated caller learns nothing from validation either
+    assert httpx.post(full.url + "/v1/recommend", content=b"garbage").status_code == 401
+    assert httpx.get(full.url + "/v1/models").status_code == 401
+    for path in ("/healthz", "/docs", "/openapi.json"):
+        assert httpx.get(full.url + path).status_code == 200, path
+    health = httpx.get(full.url + "/healthz").json()
+    assert health["status"] == "ok" and health["tasks"] == ["recommend", "demand", "risk"]
+    paths = httpx.get(full.url + "/openapi.json").json()["paths"]
+    assert {"/v1/recommend", "/v1/demand", "/v1/risk", "/v1/insights", "/v1/models", "/healthz"} <= set(paths)
+
+
+# --------------------------------------------------------------------------- demand and risk
+
+
+def test_demand_forecasts_and_cold_start(full: ServeTarget, serving_data) -> None:
+    items = [serving_data.items[0], serving_data.items[9], "NEW-ITEM"]
+    r = full.post("/v1/demand", {"item_ids": items, "horizon": 4, "quantiles": [0.9, 0.1, 0.5]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["quantiles"] == [0.1, 0.5, 0.9] and body["horizon"] == 4 and body["freq"] == "1d"
+    assert body["model"] == "demand/dem-a" and body["fallback"] is True
+    f = {x["item_id"]: x for x in body["forecasts"]}
+    assert [f[i]["fallback"] for i in items] == [False, False, True]
+    for x in body["forecasts"]:
+        assert len(x["values"]) == 3 and all(len(row) == 4 for row in x["values"])
+        assert all(a <= b <= c for a, b, c in zip(*x["values"]))
+    assert f[serving_data.items[9]]["values"][1][0] == pytest.approx(10.0)  # stand-in: level 1 x (index 9 + 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"item_ids": []}, "item_ids"),
+        ({"item_ids": ["a"] * 21}, "item_ids"),
+        ({"item_ids": ["a"], "horizon": 0}, "horizon"),
+        ({"item_ids": ["a"], "horizon": 91}, "horizon"),
+        ({"item_ids": ["a"], "quantiles": [0.5, 1.5]}, "quantiles"),
+        ({"item_ids": ["a"], "quantiles": [0.5, 0.5]}, "quantiles"),
+        ({"item_ids": ["a"], "quantiles": []}, "quantiles"),
+    ],
+)
+def test_demand_rejects_bad_input(full: ServeTarget, body, field: str) -> None:
+    r = full.post("/v1/demand", body)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["detail"][0]["loc"]
+
+
+def test_risk_scores_orders(full: ServeTarget, serving_data) -> None:
+    item = serving_data.items[0]
+    orders = [
+        {"order_id": "small", "user_id": "u1", "lines": [{"item_id": item, "quantity": 1, "price": 2.0}]},
+        {"order_id": "big", "user_id": "u1", "country": "FR", "ts": "2026-01-02T10:00:00Z",
+         "lines": [{"item_id": item, "quantity": 6}, {"item_id": "OTHER", "quantity": 4, "price": 1.5}]},
+    ]
+    r = full.post("/v1/risk", {"orders": orders})
+    assert r.status_code == 200, r.text
+    small, big = r.json()["results"]
+    assert (small["order_id"], big["order_id"]) == ("small", "big")
+    assert small["probability"] == pytest.approx(1 - math.exp(-0.2)) and big["probability"] == pytest.approx(1 - math.exp(-2.0))
+    assert (small["flagged"], big["flagged"]) == (False, True) and small["threshold"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"orders": []}, ["body", "orders"]),
+        ({"orders": [{"lines": []}]}, ["body", "orders", 0, "lines"]),
+        ({"orders": [{"lines": [{"item_id": "a", "quantity": 0}]}]}, ["body", "orders", 0, "lines", 0, "quantity"]),
+        ({"orders": [{"lines": [{"item_id": "a", "price": -1}]}]}, ["body", "orders", 0, "lines", 0, "price"]),
+        ({"orders": [{"lines": [{"item_id": "a"}]}] * 6}, ["body", "orders"]),
+        ({"orders": [{"lines": [{"item_id": "a"}], "ts": "yesterday"}]}, ["body", "orders", 0, "ts"]),
+    ],
+)
+def test_risk_rejects_bad_input(full: ServeTarget, body, loc) -> None:
+    r = full.post("/v1/risk", body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == loc
+
+
+# --------------------------------------------------------------------------- insights and models
+
+
+def test_insights_reranks_with_every_signal(full: ServeTarget, serving_data) -> None:
+    user, _ = _user_with_history(full, serving_data)
+    r = full.post("/v1/insights", {"user_id": user, "k": 5, "demand_weight": 0.5, "risk_weight": 0.4})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["unavailable"] == [] and {s["status"] for s in body["signals"].values()} == {"used"}
+    items = body["items"]
+    assert len(items) == 5 and [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+    top = max(i["expected_demand"] for i in items)
+    for i in items:
+        assert i["return_risk"] == pytest.approx(1 - math.exp(-0.2))
+        assert i["expected_demand"] > 0 and i["expected_demand"] <= top
+        assert i["score"] <= i["recommend_score"]
+    bad = full.post("/v1/insights", {"user_id": user, "horizon": 500})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "horizon"]
+
+
+def test_models_reports_every_arm(full: ServeTarget) -> None:
+    r = full.get("/v1/models")
+    assert r.status_code == 200, r.text
+    tasks = r.json()["tasks"]
+    assert set(tasks) == {"recommend", "demand", "risk"} and r.json()["not_configured"] == []
+    rec = tasks["recommend"]
+    assert rec["champion"]["members"][0]["version"] == "rec-a" and rec["champion"]["members"][0]["ref"] == "production"
+    assert "production" in rec["champion"]["members"][0]["stages"]
+    challenger = rec["challenger"]
+    assert challenger["kind"] == "ensemble" and challenger["deployment"] == "recommend-challenger"
+    assert [m["weight"] for m in challenger["members"]] == pytest.approx([1 / 3, 2 / 3])
+    assert rec["traffic"]["mode"] == "shadow"
+    assert tasks["demand"]["champion"]["model"] == "demand/dem-a"
+    assert tasks["risk"]["champion"]["max_batch_size"] == 16
+
+
+# --------------------------------------------------------------------------- shadow and logs
+
+
+def test_shadow_compares_and_logs_both_answers(full: ServeTarget, serving_data) -> None:
+    users = [u for u, items in serving_data.users.items() if len(items) >= 2][:6]
+    for user in users:
+        body = full.post("/v1/recommend", {"user_id": user, "k": 5}).json()
+        assert body["variant"] == "champion" and body["model"] == "recommend/rec-a"  # the caller gets the champion
+    lines = serve_log_lines("full", "Ingress", "ecomine.shadow task=recommend")
+    assert len(lines) >= len(users)
+    line = lines[-1]
+    assert "champion=recommend/rec-a" in line and "challenger=ensemble(" in line
+    assert "champion_answer=I" in line and "challenger_answer=I" in line and "agreement=" in line
+    shadow = full.get("/v1/models").json()["tasks"]["recommend"]["shadow"]
+    assert shadow["compared"] >= len(users) and 0 <= shadow["mean_agreement"] <= 1
+    last = shadow["recent"][-1]
+    assert len(last["champion"]["answer"]) == 5 and len(last["challenger"]["answer"]) == 5
+    assert last["challenger"]["model"].startswith("ensemble(")
+
+
+def test_request_logs_hash_the_user_id(full: ServeTarget, serving_data) -> None:
+    user = "raw-user-id-7f3a"
+    full.post("/v1/recommend", {"user_id": user})
+    lines = serve_log_lines("full", "Ingress", "ecomine.request route=/v1/recommend")
+    assert lines and all("user=u_" in line for line in lines if "user=" in line)
+    everything = serve_log_lines("full", "Ingress", "", timeout_s=0)
+    assert not any(user in line for line in everything)

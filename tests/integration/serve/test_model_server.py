@@ -1,0 +1,109 @@
+"""The model deployments' own logic, called directly (no Serve): loading, checks, in-place swaps.
+
+The classes are the deployments' underlying Python classes (``Deployment.func_or_class``).
+``@serve.batch`` needs a replica, so these use ``max_batch_size: 1`` (batching off: the
+model is called directly); batching itself is exercised by the live apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from ecomine.registry import ChecksumMismatch
+from ecomine.serve.app import BuildError, build, check_versions
+from ecomine.serve.config import AppArgs
+from ecomine.serve.deployments import DemandForecaster, Ensemble, ModelLoadError, Recommender, RiskScorer
+from tests.integration.serve.conftest import STANDIN
+
+pytestmark = pytest.mark.integration
+
+
+def _server(cls, registry, **kw):
+    return cls.func_or_class(registry=str(registry), name=f"test-{cls.name}", **kw)
+
+
+def test_build_refuses_unknown_versions_and_mismatched_ensembles(serving_data) -> None:
+    base = {"registry": str(serving_data.registry)}
+    with pytest.raises(BuildError, match=r"recommend\.champion\.version: task 'recommend' has no version 'rec-c'; nearest: rec-"):
+        build({**base, "recommend": {"champion": {"version": "rec-c"}}})
+    with pytest.raises(BuildError, match=r"recommend\.challenger\.members: recommend/rec-a \(60 items\) and recommend/rec-other \(55 items\) have different item vocabularies"):
+        build({**base, "recommend": {"champion": {"version": "production"},
+                                     "challenger": {"members": [{"version": "rec-a"}, {"version": "rec-other"}]},
+                                     "traffic": {"mode": "shadow"}}})
+    with pytest.raises(BuildError, match=r"demand\.champion\.version: stage 'production' of task 'demand' holds no version"):
+        build({**base, "recommend": {"champion": {"version": "latest"}}, "demand": {"champion": {"version": "production"}}})
+    found = check_versions(AppArgs.model_validate({**base, "recommend": {"champion": {"version": "staging"}}}))
+    assert found == {"recommend.champion": ["rec-b"]}
+
+
+def test_default_loaders_say_what_is_missing(serving_data) -> None:
+    server = _server(DemandForecaster, serving_data.registry)
+    with pytest.raises(ModelLoadError, match="loader 'ecomine.models.demand:load_forecaster' is not importable"):
+        asyncio.run(server.reconfigure({"version": serving_data.dem_a}))
+
+
+def test_ensemble_refuses_members_with_different_vocabularies(serving_data) -> None:
+    server = _server(Ensemble, serving_data.registry, task="recommend")
+    with pytest.raises(ModelLoadError, match="different item vocabularies"):
+        asyncio.run(server.reconfigure({"members": [{"version": "rec-a"}, {"version": "rec-other"}]}))
+    with pytest.raises(ValueError, match="takes members"):
+        asyncio.run(server.reconfigure({"version": "rec-a"}))
+
+
+def test_swap_in_place_keeps_answering_and_checks_sha256(serving_data, tmp_path) -> None:
+    registry = tmp_path / "registry"
+    shutil.copytree(serving_data.registry, registry)
+    server = _server(Recommender, registry)
+    history = serving_data.items[:5]
+
+    async def scenario() -> None:
+        await server.reconfigure({"version": "rec-a", "max_batch_size": 1})
+        assert (await server.info())["model"] == "recommend/rec-a"
+        stop = asyncio.Event()
+        answers: list[str] = []
+
+        async def stream() -> None:
+            while not stop.is_set():
+                got = await server.recommend({"history": history, "k": 3})
+                answers.append(got["model"])
+
+        streams = [asyncio.create_task(stream()) for _ in range(4)]
+        await asyncio.sleep(0.2)
+        await server.reconfigure({"version": "rec-b", "max_batch_size": 1})
+        await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.gather(*streams)  # any failed request would raise here
+        assert answers[0] == "recommend/rec-a" and answers[-1] == "recommend/rec-b"
+        assert set(answers) == {"recommend/rec-a", "recommend/rec-b"}
+
+        # a tampered file is refused and the running model stays
+        weights = registry / "recommend" / "rec-a" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+        with pytest.raises(ChecksumMismatch, match="model.safetensors"):
+            await server.reconfigure({"version": "rec-a", "max_batch_size": 1})
+        info = await server.info()
+        assert info["model"] == "recommend/rec-b" and "ChecksumMismatch" in info["detail"]
+        assert (await server.recommend({"history": history, "k": 2}))["model"] == "recommend/rec-b"
+
+    asyncio.run(scenario())
+
+
+def test_ensembles_of_demand_and_risk_average_members(serving_data) -> None:
+    demand = _server(Ensemble, serving_data.registry, task="demand", loader=f"{STANDIN}:load_forecaster")
+    risk = _server(RiskScorer, serving_data.registry, loader=f"{STANDIN}:load_risk_model", threshold=0.1)
+    item = serving_data.items[1]
+
+    async def scenario() -> None:
+        await demand.reconfigure({"members": [{"version": "dem-a", "weight": 1}, {"version": "dem-b", "weight": 3}],
+                                  "max_batch_size": 1})
+        got = await demand.forecast({"item_ids": [item], "horizon": 2, "quantiles": [0.5]})
+        # stand-ins: level 1 and 3, item index 1 -> medians 2 and 6; weights 1:3 -> 5
+        assert got["forecasts"][0]["values"] == [[5.0, 5.0]] and got["model"].startswith("ensemble(demand/dem-a*0.25")
+        await risk.reconfigure({"version": "risk-a", "max_batch_size": 1})
+        scored = await risk.score({"orders": [{"order_id": "o", "lines": [{"item_id": item, "quantity": 1}]}]})
+        assert scored["results"][0]["flagged"] is True and scored["results"][0]["threshold"] == 0.1
+
+    asyncio.run(scenario())

@@ -1,0 +1,97 @@
+"""The shared request/response models: validation that names fields, and no server imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from ecomine.serve import api
+
+
+def _locs(exc: ValidationError) -> list[tuple]:
+    return [tuple(e["loc"]) for e in exc.errors()]
+
+
+def test_recommend_request_rules() -> None:
+    assert api.RecommendRequest(user_id="u").k == 10
+    assert api.RecommendRequest(history=[]).history == []
+    with pytest.raises(ValidationError, match="give user_id or history"):
+        api.RecommendRequest(k=3)
+    with pytest.raises(ValidationError) as e:
+        api.RecommendRequest.model_validate({"user_id": "u", "exlude": ["a"]})
+    assert ("exlude",) in _locs(e.value)
+    with pytest.raises(ValidationError) as e:
+        api.RecommendRequest(user_id="u", k=api.HARD_MAX_K + 1)
+    assert ("k",) in _locs(e.value)
+    with pytest.raises(ValidationError) as e:
+        api.RecommendRequest(history=["ok", ""])
+    assert ("history", 1) in _locs(e.value)
+
+
+def test_demand_request_quantiles() -> None:
+    assert api.DemandRequest(item_ids=["a"], quantiles=[0.9, 0.1]).quantiles == [0.1, 0.9]
+    for bad in ([0.0], [1.0], [0.5, 0.5], [float("nan")], []):
+        with pytest.raises(ValidationError) as e:
+            api.DemandRequest(item_ids=["a"], quantiles=bad)
+        assert _locs(e.value)[0][0] == "quantiles"
+    with pytest.raises(ValidationError):
+        api.DemandRequest(item_ids=[])
+
+
+def test_order_validation() -> None:
+    order = api.Order(lines=[{"item_id": "a", "quantity": 2, "price": 1.5}])
+    assert order.lines[0].quantity == 2 and order.ts is None
+    for line, field in (({"item_id": "a", "quantity": 0}, "quantity"), ({"item_id": "a", "price": -1}, "price"),
+                        ({"item_id": "a", "price": float("inf")}, "price")):
+        with pytest.raises(ValidationError) as e:
+            api.Order(lines=[line])
+        assert ("lines", 0, field) in _locs(e.value)
+    with pytest.raises(ValidationError):
+        api.RiskRequest(orders=[])
+
+
+def test_responses_tolerate_fields_from_a_newer_server() -> None:
+    body = {"items": [{"item_id": "a", "score": 0.5, "new_field": 1}], "model": "m", "versions": ["v"], "shiny": True}
+    resp = api.RecommendResponse.model_validate(body)
+    assert resp.items[0].item_id == "a" and resp.fallback is False
+
+
+def test_insights_defaults() -> None:
+    req = api.InsightsRequest(user_id="u")
+    assert (req.horizon, req.demand_weight, req.risk_weight, req.candidates) == (7, 0.5, 0.5, None)
+
+
+def test_api_module_imports_neither_ray_nor_torch() -> None:
+    code = (
+        "import sys, ecomine.serve.api, ecomine.serve.traffic, ecomine.serve.config, ecomine.serve;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'torch', 'fastapi')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("module", ["api", "traffic", "config", "ranking", "security", "observability"])
+def test_all_is_complete(module: str) -> None:
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(f"ecomine.serve.{module}")
+    public = {
+        name for name, value in vars(mod).items()
+        if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
+        and getattr(value, "__module__", None) == mod.__name__
+    }
+    assert public <= set(mod.__all__), public - set(mod.__all__)
+    assert all(hasattr(mod, name) for name in mod.__all__)
+
+
+def test_package_all_resolves_lazily() -> None:
+    import ecomine.serve as serve
+
+    assert "AppArgs" in dir(serve) and serve.AppArgs.__name__ == "AppArgs"
+    with pytest.raises(AttributeError):
+        serve.NoSuchThing  # noqa: B018

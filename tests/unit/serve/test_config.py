@@ -1,0 +1,151 @@
+"""AppArgs validation, and every YAML in serve_configs/ through the loader the CLI uses.
+
+The YAML walk imports ``ray.serve.schema`` (Ray's own ServeDeploySchema) but starts nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from ecomine.serve.config import AppArgs, ModelResources, TaskArgs, deployment_name
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIGS = sorted((REPO / "serve_configs").rglob("*.yaml"))
+MINIMAL = {"registry": "registry", "recommend": {"champion": {"version": "latest"}}}
+
+
+def _errors(data: dict) -> list[str]:
+    with pytest.raises(ValidationError) as e:
+        AppArgs.model_validate(data)
+    return [".".join(str(p) for p in err["loc"]) + ": " + err["msg"] for err in e.value.errors()]
+
+
+def test_minimal_args_and_the_user_config_they_give() -> None:
+    args = AppArgs.model_validate(MINIMAL)
+    assert list(args.tasks()) == ["recommend"] and args.demand is None and args.risk is None
+    assert args.loader("recommend") == "ecomine.models.recommend:load_recommender"
+    assert args.recommend.settings("champion").model_dump(exclude_none=True) == {
+        "version": "latest", "max_batch_size": 16, "batch_wait_timeout_s": 0.005,
+    }
+    assert args.recommend.resources.num_cpus < 1  # fractional by default (shared 2-core machines)
+    assert deployment_name("recommend", "champion") == "recommend-champion"
+
+
+@pytest.mark.parametrize(
+    ("recommend", "expected"),
+    [
+        ({"champion": {}}, "recommend.champion: Value error, set exactly one of 'version'"),
+        ({"champion": {"version": "v1", "members": [{"version": "a"}, {"version": "b"}]}}, "set exactly one"),
+        ({"champion": {"members": [{"version": "a"}]}}, "recommend.champion.members: List should have at least 2"),
+        ({"champion": {"version": "Prod!"}}, "recommend.champion.version: Value error, 'Prod!' is not a version id"),
+        ({"champion": {"version": "a"}, "challenger": {"version": "b"}}, "a challenger needs a traffic policy"),
+        ({"champion": {"version": "a"}, "traffic": {"mode": "ab"}}, "there is no challenger"),
+        ({"champion": {"version": "a"}, "batching": {"max_batch_size": 128}}, "exceeds resources.max_ongoing_requests"),
+        ({"champion": {"version": "a"}, "loader": "not a path"}, "must be 'package.module:function'"),
+        ({"champion": {"version": "a"}, "resources": {"num_replicas": 0}}, "num_replicas must be >= 1"),
+        ({"champion": {"version": "a"}, "champoin": {}}, "recommend.champoin: Extra inputs are not permitted"),
+        ({"champion": {"version": "a"}, "traffic": None, "challenger": {"members": [{"version": "a", "weight": 0}]}},
+         "greater than 0"),
+    ],
+)
+def test_bad_args_name_the_field(recommend: dict, expected: str) -> None:
+    errors = _errors({"registry": "r", "recommend": recommend})
+    assert any(expected in e for e in errors), errors
+
+
+def test_recommend_is_required_and_limits_are_checked() -> None:
+    assert any(e.startswith("recommend: Field required") for e in _errors({"registry": "r"}))
+    assert any("limits.max_k" in e for e in _errors({**MINIMAL, "limits": {"max_k": 0}}))
+    assert any("auth.api_keys" in e for e in _errors({**MINIMAL, "auth": {"api_keys": "one-key"}}))
+
+
+def test_resources_become_ray_actor_options() -> None:
+    assert ModelResources().actor_options() == {"num_cpus": 0.25}
+    opts = ModelResources(num_cpus=1, num_gpus=0.5, runtime_env={"env_vars": {"A": "1"}}).actor_options()
+    assert opts == {"num_cpus": 1, "num_gpus": 0.5, "runtime_env": {"env_vars": {"A": "1"}}}
+    with pytest.raises(ValidationError, match="autoscaling_config replaces num_replicas"):
+        ModelResources(num_replicas=3, autoscaling_config={"min_replicas": 1, "max_replicas": 4})
+    task = TaskArgs.model_validate({"champion": {"members": [{"version": "a"}, {"version": "b", "weight": 3}]}})
+    assert task.settings("champion").members[1].weight == 3
+
+
+def test_api_keys_are_secret_in_dumps() -> None:
+    args = AppArgs.model_validate({**MINIMAL, "auth": {"api_keys": ["s3cr3t"]}})
+    assert "s3cr3t" not in args.model_dump_json() and "s3cr3t" not in repr(args)
+
+
+# --------------------------------------------------------------------------- the shipped configs
+
+
+def test_there_are_the_three_configs() -> None:
+    assert {p.name for p in CONFIGS} >= {"local.yaml", "production.yaml", "kuberay-rayservice.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_validates_against_rays_schema_and_app_args(path: Path) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    from ecomine.serve_cli import ECOMINE_IMPORT_PATH, load_serve_config, read_serve_config
+
+    schema = load_serve_config(path)  # what `ecomine serve up/check` does first
+    assert isinstance(schema, ServeDeploySchema)
+    raw = read_serve_config(path)
+    ServeDeploySchema.model_validate(raw)
+    apps = [a for a in schema.applications if a.import_path == ECOMINE_IMPORT_PATH]
+    assert apps, f"{path.name} runs no ecomine application"
+    for app in apps:
+        args = AppArgs.model_validate(app.args)
+        names = {d.name for d in app.deployments}
+        known = {"Ingress"} | {deployment_name(t, arm) for t, task in args.tasks().items() for arm in task.arms()}
+        assert names <= known, f"{path.name}: deployments {names - known} are not in the app"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_says_what_it_is_and_how_to_run_it(path: Path) -> None:
+    head = path.read_text().splitlines()[:6]
+    assert head[0].startswith("# ") and any("ecomine serve" in line or "kubectl" in line for line in head), head
+
+
+def test_local_config_is_the_embedded_default(tmp_path: Path) -> None:
+    from ecomine.serve_cli import load_serve_config
+
+    app = load_serve_config(REPO / "serve_configs" / "local.yaml").applications[0]
+    args = AppArgs.model_validate(app.args)
+    assert args.registry == "${ECOMINE_REGISTRY:-registry}" and args.recommend.champion.version == "latest"
+    assert args.recommend.resources.num_cpus < 1 and args.ingress.num_cpus < 1
+    assert args.demand is None and args.risk is None
+
+
+def test_kuberay_carries_the_production_config() -> None:
+    from ecomine.serve_cli import read_serve_config
+
+    prod = read_serve_config(REPO / "serve_configs" / "production.yaml")
+    assert read_serve_config(REPO / "serve_configs" / "kuberay-rayservice.yaml") == prod
+    outer = yaml.safe_load((REPO / "serve_configs" / "kuberay-rayservice.yaml").read_text())
+    assert outer["apiVersion"] == "ray.io/v1" and outer["kind"] == "RayService"
+    app = prod["applications"][0]
+    assert app["args"]["registry"].startswith("s3://")
+    assert all("autoscaling_config" in d for d in app["deployments"])
+    assert prod["http_options"]["request_timeout_s"] > 0
+
+
+def test_a_broken_config_names_the_file_and_field(tmp_path: Path) -> None:
+    from ecomine.serve_cli import ServeConfigError, load_serve_config
+
+    raw = yaml.safe_load((REPO / "serve_configs" / "local.yaml").read_text())
+    raw["applications"][0]["args"]["recommend"]["champion"] = {"version": "latest", "members": []}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ServeConfigError, match=r"bad\.yaml: application 'ecomine': applications\.0\.args\.recommend\.champion"):
+        load_serve_config(bad)
+    raw["applications"][0]["args"]["recommend"]["champion"] = {"version": "latest"}
+    raw["http_options"]["port"] = "eighty"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ServeConfigError, match=r"not a valid Serve config: http_options\.port"):
+        load_serve_config(bad)
+    with pytest.raises(ServeConfigError, match="config file not found"):
+        load_serve_config(tmp_path / "missing.yaml")
