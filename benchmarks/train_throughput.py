@@ -7,6 +7,10 @@ steady-state samples/s of both and their ratio (target >= 0.90).
 
 Run:  python benchmarks/train_throughput.py --users 2000 --items 1000 --days 365 \
           --epochs 3 --batch-size 128 --threads 2 --rounds 2
+
+Other jobs on the machine move the figures a lot: each Ray run is bracketed by plain
+runs and the headline is the median of those paired ratios; the load average is
+printed with every run.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ __all__ = [
     "prepare",
     "run_plain",
     "run_ray",
+    "interleaved_check",
     "steady_state",
+    "paired_ratios",
     "format_table",
     "main",
 ]
@@ -109,83 +115,214 @@ def prepare(spec) -> tuple[Any, Any]:
     return prepared, getattr(prepared, "data", prepared)
 
 
-def run_plain(spec, data) -> ModeResult:
-    """The loop's training steps in this process, without Ray.
+class _Stepper:
+    """The loop's training steps on one model, in whichever process holds it.
 
     Mirrors `ecomine.train.loop.train_loop_per_worker` for one worker step by step
     (seed, threads, model config, AdamW, warm-up/schedule, grad clipping, the
-    per-epoch permutation, `float(loss)` each step) so only Ray differs. Times
-    the step loop of each epoch, as the real loop does; no validation.
+    per-epoch permutation, `float(loss)` each step) so only Ray differs. `data`
+    is RecommendData or the task's prepared object; the latter's windows are used
+    as they are (in a Ray actor: read-only object-store arrays, as in the loop).
     """
-    import torch
 
-    from ecomine.models.recommend import RecommenderConfig, SequentialRecommender, training_windows
-    from ecomine.train.loop import lr_lambda
+    def __init__(self, spec, data) -> None:
+        import torch
 
-    load = os.getloadavg()
-    t_wall = time.perf_counter()
-    opt, bb = spec.optim, spec.model.backbone
-    torch.manual_seed(opt.seed)
-    torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
-    cfg = RecommenderConfig(
-        n_items=data.n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
-        dropout=bb.dropout, repeat=spec.model.repeat, loss=spec.model.loss, num_negatives=spec.model.num_negatives,
-    )
-    model = SequentialRecommender(cfg)
-    inputs, targets = training_windows(data.train_sequences, bb.max_len)
-    n = len(inputs)
-    steps_per_epoch = max(1, math.ceil(n / opt.batch_size))
-    total = steps_per_epoch * opt.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(opt.schedule, int(opt.warmup_ratio * total), total))
+        from ecomine.models.recommend import RecommenderConfig, SequentialRecommender, training_windows
+        from ecomine.train.loop import lr_lambda
 
-    rates, losses_per_epoch = [], []
-    for epoch in range(opt.epochs):
-        model.train()
-        t0 = time.perf_counter()
-        order = np.random.default_rng(opt.seed * 1000 + epoch).permutation(n)
+        self.spec = spec
+        prepared, data = data, getattr(data, "data", data)
+        opt, bb = spec.optim, spec.model.backbone
+        torch.manual_seed(opt.seed)
+        torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
+        cfg = RecommenderConfig(
+            n_items=data.n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
+            dropout=bb.dropout, repeat=spec.model.repeat, loss=spec.model.loss, num_negatives=spec.model.num_negatives,
+        )
+        self.model = SequentialRecommender(cfg)
+        if hasattr(prepared, "inputs"):
+            self.inputs, self.targets = prepared.inputs, prepared.targets
+        else:
+            self.inputs, self.targets = training_windows(data.train_sequences, bb.max_len)
+        self.n = len(self.inputs)
+        self.steps_per_epoch = max(1, math.ceil(self.n / opt.batch_size))
+        total = self.steps_per_epoch * opt.epochs
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(opt.schedule, int(opt.warmup_ratio * total), total)
+        )
+
+    def steps(self, epoch: int, start: int, stop: int) -> list[float]:
+        """Training steps [start, stop) of `epoch`; their losses."""
+        import torch
+
+        opt = self.spec.optim
+        self.model.train()
+        order = np.random.default_rng(opt.seed * 1000 + epoch).permutation(self.n)
         losses = []
-        for s in range(steps_per_epoch):
+        for s in range(start, stop):
             idx = order[s * opt.batch_size : (s + 1) * opt.batch_size]
             if len(idx) == 0:
                 continue
-            x = torch.from_numpy(inputs[idx])
-            y = torch.from_numpy(targets[idx])
-            loss = model(x, y)
-            optimizer.zero_grad(set_to_none=True)
+            x = torch.from_numpy(self.inputs[idx])
+            y = torch.from_numpy(self.targets[idx])
+            loss = self.model(x, y)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if opt.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
-            optimizer.step()
-            scheduler.step()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), opt.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
             losses.append(float(loss.detach()))
-        rates.append(n / max(time.perf_counter() - t0, 1e-9))
-        losses_per_epoch.append(float(np.mean(losses)) if losses else float("nan"))
+        return losses
+
+    def timed_block(self, epoch: int, start: int, stop: int) -> dict[str, float]:
+        """Steps [start, stop) with their samples, wall seconds and this process's CPU seconds."""
+        w0, c0 = time.perf_counter(), time.process_time()
+        self.steps(epoch, start, stop)
+        w, c = time.perf_counter() - w0, time.process_time() - c0
+        samples = min(stop * self.spec.optim.batch_size, self.n) - start * self.spec.optim.batch_size
+        return {"samples": float(samples), "wall_s": w, "cpu_s": c}
+
+    def environment(self) -> dict[str, Any]:
+        import torch
+
+        return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "torch_threads": torch.get_num_threads(),
+                "affinity": len(os.sched_getaffinity(0)), "pid": os.getpid()}
+
+
+def _n_windows(spec, data) -> int:
+    from ecomine.models.recommend import training_windows
+
+    if hasattr(data, "inputs"):
+        return len(data.inputs)
+    return len(training_windows(getattr(data, "data", data).train_sequences, spec.model.backbone.max_len)[0])
+
+
+def run_plain(spec, data) -> ModeResult:
+    """The loop's training steps in this process, without Ray; times each epoch's step loop, no validation."""
+    load = os.getloadavg()
+    t_wall = time.perf_counter()
+    stepper = _Stepper(spec, data)
+    rates, losses = [], []
+    for epoch in range(spec.optim.epochs):
+        t0 = time.perf_counter()
+        epoch_losses = stepper.steps(epoch, 0, stepper.steps_per_epoch)
+        rates.append(stepper.n / max(time.perf_counter() - t0, 1e-9))
+        losses.append(float(np.mean(epoch_losses)) if epoch_losses else float("nan"))
     return ModeResult(
-        mode="plain", samples_per_s=rates, train_loss=losses_per_epoch, wall_s=time.perf_counter() - t_wall,
-        load_before=load, extra={"windows": n, "threads": torch.get_num_threads()},
+        mode="plain", samples_per_s=rates, train_loss=losses, wall_s=time.perf_counter() - t_wall,
+        load_before=load, extra={"windows": stepper.n, **stepper.environment()},
     )
 
 
-def run_ray(spec, data, runner_data) -> ModeResult:
+def interleaved_check(spec, data, *, blocks: int, steps_per_block: int) -> dict[str, Any]:
+    """The same steps in a Ray actor (num_cpus = threads) and in this process, alternating every block.
+
+    A diagnostic beside the real-loop comparison: blocks of a few steps each,
+    taken in turn (plain, actor, actor, plain, ...), so load that changes over
+    minutes hits both sides alike. Isolates what a Ray worker process itself
+    costs (threads, Ray's own threads, read-only object-store arrays) from the
+    Train loop around it. Ray must be initialised.
+    """
+    import ray
+
+    threads = max(1, int(spec.scaling.cpus_per_worker))
+    actor_cls = ray.remote(num_cpus=threads)(_Stepper)
+    actor = actor_cls.remote(spec, ray.put(data))
+    plain = _Stepper(spec, data)
+    env = {"plain": plain.environment(), "actor": ray.get(actor.environment.remote())}
+    per_epoch = plain.steps_per_epoch
+    rows: list[tuple[dict[str, float], dict[str, float]]] = []
+    for b in range(blocks):
+        first = (b * steps_per_block) % per_epoch
+        epoch = (b * steps_per_block) // per_epoch
+        stop = min(first + steps_per_block, per_epoch)
+        if b % 2 == 0:
+            p = plain.timed_block(epoch, first, stop)
+            a = ray.get(actor.timed_block.remote(epoch, first, stop))
+        else:
+            a = ray.get(actor.timed_block.remote(epoch, first, stop))
+            p = plain.timed_block(epoch, first, stop)
+        rows.append((p, a))
+    ray.kill(actor)
+    steady = rows[2:] if len(rows) > 4 else rows  # the first blocks carry warm-up
+    rate = [(a["samples"] / a["wall_s"]) / (p["samples"] / p["wall_s"]) for p, a in steady]
+    cpu = [(a["cpu_s"] / a["samples"]) / (p["cpu_s"] / p["samples"]) for p, a in steady]
+    return {
+        "env": env,
+        "blocks": len(steady),
+        "plain_samples_per_s": statistics.median(p["samples"] / p["wall_s"] for p, _ in steady),
+        "actor_samples_per_s": statistics.median(a["samples"] / a["wall_s"] for _, a in steady),
+        "ratio": statistics.median(rate),
+        "cpu_per_sample_ratio": statistics.median(cpu),
+    }
+
+
+class _WorkerWatch:
+    """Looks at the Ray Train worker process while it runs: CPU affinity, OS threads, CPU seconds.
+
+    The worker is a grandchild of this driver (driver -> raylet -> worker) when
+    `ray.init` started the local cluster. Polls every 2 s (a few ms each), so it
+    barely touches the CPUs the worker is measured on.
+    """
+
+    def __init__(self, interval: float = 2.0) -> None:
+        import threading
+
+        self.interval = interval
+        self.seen: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _WorkerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(self.interval):
+            for p in me.children(recursive=True):
+                try:
+                    if "RayTrainWorker" not in p.name() and "RayTrainWorker" not in " ".join(p.cmdline()):
+                        continue
+                    cpu = p.cpu_times()
+                    self.seen.update(
+                        pid=p.pid,
+                        affinity=len(p.cpu_affinity()),
+                        os_threads=max(self.seen.get("os_threads", 0), p.num_threads()),
+                        cpu_s=cpu.user + cpu.system,
+                    )
+                except (psutil.Error, OSError):
+                    continue
+
+
+def run_ray(spec, data) -> ModeResult:
     """The real loop through `run_training` (TorchTrainer, 1 worker); Ray must be initialised.
 
     samples/s per epoch are what the loop reports (its step loop only); wall time
     covers everything `run_training` does: worker start-up, putting the data in
     the object store, per-epoch validation and checkpoints, the test evaluation.
     """
-    from ecomine.models.recommend import training_windows
     from ecomine.train.runner import run_training
 
     load = os.getloadavg()
     t_wall = time.perf_counter()
-    out = run_training(spec, data=runner_data)
+    with _WorkerWatch() as watch:
+        out = run_training(spec, data=data)
     wall = time.perf_counter() - t_wall
-    n = len(training_windows(data.train_sequences, spec.model.backbone.max_len)[0])
+    n = _n_windows(spec, data)
     return ModeResult(
         mode="ray", samples_per_s=[h["samples_per_s"] for h in out.history],
         train_loss=[h["train_loss"] for h in out.history], wall_s=wall, load_before=load,
-        extra={"windows": n, "run_training_s": out.seconds},
+        extra={"windows": n, "worker": watch.seen},
     )
 
 
@@ -193,22 +330,44 @@ def _fmt_load(load: tuple[float, float, float]) -> str:
     return " ".join(f"{x:.2f}" for x in load)
 
 
+def paired_ratios(results: list[ModeResult]) -> list[float]:
+    """Each Ray run's steady samples/s over the mean of the plain runs right before and after it.
+
+    Bracketing each Ray run by plain runs cancels load that drifts over minutes,
+    which pooled medians do not.
+    """
+    out = []
+    for i, r in enumerate(results):
+        if r.mode != "ray":
+            continue
+        around = [results[j].steady for j in (i - 1, i + 1) if 0 <= j < len(results) and results[j].mode == "plain"]
+        if around:
+            out.append(r.steady / statistics.fmean(around))
+    return out
+
+
 def format_table(results: list[ModeResult]) -> str:
-    """One row per run (in the order run), then the pooled medians and the ratio ray/plain."""
+    """One row per run (in the order run), the pooled medians, then the ratio ray/plain."""
     rows = [f"{'run':<4} {'mode':<6} {'samples/s per epoch':<34} {'median*':>8} {'steps s':>8} {'wall s':>8}  loadavg before"]
     for i, r in enumerate(results):
         per = " ".join(f"{s:7.0f}" for s in r.samples_per_s)
         rows.append(
             f"{i:<4} {r.mode:<6} {per:<34} {r.steady:8.0f} {r.step_seconds:8.1f} {r.wall_s:8.1f}  {_fmt_load(r.load_before)}"
         )
+    rows.append("* median of the epochs after the first; steps s: time inside the timed training steps")
     plain = [s for r in results if r.mode == "plain" for s in (r.samples_per_s[1:] or r.samples_per_s)]
     ray = [s for r in results if r.mode == "ray" for s in (r.samples_per_s[1:] or r.samples_per_s)]
-    rows.append("* median of the epochs after the first")
-    if plain and ray:
-        p, q = statistics.median(plain), statistics.median(ray)
-        rows.append(f"pooled steady-state samples/s: plain {p:.0f} (n={len(plain)}), ray {q:.0f} (n={len(ray)})")
-        verdict = "ok" if q / p >= TARGET else "MISSED"
-        rows.append(f"ratio ray/plain = {q / p:.2f} (target >= {TARGET:.2f}) {verdict}")
+    if not (plain and ray):
+        return "\n".join(rows)
+    p, q = statistics.median(plain), statistics.median(ray)
+    rows.append(f"pooled steady-state samples/s: plain {p:.0f} (n={len(plain)} epochs), ray {q:.0f} (n={len(ray)} epochs); "
+                f"pooled ratio {q / p:.2f}")
+    pairs = paired_ratios(results)
+    ratio = statistics.median(pairs) if pairs else q / p
+    if pairs:
+        rows.append("paired ratios (each ray run / mean of the plain runs around it): " + " ".join(f"{x:.2f}" for x in pairs))
+    verdict = "ok" if ratio >= TARGET else "MISSED"
+    rows.append(f"ratio ray/plain = {ratio:.2f} (target >= {TARGET:.2f}) {verdict}")
     return "\n".join(rows)
 
 
@@ -220,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2, help="torch threads = Ray worker CPUs = ray.init(num_cpus)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds: plain,ray then ray,plain ...")
+    ap.add_argument("--rounds", type=int, default=2, help="Ray runs, each bracketed by plain runs: plain, ray, plain, ray, plain")
+    ap.add_argument("--check-blocks", type=int, default=24, help="interleaved in-actor check: blocks per side (0: skip)")
+    ap.add_argument("--check-steps", type=int, default=3, help="interleaved in-actor check: steps per block")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -232,28 +393,40 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, threads=args.threads, seed=args.seed, storage=tmp,
         )
         t0 = time.perf_counter()
-        runner_data, data = prepare(spec)
-        print(f"data: {data.n_users} users, {data.n_items} items, {len(data.train_sequences)} train sequences "
-              f"({time.perf_counter() - t0:.1f} s to prepare); loadavg {_fmt_load(os.getloadavg())}; "
-              f"{os.cpu_count()} cores; OMP_NUM_THREADS in driver={os.environ.get('OMP_NUM_THREADS')}", flush=True)
+        data, recs = prepare(spec)
+        print(f"data: {recs.n_users} users, {recs.n_items} items, {_n_windows(spec, data)} training windows "
+              f"({time.perf_counter() - t0:.1f} s to prepare); {os.cpu_count()} cores; loadavg {_fmt_load(os.getloadavg())}; "
+              f"OMP_NUM_THREADS in driver={os.environ.get('OMP_NUM_THREADS')}", flush=True)
         # Ray is up for both modes, so its idle daemons load both equally.
         ray.init(num_cpus=args.threads, include_dashboard=False, log_to_driver=False, configure_logging=False)
         results: list[ModeResult] = []
+        check = None
         try:
-            for rnd in range(args.rounds):
-                order = ("plain", "ray") if rnd % 2 == 0 else ("ray", "plain")
-                for mode in order:
-                    if mode == "plain":
-                        r = run_plain(spec, data)
-                    else:
-                        r = run_ray(spec.model_copy(update={"run": spec.run.model_copy(update={"name": f"throughput-{rnd}"})}), data, runner_data)
-                    results.append(r)
-                    print(f"round {rnd} {mode:<5}: samples/s {[round(s) for s in r.samples_per_s]}, "
-                          f"train_loss {[round(x, 4) for x in r.train_loss]}, wall {r.wall_s:.1f} s", flush=True)
+            for i, mode in enumerate(["plain", *["ray", "plain"] * args.rounds]):
+                if mode == "plain":
+                    r = run_plain(spec, data)
+                    note = f"torch threads {r.extra['torch_threads']}, affinity {r.extra['affinity']} CPUs"
+                else:
+                    named = spec.model_copy(update={"run": spec.run.model_copy(update={"name": f"throughput-{i}"})})
+                    r = run_ray(named, data)
+                    w = r.extra["worker"]
+                    note = f"Train worker affinity {w.get('affinity')} CPUs, {w.get('os_threads')} OS threads, {w.get('cpu_s', float('nan')):.1f} CPU s"
+                results.append(r)
+                print(f"run {i} {mode:<5}: samples/s {[round(s) for s in r.samples_per_s]}, "
+                      f"train_loss {[round(x, 4) for x in r.train_loss]}, wall {r.wall_s:.1f} s; {note}; "
+                      f"loadavg now {_fmt_load(os.getloadavg())}", flush=True)
+            if args.check_blocks:
+                check = interleaved_check(spec, data, blocks=args.check_blocks, steps_per_block=args.check_steps)
         finally:
             ray.shutdown()
     print()
     print(format_table(results))
+    if check is not None:
+        print(f"interleaved check (same steps in a Ray actor with num_cpus={args.threads} vs this process, "
+              f"{args.check_steps} steps a block, {check['blocks']} block pairs after warm-up): "
+              f"plain {check['plain_samples_per_s']:.0f} samples/s, actor {check['actor_samples_per_s']:.0f} samples/s, "
+              f"paired ratio {check['ratio']:.2f}, CPU s per sample actor/plain {check['cpu_per_sample_ratio']:.2f}")
+        print(f"  environments: {check['env']}")
     print(f"loadavg after: {_fmt_load(os.getloadavg())}")
     return 0
 

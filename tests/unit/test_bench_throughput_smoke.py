@@ -34,7 +34,7 @@ def test_plain_side_runs_the_loop_steps(bench, tmp_path: Path) -> None:
         r = bench.run_plain(spec, data)
     finally:
         torch.set_num_threads(threads)
-    assert r.mode == "plain" and r.extra["threads"] == 1
+    assert r.mode == "plain" and r.extra["torch_threads"] == 1
     assert r.extra["windows"] > 0
     assert len(r.samples_per_s) == 2 and all(s > 0 for s in r.samples_per_s)
     assert all(math.isfinite(x) for x in r.train_loss)
