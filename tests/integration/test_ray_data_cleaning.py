@@ -1,6 +1,7 @@
 """The Ray Data cleaning path (`data.distributed.load_events_ray`) gives exactly the rows and
 the report of the in-process path (`data.cleaning.load_events`): on a hand-made pair of CSV
-files that holds every case cleaning handles, and on both Online Retail files."""
+files that holds every case cleaning handles (local and on the loopback S3), and on both
+Online Retail files."""
 
 from __future__ import annotations
 
@@ -98,6 +99,18 @@ def test_handmade_csv_same_as_in_process(ray_session, tmp_path: Path, drop_missi
     assert c102.height == 1  # the unflipped first copy; the report counts 3 or 4 flips, not 5
     assert report.changed["return_quantity_made_positive"] == (3 if drop_missing_user else 4)
     assert (events["user_id"].null_count() > 0) is (not drop_missing_user)
+
+
+def test_s3_sources_same_as_in_process(ray_session, s3_prefix: str) -> None:
+    from ecomine import storage
+
+    storage.write_text(f"{s3_prefix}/old.csv", OLD)
+    storage.write_text(f"{s3_prefix}/new.csv", NEW)
+    spec = _spec(f"{s3_prefix}/old.csv", f"{s3_prefix}/new.csv", drop_missing_user=True)
+    expected = load_events(spec)
+    got = load_events_ray(spec, user_buckets=2)
+    assert_same(expected, got)
+    assert [s.sha256 for s in got[1].sources] == [None, None] and got[1].rows_read == 19
 
 
 def test_bad_value_inside_a_block_is_a_data_error(ray_session, tmp_path: Path) -> None:
