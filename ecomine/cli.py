@@ -228,6 +228,33 @@ def evaluate(
     console.print(format_report(results, title=f"{task}/{mv.version}: test split"))
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="output folder (summary.json, plots, registry)")] = Path("demo_out"),
+    tiny: Annotated[bool, typer.Option("--tiny", help="smallest sizes (what the tests run)")] = False,
+) -> None:
+    """The whole platform on the embedded synthetic log: data, Ray Train, registry, Ray Tune, plots."""
+    from ecomine.demo import DemoSize, run_demo
+
+    run_demo(out, size=DemoSize.tiny() if tiny else DemoSize(), console=console)
+
+
+@app.command("tune")
+def tune_cmd(
+    spec: Annotated[Path, typer.Argument(help="TuneSpec YAML (tune/*.yaml)")],
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted campaign")] = False,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local Ray)")] = None,
+) -> None:
+    """Run a tuning campaign: Ray Tune over the training path; top-k registered as versions."""
+    from ecomine.tuning import run_campaign
+
+    out = run_campaign(spec, resume=resume, console=console, ray_address=address)
+    console.print(
+        f"[green]campaign {out.name}[/]: {out.trials} trials ({out.stopped_early} stopped early); "
+        f"best {out.best}; registered {out.versions}; results {out.results_parquet}; plot {out.plot_png}"
+    )
+
+
 @registry_app.command("list")
 def registry_list(registry: RegistryOpt = "registry", task: Annotated[Optional[str], typer.Option()] = None) -> None:
     """Versions with their stages, tags and headline metric."""

@@ -22,7 +22,10 @@ from typing import Any
 
 from ecomine.specs import SpecError, TrainSpec
 
-__all__ = ["TrainOutcome", "preflight", "check_cluster", "run_training", "run_name", "storage_path"]
+__all__ = [
+    "TrainOutcome", "preflight", "check_cluster", "run_training", "run_name", "storage_path",
+    "register_trained", "best_checkpoint_state",
+]
 
 
 @dataclass
@@ -85,7 +88,9 @@ def _ensure_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    # Keep Ray's dashboard (state API) on: Train's placement-group cleaner needs it
+    # to free a stopped run's CPUs.
+    ray.init(address=address, log_to_driver=True, configure_logging=False)
 
 
 class _ProgressTail:
@@ -137,8 +142,16 @@ def run_training(
     ray_address: str | None = None,
     console=None,
     data=None,
+    callbacks: list | None = None,
+    evaluate: bool = True,
 ) -> TrainOutcome:
-    """Run a TrainSpec end to end; see the module docstring. `data` may pass the task's prepared data."""
+    """Run a TrainSpec end to end; see the module docstring.
+
+    `data` may pass the task's prepared data (Tune prepares it once per campaign);
+    `callbacks` go to Ray Train's RunConfig (Tune's TuneReportCallback); with
+    `evaluate=False` the run stops after training (Tune trials: the campaign
+    evaluates and registers only its top-k).
+    """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -179,6 +192,7 @@ def run_training(
             name=name,
             storage_path=root,
             failure_config=FailureConfig(max_failures=spec.run.max_failures),
+            callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=val_metric_name(metric), checkpoint_score_order=mode
             ),
@@ -194,21 +208,45 @@ def run_training(
     best = result.best_checkpoints[0][0] if result.best_checkpoints else result.checkpoint
     if best is None:
         raise RuntimeError(f"run {name}: training produced no checkpoint")
-
+    # The latest checkpoint carries the whole run's history (the best one stops at its epoch).
+    state = _loop_state(result.checkpoint or best)
+    if not evaluate:
+        return TrainOutcome(
+            run_name=name, results={}, history=state.get("history", []), version=None,
+            registry=spec.run.registry, best_epoch=state.get("best_epoch"), seconds=time.perf_counter() - t0,
+        )
     model = task.build_model(spec, data, None)
     with best.as_directory() as d:
         load_checkpoint_dir(Path(d), model)
     model.eval()
-    # The latest checkpoint carries the whole run's history (the best one stops at its epoch).
-    state = _loop_state(result.checkpoint or best)
     results = task.evaluate(model, data, spec)
     version = None
     if spec.run.register_model:
-        version = _register(spec, task, model, data, results, state, name)
+        version = register_trained(spec, task, model, data, results, state, name)
     return TrainOutcome(
         run_name=name, results=results, history=state.get("history", []), version=version,
         registry=spec.run.registry, best_epoch=state.get("best_epoch"), seconds=time.perf_counter() - t0,
     )
+
+
+def best_checkpoint_state(run_dir: str | Path, metric: str, mode: str) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint folder of a finished local run with the best `val_<metric>`, and its state."""
+    from ecomine.train.loop import STATE, val_metric_name
+
+    key = val_metric_name(metric)
+    best = None
+    for d in sorted(Path(run_dir).glob("checkpoint_*")):
+        f = d / STATE
+        if not f.exists():
+            continue
+        state = json.loads(f.read_text())
+        last = state["history"][-1] if state.get("history") else {}
+        value = last.get(key)
+        if value is None:
+            continue
+        if best is None or (value > best[0] if mode == "max" else value < best[0]):
+            best = (value, d, state)
+    return (best[1], best[2]) if best else None
 
 
 def _loop_state(checkpoint) -> dict[str, Any]:
@@ -220,7 +258,7 @@ def _loop_state(checkpoint) -> dict[str, Any]:
     return state
 
 
-def _register(spec: TrainSpec, task, model, data, results, state, name: str) -> str:
+def register_trained(spec: TrainSpec, task, model, data, results, state, name: str, extra_tags: list[str] = ()) -> str:
     """Write the version folder in a temp dir and hand it to the registry (atomic there)."""
     from ecomine.registry import Registry
     from ecomine.train.metrics import report_json
@@ -238,6 +276,6 @@ def _register(spec: TrainSpec, task, model, data, results, state, name: str) -> 
         }
         mv = Registry(spec.run.registry).register(
             spec.task, tmp, spec=spec.model_dump(mode="json"), data_fingerprint=task.fingerprint(data),
-            metrics=metrics, tags=[*spec.run.tags, f"run:{name}"],
+            metrics=metrics, tags=[*spec.run.tags, *extra_tags, f"run:{name}"],
         )
     return mv.version

@@ -3,17 +3,71 @@
 # storage / registry: the loopback moto S3 server.
 from tests.integration.s3_fixtures import s3_prefix, s3_server  # noqa: F401
 
-# train / tune / serve: one Ray for the whole session, started with enough
-# logical CPUs for what the tests schedule (2 Train workers + Serve replicas),
-# since a Train run otherwise waits forever for CPUs a replica holds.
+# train / tune / serve: one Ray cluster for the whole session, started the way
+# users start one (`ray start --head`) with enough logical CPUs for what the
+# tests schedule (2 Train workers + Serve replicas; a Train run otherwise waits
+# forever for CPUs a replica holds). RAY_ADDRESS is set in the cluster's own
+# environment: Ray Train's placement-group cleaner asks the state API whether a
+# run's controller died (a Tune trial stopped by ASHA), and with another Ray
+# on the host it cannot tell which cluster to ask, so the CPUs leak.
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_session(tmp_path_factory):
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
+    if ray.is_initialized():
+        yield ray
+        return
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+    # Token auth is off for this loopback-only test cluster, so CLI subprocesses join it as-is.
+    env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"}
+    log = tmp_path_factory.mktemp("ray") / "ray_start.log"
+    proc = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--num-cpus=4", f"--dashboard-port={_free_port()}", "--disable-usage-stats"],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    old = os.environ.get("RAY_ADDRESS")
+    os.environ["RAY_ADDRESS"] = address  # CLI subprocesses in tests join this cluster
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+                break
+            except Exception:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"ray start failed; see {log}:\n{log.read_text()[-2000:]}")
+                time.sleep(1)
+        yield ray
+    finally:
+        ray.shutdown()
+        if old is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = old
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

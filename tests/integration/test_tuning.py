@@ -1,0 +1,92 @@
+"""A real Ray Tune campaign over the training path: ASHA, top-k export, results, plot, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ecomine.registry import Registry
+from ecomine.tuning import run_campaign
+
+pytestmark = pytest.mark.integration
+
+BASE = """
+kind: train
+data: {kind: synthetic, users: 200, items: 60, days: 120, seed: 2}
+optim: {epochs: 3, batch_size: 64, early_stopping: null}
+scaling: {num_workers: 1, cpus_per_worker: 1}
+run: {registry: REGISTRY}
+eval: {ks: [10]}
+"""
+
+
+def _write(tmp_path: Path, name: str, samples: int, concurrent: int, top_k: int) -> Path:
+    (tmp_path / "base.yaml").write_text(BASE.replace("REGISTRY", str(tmp_path / "registry")))
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"""
+kind: tune
+name: {name}
+base: base.yaml
+space:
+  optim.lr: loguniform 1e-4 3e-2
+  model.backbone.hidden: choice [16, 32]
+scheduler: {{kind: asha, grace_period: 1, reduction_factor: 2}}
+num_samples: {samples}
+max_concurrent: {concurrent}
+storage: {tmp_path / "tune_runs"}
+export_top_k: {top_k}
+seed: 1
+""")
+    return p
+
+
+def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path) -> None:
+    out = run_campaign(_write(tmp_path, "ci-campaign", samples=4, concurrent=2, top_k=2))
+    assert out.trials == 4
+    assert out.stopped_early >= 1  # ASHA cut at least one trial before the last epoch
+    frame = pl.read_parquet(out.results_parquet)
+    assert frame.height >= 4 and "val_ndcg@10" in frame.columns
+    assert out.plot_png.stat().st_size > 5_000
+    assert len(out.versions) == 2
+    versions = Registry(str(tmp_path / "registry")).list("recommend")
+    tagged = [v for v in versions if "ci-campaign" in v.tags]
+    assert {v.version for v in tagged} == set(out.versions)
+    assert all(v.metrics["test"]["all_items"]["NDCG@10"] is not None for v in tagged)
+
+
+def test_interrupted_campaign_resumes_without_rerunning_finished_trials(ray_session, tmp_path: Path) -> None:
+    spec = _write(tmp_path, "resume-campaign", samples=4, concurrent=1, top_k=0)
+    trials_dir = tmp_path / "tune_runs" / "resume-campaign" / "trials"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # RAY_ADDRESS: the session cluster
+    cmd = [sys.executable, "-m", "ecomine.cli", "tune", str(spec)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    def finished() -> dict[str, int]:
+        out = {}
+        for run in trials_dir.glob("*/progress.jsonl"):
+            text = run.read_text()
+            if '"done": true' in text:
+                out[run.parent.name] = len(text.splitlines())
+        return out
+
+    deadline = time.time() + 300
+    while len(finished()) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+    before = finished()
+    assert len(before) >= 2, "campaign did not finish two trials in time"
+    proc.send_signal(signal.SIGINT)  # Tune saves its state and stops
+    proc.wait(timeout=120)
+    r = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = finished()
+    assert len(after) == 4
+    for run, lines in before.items():
+        assert after[run] == lines, f"finished trial {run} was run again"
+    assert (tmp_path / "tune_runs" / "resume-campaign" / "results.parquet").exists()
