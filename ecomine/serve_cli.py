@@ -36,6 +36,8 @@ __all__ = [
     "down",
     "status",
     "check",
+    "summarize",
+    "wait_running",
 ]
 
 ECOMINE_IMPORT_PATH = "ecomine.serve.app:build"
@@ -121,9 +123,22 @@ def _address(address: str | None) -> str:
     return address or os.environ.get("RAY_DASHBOARD_ADDRESS") or DEFAULT_DASHBOARD
 
 
+def _use_ray_token_if_present() -> None:
+    """Send Ray's auth token (``~/.ray/auth_token``) when RAY_AUTH_MODE is unset, as `ray start` and
+    ``ray.init`` do; without it a token-protected dashboard answers 401."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # older or newer Ray: RAY_AUTH_MODE=token still works
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def _client(address: str | None) -> Any:
     from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 
+    _use_ray_token_if_present()
     url = _address(address)
     try:
         return ServeSubmissionClient(url)
@@ -219,27 +234,50 @@ def down(
     console.print(f"deleted application {app}")
 
 
+def summarize(apps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``{app: {status, route_prefix, message, deployments: {name: {status, replicas, running, message}}}}``."""
+    out: dict[str, Any] = {}
+    for name, app in sorted(apps.items()):
+        deployments = {}
+        for dname, dep in sorted((app.get("deployments") or {}).items()):
+            replicas = dep.get("replicas") or []
+            deployments[dname] = {
+                "status": dep.get("status"),
+                "replicas": len(replicas),
+                "running": sum(1 for r in replicas if r.get("state") == "RUNNING"),
+                "message": dep.get("message") or "",
+            }
+        out[name] = {"status": app.get("status"), "route_prefix": app.get("route_prefix"),
+                     "message": app.get("message") or "", "deployments": deployments}
+    return out
+
+
 @serve_app.command("status")
-def status(address: AddressOpt = None) -> None:
+def status(
+    address: AddressOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
     """Applications and deployments on the cluster, with their states and replica counts."""
     apps = _app_statuses(_client(address).get_serve_details())
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(summarize(apps), indent=2))
+        return
     if not apps:
         console.print("no Serve applications")
         return
-    table = Table("application", "route", "status", "deployment", "deployment status", "replicas", "message")
-    for name, app in sorted(apps.items()):
-        deployments = app.get("deployments") or {}
+    table = Table("app", "status", "deployment", "state", "replicas", "message")
+    for column in table.columns[:5]:
+        column.no_wrap = True
+    for name, app in summarize(apps).items():
         first = True
-        for dname, dep in sorted(deployments.items()):
-            replicas = dep.get("replicas") or []
-            running = sum(1 for r in replicas if r.get("state") == "RUNNING")
+        for dname, dep in app["deployments"].items():
             table.add_row(
-                name if first else "", str(app.get("route_prefix") or "") if first else "",
-                str(app.get("status")) if first else "", dname, str(dep.get("status")),
-                f"{running}/{len(replicas)}", " ".join(str(dep.get("message") or "").split())[:80],
+                name if first else "", str(app["status"]) if first else "", dname, str(dep["status"]),
+                f"{dep['running']}/{dep['replicas']}", " ".join(dep["message"].split())[:80],
             )
             first = False
-        if not deployments:
-            table.add_row(name, str(app.get("route_prefix") or ""), str(app.get("status")), "", "", "",
-                          " ".join(str(app.get("message") or "").split())[:80])
+        if first:
+            table.add_row(name, str(app["status"]), "", "", "", " ".join(app["message"].split())[:80])
     console.print(table)

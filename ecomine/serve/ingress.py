@@ -485,6 +485,17 @@ class Ingress:
                 headers=exc.headers,
             )
 
+        @app.exception_handler(RequestValidationError)
+        async def _invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+            # loc + msg + type only: echoing the input back could leak it and may not be JSON (NaN)
+            detail = [
+                {"loc": [p if isinstance(p, (str, int)) else str(p) for p in e.get("loc", ())],
+                 "msg": str(e.get("msg", "")), "type": str(e.get("type", "value_error"))}
+                for e in exc.errors()
+            ]
+            return JSONResponse({"detail": detail, "request_id": getattr(request.state, "request_id", None)},
+                                status_code=422)
+
         @app.exception_handler(Exception)
         async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
             rid = getattr(request.state, "request_id", None)

@@ -44,17 +44,17 @@ def test_live_ab_split_is_sticky_and_matches_the_split_function(lean: ServeTarge
     policy = TrafficPolicy(mode="ab", weight=0.3, salt="lean-test")
     history = serving_data.items[:3]
     seen: dict[str, str] = {}
-    for n in range(120):
+    for n in range(100):
         user = f"live-user-{n}"
         body = lean.post("/v1/recommend", {"user_id": user, "history": history, "k": 3}).json()
         seen[user] = body["variant"]
         expected = assign(routing_key(user), policy)
         assert body["variant"] == expected, user
         assert body["model"].startswith("ensemble(") == (expected == "challenger")
-    for user in list(seen)[:20]:  # sticky: the same user lands in the same arm again
+    for user in list(seen)[:10]:  # sticky: the same user lands in the same arm again
         assert lean.post("/v1/recommend", {"user_id": user, "history": history}).json()["variant"] == seen[user]
     share = sum(v == "challenger" for v in seen.values()) / len(seen)
-    assert 0.15 < share < 0.45  # 120 users at weight 0.3 (the exact ±5 % check over 1,000 is in tests/unit/serve)
+    assert 0.15 < share < 0.45  # 100 users at weight 0.3 (the exact ±5 % check over 1,000 is in tests/unit/serve)
     info = lean.get("/v1/models").json()["tasks"]["recommend"]
     assert info["traffic"] == {"mode": "ab", "weight": 0.3, "salt": "lean-test"}
     assert info["challenger"]["kind"] == "ensemble" and info["challenger"]["model"].startswith("ensemble(")

@@ -1,0 +1,149 @@
+"""`ecomine serve up/status/down` against a separate `ray start --head` cluster (serve deploy path).
+
+The cluster is a child process group of this test (own temp dir, own ports, no GPUs, 2 CPUs)
+and is torn down by signalling that group only: `ray stop` would stop every Ray on the
+machine, including other sessions' and this test session's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ecomine.serve_cli import read_serve_config, serve_app
+from tests.integration.serve.conftest import REPO, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _ours(temp: Path) -> list[int]:
+    """Pids of processes whose command line names our cluster's temp dir."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(str(temp) in part for part in (proc.info["cmdline"] or [])):
+                found.append(proc.info["pid"])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    temp = Path(tempfile.mkdtemp(prefix="ecm-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    dashboard = free_port()
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    flags = [
+        "--head", "--block", f"--port={free_port()}", "--num-cpus=2", "--num-gpus=0",
+        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+        f"--ray-client-server-port={free_port()}", f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}", f"--temp-dir={temp}", "--disable-usage-stats",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    log = open(temp / "ray-start.log", "w")
+    proc = subprocess.Popen([ray_bin, "start", *flags], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ray start exited with {proc.returncode}: {(temp / 'ray-start.log').read_text()[-2000:]}")
+            try:
+                # any answer means it is up (401 without Ray's auth token, which the CLI sends)
+                if httpx.get(url + "/api/version", timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test cluster's dashboard did not come up in 180 s")
+            time.sleep(1)
+        yield {"dashboard": url, "temp": temp}
+    finally:
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):  # ray start drains 30 s on SIGTERM
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        deadline = time.monotonic() + 15
+        while (left := _ours(temp)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for pid in _ours(temp):  # anything of ours that left the process group
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+
+
+def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_path: Path) -> None:
+    http_port = free_port()
+    raw = read_serve_config(REPO / "serve_configs" / "local.yaml")
+    raw["http_options"]["port"] = http_port
+    app = raw["applications"][0]
+    app["args"]["registry"] = str(serving_data.registry)
+    app["args"]["recommend"]["champion"] = {"version": "production"}
+    app["args"]["recommend"]["resources"]["num_cpus"] = 0.25
+    config = tmp_path / "cluster.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    runner = CliRunner()
+
+    up = runner.invoke(serve_app, ["up", str(config), "--address", cluster["dashboard"], "--timeout", "300"])
+    assert up.exit_code == 0, up.output + repr(up.exception)
+    assert "RUNNING ecomine" in up.output
+
+    base = f"http://127.0.0.1:{http_port}"
+    assert httpx.get(base + "/healthz", timeout=30).json()["status"] == "ok"
+    r = httpx.post(base + "/v1/recommend", json={"history": serving_data.items[:4], "k": 3}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == f"recommend/{serving_data.rec_a}" and len(r.json()["items"]) == 3
+
+    status = runner.invoke(serve_app, ["status", "--address", cluster["dashboard"], "--json"])
+    assert status.exit_code == 0, status.output
+    apps = json.loads(status.output)
+    assert apps["ecomine"]["status"] == "RUNNING"
+    assert apps["ecomine"]["deployments"]["recommend-champion"]["running"] == 1
+    assert set(apps["ecomine"]["deployments"]) == {"Ingress", "recommend-champion"}
+    table = runner.invoke(serve_app, ["status", "--address", cluster["dashboard"]])
+    assert table.exit_code == 0 and "HEALTHY" in table.output and "1/1" in table.output
+
+    down = runner.invoke(serve_app, ["down", "--address", cluster["dashboard"]])
+    assert down.exit_code == 0, down.output
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            gone = httpx.get(base + "/healthz", timeout=5).status_code == 404
+        except httpx.HTTPError:
+            gone = True
+        if gone or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert gone, "the application still answers after `ecomine serve down`"
+
+
+def test_serve_up_without_a_cluster_says_how_to_start_one(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        serve_app, ["up", str(REPO / "serve_configs" / "local.yaml"), "--address", f"http://127.0.0.1:{free_port()}"]
+    )
+    assert result.exit_code != 0
+    assert "ray start --head" in str(result.exception)
