@@ -38,7 +38,7 @@ def test_plain_side_runs_the_loop_steps(bench, tmp_path: Path) -> None:
     assert r.extra["windows"] > 0
     assert len(r.samples_per_s) == 2 and all(s > 0 for s in r.samples_per_s)
     assert all(math.isfinite(x) for x in r.train_loss)
-    assert r.wall_s >= r.step_seconds > 0
+    assert r.wall_s >= r.step_seconds > 0 and r.extra["cpu_s"] > 0
 
 
 def test_steady_state_skips_the_first_epoch(bench) -> None:
@@ -53,5 +53,14 @@ def test_table_reports_ratio_against_target(bench) -> None:
     ray = bench.ModeResult("ray", [40.0, 85.0, 85.0], [1.0] * 3, 30.0, load, {"windows": 100})
     table = bench.format_table([plain, ray])
     assert "ratio ray/plain = 0.85 (target >= 0.90) MISSED" in table
+    assert "best-of ratio 0.85" in table
     ray.samples_per_s = [40.0, 95.0, 95.0]
     assert "ratio ray/plain = 0.95 (target >= 0.90) ok" in bench.format_table([plain, ray])
+
+
+def test_paired_ratio_uses_the_plain_runs_around_each_ray_run(bench) -> None:
+    def run(mode: str, steady: float):
+        return bench.ModeResult(mode, [1.0, steady], [1.0, 1.0], 1.0, (0.0, 0.0, 0.0), {"windows": 10})
+
+    results = [run("plain", 100.0), run("ray", 90.0), run("plain", 80.0), run("ray", 40.0), run("plain", 40.0)]
+    assert bench.paired_ratios(results) == pytest.approx([1.0, 40.0 / 60.0])
