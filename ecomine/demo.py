@@ -103,7 +103,11 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
 
     if not ray.is_initialized():
         console.print("starting a local Ray ...")
-        ray.init(num_cpus=max(2, size.workers + 1), log_to_driver=False, configure_logging=False)
+        from ecomine.train.runner import ray_address
+
+        address = ray_address(None)
+        cpus = {"num_cpus": max(2, size.workers + 1)} if address == "local" else {}
+        ray.init(address=address, log_to_driver=False, configure_logging=False, **cpus)
     data_ref = {"kind": "synthetic", "users": size.users, "items": size.items, "days": size.days, "seed": size.seed}
     t = stage("3/5 train the recommender (Ray Train)")
     spec = TrainSpec.model_validate({

@@ -138,26 +138,15 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], storage: str, cam
 
 
 class _LiveTable:
-    """A Tune callback that keeps a rich table of trials, state and metric on screen."""
+    """Keeps a rich table of trials, state and metric on screen (fed by a Tune callback)."""
 
     def __init__(self, console, metric_key: str, mode: str) -> None:
-        from ray.tune import Callback
+        from ecomine._tune_live import TABLES, LiveTableCallback
 
         self.console, self.key, self.mode = console, metric_key, mode
         self.live = None
-        outer = self
-
-        class _Cb(Callback):
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                outer.render(trials)
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                outer.render(trials)
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                outer.render(trials)
-
-        self.callback = _Cb()
+        TABLES[id(self)] = self
+        self.callback = LiveTableCallback(id(self))
 
     def __enter__(self):
         from rich.live import Live
@@ -168,6 +157,9 @@ class _LiveTable:
 
     def __exit__(self, *exc):
         self.live.__exit__(*exc)
+        from ecomine._tune_live import TABLES
+
+        TABLES.pop(id(self), None)
 
     def render(self, trials) -> None:
         from rich.table import Table
@@ -193,7 +185,7 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     from ecomine.train.loop import val_metric_name
-    from ecomine.train.runner import check_cluster, preflight
+    from ecomine.train.runner import check_cluster, preflight, ray_address as resolve_address
     from ecomine.train.tasks import get_task
 
     campaign = load_campaign(path)
@@ -203,7 +195,7 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     key = val_metric_name(metric)
     preflight(base)
     if not ray.is_initialized():
-        ray.init(address=ray_address, configure_logging=False, log_to_driver=False)
+        ray.init(address=resolve_address(ray_address), configure_logging=False, log_to_driver=False)
     check_cluster(base)
     folder = Path(spec.storage).expanduser().resolve() / spec.name
     folder.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from ecomine.specs import SpecError, TrainSpec
 
 __all__ = [
     "TrainOutcome", "preflight", "check_cluster", "run_training", "run_name", "storage_path",
-    "register_trained", "best_checkpoint_state",
+    "register_trained", "best_checkpoint_state", "ray_address",
 ]
 
 
@@ -83,6 +83,15 @@ def check_cluster(spec: TrainSpec) -> None:
         )
 
 
+def ray_address(address: str | None) -> str:
+    """--address, else RAY_ADDRESS, else a fresh local Ray ("local").
+
+    Never Ray's implicit discovery: a stale /tmp/ray/ray_current_cluster left
+    by an old `ray start` would make ray.init() wait on a dead cluster.
+    """
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
 def _ensure_ray(address: str | None) -> None:
     import ray
 
@@ -90,7 +99,7 @@ def _ensure_ray(address: str | None) -> None:
         return
     # Keep Ray's dashboard (state API) on: Train's placement-group cleaner needs it
     # to free a stopped run's CPUs.
-    ray.init(address=address, log_to_driver=True, configure_logging=False)
+    ray.init(address=ray_address(address), log_to_driver=True, configure_logging=False)
 
 
 class _ProgressTail:
