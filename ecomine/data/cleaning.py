@@ -131,33 +131,29 @@ def finalize_user_events(df: pl.DataFrame, spec: DataSpec) -> pl.DataFrame:
     df = df.sort([SOURCE, "ts"], maintain_order=True)
     if c.drop_duplicates:
         kept = pl.col(DROP).is_null()
-        first = pl.struct(content).is_first_distinct().over(kept)
+        # Null for dropped rows, so only kept rows compete to be the first copy.
+        first = pl.when(kept).then(pl.struct(content)).is_first_distinct()
         df = df.with_columns(
             pl.when(kept & ~first).then(pl.lit("duplicate")).otherwise(pl.col(DROP)).alias(DROP)
         )
     if c.link_returns:
+        df = df.with_row_index("_row")
         kept = df.filter(pl.col(DROP).is_null())
-        returns = kept.filter(pl.col("event") == "return").with_row_index("_ri").sort("ts")
+        returns = kept.filter(pl.col("event") == "return").select("_row", "user_id", "item_id", "ts").sort("ts", maintain_order=True)
+        # Stable sort: among purchases at the same instant, the first in file order wins.
         purchases = (
             kept.filter((pl.col("event") == "purchase") & pl.col("order_id").is_not_null())
             .select("user_id", "item_id", "ts", pl.col("order_id").alias("_bought_in"))
-            .sort("ts")
+            .sort("ts", maintain_order=True)
         )
         if returns.height and purchases.height:
             linked = returns.join_asof(
                 purchases, on="ts", by=["user_id", "item_id"], strategy="backward", check_sortedness=False
-            ).select("_ri", "_bought_in")
-            mapping = linked.filter(pl.col("_bought_in").is_not_null())
-            returns = returns.join(mapping, on="_ri", how="left")
-            df = pl.concat(
-                [
-                    df.filter(~(pl.col(DROP).is_null() & (pl.col("event") == "return"))),
-                    returns.with_columns(
-                        pl.coalesce("_bought_in", "linked_order_id").alias("linked_order_id")
-                    ).drop("_ri", "_bought_in"),
-                ],
-                how="vertical_relaxed",
-            )
+            ).filter(pl.col("_bought_in").is_not_null())
+            rows = linked["_row"].cast(pl.Int64)
+            col = df["linked_order_id"].scatter(rows, linked["_bought_in"]) if linked.height else df["linked_order_id"]
+            df = df.with_columns(col.alias("linked_order_id"))
+        df = df.drop("_row")
     return df
 
 
