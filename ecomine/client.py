@@ -1,0 +1,332 @@
+"""The Python SDK for a served ecomine app: `EcomineClient` and `AsyncEcomineClient`.
+
+The last step of the flow (serve -> client). It imports nothing from Ray or
+torch: only httpx and the request/response models the server itself uses
+(`ecomine.serve.api`), so a caller gets the same pydantic types back.
+
+Exceptions (one tree, httpx style)::
+
+    EcomineError
+    ├── TransportError        the server could not be reached (after retries)
+    └── APIError              the server answered with an error status
+        ├── ValidationError   4xx: the request was refused (422 names the field)
+        ├── AuthError         401/403: missing or wrong API key
+        ├── NotFoundError     404
+        ├── UnavailableError  503: no model configured / overloaded (after retries)
+        └── ServerError       other 5xx
+
+Every call is a read-only prediction, hence idempotent: connection errors,
+timeouts and 503s are retried with exponential backoff (`Retry`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from ecomine.serve.api import (
+    API_PREFIX,
+    DemandRequest,
+    DemandResponse,
+    HealthResponse,
+    InsightsRequest,
+    InsightsResponse,
+    ModelsResponse,
+    RecommendRequest,
+    RecommendResponse,
+    RiskRequest,
+    RiskResponse,
+)
+
+__all__ = [
+    "EcomineClient",
+    "AsyncEcomineClient",
+    "Retry",
+    "EcomineError",
+    "TransportError",
+    "APIError",
+    "ValidationError",
+    "AuthError",
+    "NotFoundError",
+    "UnavailableError",
+    "ServerError",
+]
+
+class EcomineError(Exception):
+    """Base of every error the SDK raises."""
+
+
+class TransportError(EcomineError):
+    """The server could not be reached (connection refused/reset, timeout), after retries."""
+
+
+class APIError(EcomineError):
+    """The server answered with an error status; `message` is the server's own."""
+
+    def __init__(self, status: int, message: str, *, detail: Any = None, request_id: str | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status, self.message, self.detail, self.request_id = status, message, detail, request_id
+
+
+class ValidationError(APIError):
+    """4xx: the request was refused; for 422 `detail` lists the fields."""
+
+
+class AuthError(APIError):
+    """401/403."""
+
+
+class NotFoundError(APIError):
+    """404."""
+
+
+class UnavailableError(APIError):
+    """503 after retries."""
+
+
+class ServerError(APIError):
+    """Other 5xx."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retries for idempotent calls: attempts in all, backoff base and cap (seconds)."""
+
+    attempts: int = 4
+    backoff: float = 0.2
+    max_backoff: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One API call, independent of sync/async: method, path, body and response type."""
+
+    method: str
+    path: str
+    body: BaseModel | None
+    response: type[BaseModel]
+
+
+def _error(resp: httpx.Response) -> APIError:
+    try:
+        payload = resp.json()
+    except ValueError:
+        payload = {"detail": resp.text or resp.reason_phrase}
+    detail = payload.get("detail") if isinstance(payload, dict) else payload
+    if isinstance(detail, list):
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', '')}" if isinstance(d, dict) else str(d)
+            for d in detail
+        )
+    else:
+        message = str(detail)
+    rid = payload.get("request_id") if isinstance(payload, dict) else None
+    s = resp.status_code
+    cls = (
+        AuthError if s in (401, 403) else NotFoundError if s == 404 else UnavailableError if s == 503
+        else ValidationError if 400 <= s < 500 else ServerError
+    )
+    return cls(s, message, detail=detail, request_id=rid)
+
+
+def _request_kwargs(call: _Call) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if call.body is not None:
+        kw["json"] = call.body.model_dump(mode="json", exclude_none=True)
+    return kw
+
+
+def _parse(call: _Call, resp: httpx.Response) -> BaseModel:
+    if resp.status_code >= 400:
+        raise _error(resp)
+    return call.response.model_validate(resp.json())
+
+
+_RETRYABLE = (httpx.TransportError,)
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+class _Calls:
+    """The API surface as `_Call`s; both clients execute them."""
+
+    @staticmethod
+    def recommend(request: RecommendRequest | None = None, **fields: Any) -> _Call:
+        body = request or RecommendRequest(**fields)
+        return _Call("POST", f"{API_PREFIX}/recommend", body, RecommendResponse)
+
+    @staticmethod
+    def demand(request: DemandRequest | None = None, **fields: Any) -> _Call:
+        return _Call("POST", f"{API_PREFIX}/demand", request or DemandRequest(**fields), DemandResponse)
+
+    @staticmethod
+    def risk(request: RiskRequest | None = None, **fields: Any) -> _Call:
+        return _Call("POST", f"{API_PREFIX}/risk", request or RiskRequest(**fields), RiskResponse)
+
+    @staticmethod
+    def insights(request: InsightsRequest | None = None, **fields: Any) -> _Call:
+        return _Call("POST", f"{API_PREFIX}/insights", request or InsightsRequest(**fields), InsightsResponse)
+
+    @staticmethod
+    def models() -> _Call:
+        return _Call("GET", f"{API_PREFIX}/models", None, ModelsResponse)
+
+    @staticmethod
+    def health() -> _Call:
+        return _Call("GET", "/healthz", None, HealthResponse)
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class EcomineClient:
+    """Blocking client. `EcomineClient(base_url="http://127.0.0.1:8000", api_key=...)`.
+
+    Methods take either a request model or its fields as keyword arguments:
+    `client.recommend(user_id="17850", k=10)`.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = 10.0,
+        retry: Retry = Retry(),
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.retry = retry
+        self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
+
+    def _run(self, call: _Call) -> Any:
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                resp = self._http.request(call.method, call.path, **_request_kwargs(call))
+            except _RETRYABLE as e:
+                if last:
+                    raise TransportError(f"{call.method} {call.path}: {type(e).__name__}: {e}") from None
+            else:
+                if resp.status_code != 503 or last:
+                    return _parse(call, resp)
+            time.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    def recommend(self, request: RecommendRequest | None = None, **fields: Any) -> RecommendResponse:
+        return self._run(_Calls.recommend(request, **fields))
+
+    def demand(self, request: DemandRequest | None = None, **fields: Any) -> DemandResponse:
+        return self._run(_Calls.demand(request, **fields))
+
+    def risk(self, request: RiskRequest | None = None, **fields: Any) -> RiskResponse:
+        return self._run(_Calls.risk(request, **fields))
+
+    def insights(self, request: InsightsRequest | None = None, **fields: Any) -> InsightsResponse:
+        return self._run(_Calls.insights(request, **fields))
+
+    def models(self) -> ModelsResponse:
+        return self._run(_Calls.models())
+
+    def health(self) -> HealthResponse:
+        return self._run(_Calls.health())
+
+    def recommend_many(self, user_ids: Sequence[str], **fields: Any) -> list[RecommendResponse]:
+        """One recommend call per user (the API takes one user per request)."""
+        return [self.recommend(user_id=u, **fields) for u in user_ids]
+
+    def demand_chunked(self, item_ids: Sequence[str], *, chunk: int = 500, **fields: Any) -> list[DemandResponse]:
+        """Split a large item list into calls of at most `chunk` items."""
+        return [self.demand(item_ids=list(c), **fields) for c in _chunks(item_ids, chunk)]
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> EcomineClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncEcomineClient:
+    """The same API for asyncio: `await client.recommend(user_id=..., k=10)`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = 10.0,
+        retry: Retry = Retry(),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.retry = retry
+        self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
+
+    async def _run(self, call: _Call) -> Any:
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                resp = await self._http.request(call.method, call.path, **_request_kwargs(call))
+            except _RETRYABLE as e:
+                if last:
+                    raise TransportError(f"{call.method} {call.path}: {type(e).__name__}: {e}") from None
+            else:
+                if resp.status_code != 503 or last:
+                    return _parse(call, resp)
+            await asyncio.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    async def recommend(self, request: RecommendRequest | None = None, **fields: Any) -> RecommendResponse:
+        return await self._run(_Calls.recommend(request, **fields))
+
+    async def demand(self, request: DemandRequest | None = None, **fields: Any) -> DemandResponse:
+        return await self._run(_Calls.demand(request, **fields))
+
+    async def risk(self, request: RiskRequest | None = None, **fields: Any) -> RiskResponse:
+        return await self._run(_Calls.risk(request, **fields))
+
+    async def insights(self, request: InsightsRequest | None = None, **fields: Any) -> InsightsResponse:
+        return await self._run(_Calls.insights(request, **fields))
+
+    async def models(self) -> ModelsResponse:
+        return await self._run(_Calls.models())
+
+    async def health(self) -> HealthResponse:
+        return await self._run(_Calls.health())
+
+    async def recommend_many(self, user_ids: Sequence[str], *, concurrency: int = 8, **fields: Any) -> list[RecommendResponse]:
+        """Concurrent recommend calls, at most `concurrency` in flight."""
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(u: str) -> RecommendResponse:
+            async with sem:
+                return await self.recommend(user_id=u, **fields)
+
+        return list(await asyncio.gather(*(one(u) for u in user_ids)))
+
+    async def demand_chunked(self, item_ids: Sequence[str], *, chunk: int = 500, **fields: Any) -> list[DemandResponse]:
+        return [await self.demand(item_ids=list(c), **fields) for c in _chunks(item_ids, chunk)]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncEcomineClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

@@ -1,0 +1,122 @@
+"""Client SDK behaviour over httpx's pluggable transports (the live-app tests are in integration)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from ecomine.client import (
+    AsyncEcomineClient,
+    AuthError,
+    EcomineClient,
+    Retry,
+    TransportError,
+    UnavailableError,
+    ValidationError,
+)
+from ecomine.serve.api import RecommendResponse
+
+OK = {"items": [{"item_id": "A", "score": 0.5}], "model": "recommend/v1", "versions": ["v1"], "request_id": "r1"}
+FAST = Retry(attempts=3, backoff=0.001, max_backoff=0.002)
+
+
+def _handler(script: list):
+    """Answer requests from a script: a status+body, or an exception to raise."""
+    calls = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        step = script[min(len(calls) - 1, len(script) - 1)]
+        if isinstance(step, Exception):
+            raise step
+        status, body = step
+        return httpx.Response(status, json=body)
+
+    return handle, calls
+
+
+def test_recommend_returns_the_server_model_and_sends_the_key() -> None:
+    handle, calls = _handler([(200, OK)])
+    with EcomineClient(api_key="s3cret", transport=httpx.MockTransport(handle), retry=FAST) as c:
+        out = c.recommend(user_id="u1", k=3)
+    assert isinstance(out, RecommendResponse) and out.items[0].item_id == "A"
+    assert calls[0].headers["authorization"] == "Bearer s3cret"
+    assert calls[0].url.path == "/v1/recommend"
+
+
+def test_422_is_a_typed_error_naming_the_field() -> None:
+    body = {"detail": [{"loc": ["body", "k"], "msg": "Input should be less than or equal to 1000", "type": "x"}]}
+    handle, calls = _handler([(422, body)])
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c, pytest.raises(ValidationError) as e:
+        c.recommend(user_id="u1", k=5)
+    assert e.value.status == 422 and "body.k" in e.value.message
+    assert len(calls) == 1  # 4xx is never retried
+
+
+def test_401_is_auth_error() -> None:
+    handle, _ = _handler([(401, {"detail": "missing or wrong API key"})])
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c, pytest.raises(AuthError):
+        c.models()
+
+
+def test_503_and_connection_errors_are_retried() -> None:
+    handle, calls = _handler([httpx.ConnectError("refused"), (503, {"detail": "busy"}), (200, OK)])
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c:
+        assert c.recommend(history=["A", "B"]).model == "recommend/v1"
+    assert len(calls) == 3
+
+
+def test_retries_run_out() -> None:
+    handle, calls = _handler([httpx.ConnectError("refused")])
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c, pytest.raises(TransportError):
+        c.health()
+    assert len(calls) == 3
+    handle, calls = _handler([(503, {"detail": "no demand model configured"})])
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c, pytest.raises(UnavailableError, match="no demand model"):
+        c.demand(item_ids=["A"], horizon=7)
+
+
+def test_bad_request_is_refused_before_sending() -> None:
+    handle, calls = _handler([(200, OK)])
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c, pytest.raises(Exception, match="user_id or history"):
+        c.recommend(k=3)
+    assert not calls
+
+
+def test_demand_chunked_splits_items() -> None:
+    body = {"forecasts": [], "quantiles": [0.5], "horizon": 7, "model": "demand/v1", "versions": ["v1"], "freq": "1d"}
+    handle, calls = _handler([(200, body)])
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c:
+        out = c.demand_chunked([f"I{i}" for i in range(1200)], chunk=500, horizon=7)
+    import json
+
+    sizes = [len(json.loads(r.read())["item_ids"]) for r in calls]
+    assert sizes == [500, 500, 200] and len(out) == 3
+
+
+def test_async_client_has_the_same_behaviour() -> None:
+    handle, calls = _handler([httpx.ConnectError("refused"), (200, OK)])
+
+    async def go():
+        async with AsyncEcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c:
+            return await c.recommend(user_id="u1")
+
+    out = asyncio.run(go())
+    assert out.items[0].item_id == "A" and len(calls) == 2
+    handle, _ = _handler([(422, {"detail": [{"loc": ["body", "k"], "msg": "bad", "type": "x"}]})])
+
+    async def bad():
+        async with AsyncEcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c:
+            await c.recommend(user_id="u1")
+
+    with pytest.raises(ValidationError):
+        asyncio.run(bad())
+
+
+def test_public_all_is_complete() -> None:
+    import ecomine.client as mod
+
+    public = {n for n in dir(mod) if not n.startswith("_") and getattr(getattr(mod, n), "__module__", "") == mod.__name__}
+    assert public <= set(mod.__all__)
