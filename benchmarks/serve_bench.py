@@ -9,8 +9,9 @@ bodies, against:
   uvicorn        one FastAPI + uvicorn process (what a user would write instead)
   serve          a hand-written one-deployment Ray Serve app
   serve+batch    the same with @serve.batch
-  ecomine        ecomine.serve.app:build, ingress -> Recommender, batching on
+  ecomine        ecomine.serve.app:build, ingress -> Recommender deployment, batching on
   ecomine-nobatch  the same with max_batch_size 1
+  ecomine-colocated  ingress.colocate: the Recommender runs inside the ingress replica, batching on
 
 and prints p50 / p99 latency and requests/s per system and concurrency (a
 benchmark, not a test: nothing is asserted). `--json PATH` writes the rows.
@@ -34,7 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "serve_post.lua"
-SYSTEMS = ("uvicorn", "serve", "serve+batch", "ecomine", "ecomine-nobatch")
+SYSTEMS = ("uvicorn", "serve", "serve+batch", "ecomine", "ecomine-nobatch", "ecomine-colocated")
 BATCH = 32
 
 __all__ = ["SYSTEMS", "run", "format_table", "parse_wrk", "main"]
@@ -217,7 +218,8 @@ def run(
 
         from ecomine.serve.app import build
 
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": a fresh cluster, never one another `ray start` left on the machine
+        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
         port = _free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         try:
@@ -227,12 +229,12 @@ def run(
                         "registry": str(registry),
                         "recommend": {
                             "champion": {"version": "bench"},
-                            "batching": {"max_batch_size": BATCH if system == "ecomine" else 1,
+                            "batching": {"max_batch_size": 1 if system == "ecomine-nobatch" else BATCH,
                                          "batch_wait_timeout_s": 0.005},
                             "resources": {"num_cpus": 1, "max_ongoing_requests": 128},
                         },
                         "auth": {"api_keys_env": None},
-                        "ingress": {"num_cpus": 1},
+                        "ingress": {"num_cpus": 1, "colocate": system == "ecomine-colocated"},
                     })
                 else:
                     app = _handwritten(str(folder), batched=system == "serve+batch")

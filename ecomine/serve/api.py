@@ -292,6 +292,7 @@ class ArmInfo(_Response):
     model: str | None = None
     members: list[MemberInfo] = Field(default_factory=list)
     loaded_at: datetime | None = None
+    device: str | None = Field(None, description="where the model runs: cpu or cuda")
     max_batch_size: int | None = None
     batch_wait_timeout_s: float | None = None
 

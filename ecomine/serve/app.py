@@ -16,7 +16,7 @@ Importing this module does not import Ray (``AppArgs`` validates without it);
 import os
 from typing import TYPE_CHECKING, Any
 
-from ecomine.serve.config import AppArgs, ArmArgs, TaskArgs, deployment_name
+from ecomine.serve.config import AppArgs, ArmArgs, TaskArgs, arm_init_kwargs, colocated_user_config, deployment_name
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -105,18 +105,7 @@ def _model_app(args: AppArgs, task: str, task_args: TaskArgs, arm: str, arm_args
         options["autoscaling_config"] = res.autoscaling_config
     else:
         options["num_replicas"] = res.num_replicas
-    init: dict[str, Any] = {
-        "registry": args.registry,
-        "name": deployment_name(task, arm),
-        "task": task,
-        "loader": task_args.loader,
-        "s3": args.s3.model_dump() if args.s3 else None,
-    }
-    if task == "recommend":
-        init["catalogue_uri"] = getattr(task_args, "catalogue_uri", None)
-    if task == "risk":
-        init["threshold"] = getattr(task_args, "threshold", None)
-    return model_deployment(task, arm_args.is_ensemble).options(**options).bind(**init)
+    return model_deployment(task, arm_args.is_ensemble).options(**options).bind(**arm_init_kwargs(args, task, arm))
 
 
 def build(args: AppArgs) -> "Application":
@@ -131,15 +120,20 @@ def build(args: AppArgs) -> "Application":
     parsed = _resolved(parsed)
     if parsed.check_versions:
         check_versions(parsed)
-    handles: dict[str, dict[str, Any]] = {}
-    for task, task_args in parsed.tasks().items():
-        handles[task] = {arm: _model_app(parsed, task, task_args, arm, arm_args) for arm, arm_args in task_args.arms().items()}
     ing = parsed.ingress
     options: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": ing.num_cpus, **({"runtime_env": ing.runtime_env} if ing.runtime_env else {})},
         "max_ongoing_requests": ing.max_ongoing_requests,
         "max_queued_requests": ing.max_queued_requests,
     }
+    handles: dict[str, dict[str, Any]] | None = None
+    if ing.colocate:  # the arms live in the ingress replica; their settings are its user_config
+        options["user_config"] = colocated_user_config(parsed)
+    else:
+        handles = {
+            task: {arm: _model_app(parsed, task, task_args, arm, arm_args) for arm, arm_args in task_args.arms().items()}
+            for task, task_args in parsed.tasks().items()
+        }
     if ing.autoscaling_config is not None:
         options["autoscaling_config"] = ing.autoscaling_config
     else:

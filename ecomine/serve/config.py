@@ -32,6 +32,8 @@ __all__ = [
     "TASKS",
     "DEFAULT_LOADERS",
     "deployment_name",
+    "arm_init_kwargs",
+    "colocated_user_config",
     "MemberArgs",
     "ArmArgs",
     "Batching",
@@ -242,6 +244,13 @@ class AuthArgs(_Strict):
 
 
 class IngressArgs(_Strict):
+    """The HTTP deployment. ``colocate: true`` runs every model arm inside the ingress replica
+    instead of in deployments of their own: no hop between processes (the fastest choice on a
+    small CPU machine), at the price of scaling arms together. Colocated arms keep batching (one
+    queue, the largest max_batch_size of the arms) and swap in place through the Ingress
+    deployment's ``user_config``: ``{<deployment name>: ModelSettings, ...}``."""
+
+    colocate: bool = Field(False, description="run the model arms inside the ingress replica (one process)")
     num_cpus: float = Field(0.1, gt=0)
     num_replicas: int | Literal["auto"] = 1
     autoscaling_config: dict[str, Any] | None = None
@@ -249,6 +258,32 @@ class IngressArgs(_Strict):
     max_queued_requests: int = Field(-1, ge=-1)
     runtime_env: dict[str, Any] | None = None
     model_timeout_s: float = Field(30.0, gt=0, description="longest wait for a model deployment's answer")
+
+
+def arm_init_kwargs(args: AppArgs, task: str, arm: str) -> dict[str, Any]:
+    """The constructor arguments of one arm's model deployment (``deployments._ModelServer``)."""
+    task_args = args.tasks()[task]
+    kwargs: dict[str, Any] = {
+        "registry": args.registry,
+        "name": deployment_name(task, arm),
+        "task": task,
+        "loader": task_args.loader,
+        "s3": args.s3.model_dump() if args.s3 else None,
+    }
+    if isinstance(task_args, RecommendArgs):
+        kwargs["catalogue_uri"] = task_args.catalogue_uri
+    if isinstance(task_args, RiskArgs):
+        kwargs["threshold"] = task_args.threshold
+    return kwargs
+
+
+def colocated_user_config(args: AppArgs) -> dict[str, dict[str, Any]]:
+    """The Ingress deployment's ``user_config`` when arms are colocated: settings by deployment name."""
+    return {
+        deployment_name(task, arm): task_args.settings(arm).model_dump(exclude_none=True)
+        for task, task_args in args.tasks().items()
+        for arm in task_args.arms()
+    }
 
 
 class ObservabilityArgs(_Strict):

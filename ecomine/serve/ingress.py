@@ -40,7 +40,7 @@ from ecomine.serve.api import (
     RiskRequest,
     RiskResponse,
 )
-from ecomine.serve.config import AppArgs, TaskArgs
+from ecomine.serve.config import AppArgs, TaskArgs, arm_init_kwargs, deployment_name
 from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt
 from ecomine.serve.security import GuardMiddleware, resolve_api_keys
 from ecomine.serve.traffic import ShadowRecorder, TrafficPolicy, agreement, assign, routing_key, shadow_sampled
@@ -53,7 +53,7 @@ _ROUTES = (
     f"{API_PREFIX}/models", "/healthz", "/docs", "/openapi.json",
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_METHODS = {"recommend": "recommend", "demand": "forecast", "risk": "score"}
+_RECOMMEND_FIELDS = tuple(RecommendResponse.model_fields)
 
 
 class _HTTPError(Exception):
@@ -81,8 +81,8 @@ class _TaskRouter:
         metrics: ServeMetrics, shadow_keep: int,
     ) -> None:
         self.task = task
-        self.champion = handles["champion"]
-        self.challenger = handles.get("challenger")
+        self.champion = _fast(handles["champion"])
+        self.challenger = _fast(handles["challenger"]) if handles.get("challenger") is not None else None
         self.policy: Optional[TrafficPolicy] = args.traffic if self.challenger is not None else None
         self.timeout_s = timeout_s
         self.salt = salt
@@ -179,6 +179,47 @@ class _TaskRouter:
         return out
 
 
+def _fast(handle: Any) -> Any:
+    """The handle with Serve's direct (gRPC, by-value) transport and plain pickle: our payloads are
+    small dicts of builtins, so the object store and cloudpickle only cost time. Falls back to the
+    handle as given where this Ray lacks those options (and for colocated arms)."""
+    if not hasattr(handle, "options"):
+        return handle
+    try:
+        return handle.options(_by_reference=False, request_serialization="pickle", response_serialization="pickle")
+    except (TypeError, ValueError):
+        return handle
+
+
+class _LocalHandle:
+    """A colocated arm behind the handle interface the routers use: ``arm.method.remote(x)`` -> a Task."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+
+    def __getattr__(self, method: str) -> Any:
+        fn = getattr(self._server, method)
+
+        class _Method:
+            @staticmethod
+            def remote(*args: Any) -> "asyncio.Task[Any]":
+                return asyncio.ensure_future(fn(*args))
+
+        return _Method
+
+
+def _local_arms(args: AppArgs) -> dict[str, Any]:
+    """One in-process model server per arm (the deployments' own classes, minus the deployment)."""
+    from ecomine.serve.deployments import model_deployment
+
+    arms = {}
+    for task, task_args in args.tasks().items():
+        for arm, arm_args in task_args.arms().items():
+            cls = model_deployment(task, arm_args.is_ensemble).func_or_class
+            arms[deployment_name(task, arm)] = cls(**arm_init_kwargs(args, task, arm))
+    return arms
+
+
 async def _awaited(response: Any) -> Any:
     return await response
 
@@ -240,8 +281,15 @@ class _ObserveMiddleware:
 class Ingress:
     """The ``/v1`` HTTP API over the model deployments (see the module docstring)."""
 
-    async def __init__(self, args: dict[str, Any], handles: dict[str, dict[str, Any]]) -> None:
+    async def __init__(self, args: dict[str, Any], handles: Optional[dict[str, dict[str, Any]]]) -> None:
         self.args = AppArgs.model_validate(args)
+        self._local: Optional[dict[str, Any]] = None
+        if handles is None:  # ingress.colocate: the arms run in this replica
+            self._local = _local_arms(self.args)
+            handles = {
+                task: {arm: _LocalHandle(self._local[deployment_name(task, arm)]) for arm in task_args.arms()}
+                for task, task_args in self.args.tasks().items()
+            }
         self.metrics = ServeMetrics()
         self.salt = resolve_salt(self.args.observability.user_hash_salt_env)
         self.keys = resolve_api_keys(
@@ -257,6 +305,25 @@ class Ingress:
         self.users: Optional[dict[str, tuple[str, ...]]] = None
         if self.args.recommend.users_uri:
             self.users = await asyncio.to_thread(self._load_users, self.args.recommend.users_uri)
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Colocated arms only: ``{deployment name: ModelSettings}``, applied (and swapped) arm by arm."""
+        if self._local is None:
+            if user_config:
+                raise ValueError("Ingress: a user_config is only taken with ingress.colocate: true")
+            return
+        unknown = sorted(set(user_config or {}) - set(self._local))
+        if unknown:
+            raise ValueError(f"Ingress: user_config names {unknown}; the colocated arms are {sorted(self._local)}")
+        for name, server in self._local.items():
+            if name in (user_config or {}):
+                await server.reconfigure(user_config[name])
+        # the arms share one batch queue (one per process): give it the largest size and wait asked for
+        settings = [s._settings for s in self._local.values() if s._settings is not None]
+        if settings:
+            first = next(iter(self._local.values()))
+            first._infer.set_max_batch_size(max(x.max_batch_size for x in settings))
+            first._infer.set_batch_wait_timeout_s(max(x.batch_wait_timeout_s for x in settings))
 
     def _load_users(self, uri: str) -> dict[str, tuple[str, ...]]:
         from ecomine import storage
@@ -503,9 +570,12 @@ class Ingress:
             return JSONResponse({"detail": f"internal error (request id {rid})", "request_id": rid}, status_code=500)
 
         @app.post(f"{API_PREFIX}/recommend", response_model=RecommendResponse, responses=errors, tags=["recommend"])
-        async def recommend(req: RecommendRequest, request: Request) -> dict[str, Any]:
+        async def recommend(req: RecommendRequest, request: Request) -> JSONResponse:
             """Top-k next items for a user (stored history) or an explicit history; popular items when unknown."""
-            return await ingress.recommend(req, request)
+            # the hot path: the answer is built field by field to match RecommendResponse (tests check
+            # it against the model), so it goes out without a second validation pass
+            answer = await ingress.recommend(req, request)
+            return JSONResponse({k: answer[k] for k in _RECOMMEND_FIELDS})
 
         @app.post(f"{API_PREFIX}/demand", response_model=DemandResponse, responses=errors, tags=["demand"])
         async def demand(req: DemandRequest, request: Request) -> dict[str, Any]:

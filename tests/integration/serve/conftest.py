@@ -8,7 +8,7 @@ are free again before other integration tests (Ray Train) run:
 - ``full`` at /full: every task (demand/risk through stand-in models), users
   table, catalogue, an API key, and a shadow challenger (an Ensemble).
 - ``lean`` at /lean: recommend only, champion vs an Ensemble challenger on a
-  30 % sticky A/B split, no users table.
+  30 % sticky A/B split, no users table, both arms colocated in the ingress replica.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def lean_args(data: ServingData) -> dict[str, Any]:
             "resources": SMALL,
         },
         "auth": {"api_keys_env": None},
-        "ingress": {"num_cpus": 0.05},
+        "ingress": {"num_cpus": 0.1, "colocate": True},
     }
 
 

@@ -7,6 +7,7 @@ import math
 import httpx
 import pytest
 
+from ecomine.serve.api import DemandResponse, InsightsResponse, RecommendResponse, RiskResponse, ScoredItem
 from tests.integration.serve.conftest import API_KEY, ServeTarget, serve_log_lines
 
 pytestmark = pytest.mark.integration
@@ -25,6 +26,10 @@ def test_recommend_known_user(full: ServeTarget, serving_data) -> None:
     r = full.post("/v1/recommend", {"user_id": user, "k": 7})
     assert r.status_code == 200, r.text
     body = r.json()
+    # the route skips FastAPI's response validation (hot path): the body must still be exactly the model
+    assert set(body) == set(RecommendResponse.model_fields)
+    assert all(set(item) == set(ScoredItem.model_fields) for item in body["items"])
+    RecommendResponse.model_validate(body)
     assert body["fallback"] is False and body["fallback_reason"] is None
     assert body["variant"] == "champion" and body["model"] == "recommend/rec-a" and body["versions"] == ["rec-a"]
     items = body["items"]
@@ -164,6 +169,7 @@ def test_demand_forecasts_and_cold_start(full: ServeTarget, serving_data) -> Non
     r = full.post("/v1/demand", {"item_ids": items, "horizon": 4, "quantiles": [0.9, 0.1, 0.5]})
     assert r.status_code == 200, r.text
     body = r.json()
+    DemandResponse.model_validate(body)
     assert body["quantiles"] == [0.1, 0.5, 0.9] and body["horizon"] == 4 and body["freq"] == "1d"
     assert body["model"] == "demand/dem-a" and body["fallback"] is True
     f = {x["item_id"]: x for x in body["forecasts"]}
@@ -201,6 +207,7 @@ def test_risk_scores_orders(full: ServeTarget, serving_data) -> None:
     ]
     r = full.post("/v1/risk", {"orders": orders})
     assert r.status_code == 200, r.text
+    RiskResponse.model_validate(r.json())
     small, big = r.json()["results"]
     assert (small["order_id"], big["order_id"]) == ("small", "big")
     assert small["probability"] == pytest.approx(1 - math.exp(-0.2)) and big["probability"] == pytest.approx(1 - math.exp(-2.0))
@@ -232,6 +239,7 @@ def test_insights_reranks_with_every_signal(full: ServeTarget, serving_data) -> 
     r = full.post("/v1/insights", {"user_id": user, "k": 5, "demand_weight": 0.5, "risk_weight": 0.4})
     assert r.status_code == 200, r.text
     body = r.json()
+    InsightsResponse.model_validate(body)
     assert body["unavailable"] == [] and {s["status"] for s in body["signals"].values()} == {"used"}
     items = body["items"]
     assert len(items) == 5 and [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)

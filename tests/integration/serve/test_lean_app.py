@@ -1,4 +1,5 @@
-"""An app with only recommend configured: 503 for the missing tasks, degraded insights, live sticky A/B."""
+"""An app with only recommend configured, arms colocated in the ingress: 503 for the missing tasks,
+degraded insights, live sticky A/B."""
 
 from __future__ import annotations
 
@@ -58,3 +59,13 @@ def test_live_ab_split_is_sticky_and_matches_the_split_function(lean: ServeTarge
     info = lean.get("/v1/models").json()["tasks"]["recommend"]
     assert info["traffic"] == {"mode": "ab", "weight": 0.3, "salt": "lean-test"}
     assert info["challenger"]["kind"] == "ensemble" and info["challenger"]["model"].startswith("ensemble(")
+
+
+def test_colocated_arms_run_inside_the_ingress(lean: ServeTarget) -> None:
+    from ray import serve
+
+    deployments = serve.status().applications["lean"].deployments
+    assert set(deployments) == {"Ingress"}  # no model deployments of their own
+    info = lean.get("/v1/models").json()["tasks"]["recommend"]
+    assert info["champion"]["status"] == "ok" and info["champion"]["model"] == "recommend/rec-a"
+    assert info["champion"]["deployment"] == "recommend-champion" and info["champion"]["max_batch_size"] == 16

@@ -39,12 +39,6 @@ def test_build_refuses_unknown_versions_and_mismatched_ensembles(serving_data) -
     assert found == {"recommend.champion": ["rec-b"]}
 
 
-def test_default_loaders_say_what_is_missing(serving_data) -> None:
-    server = _server(DemandForecaster, serving_data.registry)
-    with pytest.raises(ModelLoadError, match="loader 'ecomine.models.demand:load_forecaster' is not importable"):
-        asyncio.run(server.reconfigure({"version": serving_data.dem_a}))
-
-
 def test_ensemble_refuses_members_with_different_vocabularies(serving_data) -> None:
     server = _server(Ensemble, serving_data.registry, task="recommend")
     with pytest.raises(ModelLoadError, match="different item vocabularies"):
@@ -105,5 +99,42 @@ def test_ensembles_of_demand_and_risk_average_members(serving_data) -> None:
         await risk.reconfigure({"version": "risk-a", "max_batch_size": 1})
         scored = await risk.score({"orders": [{"order_id": "o", "lines": [{"item_id": item, "quantity": 1}]}]})
         assert scored["results"][0]["flagged"] is True and scored["results"][0]["threshold"] == 0.1
+
+    asyncio.run(scenario())
+
+
+def test_colocated_arms_swap_through_the_ingress_user_config(serving_data) -> None:
+    from ecomine.serve.ingress import Ingress
+
+    args = AppArgs.model_validate({
+        "registry": str(serving_data.registry),
+        "recommend": {"champion": {"version": "rec-a"}, "challenger": {"version": "rec-b"},
+                      "traffic": {"mode": "ab", "weight": 0.5}, "batching": {"max_batch_size": 1}},
+        "ingress": {"colocate": True},
+        "auth": {"api_keys_env": None},
+    })
+
+    async def scenario() -> None:
+        ingress = Ingress.func_or_class.__new__(Ingress.func_or_class)
+        await Ingress.func_or_class.__init__(ingress, args, None)
+        config = {"recommend-champion": {"version": "rec-a", "max_batch_size": 1},
+                  "recommend-challenger": {"version": "rec-b", "max_batch_size": 1}}
+        await ingress.reconfigure(config)
+        router = ingress.routers["recommend"]
+        payload = {"history": serving_data.items[:3], "k": 3}
+
+        async def champion_model() -> str:
+            key = next(k for k in (f"u:{n}" for n in range(100)) if router.arm_for(k) == "champion")
+            answer, arm = await router.call("recommend", payload, key=key, request_id="r", user_hash=None)
+            assert arm == "champion"
+            return answer["model"]
+
+        assert await champion_model() == "recommend/rec-a"
+        await ingress.reconfigure({**config, "recommend-champion": {"version": "rec-b", "max_batch_size": 1}})
+        assert await champion_model() == "recommend/rec-b"
+        info = (await ingress.models())["tasks"]["recommend"]
+        assert info["champion"]["model"] == "recommend/rec-b" and info["challenger"]["model"] == "recommend/rec-b"
+        with pytest.raises(ValueError, match="the colocated arms are"):
+            await ingress.reconfigure({"demand-champion": {"version": "x"}})
 
     asyncio.run(scenario())

@@ -74,7 +74,7 @@ def test_api_module_imports_neither_ray_nor_torch() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("module", ["api", "traffic", "config", "ranking", "security", "observability"])
+@pytest.mark.parametrize("module", ["api", "traffic", "config", "ranking", "security", "observability", "runtime"])
 def test_all_is_complete(module: str) -> None:
     import importlib
     import inspect

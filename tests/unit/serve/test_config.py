@@ -149,3 +149,21 @@ def test_a_broken_config_names_the_file_and_field(tmp_path: Path) -> None:
         load_serve_config(bad)
     with pytest.raises(ServeConfigError, match="config file not found"):
         load_serve_config(tmp_path / "missing.yaml")
+
+
+def test_colocated_apps_carry_every_arm_in_the_ingress_user_config() -> None:
+    from ecomine.serve.config import arm_init_kwargs, colocated_user_config
+
+    args = AppArgs.model_validate({
+        "registry": "/r",
+        "recommend": {"champion": {"version": "a"}, "challenger": {"members": [{"version": "a"}, {"version": "b"}]},
+                      "traffic": {"mode": "shadow"}, "catalogue_uri": "/c.parquet"},
+        "risk": {"champion": {"version": "production"}, "threshold": 0.4},
+        "ingress": {"colocate": True},
+    })
+    config = colocated_user_config(args)
+    assert set(config) == {"recommend-champion", "recommend-challenger", "risk-champion"}
+    assert config["recommend-challenger"]["members"][1] == {"version": "b", "weight": 1.0}
+    assert arm_init_kwargs(args, "recommend", "champion")["catalogue_uri"] == "/c.parquet"
+    assert arm_init_kwargs(args, "risk", "champion")["threshold"] == 0.4
+    assert "catalogue_uri" not in arm_init_kwargs(args, "risk", "champion")

@@ -1,0 +1,392 @@
+"""What a model deployment holds and computes, without Ray: loaded versions and per-task answers.
+
+Sits in ``ecomine.serve`` under ``deployments`` (which wraps it in Serve
+replicas with batching and in-place swaps). It resolves and fetches versions
+from the registry (every sha256 verified), loads them with the task's loader,
+checks that an ensemble's members fit together, and turns requests into
+answers: one batch of jobs at a time (``run_jobs``), then the per-request
+ranking, filters and fallbacks. Ray-free, so it runs in unit tests and on any
+machine with torch.
+
+Loader protocol (``TaskArgs.loader``, default ``config.DEFAULT_LOADERS``): a
+function ``load(folder: Path)`` of a verified version folder returning
+
+- recommend: ``(model, vocab)``: a torch module with ``score(histories: list[np.ndarray], device=...)
+  -> [B, n_items + 1]`` logits (id 0 padding), ``vocab`` an ``ItemVocab``; ``popular.json`` in the
+  folder gives the fallback order. When torch sees a GPU (Ray shows one only to replicas that
+  asked for it) the models move there.
+- demand: an object with ``forecast(item_ids: list[str], horizon: int, quantiles: list[float])
+  -> array [n_items, n_quantiles, horizon]``; optional ``known_items(item_ids) -> list[bool]``
+  (False: the answer is a cold-start profile, flagged ``fallback``) and ``freq`` ("1d" | "1w").
+- risk: an object with ``score(orders: list[dict]) -> array [n_orders]`` of probabilities
+  (each order: order_id, user_id, ts, country, lines[item_id, quantity, price]) and
+  ``threshold: float``.
+
+Ensembles combine members by weighted mean: of softmax probabilities over the
+catalogue (recommend; members must share the item vocabulary), of quantiles
+(demand, re-sorted so they never cross), of probabilities (risk).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecomine.serve.ranking import FALLBACK_REASONS, Catalogue, combine, popular_fill, softmax_rows, top_k
+
+__all__ = [
+    "TASKS",
+    "ModelLoadError",
+    "Member",
+    "ModelState",
+    "import_loader",
+    "torch_device",
+    "load_state",
+    "build_state",
+    "run_jobs",
+    "plan_recommend",
+    "finish_recommend",
+    "demand_job",
+    "finish_demand",
+    "risk_job",
+    "finish_risk",
+]
+
+TASKS = ("recommend", "demand", "risk")
+
+
+class ModelLoadError(RuntimeError):
+    """A version could not be resolved, fetched, verified or loaded; the message names which."""
+
+
+@dataclass
+class Member:
+    """One loaded version of an ensemble (or the only one)."""
+
+    version: str
+    ref: str
+    weight: float
+    created_at: datetime | None
+    stages: list[str]
+    obj: Any
+    spec: dict[str, Any] = field(default_factory=dict)  # the spec that trained it (manifest)
+    folder: Path | None = None
+
+
+@dataclass
+class ModelState:
+    """One immutable snapshot of what a replica serves; a swap replaces the whole object."""
+
+    task: str
+    members: list[Member]
+    weights: list[float]
+    label: str
+    loaded_at: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def versions(self) -> list[str]:
+        return [m.version for m in self.members]
+
+
+def import_loader(path: str, task: str) -> Callable[[Path], Any]:
+    """``package.module:function`` -> the function, with an error that says what is missing."""
+    from ecomine.serve.config import DEFAULT_LOADERS
+
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = (
+            f" (the {task} model module has not landed yet, or set {task}.loader)"
+            if path == DEFAULT_LOADERS.get(task)
+            else ""
+        )
+        raise ModelLoadError(f"{task}: loader {path!r} is not importable: {exc}{hint}") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ModelLoadError(f"{task}: loader {path!r}: {module_name} has no function {attr!r}")
+    return fn
+
+
+def torch_device() -> str:
+    """``cuda`` when torch sees a GPU here, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_state(
+    registry: Any,
+    task: str,
+    refs: list[tuple[str, float]],
+    *,
+    loader_path: str | None = None,
+    current: ModelState | None = None,
+    catalogue: Any = None,
+    threshold: float | None = None,
+    name: str = "",
+) -> ModelState:
+    """Resolve each ``(ref, weight)`` in ``registry``, fetch it (sha256-verified) and load it.
+
+    Members already loaded in ``current`` are reused. ``catalogue`` is a polars table
+    for recommend (item_id + optional category/item_text/median_price).
+    """
+    label = name or task
+    known = {m.version: m for m in (current.members if current else [])}
+    members: list[Member] = []
+    loader = None
+    for ref, weight in refs:
+        try:
+            mv = registry.get(task, ref)
+        except Exception as exc:
+            raise ModelLoadError(f"{label}: cannot resolve {task} version {ref!r}: {exc}") from exc
+        folder = registry.fetch(task, mv.version)  # raises ChecksumMismatch on any difference
+        if mv.version in known:
+            obj = known[mv.version].obj
+        else:
+            if loader is None:
+                from ecomine.serve.config import DEFAULT_LOADERS
+
+                loader = import_loader(loader_path or DEFAULT_LOADERS[task], task)
+            try:
+                obj = loader(folder)
+            except Exception as exc:
+                raise ModelLoadError(f"{label}: loading {task}/{mv.version} failed: {exc}") from exc
+        members.append(Member(mv.version, ref, weight, mv.created_at, list(mv.stages), obj, dict(mv.spec), folder))
+    return build_state(task, members, catalogue=catalogue, threshold=threshold)
+
+
+def build_state(task: str, members: list[Member], *, catalogue: Any = None, threshold: float | None = None) -> ModelState:
+    """A ``ModelState`` from loaded members: weights normalised, task extras prepared and checked."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    total = sum(m.weight for m in members)
+    weights = [m.weight / total for m in members]
+    if len(members) == 1:
+        label = f"{task}/{members[0].version}"
+    else:
+        label = "ensemble(" + "+".join(f"{task}/{m.version}*{w:.2f}" for m, w in zip(members, weights)) + ")"
+    extra: dict[str, Any]
+    if task == "recommend":
+        extra = _prepare_recommend(members, catalogue)
+    elif task == "demand":
+        extra = {"freq": getattr(members[0].obj, "freq", None)}
+    else:
+        thr = threshold if threshold is not None else sum(
+            w * float(getattr(m.obj, "threshold", 0.5)) for m, w in zip(members, weights)
+        )
+        extra = {"threshold": float(thr)}
+    return ModelState(task, members, weights, label, datetime.now(timezone.utc), extra)
+
+
+def _prepare_recommend(members: list[Member], catalogue: Any) -> dict[str, Any]:
+    for m in members:
+        if not (isinstance(m.obj, tuple) and len(m.obj) == 2 and hasattr(m.obj[0], "score")):
+            raise ModelLoadError(f"recommend/{m.version}: the loader must return (model, vocab)")
+    first = members[0].obj[1]
+    for m in members[1:]:
+        vocab = m.obj[1]
+        if list(vocab.items) != list(first.items):
+            raise ModelLoadError(
+                f"ensemble members recommend/{members[0].version} ({len(first.items)} items) and "
+                f"recommend/{m.version} ({len(vocab.items)} items) have different item vocabularies; "
+                "members of a recommend ensemble must share one (train them on the same catalogue)"
+            )
+    device = torch_device() if hasattr(members[0].obj[0], "to") else "cpu"
+    if device != "cpu":
+        for m in members:
+            m.obj[0].to(device)
+    popular: list[int] = []
+    folder = members[0].folder
+    if folder is not None and (folder / "popular.json").exists():
+        popular = json.loads((folder / "popular.json").read_text()).get("items", [])
+    ids = np.array(popular, dtype=np.int64)
+    ids = ids[(ids >= 1) & (ids <= len(first.items))]
+    model_spec = members[0].spec.get("model") if isinstance(members[0].spec, dict) else None
+    return {
+        "vocab": first,
+        "catalogue": Catalogue.build(list(first.items), list(first.texts or []), catalogue),
+        "popular": ids,
+        "exclude_history": bool(model_spec.get("exclude_history", False)) if isinstance(model_spec, dict) else False,
+        "device": device,
+    }
+
+
+# --------------------------------------------------------------------------- one batch
+
+
+def _run_recommend(state: ModelState, histories: list[np.ndarray]) -> list[np.ndarray]:
+    probs = []
+    for m in state.members:
+        logits = np.asarray(m.obj[0].score(histories, device=state.extra["device"]))
+        probs.append(softmax_rows(logits))
+    combined = combine(probs, state.weights) if len(probs) > 1 else probs[0]
+    return [combined[i] for i in range(len(histories))]
+
+
+def _run_demand(state: ModelState, jobs: list[tuple[list[str], int, list[float]]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{} for _ in jobs]
+    groups: dict[tuple[int, tuple[float, ...]], list[int]] = {}
+    for j, (_, horizon, qs) in enumerate(jobs):
+        groups.setdefault((horizon, tuple(qs)), []).append(j)
+    for (horizon, qs), idx in groups.items():
+        items = [item for j in idx for item in jobs[j][0]]
+        arrays, known = [], np.ones(len(items), dtype=bool)
+        for m in state.members:
+            arr = np.asarray(m.obj.forecast(items, horizon, list(qs)), dtype=np.float64)
+            if arr.shape != (len(items), len(qs), horizon):
+                raise ModelLoadError(
+                    f"demand/{m.version}: forecast returned shape {arr.shape}, expected {(len(items), len(qs), horizon)}"
+                )
+            arrays.append(arr)
+            if hasattr(m.obj, "known_items"):
+                known &= np.asarray(m.obj.known_items(items), dtype=bool)
+        w = np.asarray(state.weights)[:, None, None, None]
+        mean = (np.stack(arrays) * w).sum(axis=0) if len(arrays) > 1 else arrays[0]
+        mean = np.sort(mean, axis=1)  # a weighted mean of quantiles can cross; keep them ordered
+        start = 0
+        for j in idx:
+            out[j] = {
+                "forecasts": [
+                    {"item_id": item, "values": mean[start + r].tolist(), "fallback": not bool(known[start + r])}
+                    for r, item in enumerate(jobs[j][0])
+                ],
+            }
+            start += len(jobs[j][0])
+    return out
+
+
+def _run_risk(state: ModelState, jobs: list[list[dict[str, Any]]]) -> list[list[float]]:
+    orders = [o for job in jobs for o in job]
+    probs = []
+    for m in state.members:
+        p = np.asarray(m.obj.score(orders), dtype=np.float64).reshape(-1)
+        if p.shape[0] != len(orders):
+            raise ModelLoadError(f"risk/{m.version}: score returned {p.shape[0]} values for {len(orders)} orders")
+        probs.append(np.clip(p, 0.0, 1.0))
+    mean = sum(p * w for p, w in zip(probs, state.weights)) if len(probs) > 1 else probs[0]
+    out, start = [], 0
+    for job in jobs:
+        out.append(mean[start : start + len(job)].tolist())
+        start += len(job)
+    return out
+
+
+_RUNNERS: dict[str, Callable[[ModelState, list[Any]], list[Any]]] = {
+    "recommend": _run_recommend,
+    "demand": _run_demand,
+    "risk": _run_risk,
+}
+
+
+def run_jobs(jobs: list[tuple[ModelState, Any]]) -> list[Any]:
+    """Run one batch of ``(state, job)``: jobs that share a snapshot run together (a swap can split a batch)."""
+    results: list[Any] = [None] * len(jobs)
+    by_state: dict[int, list[int]] = {}
+    for i, (state, _) in enumerate(jobs):
+        by_state.setdefault(id(state), []).append(i)
+    for idx in by_state.values():
+        state = jobs[idx[0]][0]
+        answers = _RUNNERS[state.task](state, [jobs[i][1] for i in idx])
+        for i, answer in zip(idx, answers):
+            results[i] = answer
+    return results
+
+
+# --------------------------------------------------------------------------- requests in, answers out
+
+
+def plan_recommend(state: ModelState, req: dict[str, Any]) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """Encode a recommend request: ``(job, context)``; the job (history ids) is None for a fallback.
+
+    ``req`` is a ``RecommendRequest`` dict whose ``history`` the ingress resolved, with
+    ``fallback_reason`` set when there was none to personalise from. Raises Rejected.
+    """
+    x = state.extra
+    vocab, catalogue = x["vocab"], x["catalogue"]
+    history = req.get("history") or []
+    ids = vocab.encode(history)
+    exclude_history = req.get("exclude_history")
+    if exclude_history is None:
+        exclude_history = x["exclude_history"]
+    banned = [vocab.encode(req.get("exclude") or [])]
+    if exclude_history:
+        banned.append(ids)
+    reason = req.get("fallback_reason")
+    if reason is None and len(ids) == 0:
+        reason = "empty_history" if not history else "no_known_items"
+    context = {
+        "k": int(req.get("k", 10)),
+        "banned": np.unique(np.concatenate(banned)),
+        "allowed": catalogue.allowed(req.get("categories")),
+        "reason": reason,
+        "unknown": list(dict.fromkeys(h for h in history if vocab.id_of(h) is None))[:100],
+    }
+    return (None if reason is not None else ids), context
+
+
+def finish_recommend(state: ModelState, context: dict[str, Any], row: np.ndarray | None) -> dict[str, Any]:
+    """The answer to a planned request, from its score row (None: the popular-items fallback)."""
+    x = state.extra
+    vocab, catalogue = x["vocab"], x["catalogue"]
+    reason = context["reason"]
+    if row is None:
+        chosen, scores = popular_fill(x["popular"], context["k"], banned=context["banned"], allowed=context["allowed"])
+    else:
+        chosen, scores = top_k(row, context["k"], banned=context["banned"], allowed=context["allowed"])
+    return {
+        "items": [
+            {"item_id": vocab.items[i - 1], "score": float(s), **catalogue.describe(int(i))}
+            for i, s in zip(chosen.tolist(), scores.tolist())
+        ],
+        "model": state.label,
+        "versions": state.versions,
+        "fallback": reason is not None,
+        "fallback_code": reason,
+        "fallback_reason": FALLBACK_REASONS.get(reason) if reason else None,
+        "unknown_items": context["unknown"],
+    }
+
+
+def demand_job(req: dict[str, Any]) -> tuple[list[str], int, list[float]]:
+    return list(req["item_ids"]), int(req["horizon"]), list(req["quantiles"])
+
+
+def finish_demand(state: ModelState, req: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **answer,
+        "quantiles": list(req["quantiles"]),
+        "horizon": int(req["horizon"]),
+        "freq": state.extra.get("freq"),
+        "model": state.label,
+        "versions": state.versions,
+        "fallback": any(f["fallback"] for f in answer["forecasts"]),
+    }
+
+
+def risk_job(req: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(req["orders"])
+
+
+def finish_risk(state: ModelState, orders: list[dict[str, Any]], probs: list[float]) -> dict[str, Any]:
+    thr = float(state.extra["threshold"])
+    return {
+        "results": [
+            {"order_id": o.get("order_id"), "probability": p, "flagged": p >= thr, "threshold": thr}
+            for o, p in zip(orders, probs)
+        ],
+        "model": state.label,
+        "versions": state.versions,
+    }
+
