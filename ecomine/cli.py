@@ -32,6 +32,16 @@ app.add_typer(registry_app, name="registry")
 bench_app = typer.Typer(help="Benchmarks that print figures (not timed tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
+
+def _mount_serve() -> None:
+    """`ecomine serve ...` lives in ecomine.serve_cli (typer only at import; Ray inside the commands)."""
+    from ecomine.serve_cli import serve_app
+
+    app.add_typer(serve_app, name="serve")
+
+
+_mount_serve()
+
 RegistryOpt = Annotated[str, typer.Option("--registry", help="registry root: folder or s3:// URI", envvar="ECOMINE_REGISTRY")]
 TaskOpt = Annotated[str, typer.Option("--task", help="recommend | demand | risk")]
 
