@@ -2,7 +2,9 @@
 
 The outermost consumer of the flow: synthesise a log -> clean and profile it ->
 train the recommender through Ray Train -> evaluate beside baselines ->
-register -> run a tiny Ray Tune campaign -> write a summary JSON and PNG plots.
+register -> run a tiny Ray Tune campaign -> serve the production version and
+the campaign's ensemble with Ray Serve -> call every route through the client
+SDK -> write a summary JSON and PNG plots -> shut Serve down.
 `DemoSize` fixes the numbers; tests run the same code path with `DemoSize.tiny()`.
 """
 
@@ -62,6 +64,64 @@ def _plot_history(history: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_and_call(out: Path, registry: Path, version: str, ensemble: list[str], log, console) -> dict[str, Any]:
+    """Deploy the recommend app (champion = production, challenger = the campaign's ensemble in
+    shadow), call every route through the SDK, then shut Serve down."""
+    from ray import serve
+
+    from ecomine.client import EcomineClient, UnavailableError
+    from ecomine.serve.app import build
+
+    port = _free_port()
+    arms: dict[str, Any] = {"champion": {"version": "production"}}
+    if len(ensemble) >= 2:
+        arms["challenger"] = {"members": [{"version": v} for v in ensemble]}
+        arms["traffic"] = {"mode": "shadow", "weight": 1.0}
+    args = {
+        "registry": str(registry),
+        "recommend": {**arms, "resources": {"num_cpus": 0.1}, "batching": {"max_batch_size": 8}},
+        "ingress": {"num_cpus": 0.1},
+    }
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build(args), name="ecomine-demo", route_prefix="/")
+    answers: dict[str, Any] = {"url": f"http://127.0.0.1:{port}"}
+    try:
+        events = log.events.filter(log.events["event"] == "purchase")
+        user = events["user_id"][0]
+        history = events.filter(events["user_id"] == user)["item_id"].to_list()[-10:]
+        titles = dict(zip(log.items["item_id"].to_list(), log.items["title"].to_list()))
+        with EcomineClient(base_url=answers["url"], timeout=30) as c:
+            answers["health"] = c.health().model_dump(mode="json")
+            answers["models"] = c.models().model_dump(mode="json")
+            rec = c.recommend(history=history, k=5)
+            answers["recommend"] = rec.model_dump(mode="json")
+            console.print(f"[bold]recommend[/] for a customer who bought {[titles.get(i, i) for i in history[-3:]]}:")
+            for it in rec.items:
+                console.print(f"   {it.score:.3f}  {it.item_id}  {titles.get(it.item_id, '')}")
+            cold = c.recommend(user_id="nobody-we-know", k=3)
+            answers["recommend_unknown_user"] = {"fallback": cold.fallback, "items": [i.item_id for i in cold.items]}
+            answers["insights"] = c.insights(history=history, k=5).model_dump(mode="json")
+            for route, call in (("demand", lambda: c.demand(item_ids=history[:2], horizon=7)),
+                                ("risk", lambda: c.risk(orders=[{"order_id": "o1", "user_id": user,
+                                                                 "lines": [{"item_id": history[0], "quantity": 2, "price": 3.5}]}]))):
+                try:
+                    answers[route] = call().model_dump(mode="json")
+                except UnavailableError as e:  # no demand/risk model in this build: a 503 naming it
+                    answers[route] = {"status": e.status, "message": e.message}
+                    console.print(f"   /v1/{route}: {e.status} {e.message}")
+    finally:
+        serve.shutdown()
+    return answers
+
+
 def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, console=None) -> dict[str, Any]:
     """Run every stage, print progress, return (and write) the summary."""
     import ray
@@ -89,14 +149,14 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         console.rule(f"[bold]{name}")
         return time.perf_counter()
 
-    t = stage("1/5 synthetic event log")
+    t = stage("1/6 synthetic event log")
     log = generate(SynthParams(users=size.users, items=size.items, days=size.days, seed=size.seed))
     write(log, str(out / "data"))
     facts = describe(log)
     console.print({k: v for k, v in facts.items() if not isinstance(v, dict)})
     stages.append(_Stage("synthetic log", time.perf_counter() - t, {k: v for k, v in facts.items() if not isinstance(v, dict)}))
 
-    t = stage("2/5 clean and profile")
+    t = stage("2/6 clean and profile")
     _, report = clean_frame(log.events, name="synthetic")
     console.print(f"rows {report.rows_read:,} -> kept {report.rows_out:,}; dropped {report.dropped}; changed {report.changed}")
     stages.append(_Stage("clean", time.perf_counter() - t, {"rows_out": report.rows_out, "dropped": report.dropped}))
@@ -109,7 +169,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         cpus = {"num_cpus": max(2, size.workers + 1)} if address == "local" else {}
         ray.init(address=address, log_to_driver=False, configure_logging=False, **cpus)
     data_ref = {"kind": "synthetic", "users": size.users, "items": size.items, "days": size.days, "seed": size.seed}
-    t = stage("3/5 train the recommender (Ray Train)")
+    t = stage("3/6 train the recommender (Ray Train)")
     spec = TrainSpec.model_validate({
         "data": data_ref,
         "model": {"preset": "recommend_small"},
@@ -129,7 +189,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     _plot_history(outcome.history, out / "training_curve.png")
     stages.append(_Stage("train", time.perf_counter() - t, {"version": outcome.version, "ratios": ratios}))
 
-    t = stage("4/5 tuning campaign (Ray Tune, ASHA)")
+    t = stage("4/6 tuning campaign (Ray Tune, ASHA)")
     base = out / "tune" / "base.yaml"
     base.parent.mkdir(parents=True, exist_ok=True)
     base.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
@@ -144,11 +204,15 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     camp = run_campaign(campaign, console=console)
     stages.append(_Stage("tune", time.perf_counter() - t, {"trials": camp.trials, "versions": camp.versions, "best": camp.best}))
 
-    t = stage("5/5 registry")
+    t = stage("5/6 registry")
     versions = Registry(str(registry)).list("recommend")
     for v in versions:
         console.print(f"  {v.version}  stages={v.stages or '-'}  tags={v.tags}")
     stages.append(_Stage("registry", time.perf_counter() - t, {"versions": [v.version for v in versions]}))
+
+    t = stage("6/6 serve (Ray Serve) and call every route (client SDK)")
+    answers = _serve_and_call(out, registry, outcome.version, camp.versions, log, console)
+    stages.append(_Stage("serve", time.perf_counter() - t, answers))
 
     summary = {
         "seconds": round(time.perf_counter() - t_all, 1),
