@@ -47,6 +47,11 @@ class _ModelServer:
 
     TASK: str | None = None
     ENSEMBLE: bool = False
+    # Where a batch runs. In a model replica of its own: inline on the replica's user event loop (Serve
+    # keeps its networking on another loop, and a thread only adds GIL contention: measured ~30 % more
+    # requests/s at c=64 on 2 cores). Colocated in the ingress: in a worker thread, so the same loop
+    # keeps parsing HTTP meanwhile (the ingress sets this).
+    offload_compute: bool = False
 
     def __init__(
         self,
@@ -159,13 +164,19 @@ class _ModelServer:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _infer(self, jobs: list[tuple[ModelState, Any]]) -> list[Any]:
         self._metrics.batch(self.name, len(jobs))
-        return await asyncio.to_thread(run_jobs, jobs)
+        return await self._run(jobs)
+
+    async def _run(self, jobs: list[tuple[ModelState, Any]]) -> list[Any]:
+        if self.offload_compute:
+            return await asyncio.to_thread(run_jobs, jobs)
+        await asyncio.sleep(0)  # yield once, so callers looping on this replica cannot starve the loop
+        return run_jobs(jobs)
 
     async def _predict(self, state: ModelState, job: Any) -> Any:
         """One job through the batch queue, or straight to the model when batching is off (size 1)."""
         if self._settings is not None and self._settings.max_batch_size == 1:
             self._metrics.batch(self.name, 1)
-            return (await asyncio.to_thread(run_jobs, [(state, job)]))[0]
+            return (await self._run([(state, job)]))[0]
         return await self._infer((state, job))
 
     def _current(self, task: str) -> ModelState:

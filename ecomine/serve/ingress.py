@@ -81,8 +81,10 @@ class _TaskRouter:
         metrics: ServeMetrics, shadow_keep: int,
     ) -> None:
         self.task = task
-        self.champion = _fast(handles["champion"])
-        self.challenger = _fast(handles["challenger"]) if handles.get("challenger") is not None else None
+        # Plain handles: Serve's by-value transport (_by_reference=False) cut the CPU per call here but
+        # delivered requests to a batching replica one at a time, so batches never filled.
+        self.champion = handles["champion"]
+        self.challenger = handles.get("challenger")
         self.policy: Optional[TrafficPolicy] = args.traffic if self.challenger is not None else None
         self.timeout_s = timeout_s
         self.salt = salt
@@ -179,18 +181,6 @@ class _TaskRouter:
         return out
 
 
-def _fast(handle: Any) -> Any:
-    """The handle with Serve's direct (gRPC, by-value) transport and plain pickle: our payloads are
-    small dicts of builtins, so the object store and cloudpickle only cost time. Falls back to the
-    handle as given where this Ray lacks those options (and for colocated arms)."""
-    if not hasattr(handle, "options"):
-        return handle
-    try:
-        return handle.options(_by_reference=False, request_serialization="pickle", response_serialization="pickle")
-    except (TypeError, ValueError):
-        return handle
-
-
 class _LocalHandle:
     """A colocated arm behind the handle interface the routers use: ``arm.method.remote(x)`` -> a Task."""
 
@@ -215,8 +205,9 @@ def _local_arms(args: AppArgs) -> dict[str, Any]:
     arms = {}
     for task, task_args in args.tasks().items():
         for arm, arm_args in task_args.arms().items():
-            cls = model_deployment(task, arm_args.is_ensemble).func_or_class
-            arms[deployment_name(task, arm)] = cls(**arm_init_kwargs(args, task, arm))
+            server = model_deployment(task, arm_args.is_ensemble).func_or_class(**arm_init_kwargs(args, task, arm))
+            server.offload_compute = True  # this loop also serves HTTP: compute in a worker thread
+            arms[deployment_name(task, arm)] = server
     return arms
 
 
