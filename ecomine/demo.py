@@ -90,9 +90,18 @@ def _serve_and_call(out: Path, registry: Path, version: str, ensemble: list[str]
         "recommend": {**arms, "resources": {"num_cpus": 0.1}, "batching": {"max_batch_size": 8}},
         "ingress": {"num_cpus": 0.1},
     }
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build(args), name="ecomine-demo", route_prefix="/")
-    answers: dict[str, Any] = {"url": f"http://127.0.0.1:{port}"}
+    from ray.serve.context import _get_global_client
+
+    try:  # Serve already running on this cluster (its HTTP port is fixed when it first starts)
+        http = _get_global_client(raise_if_no_controller_running=True).http_config
+        started_here, prefix = False, "/ecomine-demo"
+    except Exception:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        http = _get_global_client().http_config
+        started_here, prefix = True, "/"
+    serve.run(build(args), name="ecomine-demo", route_prefix=prefix)
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", None) else http.host
+    answers: dict[str, Any] = {"url": f"http://{host}:{http.port}{prefix.rstrip('/')}"}
     try:
         events = log.events.filter(log.events["event"] == "purchase")
         user = events["user_id"][0]
@@ -118,7 +127,10 @@ def _serve_and_call(out: Path, registry: Path, version: str, ensemble: list[str]
                     answers[route] = {"status": e.status, "message": e.message}
                     console.print(f"   /v1/{route}: {e.status} {e.message}")
     finally:
-        serve.shutdown()
+        if started_here:
+            serve.shutdown()
+        else:
+            serve.delete("ecomine-demo")
     return answers
 
 
