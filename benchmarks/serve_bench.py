@@ -196,7 +196,9 @@ def run(
     folder, registry, vocab = make_model(root, items)
     bodies = write_bodies(root / "bodies.jsonl", vocab)
     rows: list[dict[str, Any]] = []
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "BENCH_MODEL_DIR": str(folder), "PYTHONPATH": str(root)}
+    # uvicorn runs as a user would start it (torch's default threads); Ray gives each replica
+    # OMP_NUM_THREADS = its num_cpus (1 here) on its own.
+    env = {**os.environ, "BENCH_MODEL_DIR": str(folder), "PYTHONPATH": str(root)}
 
     if "uvicorn" in systems:
         (root / "bench_uvicorn_app.py").write_text(UVICORN_APP)
