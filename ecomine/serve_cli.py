@@ -194,9 +194,8 @@ def up(
     if blocking:
         from ray.serve.scripts import cli as ray_serve_cli
 
-        args = ["run", str(config)]
-        if address:
-            args += ["--address", address]
+        # "local": a Ray of our own, never whichever `ray start` cluster happens to run on this host
+        args = ["run", str(config), "--address", address or os.environ.get("RAY_ADDRESS") or "local"]
         console.print(f"running {config} ({', '.join(names)}) in this process; Ctrl-C stops it")
         ray_serve_cli.main(args=args, prog_name="serve", standalone_mode=True)
         return
