@@ -15,7 +15,7 @@ import pytest
 from ecomine.registry import ChecksumMismatch
 from ecomine.serve.app import BuildError, build, check_versions
 from ecomine.serve.config import AppArgs
-from ecomine.serve.deployments import DemandForecaster, Ensemble, ModelLoadError, Recommender, RiskScorer
+from ecomine.serve.deployments import Ensemble, ModelLoadError, Recommender, RiskScorer
 from tests.integration.serve.conftest import STANDIN
 
 pytestmark = pytest.mark.integration
