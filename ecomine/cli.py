@@ -347,5 +347,21 @@ def bench_quality(
                                       "best_epoch": outcome.best_epoch, "seconds": outcome.seconds, "version": outcome.version})
 
 
+@bench_app.command(
+    "serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_serve(ctx: typer.Context) -> None:
+    """wrk load on /v1/recommend: ecomine vs uvicorn and hand-written Serve apps (see benchmarks/serve_bench.py --help)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_bench.py"
+    if not path.exists():
+        raise CliError(f"{path}: the serve benchmark ships with the repository, not the wheel")
+    spec = importlib.util.spec_from_file_location("ecomine_serve_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    raise typer.Exit(module.main(list(ctx.args)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
