@@ -19,7 +19,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import polars as pl
@@ -32,7 +31,7 @@ from ecomine.data.cleaning import (
     mark_overlap,
     mark_row_drops,
 )
-from ecomine.data.readers import DROP, SOURCE, DataError, to_canonical
+from ecomine.data.readers import DROP, SOURCE, DataError, local_source_path, to_canonical
 from ecomine.data.schema import EVENT_COLUMNS, EVENT_DTYPE
 from ecomine.specs import DataSpec, SourceSpec, SpecError, expand_uri
 
@@ -269,14 +268,7 @@ def _sha256(uri: str) -> str | None:
 def _filesystem(uri: str, fmt: str) -> tuple[pafs.FileSystem | None, str]:
     """The pyarrow filesystem and path Ray Data should read `uri` with."""
     if not uri.startswith("s3://"):
-        path = Path(uri.removeprefix("file://"))
-        if not path.exists():
-            raise DataError(f"{uri}: file not found")
-        if path.is_dir():
-            raise DataError(f"{uri}: is a folder, expected a {fmt} file")
-        if path.stat().st_size == 0:
-            raise DataError(f"{uri}: file is empty")
-        return None, str(path.resolve())
+        return None, str(local_source_path(uri, fmt).resolve())
     import pyarrow.fs as pafs
 
     from ecomine.storage import S3Options

@@ -16,7 +16,7 @@ import polars as pl
 from ecomine.data.schema import EVENT_COLUMNS, EVENT_DTYPE, EVENT_TYPES
 from ecomine.specs import Condition, DataSpec, SourceSpec, SpecError, expand_uri
 
-__all__ = ["DataError", "read_source", "to_canonical", "condition_expr", "DROP", "SOURCE", "FLIPPED"]
+__all__ = ["DataError", "read_source", "local_source_path", "to_canonical", "condition_expr", "DROP", "SOURCE", "FLIPPED"]
 
 # Working columns carried through cleaning and removed at the end: the reason a
 # row is dropped (null = kept) and the index of the source it came from.
@@ -27,6 +27,18 @@ FLIPPED = "_flipped"  # a return whose negative source quantity was made positiv
 
 class DataError(ValueError):
     """Bad input data: the message names the file/URI, column and offending value."""
+
+
+def local_source_path(uri: str, fmt: str) -> Path:
+    """The local file behind `uri`, or a DataError saying why it cannot be read."""
+    path = Path(uri.removeprefix("file://"))
+    if not path.exists():
+        raise DataError(f"{uri}: file not found")
+    if path.is_dir():
+        raise DataError(f"{uri}: is a folder, expected a {fmt} file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{uri}: file is empty")
+    return path
 
 
 def read_source(source: SourceSpec) -> pl.DataFrame:
@@ -48,14 +60,7 @@ def read_source(source: SourceSpec) -> pl.DataFrame:
             raise DataError(f"{uri}: file is empty")
         handle: io.BytesIO | str = io.BytesIO(data)
     else:
-        path = Path(uri.removeprefix("file://"))
-        if not path.exists():
-            raise DataError(f"{uri}: file not found")
-        if path.is_dir():
-            raise DataError(f"{uri}: is a folder, expected a {fmt} file")
-        if path.stat().st_size == 0:
-            raise DataError(f"{uri}: file is empty")
-        handle = str(path)
+        handle = str(local_source_path(uri, fmt))
     try:
         if fmt == "parquet":
             df = pl.read_parquet(handle)
