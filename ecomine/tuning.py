@@ -208,7 +208,9 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     )
     if spec.scheduler.kind == "asha":
         scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=base.optim.epochs,
+            # max_t one past the last epoch: a trial that trains every epoch ends on its own,
+            # so its Ray Train run shuts down (and frees its CPUs) before the trial exits.
+            time_attr="training_iteration", max_t=base.optim.epochs + 1,
             grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
         )
     elif spec.scheduler.kind == "pbt":
