@@ -178,7 +178,9 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         from ecomine.train.runner import ray_address
 
         address = ray_address(None)
-        cpus = {"num_cpus": max(2, size.workers + 1)} if address == "local" else {}
+        # Logical CPUs for what the demo schedules at once (Train workers + a Tune trial's
+        # driver + Serve replicas); with exactly 2 a campaign was seen to stall on this box.
+        cpus = {"num_cpus": max(4, size.workers + 3)} if address == "local" else {}
         ray.init(address=address, log_to_driver=False, configure_logging=False, **cpus)
     data_ref = {"kind": "synthetic", "users": size.users, "items": size.items, "days": size.days, "seed": size.seed}
     t = stage("3/6 train the recommender (Ray Train)")
