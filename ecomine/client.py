@@ -155,6 +155,21 @@ def _parse(call: _Call, resp: httpx.Response) -> BaseModel:
 _RETRYABLE = (httpx.TransportError,)
 
 
+def _settle(call: _Call, outcome: httpx.Response | Exception, attempt: int, retry: Retry) -> tuple[bool, Any]:
+    """The retry policy both clients share: (done, parsed answer); raises when out of attempts.
+
+    Connection errors and 503 are retried; any other answer is final.
+    """
+    last = attempt == retry.attempts - 1
+    if isinstance(outcome, Exception):
+        if last:
+            raise TransportError(f"{call.method} {call.path}: {type(outcome).__name__}: {outcome}") from None
+        return False, None
+    if outcome.status_code != 503 or last:
+        return True, _parse(call, outcome)
+    return False, None
+
+
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
@@ -214,15 +229,13 @@ class EcomineClient:
 
     def _run(self, call: _Call) -> Any:
         for attempt in range(self.retry.attempts):
-            last = attempt == self.retry.attempts - 1
             try:
                 resp = self._http.request(call.method, call.path, **_request_kwargs(call))
             except _RETRYABLE as e:
-                if last:
-                    raise TransportError(f"{call.method} {call.path}: {type(e).__name__}: {e}") from None
-            else:
-                if resp.status_code != 503 or last:
-                    return _parse(call, resp)
+                resp = e
+            done, value = _settle(call, resp, attempt, self.retry)
+            if done:
+                return value
             time.sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")
 
@@ -279,15 +292,13 @@ class AsyncEcomineClient:
 
     async def _run(self, call: _Call) -> Any:
         for attempt in range(self.retry.attempts):
-            last = attempt == self.retry.attempts - 1
             try:
                 resp = await self._http.request(call.method, call.path, **_request_kwargs(call))
             except _RETRYABLE as e:
-                if last:
-                    raise TransportError(f"{call.method} {call.path}: {type(e).__name__}: {e}") from None
-            else:
-                if resp.status_code != 503 or last:
-                    return _parse(call, resp)
+                resp = e
+            done, value = _settle(call, resp, attempt, self.retry)
+            if done:
+                return value
             await asyncio.sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")
 
