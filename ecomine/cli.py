@@ -217,25 +217,24 @@ def evaluate(
     task: TaskOpt = "recommend",
 ) -> None:
     """Re-run a registered version's evaluation report (same spec, same data, same baselines)."""
-    from ecomine.models.recommend import load_recommender
     from ecomine.registry import Registry
     from ecomine.specs import TrainSpec
-    from ecomine.train.data import prepare_recommend_data
-    from ecomine.train.evaluate import evaluate_recommender
-    from ecomine.train.metrics import format_report
+    from ecomine.train.tasks import get_task
 
     reg = Registry(registry)
     mv = reg.get(task, version)
     folder = reg.fetch(task, mv.version)
     spec = TrainSpec.model_validate(mv.spec)
-    data = prepare_recommend_data(spec)
-    if data.fingerprint != mv.data_fingerprint:
+    impl = get_task(spec.task)
+    data = impl.prepare(spec)
+    if impl.fingerprint(data) != mv.data_fingerprint:
         console.print("[yellow]warning:[/] the data changed since this version was trained (fingerprint differs)")
-    model, vocab = load_recommender(folder)
-    if vocab.items != data.vocab_items:
-        raise CliError(f"{task}/{mv.version}: the item catalogue of the data no longer matches the model's")
-    results = evaluate_recommender(model, data, ks=spec.eval.ks)
-    console.print(format_report(results, title=f"{task}/{mv.version}: test split"))
+    try:
+        model = impl.load(folder, spec, data)
+    except ValueError as e:
+        raise CliError(f"{task}/{mv.version}: {e}") from None
+    results = impl.evaluate(model, data, spec)
+    console.print(impl.format_report(results, title=f"{task}/{mv.version}: test split"))
 
 
 @app.command()
@@ -263,6 +262,8 @@ def tune_cmd(
         f"[green]campaign {out.name}[/]: {out.trials} trials ({out.stopped_early} stopped early); "
         f"best {out.best}; registered {out.versions}; results {out.results_parquet}; plot {out.plot_png}"
     )
+    if out.errored:
+        err_console.print(f"[yellow]warning:[/] {out.errored} trial(s) failed; their errors are in {out.results_parquet} (column error)")
 
 
 @registry_app.command("list")

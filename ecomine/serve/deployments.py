@@ -201,9 +201,14 @@ class _ModelServer:
         return finish_recommend(state, context, row)
 
     async def forecast(self, req: dict[str, Any]) -> dict[str, Any]:
-        """A ``DemandRequest`` dict -> forecasts for every item (cold-start ones flagged)."""
+        """A ``DemandRequest`` dict -> forecasts for every item (cold-start ones flagged), or
+        ``{"error": ...}`` for a horizon beyond the model's."""
         state = self._current("demand")
-        return finish_demand(state, req, await self._predict(state, demand_job(req)))
+        try:
+            job = demand_job(state, req)
+        except Rejected as exc:
+            return {"error": exc.to_dict()}
+        return finish_demand(state, req, await self._predict(state, job))
 
     async def score(self, req: dict[str, Any]) -> dict[str, Any]:
         """A ``RiskRequest`` dict -> a probability and a decision per order."""

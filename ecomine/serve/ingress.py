@@ -406,6 +406,8 @@ class Ingress:
             "forecast", req.model_dump(), key=routing_key(None, req.item_ids),
             request_id=request.state.request_id, user_hash=None,
         )
+        if "error" in result:
+            raise _invalid(result["error"]["loc"], result["error"]["msg"])
         self._mark(request, result, arm)
         return {**result, "variant": arm, "request_id": request.state.request_id}
 
@@ -473,6 +475,9 @@ class Ingress:
                 signals[task] = {"status": "error", "detail": str(detail)}
                 continue
             answer = got[0]
+            if "error" in answer:  # e.g. a horizon beyond the demand model's
+                signals[task] = {"status": "error", "detail": answer["error"]["msg"]}
+                continue
             signals[task] = {"status": "used", "model": answer.get("model")}
             if task == "demand":
                 demand_by_item = {f["item_id"]: float(sum(f["values"][0])) for f in answer["forecasts"]}

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ecomine.serve.ranking import FALLBACK_REASONS, Catalogue, combine, popular_fill, softmax_rows, top_k
+from ecomine.serve.ranking import FALLBACK_REASONS, Catalogue, Rejected, combine, popular_fill, softmax_rows, top_k
 
 __all__ = [
     "TASKS",
@@ -181,7 +181,12 @@ def build_state(task: str, members: list[Member], *, catalogue: Any = None, thre
     if task == "recommend":
         extra = _prepare_recommend(members, catalogue)
     elif task == "demand":
-        extra = {"freq": getattr(members[0].obj, "freq", None)}
+        freqs = {getattr(m.obj, "freq", None) for m in members}
+        if len(freqs) > 1:
+            raise ModelLoadError(f"demand ensemble members forecast different periods {sorted(map(str, freqs))}; use one freq")
+        horizons = [int(m.obj.max_horizon) for m in members if getattr(m.obj, "max_horizon", None)]
+        # the ensemble answers only horizons every member was trained for
+        extra = {"freq": freqs.pop(), "max_horizon": min(horizons) if horizons else None}
     else:
         thr = threshold if threshold is not None else sum(
             w * float(getattr(m.obj, "threshold", 0.5)) for m, w in zip(members, weights)
@@ -359,8 +364,15 @@ def finish_recommend(state: ModelState, context: dict[str, Any], row: np.ndarray
     }
 
 
-def demand_job(req: dict[str, Any]) -> tuple[list[str], int, list[float]]:
-    return list(req["item_ids"]), int(req["horizon"]), list(req["quantiles"])
+def demand_job(state: ModelState, req: dict[str, Any]) -> tuple[list[str], int, list[float]]:
+    """The forecast job; Rejected (422) for a horizon beyond what the model was trained for."""
+    horizon, limit = int(req["horizon"]), state.extra.get("max_horizon")
+    if limit is not None and horizon > limit:
+        raise Rejected(
+            ["body", "horizon"],
+            f"horizon {horizon} is beyond what {state.label} was trained for (at most {limit} periods of {state.extra.get('freq')})",
+        )
+    return list(req["item_ids"]), horizon, list(req["quantiles"])
 
 
 def finish_demand(state: ModelState, req: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class StandInForecaster:
     """Known items: level * (index + 1) units per period, spread by quantile; unknown: 0."""
 
     freq = "1d"
+    max_horizon = 28
 
     def __init__(self, level: float, items: list[str]) -> None:
         self.level = level

@@ -187,6 +187,7 @@ def test_demand_forecasts_and_cold_start(full: ServeTarget, serving_data) -> Non
         ({"item_ids": ["a"] * 21}, "item_ids"),
         ({"item_ids": ["a"], "horizon": 0}, "horizon"),
         ({"item_ids": ["a"], "horizon": 91}, "horizon"),
+        ({"item_ids": ["a"], "horizon": 29}, "horizon"),  # beyond the model's max_horizon (28)
         ({"item_ids": ["a"], "quantiles": [0.5, 1.5]}, "quantiles"),
         ({"item_ids": ["a"], "quantiles": [0.5, 0.5]}, "quantiles"),
         ({"item_ids": ["a"], "quantiles": []}, "quantiles"),

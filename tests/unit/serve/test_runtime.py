@@ -107,8 +107,9 @@ def test_a_batch_split_by_a_swap_runs_each_part_on_its_own_snapshot() -> None:
 class Forecaster:
     freq = "1w"
 
-    def __init__(self, level: float) -> None:
+    def __init__(self, level: float, max_horizon: int | None = None) -> None:
         self.level = level
+        self.max_horizon = max_horizon
 
     def known_items(self, items):
         return [i != "new" for i in items]
@@ -131,7 +132,7 @@ def test_demand_and_risk_ensembles_and_batches() -> None:
     state = build_state("demand", [member("d1", Forecaster(10.0), 1), member("d2", Forecaster(20.0), 1)])
     reqs = [{"item_ids": ["x", "new"], "horizon": 2, "quantiles": [0.5]},
             {"item_ids": ["y"], "horizon": 3, "quantiles": [0.1, 0.9]}]
-    answers = run_jobs([(state, demand_job(r)) for r in reqs])
+    answers = run_jobs([(state, demand_job(state, r)) for r in reqs])
     first = finish_demand(state, reqs[0], answers[0])
     assert first["freq"] == "1w" and first["fallback"] is True
     assert first["forecasts"][0]["values"] == [[7.5, 7.5]] and first["forecasts"][1]["fallback"] is True
@@ -143,6 +144,19 @@ def test_demand_and_risk_ensembles_and_batches() -> None:
     out = finish_risk(risk, orders, probs)
     assert [r["probability"] for r in out["results"]] == pytest.approx([0.4, 0.4]) and out["results"][0]["flagged"]
     assert build_state("risk", [member("r1", RiskModel(0.2))], threshold=0.9).extra["threshold"] == 0.9
+
+
+def test_demand_horizon_beyond_the_model_is_rejected_naming_the_field() -> None:
+    state = build_state("demand", [member("d1", Forecaster(1.0, max_horizon=14)), member("d2", Forecaster(1.0, max_horizon=28))])
+    assert state.extra["max_horizon"] == 14  # an ensemble answers what every member can
+    assert demand_job(state, {"item_ids": ["x"], "horizon": 14, "quantiles": [0.5]})[1] == 14
+    with pytest.raises(Rejected, match=r"horizon 15 is beyond .*\(at most 14 periods of 1w\)") as e:
+        demand_job(state, {"item_ids": ["x"], "horizon": 15, "quantiles": [0.5]})
+    assert e.value.loc == ["body", "horizon"]
+    daily = Forecaster(1.0)
+    daily.freq = "1d"
+    with pytest.raises(ModelLoadError, match="different periods"):
+        build_state("demand", [member("d1", Forecaster(1.0)), member("d2", daily)])
 
 
 def test_loader_import_errors_name_the_loader(monkeypatch) -> None:
