@@ -45,6 +45,7 @@ class CampaignOutcome:
     best: dict[str, Any]
     trials: int
     stopped_early: int
+    errored: int = 0
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +269,7 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     return CampaignOutcome(
         name=spec.name, folder=folder, results_parquet=results_parquet, plot_png=plot_png, versions=versions,
         best=summary.get("best", {}), trials=summary["trials"], stopped_early=summary["stopped_early"],
+        errored=summary["errored"],
     )
 
 
@@ -298,13 +300,17 @@ def _summary(frame, key: str, mode: str) -> dict[str, Any]:
     import polars as pl
 
     per_trial = frame.group_by("trial_id").agg(
-        (pl.col(key).max() if mode == "max" else pl.col(key).min()).alias("best"), pl.col("epoch").max().alias("epochs")
+        (pl.col(key).max() if mode == "max" else pl.col(key).min()).alias("best"), pl.col("epoch").max().alias("epochs"),
+        pl.col("error").is_not_null().any().alias("errored"),
     )
     max_epochs = per_trial["epochs"].max()
     best = per_trial.sort("best", descending=mode == "max", nulls_last=True).row(0, named=True) if per_trial.height else {}
+    ok = per_trial.filter(~pl.col("errored"))
     return {
         "trials": per_trial.height,
-        "stopped_early": int((per_trial["epochs"] < max_epochs).sum()) if per_trial.height else 0,
+        # a trial that failed is not one ASHA stopped
+        "stopped_early": int((ok["epochs"] < max_epochs).sum()) if ok.height else 0,
+        "errored": per_trial.height - ok.height,
         "best": best,
     }
 
@@ -376,13 +382,14 @@ def _export_top_k(campaign: Campaign, frame, key: str, mode: str, folder: Path, 
         if found is None:
             continue
         ckpt_dir, _ = found
-        model = task.build_model(trial_spec, data, None)
+        trial_data = task.adapt(data, trial_spec)
+        model = task.build_model(trial_spec, trial_data, None)
         state = load_checkpoint_dir(ckpt_dir, model)
         state.pop("optimizer", None)
         model.eval()
-        results = task.evaluate(model, data, trial_spec)
+        results = task.evaluate(model, trial_data, trial_spec)
         versions.append(
-            register_trained(trial_spec, task, model, data, results, state, trial_spec.run.name,
+            register_trained(trial_spec, task, model, trial_data, results, state, trial_spec.run.name,
                              extra_tags=[spec.name, "campaign", f"trial:{trial}"])
         )
     return versions

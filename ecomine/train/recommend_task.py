@@ -51,6 +51,12 @@ class RecommendTask:
     def prepare(self, spec) -> _Prepared:
         return _Prepared(prepare_recommend_data(spec), spec.model.backbone.max_len)
 
+    def adapt(self, prepared: _Prepared, spec) -> _Prepared:
+        # a campaign searching model.backbone.max_len shares one prepared split: re-cut its windows
+        if prepared.inputs.shape[1] == spec.model.backbone.max_len:
+            return prepared
+        return _Prepared(prepared.data, spec.model.backbone.max_len)
+
     def driver_init(self, spec, prepared: _Prepared):
         if spec.model.item_init != "text":
             return None
@@ -117,6 +123,14 @@ class RecommendTask:
         counts[0] = 0
         popular = [int(i) for i in np.argsort(-counts, kind="stable")[:100] if counts[i] > 0]
         save_recommender(folder, model, ItemVocab(items=d.vocab_items, texts=d.vocab_texts), popular=popular)
+
+    def load(self, folder: Path, spec, prepared: _Prepared):
+        from ecomine.models.recommend import load_recommender
+
+        model, vocab = load_recommender(folder)
+        if vocab.items != prepared.data.vocab_items:
+            raise ValueError("the item catalogue of the data no longer matches the model's")
+        return model
 
     def format_report(self, results: dict[str, Any], title: str):
         from ecomine.train.metrics import format_report

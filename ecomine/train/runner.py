@@ -173,7 +173,7 @@ def run_training(
     preflight(spec)
     _ensure_ray(ray_address)
     check_cluster(spec)
-    data = data if data is not None else task.prepare(spec)
+    data = task.adapt(data, spec) if data is not None else task.prepare(spec)
     if task.num_examples(data) < spec.scaling.num_workers:
         raise SpecError(f"data: {task.num_examples(data)} training examples cannot feed {spec.scaling.num_workers} workers")
     name = run_name(spec)

@@ -32,6 +32,10 @@ class Task(Protocol):
     def prepare(self, spec: Any) -> Any:
         """Driver side: load and split data; return a picklable object (shipped via ray.put)."""
 
+    def adapt(self, data: Any, spec: Any) -> Any:
+        """Driver side: data `prepare`d for another spec of this task (a campaign prepares once)
+        made fit for `spec` (e.g. windows re-cut for another context length); cheap, or `data` itself."""
+
     def driver_init(self, spec: Any, data: Any) -> Any | None:
         """Driver side, once: anything expensive every worker needs (e.g. text-initialised embeddings)."""
 
@@ -55,6 +59,9 @@ class Task(Protocol):
 
     def save(self, folder: Path, model: Any, data: Any, spec: Any) -> None:
         """Write the version folder's task files (safetensors weights, config, vocabularies)."""
+
+    def load(self, folder: Path, spec: Any, data: Any) -> Any:
+        """A registered version folder -> the model `evaluate` takes (ValueError if it no longer fits `data`)."""
 
     def format_report(self, results: dict[str, Any], title: str) -> Any:
         """A rich renderable of `evaluate`'s results."""

@@ -37,6 +37,7 @@ base: base.yaml
 space:
   optim.lr: loguniform 1e-4 3e-2
   model.backbone.hidden: choice [16, 32]
+  model.backbone.max_len: choice [10, 50]   # the campaign prepares once; trials re-cut their windows
 scheduler: {{kind: {scheduler}, grace_period: 1, reduction_factor: 2}}
 num_samples: {samples}
 max_concurrent: {concurrent}
@@ -53,6 +54,7 @@ def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path) -> None:
     assert out.stopped_early >= 1  # ASHA cut at least one trial before the last epoch
     frame = pl.read_parquet(out.results_parquet)
     assert frame.height >= 4 and "val_ndcg@10" in frame.columns
+    assert frame["error"].is_null().all(), frame["error"].drop_nulls().to_list()
     assert out.plot_png.stat().st_size > 5_000
     assert len(out.versions) == 2
     versions = Registry(str(tmp_path / "registry")).list("recommend")
