@@ -241,11 +241,17 @@ def evaluate(
 def demo(
     out: Annotated[Path, typer.Option(help="output folder (summary.json, plots, registry)")] = Path("demo_out"),
     tiny: Annotated[bool, typer.Option("--tiny", help="smallest sizes (what the tests run)")] = False,
+    data: Annotated[str, typer.Option(help="synthetic (embedded, the default) or online-retail (the shared files)")] = "synthetic",
 ) -> None:
-    """The whole platform on the embedded synthetic log: data, Ray Train, registry, Ray Tune, plots."""
+    """The whole platform end to end: data, Ray Train (3 tasks), registry, Ray Tune, Ray Serve, client, plots."""
     from ecomine.demo import DemoSize, run_demo
 
-    run_demo(out, size=DemoSize.tiny() if tiny else DemoSize(), console=console)
+    if data not in ("synthetic", "online-retail"):
+        raise CliError(f"--data: {data!r} is not one of synthetic, online-retail")
+    if tiny and data != "synthetic":
+        raise CliError("--tiny runs on the synthetic log only")
+    size = DemoSize.tiny() if tiny else DemoSize() if data == "synthetic" else DemoSize.online_retail()
+    run_demo(out, size=size, console=console)
 
 
 @app.command("tune")

@@ -1,10 +1,13 @@
-"""`ecomine demo`: the whole platform on the embedded synthetic log, end to end.
+"""`ecomine demo`: the whole platform end to end, on the embedded synthetic log (or Online Retail).
 
-The outermost consumer of the flow: synthesise a log -> clean and profile it ->
-train the recommender through Ray Train -> evaluate beside baselines ->
-register -> run a tiny Ray Tune campaign -> serve the production version and
-the campaign's ensemble with Ray Serve -> call every route through the client
-SDK -> write a summary JSON and PNG plots -> shut Serve down.
+The outermost consumer of the flow: synthesise a log (or read the shared Online
+Retail files) -> clean and profile it -> train the recommender, the demand
+forecaster and the risk scorer through Ray Train -> evaluate each beside its
+baselines -> register and promote them -> run a tiny Ray Tune campaign ->
+deploy serve_configs/local.yaml's app (every task; the campaign's ensemble in
+shadow) with Ray Serve -> call every route through the client SDK -> write a
+summary JSON and PNG plots (training curves, a demand forecast band, a risk
+reliability curve, the campaign) -> shut Serve down.
 `DemoSize` fixes the numbers; tests run the same code path with `DemoSize.tiny()`.
 """
 
@@ -21,6 +24,8 @@ __all__ = ["DemoSize", "run_demo"]
 
 @dataclass
 class DemoSize:
+    """The numbers of one demo run; every stage runs the same code at any size."""
+
     users: int = 800
     items: int = 200
     days: int = 300
@@ -29,10 +34,41 @@ class DemoSize:
     tune_epochs: int = 2
     workers: int = 1
     seed: int = 0
+    data: str = "synthetic"  # synthetic | online-retail (the shared files, through the packaged DataSpec)
+    demand_epochs: int = 6
+    demand_horizon: int = 14
+    demand_context: int = 56
+    demand_test_periods: int | None = None  # default: the task's (8 weeks)
+    risk_epochs: int = 4
+    risk_horizon_days: int = 30
+    risk_test_days: int = 45
+    risk_valid_days: int = 30
+    risk_text: str = "line"  # line | item (item titles only: few unique texts, the affordable choice on big logs)
+    risk_max_train_lines: int | None = None
+    risk_split: dict[str, str] | None = None  # explicit dates (Online Retail: the issue's temporal holdout)
 
     @classmethod
     def tiny(cls) -> DemoSize:
-        return cls(users=150, items=50, days=90, epochs=2, tune_samples=2, tune_epochs=1)
+        return cls(
+            users=150, items=50, days=90, epochs=2, tune_samples=2, tune_epochs=1,
+            demand_epochs=2, demand_horizon=7, demand_context=21, demand_test_periods=14,
+            risk_epochs=2, risk_horizon_days=10, risk_test_days=20, risk_valid_days=15,
+        )
+
+    @classmethod
+    def online_retail(cls) -> DemoSize:
+        """The shared Online Retail files: fewer epochs, titles-only risk text, the issue's split."""
+        return cls(
+            data="online-retail", epochs=2, tune_samples=2, tune_epochs=1, demand_epochs=3, risk_epochs=3,
+            risk_horizon_days=60, risk_text="item", risk_max_train_lines=60_000,
+            risk_split={"train_end": "2011-06-02", "label_cutoff": "2011-08-01",
+                        "test_start": "2011-08-01", "test_end": "2011-10-10"},
+        )
+
+    def data_ref(self) -> dict[str, Any]:
+        if self.data == "synthetic":
+            return {"kind": "synthetic", "users": self.users, "items": self.items, "days": self.days, "seed": self.seed}
+        return {"kind": "spec", "spec": self.data}
 
 
 @dataclass
@@ -64,6 +100,39 @@ def _plot_history(history: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+def _plot_forecast(forecaster, out: Path, *, titles: dict[str, str], n: int = 3) -> list[str]:
+    """The served forecaster's p10-p90 band and p50 after the end of the data, for its top items,
+    with the last stretch of their history."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    known = [i for i, ok in zip(forecaster.items, forecaster.known_items(forecaster.items)) if ok]
+    tails = {i: forecaster.tail_units[forecaster.items.index(i)] for i in known}
+    top = sorted(known, key=lambda i: -float(np.sum(tails[i])))[:n]
+    horizon = forecaster.max_horizon
+    fc = forecaster.forecast(top, horizon, [0.1, 0.5, 0.9])
+    fig, axes = plt.subplots(1, len(top), figsize=(4 * len(top), 3.2), squeeze=False)
+    for ax, item, f in zip(axes[0], top, fc):
+        hist = tails[item]
+        x_hist = np.arange(-len(hist), 0)
+        x_fc = np.arange(horizon)
+        ax.plot(x_hist, hist, color="0.4", lw=1, label="history")
+        ax.fill_between(x_fc, f[0], f[2], alpha=0.3, label="p10-p90")
+        ax.plot(x_fc, f[1], lw=1.5, label="p50")
+        ax.set_title(f"{item} {titles.get(item, '')[:28]}", fontsize=8)
+        ax.set_xlabel(f"periods ({forecaster.freq}) from {forecaster.origin}")
+    axes[0][0].set_ylabel("units")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("demand forecast after the end of the data")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return top
+
+
 def _free_port() -> int:
     import socket
 
@@ -72,24 +141,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve_and_call(out: Path, registry: Path, version: str, ensemble: list[str], log, console) -> dict[str, Any]:
-    """Deploy the recommend app (champion = production, challenger = the campaign's ensemble in
-    shadow), call every route through the SDK, then shut Serve down."""
+def _local_serve_args() -> dict[str, Any]:
+    """`args:` of serve_configs/local.yaml when the demo runs from a checkout (else AppArgs' defaults)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "serve_configs" / "local.yaml"
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text())["applications"][0]["args"]
+
+
+def _serve_and_call(out: Path, registry: Path, ensemble: list[str], sample: dict[str, Any], console) -> dict[str, Any]:
+    """Deploy serve_configs/local.yaml's app on the demo registry (production version of each task;
+    the campaign's ensemble as a recommend challenger in shadow), call every route through the SDK,
+    then shut Serve down."""
     from ray import serve
 
-    from ecomine.client import EcomineClient, UnavailableError
+    from ecomine.client import EcomineClient
     from ecomine.serve.app import build
 
-    port = _free_port()
-    arms: dict[str, Any] = {"champion": {"version": "production"}}
+    args = _local_serve_args()
+    args["registry"] = str(registry)
+    small = {"num_cpus": 0.1}  # fractional: the demo's Ray also ran Train and Tune on these cores
+    rec = {**args.get("recommend", {}), "champion": {"version": "production"}}
+    rec["resources"] = {**rec.get("resources", {}), **small}
+    rec.pop("users_uri", None), rec.pop("catalogue_uri", None)
     if len(ensemble) >= 2:
-        arms["challenger"] = {"members": [{"version": v} for v in ensemble]}
-        arms["traffic"] = {"mode": "shadow", "weight": 1.0}
-    args = {
-        "registry": str(registry),
-        "recommend": {**arms, "resources": {"num_cpus": 0.1}, "batching": {"max_batch_size": 8}},
-        "ingress": {"num_cpus": 0.1},
-    }
+        rec["challenger"] = {"members": [{"version": v} for v in ensemble]}
+        rec["traffic"] = {"mode": "shadow", "weight": 1.0}
+    args["recommend"] = rec
+    for task in ("demand", "risk"):
+        args[task] = {"champion": {"version": "production"}, "resources": small}
+    args["ingress"] = {**args.get("ingress", {}), "num_cpus": 0.1}
+    port = _free_port()
     from ray.serve.context import _get_global_client
 
     try:  # Serve already running on this cluster (its HTTP port is fixed when it first starts)
@@ -102,12 +186,9 @@ def _serve_and_call(out: Path, registry: Path, version: str, ensemble: list[str]
     serve.run(build(args), name="ecomine-demo", route_prefix=prefix)
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::", None) else http.host
     answers: dict[str, Any] = {"url": f"http://{host}:{http.port}{prefix.rstrip('/')}"}
+    titles, history, user = sample["titles"], sample["history"], sample["user"]
     try:
-        events = log.events.filter(log.events["event"] == "purchase")
-        user = events["user_id"][0]
-        history = events.filter(events["user_id"] == user)["item_id"].to_list()[-10:]
-        titles = dict(zip(log.items["item_id"].to_list(), log.items["title"].to_list()))
-        with EcomineClient(base_url=answers["url"], timeout=30) as c:
+        with EcomineClient(base_url=answers["url"], timeout=60) as c:
             answers["health"] = c.health().model_dump(mode="json")
             answers["models"] = c.models().model_dump(mode="json")
             rec = c.recommend(history=history, k=5)
@@ -117,15 +198,28 @@ def _serve_and_call(out: Path, registry: Path, version: str, ensemble: list[str]
                 console.print(f"   {it.score:.3f}  {it.item_id}  {titles.get(it.item_id, '')}")
             cold = c.recommend(user_id="nobody-we-know", k=3)
             answers["recommend_unknown_user"] = {"fallback": cold.fallback, "items": [i.item_id for i in cold.items]}
+
+            items = [*sample["demand_items"], "NO-SUCH-ITEM"]
+            dem = c.demand(item_ids=items, horizon=7, quantiles=[0.1, 0.5, 0.9])
+            answers["demand"] = dem.model_dump(mode="json")
+            console.print(f"[bold]demand[/] next 7 periods ({dem.freq}), p10 / p50 / p90 units in all:")
+            for f in dem.forecasts:
+                p10, p50, p90 = (sum(row) for row in f.values)
+                flag = "  [yellow]fallback profile[/]" if f.fallback else ""
+                console.print(f"   {f.item_id:>14}  {p10:8.1f} {p50:8.1f} {p90:8.1f}  {titles.get(f.item_id, '')[:40]}{flag}")
+
+            orders = [
+                {"order_id": "known-customer", "user_id": user, "country": sample.get("country"),
+                 "lines": [{"item_id": i, "quantity": 2, "price": sample["prices"].get(i)} for i in history[-2:]]},
+                {"order_id": "bulk-new-customer", "user_id": "first-time-buyer", "country": sample.get("risky_country"),
+                 "lines": [{"item_id": history[-1], "quantity": 48, "price": sample["prices"].get(history[-1])}]},
+            ]
+            risk = c.risk(orders=orders)
+            answers["risk"] = risk.model_dump(mode="json")
+            console.print("[bold]risk[/] (probability that a line of the order is returned):")
+            for r in risk.results:
+                console.print(f"   {r.order_id:>18}  p={r.probability:.3f}  flagged={r.flagged} (threshold {r.threshold:.3f})")
             answers["insights"] = c.insights(history=history, k=5).model_dump(mode="json")
-            for route, call in (("demand", lambda: c.demand(item_ids=history[:2], horizon=7)),
-                                ("risk", lambda: c.risk(orders=[{"order_id": "o1", "user_id": user,
-                                                                 "lines": [{"item_id": history[0], "quantity": 2, "price": 3.5}]}]))):
-                try:
-                    answers[route] = call().model_dump(mode="json")
-                except UnavailableError as e:  # no demand/risk model in this build: a 503 naming it
-                    answers[route] = {"status": e.status, "message": e.message}
-                    console.print(f"   /v1/{route}: {e.status} {e.message}")
     finally:
         if started_here:
             serve.shutdown()
@@ -134,19 +228,34 @@ def _serve_and_call(out: Path, registry: Path, version: str, ensemble: list[str]
     return answers
 
 
+def _best(results: dict[str, Any], model: str, metric: str, mode: str) -> dict[str, Any]:
+    """The model's `metric` beside the best baseline's (for the summary)."""
+    import math
+
+    def ok(v: Any) -> bool:
+        return isinstance(v, (int, float)) and math.isfinite(v)
+
+    base = [(n, r[metric]) for n, r in results.items() if n != model and isinstance(r, dict) and ok(r.get(metric))]
+    pick = (min if mode == "min" else max)(base, key=lambda kv: kv[1]) if base else ("none", None)
+    mine = results.get(model, {}).get(metric)
+    return {"metric": metric, "model": mine, "best_baseline": pick[0], "baseline": pick[1],
+            "ratio": (mine / pick[1]) if ok(mine) and ok(pick[1]) and pick[1] else None}
+
+
 def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, console=None) -> dict[str, Any]:
     """Run every stage, print progress, return (and write) the summary."""
+    import polars as pl
     import ray
     import yaml
     from rich.console import Console
 
-    from ecomine.data.cleaning import clean_frame
-    from ecomine.datasets.synthetic import SynthParams, describe, generate, write
+    from ecomine.data.features import item_catalogue
     from ecomine.registry import Registry
     from ecomine.specs import TrainSpec
     from ecomine.train.evaluate import MODEL_NAME, best_baseline
-    from ecomine.train.metrics import format_report, report_json
+    from ecomine.train.metrics import report_json
     from ecomine.train.runner import run_training
+    from ecomine.train.tasks import get_task
     from ecomine.tuning import run_campaign
 
     size = size or DemoSize()
@@ -154,22 +263,37 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     registry = out / "registry"
+    reg = Registry(str(registry))
     stages: list[_Stage] = []
     t_all = time.perf_counter()
+    n_stages = 8
 
-    def stage(name: str):
-        console.rule(f"[bold]{name}")
+    def stage(n: int, name: str):
+        console.rule(f"[bold]{n}/{n_stages} {name}")
         return time.perf_counter()
 
-    t = stage("1/6 synthetic event log")
-    log = generate(SynthParams(users=size.users, items=size.items, days=size.days, seed=size.seed))
-    write(log, str(out / "data"))
-    facts = describe(log)
-    console.print({k: v for k, v in facts.items() if not isinstance(v, dict)})
-    stages.append(_Stage("synthetic log", time.perf_counter() - t, {k: v for k, v in facts.items() if not isinstance(v, dict)}))
+    synthetic = size.data == "synthetic"
+    t = stage(1, "synthetic event log" if synthetic else f"read {size.data}")
+    if synthetic:
+        from ecomine.data.cleaning import clean_frame
+        from ecomine.datasets.synthetic import RISKY_COUNTRY, SynthParams, describe, generate, write
 
-    t = stage("2/6 clean and profile")
-    _, report = clean_frame(log.events, name="synthetic")
+        log = generate(SynthParams(users=size.users, items=size.items, days=size.days, seed=size.seed))
+        write(log, str(out / "data"))
+        facts = {k: v for k, v in describe(log).items() if not isinstance(v, dict)}
+        console.print(facts)
+        stages.append(_Stage("synthetic log", time.perf_counter() - t, facts))
+        t = stage(2, "clean and profile")
+        events, report = clean_frame(log.events, name="synthetic")
+    else:
+        from ecomine.data.cleaning import load_events
+        from ecomine.datasets import resolve_data_spec_path
+        from ecomine.specs import DataSpec, load_spec
+
+        RISKY_COUNTRY = None
+        stages.append(_Stage("read", 0.0, {"data": size.data}))
+        t = stage(2, "clean and profile")
+        events, report = load_events(load_spec(resolve_data_spec_path(size.data), DataSpec))
     console.print(f"rows {report.rows_read:,} -> kept {report.rows_out:,}; dropped {report.dropped}; changed {report.changed}")
     stages.append(_Stage("clean", time.perf_counter() - t, {"rows_out": report.rows_out, "dropped": report.dropped}))
 
@@ -182,28 +306,80 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         # driver + Serve replicas); with exactly 2 a campaign was seen to stall on this box.
         cpus = {"num_cpus": max(4, size.workers + 3)} if address == "local" else {}
         ray.init(address=address, log_to_driver=False, configure_logging=False, **cpus)
-    data_ref = {"kind": "synthetic", "users": size.users, "items": size.items, "days": size.days, "seed": size.seed}
-    t = stage("3/6 train the recommender (Ray Train)")
+    data_ref = size.data_ref()
+    run = {"storage": str(out / "runs"), "registry": str(registry), "tags": ["demo"]}
+    scaling = {"num_workers": size.workers, "cpus_per_worker": 1}
+    reports: dict[str, Any] = {}
+    vs_baselines: dict[str, Any] = {}
+
+    t = stage(3, "train the recommender (Ray Train)")
     spec = TrainSpec.model_validate({
         "data": data_ref,
         "model": {"preset": "recommend_small"},
-        "optim": {"epochs": size.epochs, "batch_size": 64, "lr": 3e-3, "early_stopping": {"patience": 2}},
-        "scaling": {"num_workers": size.workers, "cpus_per_worker": 1},
-        "run": {"name": "demo-recommend", "storage": str(out / "runs"), "registry": str(registry), "tags": ["demo"]},
-        "eval": {"ks": [5, 10, 20]},
+        "optim": {"epochs": size.epochs, "batch_size": 64 if synthetic else 128, "lr": 3e-3, "early_stopping": {"patience": 2}},
+        "scaling": scaling, "run": {"name": "demo-recommend", **run}, "eval": {"ks": [5, 10, 20]},
     })
     outcome = run_training(spec, console=console)
-    console.print(format_report(outcome.results, title="recommend: test split (full catalogue)"))
-    Registry(str(registry)).promote("recommend", outcome.version, "production")
+    console.print(get_task("recommend").format_report(outcome.results, title="recommend: test split (full catalogue)"))
+    reg.promote("recommend", outcome.version, "production")
     ratios = {}
     for protocol in ("all_items", "new_items"):
         name, value = best_baseline(outcome.results, protocol)
         model = outcome.results[MODEL_NAME][protocol]["NDCG@10"]
-        ratios[protocol] = {"model": model, "best_baseline": name, "baseline": value, "ratio": model / value if value else None}
+        ratios[protocol] = {"metric": "NDCG@10", "model": model, "best_baseline": name, "baseline": value,
+                            "ratio": model / value if value else None}
+    vs_baselines["recommend"] = ratios
+    reports["recommend"] = report_json(outcome.results)
     _plot_history(outcome.history, out / "training_curve.png")
-    stages.append(_Stage("train", time.perf_counter() - t, {"version": outcome.version, "ratios": ratios}))
+    stages.append(_Stage("train recommend", time.perf_counter() - t, {"version": outcome.version, "ratios": ratios}))
 
-    t = stage("4/6 tuning campaign (Ray Tune, ASHA)")
+    t = stage(4, "train the demand forecaster (Ray Train)")
+    demand_eval = {"valid_origins": 1} | ({"test_periods": size.demand_test_periods} if size.demand_test_periods else {})
+    dspec = TrainSpec.model_validate({
+        "task": "demand", "data": data_ref,
+        "model": {"preset": "demand_small", "freq": "1d", "horizon": size.demand_horizon,
+                  "context_length": size.demand_context, "eval": demand_eval},
+        "optim": {"epochs": size.demand_epochs, "batch_size": 128, "lr": 3e-3, "early_stopping": {"patience": 2}},
+        "scaling": scaling, "run": {"name": "demo-demand", **run},
+    })
+    d_out = run_training(dspec, console=console)
+    dtask = get_task("demand")
+    console.print(dtask.format_report(d_out.results, title="demand: rolling origins (test)"))
+    reg.promote("demand", d_out.version, "production")
+    from ecomine.train.demand_eval import MODEL_NAME as DEMAND_MODEL
+
+    vs_baselines["demand"] = {m: _best(d_out.results, DEMAND_MODEL, m, "min") for m in ("wape", "pinball")}
+    vs_baselines["demand"]["coverage"] = d_out.results[DEMAND_MODEL].get("coverage")
+    reports["demand"] = report_json(d_out.results)
+    titles = dict(zip(*item_catalogue(events).select("item_id", "item_text").to_dict(as_series=False).values()))
+    from ecomine.models.demand import load_forecaster
+
+    forecaster = load_forecaster(reg.fetch("demand", d_out.version))
+    plotted = _plot_forecast(forecaster, out / "demand_forecast.png", titles=titles)
+    stages.append(_Stage("train demand", time.perf_counter() - t, {"version": d_out.version, "vs_baselines": vs_baselines["demand"]}))
+
+    t = stage(5, "train the risk scorer (Ray Train, frozen text encoder)")
+    split = {"test_days": size.risk_test_days, "valid_days": size.risk_valid_days, **(size.risk_split or {})}
+    rspec = TrainSpec.model_validate({
+        "task": "risk", "data": data_ref,
+        "model": {"mode": "frozen", "text": size.risk_text, "max_length": 64, "horizon_days": size.risk_horizon_days,
+                  "pos_weight": "auto", "max_train_lines": size.risk_max_train_lines, "split": split},
+        "optim": {"epochs": size.risk_epochs, "batch_size": 256, "lr": 2e-3, "early_stopping": {"patience": 2}},
+        "scaling": scaling, "run": {"name": "demo-risk", **run},
+    })
+    r_out = run_training(rspec, console=console)
+    rtask = get_task("risk")
+    console.print(rtask.format_report(r_out.results, title="risk: temporal holdout (test)"))
+    reg.promote("risk", r_out.version, "production")
+    from ecomine.train.risk_eval import MODEL_NAME as RISK_MODEL, write_reliability_plot
+
+    vs_baselines["risk"] = {m: _best(r_out.results, RISK_MODEL, m, "min" if m == "brier" else "max")
+                            for m in ("roc_auc", "pr_auc", "brier")}
+    reports["risk"] = report_json(r_out.results)
+    write_reliability_plot(r_out.results, out / "risk_calibration.png", title="risk: reliability on the test split")
+    stages.append(_Stage("train risk", time.perf_counter() - t, {"version": r_out.version, "vs_baselines": vs_baselines["risk"]}))
+
+    t = stage(6, "tuning campaign (Ray Tune, ASHA)")
     base = out / "tune" / "base.yaml"
     base.parent.mkdir(parents=True, exist_ok=True)
     base.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
@@ -218,25 +394,60 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     camp = run_campaign(campaign, console=console)
     stages.append(_Stage("tune", time.perf_counter() - t, {"trials": camp.trials, "versions": camp.versions, "best": camp.best}))
 
-    t = stage("5/6 registry")
-    versions = Registry(str(registry)).list("recommend")
-    for v in versions:
-        console.print(f"  {v.version}  stages={v.stages or '-'}  tags={v.tags}")
-    stages.append(_Stage("registry", time.perf_counter() - t, {"versions": [v.version for v in versions]}))
+    t = stage(7, "registry")
+    listed = {task: [v.version for v in reg.list(task)] for task in ("recommend", "demand", "risk")}
+    for task in listed:
+        for v in reg.list(task):
+            console.print(f"  {task:>9}  {v.version}  stages={v.stages or '-'}  tags={v.tags}")
+    stages.append(_Stage("registry", time.perf_counter() - t, {"versions": listed}))
 
-    t = stage("6/6 serve (Ray Serve) and call every route (client SDK)")
-    answers = _serve_and_call(out, registry, outcome.version, camp.versions, log, console)
+    t = stage(8, "serve (Ray Serve) and call every route (client SDK)")
+    purchases = events.filter(pl.col("event") == "purchase")
+    counts = purchases.group_by("user_id").len().filter(pl.col("len") >= 5).sort("user_id")
+    user = counts["user_id"][0]
+    mine = purchases.filter(pl.col("user_id") == user).sort("ts")
+    prices = dict(zip(*purchases.group_by("item_id").agg(pl.col("price").median()).to_dict(as_series=False).values()))
+    sample = {
+        "user": user, "history": mine["item_id"].to_list()[-10:], "titles": titles, "prices": prices,
+        "demand_items": plotted[:2], "risky_country": RISKY_COUNTRY,
+        "country": mine["country"][0] if "country" in mine.columns else None,
+    }
+    answers = _serve_and_call(out, registry, camp.versions, sample, console)
     stages.append(_Stage("serve", time.perf_counter() - t, answers))
 
+    plots = {"training_curve": out / "training_curve.png", "demand_forecast": out / "demand_forecast.png",
+             "risk_calibration": out / "risk_calibration.png", "campaign": camp.plot_png}
     summary = {
         "seconds": round(time.perf_counter() - t_all, 1),
         "size": asdict(size),
         "stages": [asdict(s) for s in stages],
-        "recommend_report": report_json(outcome.results),
-        "plots": {"training_curve": str(out / "training_curve.png"), "campaign": str(camp.plot_png)},
+        "vs_baselines": vs_baselines,
+        "reports": reports,
+        "plots": {k: str(v) for k, v in plots.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    console.rule("[bold green]done")
-    console.print(f"summary: {out / 'summary.json'}; plots: {out / 'training_curve.png'}, {camp.plot_png}; "
-                  f"{summary['seconds']:.0f}s in all")
+    _print_summary(console, vs_baselines, summary["seconds"], out, plots)
     return summary
+
+
+def _print_summary(console, vs: dict[str, Any], seconds: float, out: Path, plots: dict[str, Path]) -> None:
+    from rich.table import Table
+
+    table = Table(title="ecomine demo: each model beside its best baseline (test split)")
+    for col in ("task", "metric", "model", "best baseline", "baseline", "model / baseline"):
+        table.add_column(col, justify="left" if col in ("task", "metric", "best baseline") else "right")
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+
+    for task, rows in vs.items():
+        for key, r in rows.items():
+            if isinstance(r, dict):
+                label = r["metric"] + (f" ({key.replace('_', '-')})" if task == "recommend" else "")
+                table.add_row(task, label, fmt(r["model"]), str(r["best_baseline"]), fmt(r["baseline"]), fmt(r["ratio"]))
+            else:
+                table.add_row(task, key, fmt(r), "-", "-", "-")
+    console.print(table)
+    console.rule("[bold green]done")
+    console.print(f"summary: {out / 'summary.json'}; plots: " + ", ".join(str(p) for p in plots.values())
+                  + f"; {seconds:.0f}s in all")

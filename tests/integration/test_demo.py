@@ -17,18 +17,33 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     saved = json.loads((out / "summary.json").read_text())
     assert saved["seconds"] == summary["seconds"]
-    assert [s["name"] for s in saved["stages"]] == ["synthetic log", "clean", "train", "tune", "registry", "serve"]
+    assert [s["name"] for s in saved["stages"]] == [
+        "synthetic log", "clean", "train recommend", "train demand", "train risk", "tune", "registry", "serve",
+    ]
+    assert set(saved["plots"]) == {"training_curve", "demand_forecast", "risk_calibration", "campaign"}
     for png in saved["plots"].values():
         assert Path(png).stat().st_size > 5_000
-    report = saved["recommend_report"]
-    assert {"ecomine (transformer)", "most_popular", "item_knn"} <= set(report)
-    registry = next(s for s in saved["stages"] if s["name"] == "registry")
-    assert len(registry["info"]["versions"]) >= 2  # the trained model + the campaign's top trials
-    # every route answered through the client SDK
+    reports = saved["reports"]
+    assert {"ecomine (transformer)", "most_popular", "item_knn"} <= set(reports["recommend"])
+    assert len(reports["demand"]) >= 4 and len(reports["risk"]) >= 3  # the model beside its baselines
+    for task, rows in saved["vs_baselines"].items():
+        assert rows, task
+    registry = next(s for s in saved["stages"] if s["name"] == "registry")["info"]["versions"]
+    assert len(registry["recommend"]) >= 2  # the trained model + the campaign's top trials
+    assert len(registry["demand"]) == 1 and len(registry["risk"]) == 1
+    # every route answered through the client SDK, by the models the demo trained
     served = next(s for s in saved["stages"] if s["name"] == "serve")["info"]
-    assert served["health"] and served["models"]
+    assert served["health"]["status"] == "ok" and served["models"]
     assert len(served["recommend"]["items"]) == 5 and not served["recommend"]["fallback"]
     assert served["recommend_unknown_user"]["fallback"] is True
-    assert served["insights"]["items"]
-    for route in ("demand", "risk"):  # no demand/risk model in the demo yet: a clear 503
-        assert served[route]["status"] == 503 and route in served[route]["message"]
+    demand = served["demand"]
+    assert demand["versions"] == registry["demand"] and demand["horizon"] == 7
+    flags = {f["item_id"]: f["fallback"] for f in demand["forecasts"]}
+    assert flags.pop("NO-SUCH-ITEM") is True and not any(flags.values())  # the unknown item is flagged, known ones not
+    for f in demand["forecasts"]:
+        p10, p50, p90 = f["values"]
+        assert all(0 <= a <= b <= c for a, b, c in zip(p10, p50, p90))
+    risk = served["risk"]
+    assert risk["versions"] == registry["risk"] and len(risk["results"]) == 2
+    assert all(0.0 <= r["probability"] <= 1.0 for r in risk["results"])
+    assert served["insights"]["items"] and served["insights"]["unavailable"] == []
