@@ -13,6 +13,7 @@ Importing this module does not import Ray (``AppArgs`` validates without it);
 ``build`` does.
 """
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,9 @@ from ecomine.serve.config import AppArgs, ArmArgs, TaskArgs, arm_init_kwargs, co
 if TYPE_CHECKING:
     from ray.serve import Application
 
-__all__ = ["AppArgs", "BuildError", "resolve_uri", "check_versions", "build"]
+__all__ = ["AppArgs", "BuildError", "resolve_uri", "check_versions", "drop_missing_optional", "build"]
+
+logger = logging.getLogger("ecomine.serve")
 
 
 class BuildError(ValueError):
@@ -49,6 +52,29 @@ def _resolved(args: AppArgs) -> AppArgs:
     if rec_update:
         update["recommend"] = rec.model_copy(update=rec_update)
     return args.model_copy(update=update)
+
+
+def drop_missing_optional(args: AppArgs) -> tuple[AppArgs, dict[str, str]]:
+    """Leave out demand/risk sections with ``if_missing: skip`` whose versions the registry lacks.
+
+    Returns the args without them and ``{task: why}`` for each one left out.
+    """
+    from ecomine.registry import Registry, RegistryError
+    from ecomine.storage import StorageError
+
+    registry, update, why = None, {}, {}
+    for task in ("demand", "risk"):
+        task_args = getattr(args, task)
+        if task_args is None or task_args.if_missing != "skip":
+            continue
+        registry = registry or Registry(args.registry, s3=args.s3)
+        try:
+            for arm_args in task_args.arms().values():
+                for member in arm_args.refs():
+                    registry.get(task, member.version)
+        except (RegistryError, StorageError) as exc:
+            update[task], why[task] = None, str(exc)
+    return (args.model_copy(update=update) if update else args), why
 
 
 def check_versions(args: AppArgs) -> dict[str, list[str]]:
@@ -118,6 +144,9 @@ def build(args: AppArgs) -> "Application":
 
     parsed: AppArgs = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
     parsed = _resolved(parsed)
+    parsed, skipped = drop_missing_optional(parsed)
+    for task, why in skipped.items():
+        logger.warning("%s left out (if_missing: skip): %s", task, why)
     if parsed.check_versions:
         check_versions(parsed)
     ing = parsed.ingress

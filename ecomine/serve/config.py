@@ -213,11 +213,19 @@ class RecommendArgs(TaskArgs):
     )
 
 
-class DemandArgs(TaskArgs):
+class _OptionalTaskArgs(TaskArgs):
+    if_missing: Literal["error", "skip"] = Field(
+        "error",
+        description="skip: when the registry holds no such version, leave the task out (its route answers 503 "
+        "naming it) instead of failing the deploy; lets one config serve whatever has been trained",
+    )
+
+
+class DemandArgs(_OptionalTaskArgs):
     pass
 
 
-class RiskArgs(TaskArgs):
+class RiskArgs(_OptionalTaskArgs):
     threshold: float | None = Field(None, gt=0, lt=1, description="flag orders at or above this probability (default: the model's)")
 
 

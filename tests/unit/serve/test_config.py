@@ -117,7 +117,30 @@ def test_local_config_is_the_embedded_default(tmp_path: Path) -> None:
     args = AppArgs.model_validate(app.args)
     assert args.registry == "${ECOMINE_REGISTRY:-registry}" and args.recommend.champion.version == "latest"
     assert args.recommend.resources.num_cpus < 1 and args.ingress.num_cpus < 1
-    assert args.demand is None and args.risk is None
+    # demand and risk are served when the registry has them, left out (503) when it does not
+    assert args.demand.if_missing == "skip" and args.risk.if_missing == "skip"
+
+
+def test_if_missing_skip_leaves_out_only_what_the_registry_lacks(tmp_path: Path) -> None:
+    from ecomine.registry import Registry
+    from ecomine.serve.app import check_versions, drop_missing_optional
+
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "weights.json").write_text("{}")
+    reg = Registry(str(tmp_path / "registry"))
+    rec = reg.register("recommend", files, spec={}, data_fingerprint="x", metrics={})
+    risk = reg.register("risk", files, spec={}, data_fingerprint="x", metrics={})
+    args = AppArgs.model_validate({
+        **MINIMAL, "registry": str(tmp_path / "registry"),
+        "demand": {"champion": {"version": "latest"}, "if_missing": "skip"},
+        "risk": {"champion": {"version": "latest"}, "if_missing": "skip"},
+    })
+    kept, why = drop_missing_optional(args)
+    assert list(kept.tasks()) == ["recommend", "risk"] and set(why) == {"demand"} and "demand" in why["demand"]
+    assert check_versions(kept) == {"recommend.champion": [rec.version], "risk.champion": [risk.version]}
+    strict = AppArgs.model_validate({**args.model_dump(), "demand": {"champion": {"version": "latest"}}})
+    assert drop_missing_optional(strict)[1] == {}  # if_missing: error (the default) keeps it, and the build fails
 
 
 def test_kuberay_carries_the_production_config() -> None:
