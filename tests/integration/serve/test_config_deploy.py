@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from ecomine.serve_cli import read_serve_config, validate_serve_config
-from tests.integration.serve.conftest import REPO, serve_log_lines
+from tests.integration.serve.conftest import REPO, STANDIN, serve_log_lines
 
 pytestmark = pytest.mark.integration
 APP = "local"
@@ -31,6 +31,9 @@ def local_config(registry: Path, user_config: dict[str, Any] | None = None) -> d
     app.update(name=APP, route_prefix=f"/{APP}")
     app["args"]["registry"] = str(registry)
     app["args"]["recommend"]["resources"]["num_cpus"] = 0.1
+    # the test registry's demand/risk versions are stand-ins: their loaders, the config's `latest`
+    app["args"]["demand"]["loader"] = f"{STANDIN}:load_forecaster"
+    app["args"]["risk"]["loader"] = f"{STANDIN}:load_risk_model"
     if user_config is not None:
         app["deployments"] = [{"name": "recommend-champion", "user_config": user_config}]
     return raw
@@ -69,12 +72,13 @@ def _model(url: str) -> str | None:
 
 
 def test_local_config_comes_up_and_answers(local_url: str, serving_data) -> None:
-    assert httpx.get(local_url + "/healthz").json()["tasks"] == ["recommend"]
+    assert httpx.get(local_url + "/healthz").json()["tasks"] == ["recommend", "demand", "risk"]
     r = httpx.post(local_url + "/v1/recommend", json={"history": serving_data.items[:3], "k": 5})
     assert r.status_code == 200, r.text
     # `latest` is the newest registered recommend version
     assert r.json()["model"] == f"recommend/{serving_data.rec_other}" and len(r.json()["items"]) == 5
-    assert httpx.post(local_url + "/v1/demand", json={"item_ids": ["a"]}).status_code == 503
+    demand = httpx.post(local_url + "/v1/demand", json={"item_ids": serving_data.items[:2]})
+    assert demand.status_code == 200 and demand.json()["versions"] == [serving_data.dem_b]  # the newest
     assert httpx.get(local_url + "/docs").status_code == 200
 
 
