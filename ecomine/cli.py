@@ -196,12 +196,13 @@ def train(
 ) -> None:
     """Fine-tune through Ray Train, evaluate on the test split beside baselines, register."""
     from ecomine.specs import TrainSpec, load_spec
-    from ecomine.train.metrics import format_report, report_json
+    from ecomine.train.metrics import report_json
     from ecomine.train.runner import run_training
+    from ecomine.train.tasks import get_task
 
     train_spec = load_spec(spec, TrainSpec, overrides=_parse_overrides(set_ or []))
     outcome = run_training(train_spec, ray_address=address, console=console)
-    console.print(format_report(outcome.results, title=f"{outcome.run_name}: test split"))
+    console.print(get_task(train_spec.task).format_report(outcome.results, title=f"{outcome.run_name}: test split"))
     if report is not None:
         from ecomine import storage
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
@@ -39,7 +40,10 @@ __all__ = [
     "ScalingSpec",
     "RunSpec",
     "EvalSpec",
+    "DemandEvalSpec",
     "DemandModelSpec",
+    "RiskThresholdSpec",
+    "RiskSplitSpec",
     "RiskModelSpec",
     "ModelSpec",
     "TaskName",
@@ -456,16 +460,182 @@ class EvalSpec(StrictModel):
     max_users: int | None = Field(None, ge=1, description="evaluate a seeded sample of users")
 
 
+class DemandEvalSpec(StrictModel):
+    """Rolling-origin evaluation of the demand task (test = the last `test_periods`)."""
+
+    test_periods: int | None = Field(
+        None, ge=1, description="periods at the end held out for test origins (default: 8 weeks, i.e. 56 daily / 8 weekly)"
+    )
+    origin_every: int | None = Field(
+        None, ge=1, description="periods between test origins (default: 7 daily, 1 weekly)"
+    )
+    valid_origins: int = Field(2, ge=1, description="validation origins just before the test period")
+    train_stride: int = Field(1, ge=1, description="periods between the origins of training windows")
+    zero_window_keep: float = Field(
+        0.1, ge=0, le=1, description="share of all-zero training windows kept (sampled, seeded)"
+    )
+    lightgbm: bool = Field(True, description="fit the LightGBM lag-feature baselines (L1 p50, p10/p90 quantiles)")
+    lightgbm_rounds: int = Field(300, ge=10, description="boosting rounds of each LightGBM baseline")
+    lightgbm_max_rows: int = Field(300_000, ge=1000, description="training rows LightGBM sees (seeded subsample)")
+
+
 class DemandModelSpec(StrictModel):
-    """Demand forecaster settings (the demand task fills this in)."""
+    """Demand forecaster: PatchTST encoder + quantile head over a global item panel (task: demand)."""
 
     kind: Literal["demand"] = "demand"
+    preset: Literal["demand_small", "demand_base"] | None = Field(
+        None, description="named backbone sizes; explicit fields override"
+    )
+    freq: Literal["1d", "1w"] = Field("1d", description="period: UTC days or ISO weeks (Monday start)")
+    horizon: int = Field(14, ge=1, le=90, description="periods forecast from each origin (the served maximum)")
+    context_length: int = Field(56, ge=4, description="periods of history the encoder reads")
+    quantiles: list[float] = Field(
+        default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, description="trained quantile levels, sorted, include 0.5"
+    )
+    top_items: int | None = Field(500, ge=1, description="model the N items with most units in the training window (null: all)")
+    min_history: int = Field(
+        8, ge=0, description="periods with sales in the training window below which an item gets the fallback profile"
+    )
+    d_model: int = Field(32, ge=8, description="PatchTST width")
+    layers: int = Field(2, ge=1, description="PatchTST encoder layers")
+    heads: int = Field(2, ge=1, description="attention heads")
+    patch_length: int = Field(7, ge=1, description="periods per patch")
+    patch_stride: int = Field(7, ge=1, description="periods between patch starts")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    item_dim: int = Field(16, ge=1, description="item embedding width (id 0: unknown item)")
+    head_hidden: int = Field(64, ge=8, description="hidden width of the per-step quantile head")
+    item_dropout: float = Field(0.1, ge=0, lt=1, description="training share of windows whose item id is hidden (teaches id 0)")
+    eval: DemandEvalSpec = Field(default_factory=DemandEvalSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset"):
+            sizes = {
+                "demand_small": {"d_model": 32, "layers": 2, "heads": 2},
+                "demand_base": {"d_model": 64, "layers": 3, "heads": 4},
+            }.get(data["preset"])
+            if sizes is not None:
+                data = {**sizes, **data}
+        return data
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles_ok(cls, v: list[float]) -> list[float]:
+        bad = [q for q in v if not 0.0 < q < 1.0]
+        if bad:
+            raise ValueError(f"quantiles must lie in (0, 1), got {bad}")
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"quantiles must be sorted ascending and distinct, got {v}")
+        if 0.5 not in v:
+            raise ValueError(f"quantiles must include 0.5 (the point forecast), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _shapes(self) -> DemandModelSpec:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        if self.patch_length > self.context_length:
+            raise ValueError(f"patch_length ({self.patch_length}) exceeds context_length ({self.context_length})")
+        return self
+
+
+class RiskThresholdSpec(StrictModel):
+    """How the decision threshold is chosen on the validation split (exactly one rule)."""
+
+    target_precision: float | None = Field(
+        None, gt=0, lt=1, description="lowest threshold whose validation precision reaches this (most recall)"
+    )
+    cost_ratio: float | None = Field(
+        None, gt=0, description="false-negative cost / false-positive cost: the threshold of least validation cost"
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> RiskThresholdSpec:
+        if (self.target_precision is None) == (self.cost_ratio is None):
+            raise ValueError("threshold sets exactly one of target_precision or cost_ratio")
+        return self
+
+
+class RiskSplitSpec(StrictModel):
+    """Temporal holdout. Unset dates count back from the log's last event, so any span works:
+    test_end = end - horizon, test_start = test_end - test_days, train_end = test_start - horizon."""
+
+    train_end: date | None = Field(None, description="training (and validation) purchases are before this day")
+    label_cutoff: date | None = Field(
+        None, description="training/validation labels must have closed by this day (default: test_start)"
+    )
+    test_start: date | None = Field(None, description="first day of test purchases")
+    test_end: date | None = Field(None, description="test purchases are before this day")
+    test_days: int = Field(60, ge=1, description="length of the default test window")
+    valid_days: int = Field(30, ge=1, description="the last days before train_end are the validation split")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskSplitSpec:
+        if self.train_end and self.test_start and self.train_end > self.test_start:
+            raise ValueError(f"train_end {self.train_end} must not be after test_start {self.test_start}")
+        if self.test_start and self.test_end and self.test_start >= self.test_end:
+            raise ValueError(f"test_start {self.test_start} must be before test_end {self.test_end}")
+        return self
 
 
 class RiskModelSpec(StrictModel):
-    """Risk scorer settings (the risk task fills this in)."""
+    """Return / cancellation risk of an order line: text encoder + numeric features -> MLP -> logit."""
 
     kind: Literal["risk"] = "risk"
+    text_encoder: str = Field("default", description="default | local folder | s3:// prefix | hub id")
+    mode: Literal["frozen", "lora", "full"] = Field(
+        "frozen", description="frozen: pooled text vectors computed once, only the head trains; "
+        "lora: peft adapters on query/value + head; full: every weight trains"
+    )
+    lora: LoraSpec = Field(default_factory=lambda: LoraSpec(enabled=True), description="mode: lora only")
+    text: Literal["line", "item"] = Field(
+        "line", description="line: the whole order line with the customer's history as text; item: the item "
+        "title only (few unique texts: what makes the frozen encoder affordable on large logs)"
+    )
+    max_length: int = Field(64, ge=8, le=512, description="tokens per text")
+    hidden: list[int] = Field(default_factory=lambda: [128], description="head hidden layer sizes ([] = linear)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="head dropout")
+    numeric_features: bool = Field(
+        True, description="concat standardised signed-log1p RISK_FEATURES and missing indicators to the text vector"
+    )
+    pos_weight: float | Literal["auto"] = Field(
+        1.0, description="BCE weight of positives (auto: negatives/positives of the training split); "
+        "its log is subtracted from the logit so probabilities stay calibrated"
+    )
+    negative_sample: float = Field(
+        1.0, gt=0, le=1, description="share of training negatives kept; log(share) is added back to the logit"
+    )
+    max_train_lines: int | None = Field(
+        None, ge=10, description="cap on training lines after negative sampling (seeded; all positives kept first)"
+    )
+    calibration: Literal["temperature", "platt", "isotonic", "none"] = Field(
+        "temperature", description="fitted on the validation split after training"
+    )
+    threshold: RiskThresholdSpec = Field(
+        default_factory=lambda: RiskThresholdSpec(cost_ratio=10.0), description="decision threshold rule"
+    )
+    horizon_days: int = Field(60, ge=1, description="a line is positive if returned within this many days")
+    label: Literal["item_return", "linked_return"] = Field(
+        "item_return", description="item_return: the customer returns/cancels the same item within the horizon "
+        "(the issue's label); linked_return: only the return cleaning linked to this line's order"
+    )
+    split: RiskSplitSpec = Field(default_factory=RiskSplitSpec)
+    encode_batch_size: int = Field(128, ge=1, description="texts per encoder forward when precomputing vectors")
+
+    @field_validator("pos_weight")
+    @classmethod
+    def _pos_weight_positive(cls, v: float | str) -> float | str:
+        if not isinstance(v, str) and not v > 0:
+            raise ValueError(f"pos_weight must be > 0 or 'auto', got {v}")
+        return v
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden_positive(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError(f"hidden sizes must be >= 1, got {v}")
+        return v
 
 
 TaskName = Literal["recommend", "demand", "risk"]

@@ -1,0 +1,355 @@
+"""The demand forecaster: a PatchTST encoder with a quantile head, and its served form.
+
+Sits in `models` between the demand features (`ecomine.data.features`) and the
+training task (`ecomine.train.demand_task`). One global model over all items:
+`transformers.PatchTSTModel` (random init, no download) encodes an item's
+scaled unit history; a head adds the item embedding (id 0 = unknown), the
+calendar of every horizon step, the last known price relative to the context
+and two seasonal profile values read from the context, and emits monotone
+quantiles per step. `DemandForecaster` (from `load_forecaster(folder)`) is
+what serving calls: forecasts from the end of the training data, with a
+category/global profile, flagged, for items the model cannot forecast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "DemandConfig",
+    "DemandForecastModel",
+    "DemandForecaster",
+    "calendar_features",
+    "season_length",
+    "period_dates",
+    "pinball_loss",
+    "interpolate_quantiles",
+    "profile_forecast",
+    "save_forecaster",
+    "load_forecaster",
+    "N_CALENDAR",
+    "SCALE_FLOOR",
+]
+
+N_CALENDAR = 13  # columns of calendar_features
+SCALE_FLOOR = 1.0  # units added to the mean-abs scale: an all-zero context still scales sanely
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+SERIES = "series.safetensors"
+ITEMS = "items.json"
+PROFILES = "profiles.json"
+
+
+def season_length(freq: str) -> int:
+    """Seasonal period used by the seasonal-naive features and baselines: a week of days, or 1 week."""
+    return 7 if freq == "1d" else 1
+
+
+def period_dates(start: dt.date, n: int, freq: str) -> np.ndarray:
+    """`n` period start dates from `start` as datetime64[D]."""
+    step = 7 if freq == "1w" else 1
+    return np.datetime64(start, "D") + np.arange(n) * step
+
+
+def calendar_features(dates: np.ndarray, freq: str) -> np.ndarray:
+    """Calendar covariates of period starts [T, N_CALENDAR] (float32), the same for training and serving.
+
+    Day of week one-hot (7; constant Monday for weekly), UK bank holiday in the
+    period, weeks to the next Christmas / 52 and its inverse 1/(1+weeks) (sharp
+    near the peak), month as sin/cos. Computed from dates alone, so the served
+    model can build them for periods after its data.
+    """
+    from ecomine.data.features import uk_bank_holidays
+
+    d = np.asarray(dates, dtype="datetime64[D]")
+    if d.size == 0:
+        return np.zeros((0, N_CALENDAR), np.float32)
+    years = d.astype("datetime64[Y]").astype(int) + 1970
+    hol = np.array(uk_bank_holidays(int(years.min()) - 1, int(years.max()) + 1), dtype="datetime64[D]")
+    span = 7 if freq == "1w" else 1
+    is_hol = np.zeros(d.shape, bool)
+    for k in range(span):
+        is_hol |= np.isin(d + k, hol)
+    dow = (d.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+    xmas = np.array([np.datetime64(f"{y}-12-25") for y in years], dtype="datetime64[D]")
+    to_xmas = (xmas - d).astype(np.int64)
+    next_xmas = np.array([np.datetime64(f"{y + 1}-12-25") for y in years], dtype="datetime64[D]")
+    to_xmas = np.where(to_xmas < 0, (next_xmas - d).astype(np.int64), to_xmas)
+    weeks = to_xmas / 7.0
+    month = d.astype("datetime64[M]").astype(int) % 12
+    out = np.zeros((d.size, N_CALENDAR), np.float32)
+    out[np.arange(d.size), dow] = 1.0
+    out[:, 7] = is_hol
+    out[:, 8] = weeks / 52.0
+    out[:, 9] = 1.0 / (1.0 + weeks)
+    out[:, 10] = np.sin(2 * np.pi * month / 12)
+    out[:, 11] = np.cos(2 * np.pi * month / 12)
+    out[:, 12] = (dow >= 5) & (freq == "1d")
+    return out
+
+
+def pinball_loss(pred, target, quantiles):
+    """Mean pinball (quantile) loss. pred [..., Q], target [...], quantiles [Q]; torch or numpy."""
+    diff = target[..., None] - pred
+    if isinstance(diff, np.ndarray):
+        q = np.asarray(quantiles, dtype=diff.dtype)
+        return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
+    q = torch.as_tensor(quantiles, dtype=diff.dtype, device=diff.device)
+    return torch.maximum(q * diff, (q - 1) * diff).mean()
+
+
+@dataclass
+class DemandConfig:
+    """Everything needed to rebuild the model (stored as config.json beside the weights)."""
+
+    n_items: int
+    horizon: int
+    context_length: int
+    quantiles: list[float]
+    freq: str = "1d"
+    d_model: int = 32
+    layers: int = 2
+    heads: int = 2
+    patch_length: int = 7
+    patch_stride: int = 7
+    dropout: float = 0.1
+    item_dim: int = 16
+    head_hidden: int = 64
+    item_dropout: float = 0.1
+
+
+class DemandForecastModel(nn.Module):
+    """PatchTST over log1p(units / scale) + per-step quantile head; forward(**batch) -> loss."""
+
+    def __init__(self, config: DemandConfig) -> None:
+        super().__init__()
+        from transformers import PatchTSTConfig, PatchTSTModel
+
+        self.config = config
+        c = config
+        self.encoder = PatchTSTModel(PatchTSTConfig(
+            num_input_channels=1, context_length=c.context_length, patch_length=c.patch_length,
+            patch_stride=c.patch_stride, d_model=c.d_model, num_hidden_layers=c.layers,
+            num_attention_heads=c.heads, ffn_dim=2 * c.d_model, dropout=c.dropout,
+            scaling=None,  # we scale per series ourselves (the head needs the scale back)
+            do_mask_input=False, norm_type="layernorm", pooling_type=None,
+        ))
+        n_patches = (max(c.context_length, c.patch_length) - c.patch_length) // c.patch_stride + 1
+        self.pool = nn.Linear(n_patches * c.d_model, c.head_hidden)
+        self.items = nn.Embedding(c.n_items + 1, c.item_dim)  # 0: unknown item
+        self.steps = nn.Embedding(c.horizon, c.item_dim)
+        n_in = c.head_hidden + 2 * c.item_dim + N_CALENDAR + 1 + 3
+        self.head = nn.Sequential(
+            nn.Linear(n_in, c.head_hidden), nn.GELU(), nn.Dropout(c.dropout),
+            nn.Linear(c.head_hidden, c.head_hidden), nn.GELU(),
+            nn.Linear(c.head_hidden, len(c.quantiles)),
+        )
+        self.register_buffer("quantile_levels", torch.tensor(c.quantiles, dtype=torch.float32))
+
+    def _profile(self, x: torch.Tensor) -> torch.Tensor:
+        """Per horizon step: the scaled value one season back, the context mean at that season slot, the last season mean."""
+        c, m = self.config, season_length(self.config.freq)
+        steps = torch.arange(c.horizon, device=x.device)
+        last = x[:, c.context_length - m + (steps % m)]  # [B, H]
+        slots = (torch.arange(c.context_length, device=x.device) - c.context_length) % m
+        onehot = (slots[None, :] == (steps % m)[:, None]).float()  # [H, ctx]
+        mean = x @ (onehot / onehot.sum(1, keepdim=True)).T  # [B, H]
+        return torch.stack([last, mean, x[:, -m:].mean(1, keepdim=True).expand_as(last)], dim=-1)
+
+    def quantiles_scaled(self, past, item, future_cov, price_rel):
+        """Quantiles of units / scale: [B, H, Q], non-negative and non-decreasing in Q; plus scale [B]."""
+        c = self.config
+        scale = past.abs().mean(1) + SCALE_FLOOR
+        x = past / scale[:, None]
+        z = torch.log1p(x)
+        enc = self.encoder(past_values=z[:, :, None]).last_hidden_state  # [B, 1, P, d]
+        h = torch.nn.functional.gelu(self.pool(enc.flatten(1)))  # [B, hidden]
+        if self.training and c.item_dropout > 0:
+            item = torch.where(torch.rand(item.shape, device=item.device) < c.item_dropout, 0, item)
+        B, H = past.shape[0], c.horizon
+        prof = torch.log1p(self._profile(x))
+        feats = torch.cat([
+            h[:, None, :].expand(B, H, -1),
+            self.items(item)[:, None, :].expand(B, H, -1),
+            self.steps.weight[None].expand(B, H, -1),
+            future_cov, price_rel[:, None, None].expand(B, H, 1), prof,
+        ], dim=-1)
+        raw = self.head(feats)  # [B, H, Q]
+        # lowest quantile ReLU (exact zeros for intermittent items), the rest cumulative softplus: never cross
+        first = torch.relu(raw[..., :1])
+        rest = torch.nn.functional.softplus(raw[..., 1:])
+        return torch.cumsum(torch.cat([first, rest], dim=-1), dim=-1), scale
+
+    def forward(self, past, item, future_cov, price_rel, target=None):
+        q, scale = self.quantiles_scaled(past, item, future_cov, price_rel)
+        if target is None:
+            return q * scale[:, None, None]
+        return pinball_loss(q, target / scale[:, None], self.quantile_levels)
+
+    @torch.no_grad()
+    def predict(self, past: np.ndarray, item: np.ndarray, future_cov: np.ndarray, price_rel: np.ndarray,
+                batch_size: int = 1024, device: Any = "cpu") -> np.ndarray:
+        """Units quantiles [N, H, Q] (numpy) for numpy inputs, in batches."""
+        was = self.training
+        self.eval()
+        out = []
+        for s in range(0, len(past), batch_size):
+            sl = slice(s, s + batch_size)
+            out.append(self(
+                torch.as_tensor(past[sl], dtype=torch.float32, device=device),
+                torch.as_tensor(item[sl], dtype=torch.long, device=device),
+                torch.as_tensor(future_cov[sl], dtype=torch.float32, device=device),
+                torch.as_tensor(price_rel[sl], dtype=torch.float32, device=device),
+            ).float().cpu().numpy())
+        self.train(was)
+        return np.concatenate(out) if out else np.zeros((0, self.config.horizon, len(self.config.quantiles)), np.float32)
+
+
+def interpolate_quantiles(values: np.ndarray, trained: list[float], requested: list[float]) -> np.ndarray:
+    """[..., len(trained)] -> [..., len(requested)] by linear interpolation between trained levels.
+
+    Levels outside the trained range are clamped to the nearest trained level
+    (a p5 request gets the p10): extrapolating the tails of an intermittent
+    count distribution from two points would be a guess, the clamp says so.
+    """
+    trained_a = np.asarray(trained, dtype=np.float64)
+    req = np.clip(np.asarray(requested, dtype=np.float64), trained_a[0], trained_a[-1])
+    if len(trained_a) == 1:
+        return np.repeat(values[..., :1], len(req), axis=-1)
+    hi = np.clip(np.searchsorted(trained_a, req, side="left"), 1, len(trained_a) - 1)
+    lo = hi - 1
+    w = (req - trained_a[lo]) / (trained_a[hi] - trained_a[lo])
+    return values[..., lo] * (1 - w) + values[..., hi] * w
+
+
+def profile_forecast(profile: np.ndarray, start_slot: int, horizon: int, freq: str) -> np.ndarray:
+    """A fallback profile [season slots, Q] laid over `horizon` steps from slot `start_slot`: [H, Q]."""
+    m = season_length(freq)
+    return profile[(start_slot + np.arange(horizon)) % m]
+
+
+@dataclass
+class DemandForecaster:
+    """The served demand model: `forecast(item_ids, horizon, quantiles)` -> [n_items, n_quantiles, horizon].
+
+    Model items are forecast by the network from the stored tail of their series
+    (the origin is the period after the training data); every other item gets
+    its category's profile (or the global one), and `known_items` says False.
+    """
+
+    model: Any
+    config: DemandConfig
+    items: list[str]  # panel items; index + 1 is the embedding id
+    tail_units: np.ndarray  # [n_items, context_length]
+    price_rel: np.ndarray  # [n_items]
+    origin: dt.date  # first forecast period
+    profiles: dict[str, np.ndarray]  # category or "__global__" -> [season slots, Q]
+    item_category: dict[str, str | None] = field(default_factory=dict)  # item -> category, where known
+    fallback_items: list[str] = field(default_factory=list)  # panel items with too little history: profile
+
+    @property
+    def freq(self) -> str:
+        return self.config.freq
+
+    @property
+    def max_horizon(self) -> int:
+        return self.config.horizon
+
+    @property
+    def quantiles(self) -> list[float]:
+        return list(self.config.quantiles)
+
+    def known_items(self, item_ids: list[str]) -> list[bool]:
+        index = self._index
+        return [i in index for i in item_ids]
+
+    @property
+    def _index(self) -> dict[str, int]:
+        if not hasattr(self, "_index_cache"):
+            skip = set(self.fallback_items)
+            self._index_cache = {item: k for k, item in enumerate(self.items) if item not in skip}
+        return self._index_cache
+
+    def forecast(self, item_ids: list[str], horizon: int, quantiles: list[float] | None = None) -> np.ndarray:
+        """Quantile forecasts [n_items, n_quantiles, horizon]: finite, >= 0, non-decreasing in quantile."""
+        quantiles = list(self.config.quantiles if quantiles is None else quantiles)
+        if not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        if horizon > self.max_horizon:
+            raise ValueError(f"horizon {horizon} exceeds this model's trained maximum of {self.max_horizon} periods ({self.freq})")
+        bad = [q for q in quantiles if not (isinstance(q, (int, float)) and 0.0 < q < 1.0)]
+        if bad:
+            raise ValueError(f"quantiles must lie in (0, 1), got {bad}")
+        ids = [str(i) for i in item_ids]
+        index = self._index
+        out = np.zeros((len(ids), self.config.horizon, len(self.config.quantiles)), np.float64)
+        rows = [k for k, i in enumerate(ids) if i in index]
+        if rows:
+            k = np.array([index[ids[r]] for r in rows])
+            cov = calendar_features(period_dates(self.origin, self.config.horizon, self.freq), self.freq)
+            pred = self.model.predict(
+                self.tail_units[k], k + 1, np.repeat(cov[None], len(k), 0), self.price_rel[k],
+            )
+            out[rows] = pred
+        slot = int(_slot(np.datetime64(self.origin, "D"), self.freq))
+        for r, i in enumerate(ids):
+            if i not in index:
+                cat = self.item_category.get(i)
+                prof = self.profiles.get(cat) if cat is not None else None
+                prof = self.profiles["__global__"] if prof is None else prof
+                out[r] = profile_forecast(prof, slot, self.config.horizon, self.freq)
+        out = np.maximum(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+        out = interpolate_quantiles(out, self.config.quantiles, sorted(quantiles))
+        if list(quantiles) != sorted(quantiles):  # answer in the caller's order
+            order = np.argsort(np.argsort(quantiles))
+            out = out[..., order]
+        return np.ascontiguousarray(out[:, :horizon, :].transpose(0, 2, 1))
+
+
+def _slot(date: np.datetime64, freq: str) -> int:
+    """Season slot of a period start: day of week (0 = Monday) daily, 0 weekly."""
+    return int((date.astype(np.int64) + 3) % 7) if freq == "1d" else 0
+
+
+def save_forecaster(folder: Path, model, config: DemandConfig, *, items: list[str], tail_units: np.ndarray,
+                    price_rel: np.ndarray, origin: dt.date, profiles: dict[str, np.ndarray],
+                    item_category: dict[str, str | None], fallback_items: list[str], extra: dict[str, Any] | None = None) -> None:
+    """Write model.safetensors, series.safetensors, config.json, items.json, profiles.json (no pickle)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
+    save_file({"tail_units": torch.as_tensor(np.ascontiguousarray(tail_units, np.float32)),
+               "price_rel": torch.as_tensor(np.ascontiguousarray(price_rel, np.float32))}, str(folder / SERIES))
+    (folder / CONFIG).write_text(json.dumps(
+        {"model": asdict(config), "origin": origin.isoformat(), **(extra or {})}, indent=2))
+    (folder / ITEMS).write_text(json.dumps({"items": list(items), "fallback_items": list(fallback_items), "item_category": item_category}))
+    (folder / PROFILES).write_text(json.dumps({k: np.asarray(v).tolist() for k, v in profiles.items()}))
+
+
+def load_forecaster(folder: str | Path) -> DemandForecaster:
+    """A verified version folder -> `DemandForecaster` (the serve loader for task demand)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = json.loads((folder / CONFIG).read_text())
+    config = DemandConfig(**meta["model"])
+    model = DemandForecastModel(config)
+    model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    model.eval()
+    series = load_file(str(folder / SERIES))
+    items = json.loads((folder / ITEMS).read_text())
+    profiles = {k: np.asarray(v, np.float64) for k, v in json.loads((folder / PROFILES).read_text()).items()}
+    return DemandForecaster(
+        model=model, config=config, items=items["items"], tail_units=series["tail_units"].numpy(),
+        price_rel=series["price_rel"].numpy(), origin=dt.date.fromisoformat(meta["origin"]),
+        profiles=profiles, item_category=items.get("item_category", {}), fallback_items=items.get("fallback_items", []),
+    )
