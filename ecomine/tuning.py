@@ -23,7 +23,7 @@ import yaml
 
 from ecomine.specs import SpecError, TrainSpec, TuneSpec, format_validation_error, load_spec
 
-__all__ = ["Campaign", "CampaignOutcome", "load_campaign", "run_campaign", "apply_overrides"]
+__all__ = ["Campaign", "CampaignOutcome", "load_campaign", "run_campaign", "apply_overrides", "free_run_placement_groups"]
 
 
 @dataclass
@@ -138,11 +138,38 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], storage: str, cam
     run_training(spec, data=data, callbacks=[TuneReportCallback()], evaluate=False)
 
 
+def free_run_placement_groups(run_dir: Path) -> list[str]:
+    """Remove the placement groups a (stopped) training run recorded in its progress file.
+
+    Ray Train's own cleaner finds a dead run through the state API; where that is
+    unreachable (dashboard off, or several Ray instances on one host) a trial that
+    ASHA stopped kept its workers' CPUs and every later trial waited forever.
+    Returns the ids removed (a group already gone is skipped).
+    """
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    progress = Path(run_dir) / "progress.jsonl"
+    if not progress.exists():
+        return []
+    removed = []
+    for line in progress.read_text().splitlines():
+        pg_hex = json.loads(line).get("placement_group") if line.strip() else None
+        if not pg_hex:
+            continue
+        pg = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_hex)))
+        if ray.util.placement_group_table(pg).get("state") in (None, "REMOVED"):
+            continue
+        remove_placement_group(pg)
+        removed.append(pg_hex)
+    return removed
+
+
 class _LiveTable:
     """Keeps a rich table of trials, state and metric on screen (fed by a Tune callback)."""
 
     def __init__(self, console, metric_key: str, mode: str) -> None:
-        from ecomine._tune_live import TABLES, LiveTableCallback
+        from ecomine._tune_callbacks import TABLES, LiveTableCallback
 
         self.console, self.key, self.mode = console, metric_key, mode
         self.live = None
@@ -158,7 +185,7 @@ class _LiveTable:
 
     def __exit__(self, *exc):
         self.live.__exit__(*exc)
-        from ecomine._tune_live import TABLES
+        from ecomine._tune_callbacks import TABLES
 
         TABLES.pop(id(self), None)
 
@@ -230,7 +257,9 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
         search_alg = OptunaSearch(seed=spec.seed)
     exp_dir = folder / "tune"
     live = _LiveTable(console, key, mode) if console is not None else None
-    callbacks = [live.callback] if live else []
+    from ecomine._tune_callbacks import FreeStoppedTrialsCallback
+
+    callbacks = [FreeStoppedTrialsCallback(str(folder / "trials"), spec.name)] + ([live.callback] if live else [])
     if resume:
         if not tune.Tuner.can_restore(str(exp_dir)):
             raise SpecError(f"{campaign.source}: nothing to resume at {exp_dir}")

@@ -128,6 +128,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     init = ray.get(init) if isinstance(init, ray.ObjectRef) else init
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    pg = ray.util.get_current_placement_group()
+    if rank == 0 and pg is not None:
+        # who holds this run's CPUs: a campaign frees them when Tune stops the trial (tuning._FreeStoppedTrials)
+        _progress(config.get("progress_file"), {"placement_group": pg.id.hex()})
     opt = spec.optim
     torch.manual_seed(opt.seed)
     torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))

@@ -96,3 +96,22 @@ def test_interrupted_campaign_resumes_without_rerunning_finished_trials(ray_sess
         assert after[run] == epochs, f"finished trial {run} trained again"
     results = pl.read_parquet(tmp_path / "tune_runs" / "resume-campaign" / "results.parquet")
     assert results["trial_id"].n_unique() == 4  # the rest ran (or were stopped by ASHA) after the resume
+
+
+def test_a_stopped_runs_placement_group_is_freed(ray_session, tmp_path: Path) -> None:
+    import json
+
+    import ray
+    from ray.util.placement_group import placement_group, placement_group_table
+
+    from ecomine.tuning import free_run_placement_groups
+
+    pg = placement_group([{"CPU": 0.01}])
+    ray.get(pg.ready(), timeout=60)
+    run = tmp_path / "campaign-trial1"
+    run.mkdir()
+    (run / "progress.jsonl").write_text(json.dumps({"placement_group": pg.id.hex()}) + "\n" + json.dumps({"epoch": 1}) + "\n")
+    assert free_run_placement_groups(run) == [pg.id.hex()]
+    assert placement_group_table(pg)["state"] == "REMOVED"
+    assert free_run_placement_groups(run) == []  # already gone: nothing to do
+    assert free_run_placement_groups(tmp_path / "no-such-run") == []
