@@ -43,7 +43,7 @@ class DemoSize:
     risk_horizon_days: int = 30
     risk_test_days: int = 45
     risk_valid_days: int = 30
-    risk_text: str = "line"  # line | item (item titles only: few unique texts, the affordable choice on big logs)
+    risk_text: str = "item"  # item (titles: few unique texts, encoded once) | line (whole line + history: one text per line)
     risk_max_train_lines: int | None = None
     risk_split: dict[str, str] | None = None  # explicit dates (Online Retail: the issue's temporal holdout)
 
@@ -60,7 +60,7 @@ class DemoSize:
         """The shared Online Retail files: fewer epochs, titles-only risk text, the issue's split."""
         return cls(
             data="online-retail", epochs=2, tune_samples=2, tune_epochs=1, demand_epochs=3, risk_epochs=3,
-            risk_horizon_days=60, risk_text="item", risk_max_train_lines=60_000,
+            risk_horizon_days=60, risk_max_train_lines=60_000,
             risk_split={"train_end": "2011-06-02", "label_cutoff": "2011-08-01",
                         "test_start": "2011-08-01", "test_end": "2011-10-10"},
         )

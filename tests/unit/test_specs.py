@@ -88,3 +88,17 @@ def test_json_schema_for_every_kind() -> None:
     for name, model in spec_models().items():
         schema = model.model_json_schema(by_alias=True)
         assert schema["type"] == "object", name
+
+
+def test_every_shipped_train_config_loads_and_round_trips() -> None:
+    import yaml
+
+    from ecomine.specs import TrainSpec, dump_spec, load_spec
+
+    found = {p.stem: p for p in (REPO / "train_configs").glob("*.yaml")}
+    assert {"recommend", "demand", "risk"} <= set(found)
+    for name in ("recommend", "demand", "risk"):
+        spec = load_spec(found[name], TrainSpec)
+        assert spec.task == name and spec.model.kind == name
+        again = TrainSpec.model_validate(yaml.safe_load(dump_spec(spec)))
+        assert again == spec
