@@ -438,7 +438,9 @@ def _print_summary(console, vs: dict[str, Any], seconds: float, out: Path, plots
         table.add_column(col, justify="left" if col in ("task", "metric", "best baseline") else "right")
 
     def fmt(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+        import math
+
+        return f"{v:.4f}" if isinstance(v, (int, float)) and math.isfinite(v) else "-"
 
     for task, rows in vs.items():
         for key, r in rows.items():
