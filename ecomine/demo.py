@@ -228,6 +228,17 @@ def _serve_and_call(out: Path, registry: Path, ensemble: list[str], sample: dict
     return answers
 
 
+def _train_and_promote(spec, reg, console, title: str):
+    """One task through Ray Train; its report beside the baselines; the version promoted to production."""
+    from ecomine.train.runner import run_training
+    from ecomine.train.tasks import get_task
+
+    outcome = run_training(spec, console=console)
+    console.print(get_task(spec.task).format_report(outcome.results, title=title))
+    reg.promote(spec.task, outcome.version, "production")
+    return outcome
+
+
 def _best(results: dict[str, Any], model: str, metric: str, mode: str) -> dict[str, Any]:
     """The model's `metric` beside the best baseline's (for the summary)."""
     import math
@@ -254,8 +265,6 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     from ecomine.specs import TrainSpec
     from ecomine.train.evaluate import MODEL_NAME, best_baseline
     from ecomine.train.metrics import report_json
-    from ecomine.train.runner import run_training
-    from ecomine.train.tasks import get_task
     from ecomine.tuning import run_campaign
 
     size = size or DemoSize()
@@ -319,9 +328,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         "optim": {"epochs": size.epochs, "batch_size": 64 if synthetic else 128, "lr": 3e-3, "early_stopping": {"patience": 2}},
         "scaling": scaling, "run": {"name": "demo-recommend", **run}, "eval": {"ks": [5, 10, 20]},
     })
-    outcome = run_training(spec, console=console)
-    console.print(get_task("recommend").format_report(outcome.results, title="recommend: test split (full catalogue)"))
-    reg.promote("recommend", outcome.version, "production")
+    outcome = _train_and_promote(spec, reg, console, "recommend: test split (full catalogue)")
     ratios = {}
     for protocol in ("all_items", "new_items"):
         name, value = best_baseline(outcome.results, protocol)
@@ -342,10 +349,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         "optim": {"epochs": size.demand_epochs, "batch_size": 128, "lr": 3e-3, "early_stopping": {"patience": 2}},
         "scaling": scaling, "run": {"name": "demo-demand", **run},
     })
-    d_out = run_training(dspec, console=console)
-    dtask = get_task("demand")
-    console.print(dtask.format_report(d_out.results, title="demand: rolling origins (test)"))
-    reg.promote("demand", d_out.version, "production")
+    d_out = _train_and_promote(dspec, reg, console, "demand: rolling origins (test)")
     from ecomine.train.demand_eval import MODEL_NAME as DEMAND_MODEL
 
     vs_baselines["demand"] = {m: _best(d_out.results, DEMAND_MODEL, m, "min") for m in ("wape", "pinball")}
@@ -367,10 +371,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         "optim": {"epochs": size.risk_epochs, "batch_size": 256, "lr": 2e-3, "early_stopping": {"patience": 2}},
         "scaling": scaling, "run": {"name": "demo-risk", **run},
     })
-    r_out = run_training(rspec, console=console)
-    rtask = get_task("risk")
-    console.print(rtask.format_report(r_out.results, title="risk: temporal holdout (test)"))
-    reg.promote("risk", r_out.version, "production")
+    r_out = _train_and_promote(rspec, reg, console, "risk: temporal holdout (test)")
     from ecomine.train.risk_eval import MODEL_NAME as RISK_MODEL, write_reliability_plot
 
     vs_baselines["risk"] = {m: _best(r_out.results, RISK_MODEL, m, "min" if m == "brier" else "max")
