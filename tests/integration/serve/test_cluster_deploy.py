@@ -104,6 +104,9 @@ def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_
     app["args"]["registry"] = str(serving_data.registry)
     app["args"]["recommend"]["champion"] = {"version": "production"}
     app["args"]["recommend"]["resources"]["num_cpus"] = 0.25
+    # this test is about up / status / down; the registry's demand and risk versions are
+    # stand-ins that only the test loaders read (test_config_deploy serves them)
+    del app["args"]["demand"], app["args"]["risk"]
     config = tmp_path / "cluster.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     runner = CliRunner()
