@@ -45,7 +45,9 @@ _mount_serve()
 RegistryOpt = Annotated[str, typer.Option("--registry", help="registry root: folder or s3:// URI", envvar="ECOMINE_REGISTRY")]
 TaskOpt = Annotated[str, typer.Option("--task", help="recommend | demand | risk")]
 
-console = Console()
+# Reports are wide tables: when output goes to a file or CI log (no terminal to measure),
+# rich would cut them at 80 columns and drop the figures.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
