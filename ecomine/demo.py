@@ -36,8 +36,12 @@ class DemoSize:
     seed: int = 0
     data: str = "synthetic"  # synthetic | online-retail (the shared files, through the packaged DataSpec)
     demand_epochs: int = 6
-    demand_horizon: int = 14
-    demand_context: int = 56
+    # weekly: 200 items over 800 customers sell a few units a day, so a daily median is 0
+    # almost everywhere; weekly sums are what an inventory planner of such a catalogue orders on
+    demand_freq: str = "1w"
+    demand_horizon: int = 4
+    demand_context: int = 16
+    demand_patch: int = 4
     demand_test_periods: int | None = None  # default: the task's (8 weeks)
     risk_epochs: int = 4
     risk_horizon_days: int = 30
@@ -51,7 +55,8 @@ class DemoSize:
     def tiny(cls) -> DemoSize:
         return cls(
             users=150, items=50, days=90, epochs=2, tune_samples=2, tune_epochs=1,
-            demand_epochs=2, demand_horizon=7, demand_context=21, demand_test_periods=14,
+            demand_epochs=2, demand_freq="1d", demand_horizon=7, demand_context=21, demand_patch=7,
+            demand_test_periods=14,
             risk_epochs=2, risk_horizon_days=10, risk_test_days=20, risk_valid_days=15,
         )
 
@@ -60,6 +65,7 @@ class DemoSize:
         """The shared Online Retail files: fewer epochs, titles-only risk text, the issue's split."""
         return cls(
             data="online-retail", epochs=2, tune_samples=2, tune_epochs=1, demand_epochs=3, risk_epochs=3,
+            demand_freq="1d", demand_horizon=14, demand_context=56, demand_patch=7,
             risk_horizon_days=60, risk_max_train_lines=60_000,
             risk_split={"train_end": "2011-06-02", "label_cutoff": "2011-08-01",
                         "test_start": "2011-08-01", "test_end": "2011-10-10"},
@@ -200,9 +206,9 @@ def _serve_and_call(out: Path, registry: Path, ensemble: list[str], sample: dict
             answers["recommend_unknown_user"] = {"fallback": cold.fallback, "items": [i.item_id for i in cold.items]}
 
             items = [*sample["demand_items"], "NO-SUCH-ITEM"]
-            dem = c.demand(item_ids=items, horizon=7, quantiles=[0.1, 0.5, 0.9])
+            dem = c.demand(item_ids=items, horizon=sample["demand_horizon"], quantiles=[0.1, 0.5, 0.9])
             answers["demand"] = dem.model_dump(mode="json")
-            console.print(f"[bold]demand[/] next 7 periods ({dem.freq}), p10 / p50 / p90 units in all:")
+            console.print(f"[bold]demand[/] next {dem.horizon} periods ({dem.freq}), p10 / p50 / p90 units in all:")
             for f in dem.forecasts:
                 p10, p50, p90 = (sum(row) for row in f.values)
                 flag = "  [yellow]fallback profile[/]" if f.fallback else ""
@@ -344,8 +350,9 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     demand_eval = {"valid_origins": 1} | ({"test_periods": size.demand_test_periods} if size.demand_test_periods else {})
     dspec = TrainSpec.model_validate({
         "task": "demand", "data": data_ref,
-        "model": {"preset": "demand_small", "freq": "1d", "horizon": size.demand_horizon,
-                  "context_length": size.demand_context, "eval": demand_eval},
+        "model": {"preset": "demand_small", "freq": size.demand_freq, "horizon": size.demand_horizon,
+                  "context_length": size.demand_context, "patch_length": size.demand_patch,
+                  "patch_stride": size.demand_patch, "eval": demand_eval},
         "optim": {"epochs": size.demand_epochs, "batch_size": 128, "lr": 3e-3, "early_stopping": {"patience": 2}},
         "scaling": scaling, "run": {"name": "demo-demand", **run},
     })
@@ -410,7 +417,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     prices = dict(zip(*purchases.group_by("item_id").agg(pl.col("price").median()).to_dict(as_series=False).values()))
     sample = {
         "user": user, "history": mine["item_id"].to_list()[-10:], "titles": titles, "prices": prices,
-        "demand_items": plotted[:2], "risky_country": RISKY_COUNTRY,
+        "demand_items": plotted[:2], "demand_horizon": size.demand_horizon, "risky_country": RISKY_COUNTRY,
         "country": mine["country"][0] if "country" in mine.columns else None,
     }
     answers = _serve_and_call(out, registry, camp.versions, sample, console)
