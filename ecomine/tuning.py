@@ -353,6 +353,7 @@ def _plot(frame, key: str, mode: str, out: Path, *, title: str) -> None:
     import polars as pl
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.set_prop_cycle(color=plt.cm.tab20.colors)  # the default cycle repeats after ten trials
     for (trial,), g in frame.filter(pl.col(key).is_not_null()).group_by(["trial_id"], maintain_order=True):
         g = g.sort("epoch")
         a.plot(g["epoch"], g[key], marker="o", ms=3, label=str(trial))
