@@ -79,10 +79,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _frozen(model: torch.nn.Module) -> set[str]:
+    """Parameters training never changes (a frozen encoder, LoRA's base weights): `build_model` recreates them."""
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
 def save_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer, loop_state: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Frozen weights are left out: a frozen MiniLM made every risk checkpoint ~90 MB of unchanged tensors.
+    frozen = _frozen(model)
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in frozen}
     save_file(sd, str(path / WEIGHTS))
     if optimizer is not None:
         tensors, meta = _flatten_optimizer(optimizer.state_dict())
@@ -94,7 +101,10 @@ def save_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer, loop_stat
 def load_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer=None) -> dict[str, Any]:
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(path / WEIGHTS)))
+    missing, unexpected = model.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
+    if unexpected or set(missing) - _frozen(model):
+        raise RuntimeError(f"checkpoint {path} does not fit the model: missing {sorted(set(missing) - _frozen(model))}, "
+                           f"unexpected {sorted(unexpected)}")
     state = json.loads((path / STATE).read_text())
     if optimizer is not None and (path / OPTIMIZER).exists():
         optimizer.load_state_dict(_unflatten_optimizer(load_file(str(path / OPTIMIZER)), state["optimizer"]))
