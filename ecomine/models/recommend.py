@@ -151,41 +151,52 @@ class SequentialRecommender(nn.Module):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return self.backbone(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
 
-    def _repeat_terms(self, ids: torch.Tensor, last_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(index, weight) pairs [B, T', T]: query position t adds `weight` to item ids[s].
+    def _repeat_terms(self, ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index, weight) [N, T] of the repeat channel for N (sequence, query position) pairs.
 
-        The weight is scale * decay^(t-s) for every earlier (or same) position s:
-        a recency-decayed count of each item already in the sequence.
+        `ids` [N, T] holds each pair's own sequence and `positions` [N] its query
+        position t: the pair adds scale * decay^(t-s) to item ids[s] for every
+        earlier (or same) position s, a recency-decayed count of each item
+        already bought. Only the pairs asked for are built, never [B, T, T].
         """
-        B, T = ids.shape
         decay = torch.sigmoid(self.repeat_decay_logit)
-        t = torch.arange(T, device=ids.device)
-        age = (t[:, None] - t[None, :]).clamp(min=0).to(decay.dtype)  # [T(query), T(key)]
-        causal = (t[None, :] <= t[:, None]).to(decay.dtype)
-        weights = self.repeat_scale * decay**age * causal  # [T, T]
-        if last_only:
-            weights = weights[-1:]
-        weights = weights.unsqueeze(0) * (ids != PAD_ID).unsqueeze(1).to(decay.dtype)
-        index = ids.unsqueeze(1).expand(-1, weights.shape[1], -1).contiguous()  # CPU scatter is slow on views
-        return index, weights.contiguous()
+        s = torch.arange(ids.shape[1], device=ids.device)
+        age = positions[:, None] - s[None, :]  # [N, T]
+        seen = (age >= 0) & (ids != PAD_ID)
+        weights = self.repeat_scale * decay ** age.clamp(min=0).to(decay.dtype) * seen.to(decay.dtype)
+        return ids, weights
+
+    def _project(self, h: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Scores of every item [N, V] from N hidden states, each row's sequence [N, T] and query position [N].
+
+        The bias is fused into the matmul and the repeat counts are scattered
+        straight into its output instead of building a second [N, V] tensor.
+        """
+        out = torch.addmm(self.out_bias, h, self.item_embeddings.weight.T)
+        if self.config.repeat:
+            index, weights = self._repeat_terms(ids, positions)
+            # in place: addmm's backward does not need its output, and a copy of [N, V] costs as much as the matmul
+            out.scatter_add_(1, index, weights.to(out.dtype))
+        return out
 
     def logits(self, ids: torch.Tensor, *, last_only: bool = False, mask_pad: bool = True) -> torch.Tensor:
-        """Scores of every item as the next one: [B, T, V] (or [B, 1, V]).
+        """Scores of every item as the next one: [B, T, V] (or [B, 1, V] with `last_only`).
 
-        The [B, T, V] tensor dominates the cost on CPU (memory-bound), so the
-        bias is fused into the matmul and the repeat counts are scattered
-        straight into it instead of building a second [B, T, V] tensor.
+        Serving and evaluation score the last position only; every position
+        (`last_only=False`) is kept for analysis and tests, never for training,
+        whose loss projects only the positions that have a target.
         """
         h = self.hidden_states(ids)
-        if last_only:
-            h = h[:, -1:]
         B, T, H = h.shape
-        out = torch.addmm(self.out_bias, h.reshape(B * T, H), self.item_embeddings.weight.T).view(B, T, -1)
-        if self.config.repeat:
-            index, weights = self._repeat_terms(ids, last_only)
-            out = out.scatter_add(2, index, weights.to(out.dtype))
+        if last_only:
+            rows, positions = ids, torch.full((B,), T - 1, device=ids.device)
+            out = self._project(h[:, -1], rows, positions).unsqueeze(1)
+        else:
+            rows = ids.repeat_interleave(T, dim=0)
+            positions = torch.arange(T, device=ids.device).repeat(B)
+            out = self._project(h.reshape(B * T, H), rows, positions).view(B, T, -1)
         if mask_pad:
-            out = out.index_fill(2, torch.tensor([PAD_ID], device=out.device), float("-inf"))
+            out = out.index_fill(-1, torch.tensor([PAD_ID], device=out.device), float("-inf"))
         return out
 
     def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -193,28 +204,40 @@ class SequentialRecommender(nn.Module):
         return self.loss(ids, targets)
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Next-item cross-entropy over the full catalogue (or sampled negatives)."""
-        if self.config.loss == "sampled_softmax":
-            return self._sampled_loss(ids, targets)
-        # Padding is never a target (ignore_index), so its logit needs no mask here.
-        logits = self.logits(ids, mask_pad=False)
-        if logits.dtype != torch.float32:
-            logits = logits.float()
-        return nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1), ignore_index=PAD_ID)
+        """Next-item cross-entropy over the full catalogue (or sampled negatives), mean over real targets.
 
-    def _sampled_loss(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Softmax over the target and shared uniform negatives (for big catalogues).
-
-        The repeat channel is left out here: it is a scatter over the full
-        catalogue, which is exactly the cost sampled softmax avoids.
+        Hidden states are gathered at the positions that have a target before
+        anything touches the catalogue: a [B, T, V] projection over padding
+        cost ~4x the whole step at short-sequence shapes (18 % of positions real).
         """
         h = self.hidden_states(ids)
-        keep = targets != PAD_ID
-        h, tgt = h[keep], targets[keep]
-        neg = torch.randint(1, self.config.n_items + 1, (self.config.num_negatives,), device=ids.device)
+        row, pos = (targets != PAD_ID).nonzero(as_tuple=True)
+        h, seq, tgt = h[row, pos], ids[row], targets[row, pos]
+        if self.config.loss == "sampled_softmax":
+            return self._sampled_loss(h, seq, pos, tgt)
+        logits = self._project(h, seq, pos)  # padding is never a target, so its logit needs no mask
+        return nn.functional.cross_entropy(logits.float(), tgt)
+
+    def _sampled_loss(self, h: torch.Tensor, seq: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """Softmax over the target and shared uniform negatives (for big catalogues).
+
+        The repeat channel adds to the target's and each negative's logit only,
+        never to the whole catalogue (which is the cost sampled softmax avoids).
+        """
+        neg = torch.randint(1, self.config.n_items + 1, (self.config.num_negatives,), device=h.device)
         emb = self.item_embeddings.weight
         pos_logit = (h * emb[tgt]).sum(-1, keepdim=True) + self.out_bias[tgt].unsqueeze(-1)
         neg_logit = h @ emb[neg].T + self.out_bias[neg]
+        if self.config.repeat:
+            index, weights = self._repeat_terms(seq, pos)
+            pos_logit = pos_logit + (weights * (index == tgt[:, None])).sum(-1, keepdim=True)
+            # each distinct negative gets one column; items not among them land in the spare last column
+            uniq, inverse = torch.unique(neg, return_inverse=True)
+            slot = torch.full((self.config.n_items + 1,), len(uniq), dtype=torch.long, device=h.device)
+            slot[uniq] = torch.arange(len(uniq), device=h.device)
+            counts = torch.zeros(len(h), len(uniq) + 1, dtype=weights.dtype, device=h.device)
+            counts = counts.scatter_add(1, slot[index], weights)
+            neg_logit = neg_logit + counts[:, inverse].to(neg_logit.dtype)
         neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == tgt.unsqueeze(1), float("-inf"))
         logits = torch.cat([pos_logit, neg_logit], dim=-1)
         return nn.functional.cross_entropy(logits.float(), torch.zeros_like(tgt))

@@ -22,6 +22,7 @@ import torch
 
 __all__ = [
     "train_loop_per_worker",
+    "train_step",
     "val_metric_name",
     "save_checkpoint_dir",
     "load_checkpoint_dir",
@@ -57,6 +58,36 @@ def lr_lambda(schedule: str, warmup: int, total: int):
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return f
+
+
+def train_step(
+    model: torch.nn.Module,
+    batch: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    scaler: torch.amp.GradScaler,
+    params: list[torch.nn.Parameter],
+    *,
+    grad_clip: float | None,
+    device_type: str,
+    amp_dtype: torch.dtype | None,
+) -> float:
+    """One optimiser step on one batch (the model's forward is its loss); returns the loss.
+
+    The whole of what an epoch repeats, so `benchmarks/train_step.py` times this
+    very function against a hand-written PyTorch step.
+    """
+    with torch.autocast(device_type=device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        loss = model(**batch)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return float(loss.detach())
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -192,17 +223,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if len(idx) == 0:
                 continue
             batch = task.batch(data, idx, device)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = model(**batch)  # through the DDP wrapper, so gradients are all-reduced
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if opt.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, opt.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses.append(float(loss.detach()))
+            # through the DDP wrapper, so gradients are all-reduced
+            losses.append(train_step(model, batch, optimizer, scheduler, scaler, params, grad_clip=opt.grad_clip,
+                                     device_type=device.type, amp_dtype=amp_dtype if use_amp else None))
         train_seconds = time.perf_counter() - t0
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,

@@ -1,0 +1,132 @@
+"""The recommender's training step: the loss projects only positions that have a target.
+
+The reference below is the loss as it was shipped before (logits at every
+position, padding included, a [B, T, T] repeat scatter, cross-entropy with
+`ignore_index`), written out here so the gathered loss is checked against it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ecomine.models.recommend import PAD_ID, RecommenderConfig, SequentialRecommender, training_windows
+
+
+def _reference_logits(model: SequentialRecommender, ids: torch.Tensor) -> torch.Tensor:
+    h = model.hidden_states(ids)
+    B, T, H = h.shape
+    out = torch.addmm(model.out_bias, h.reshape(B * T, H), model.item_embeddings.weight.T).view(B, T, -1)
+    if model.config.repeat:
+        decay = torch.sigmoid(model.repeat_decay_logit)
+        t = torch.arange(T)
+        age = (t[:, None] - t[None, :]).clamp(min=0).to(decay.dtype)
+        causal = (t[None, :] <= t[:, None]).to(decay.dtype)
+        weights = (model.repeat_scale * decay**age * causal).unsqueeze(0) * (ids != PAD_ID).unsqueeze(1).to(decay.dtype)
+        index = ids.unsqueeze(1).expand(-1, T, -1)
+        out = out.scatter_add(2, index, weights)
+    return out
+
+
+def _reference_loss(model: SequentialRecommender, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = _reference_logits(model, ids)
+    return nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1), ignore_index=PAD_ID)
+
+
+def _batch(n_items: int, max_len: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Short sequences (3-15 items, some repeats) cut as training cuts them: mostly padding."""
+    rng = np.random.default_rng(seed)
+    seqs = []
+    for _ in range(24):
+        seq = rng.integers(1, n_items + 1, rng.integers(3, 16))
+        seq[rng.random(len(seq)) < 0.3] = seq[0]  # repeats, so the repeat channel matters
+        seqs.append(seq)
+    x, y = training_windows(seqs, max_len)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _model(**kw) -> SequentialRecommender:
+    torch.manual_seed(0)
+    model = SequentialRecommender(RecommenderConfig(n_items=300, hidden=32, layers=2, heads=2, max_len=20, dropout=0.0, **kw))
+    with torch.no_grad():
+        model.repeat_scale.fill_(0.7)  # not the init value, so a wrong decay/scale placement shows
+    return model
+
+
+@pytest.mark.parametrize("repeat", [True, False])
+def test_full_softmax_loss_equals_the_every_position_loss(repeat):
+    model = _model(repeat=repeat)
+    ids, targets = _batch(300, 20)
+    assert (targets == PAD_ID).float().mean() > 0.3  # the case the gather is for
+    new, old = model.loss(ids, targets), _reference_loss(model, ids, targets)
+    assert abs(new.item() - old.item()) < 1e-5
+    # and the gradients agree, so training is the same, not just the number
+    g_new = torch.autograd.grad(new, [model.repeat_scale, model.item_embeddings.weight], allow_unused=True)
+    g_old = torch.autograd.grad(_reference_loss(model, ids, targets), [model.repeat_scale, model.item_embeddings.weight],
+                                allow_unused=True)
+    for a, b in zip(g_new, g_old):
+        if b is None:
+            assert a is None or torch.all(a == 0)
+        else:
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_logits_at_every_position_match_the_reference():
+    model = _model(repeat=True)
+    ids, _ = _batch(300, 20)
+    torch.testing.assert_close(model.logits(ids, mask_pad=False), _reference_logits(model, ids), atol=1e-5, rtol=1e-5)
+    last = model.logits(ids, last_only=True)
+    torch.testing.assert_close(last[:, 0, 1:], _reference_logits(model, ids)[:, -1, 1:], atol=1e-5, rtol=1e-5)
+    assert torch.all(last[:, 0, PAD_ID] == float("-inf"))
+
+
+def test_sampled_softmax_without_repeat_equals_the_shipped_loss():
+    model = _model(repeat=False, loss="sampled_softmax", num_negatives=50)
+    ids, targets = _batch(300, 20)
+    torch.manual_seed(5)
+    new = model.loss(ids, targets)
+    # the shipped sampled loss: every position through the transformer, then the real targets
+    torch.manual_seed(5)
+    h = model.hidden_states(ids)
+    keep = targets != PAD_ID
+    h, tgt = h[keep], targets[keep]
+    neg = torch.randint(1, 301, (50,))
+    emb = model.item_embeddings.weight
+    pos = (h * emb[tgt]).sum(-1, keepdim=True) + model.out_bias[tgt].unsqueeze(-1)
+    negl = (h @ emb[neg].T + model.out_bias[neg]).masked_fill(neg.unsqueeze(0) == tgt.unsqueeze(1), float("-inf"))
+    old = nn.functional.cross_entropy(torch.cat([pos, negl], -1), torch.zeros_like(tgt))
+    assert abs(new.item() - old.item()) < 1e-5
+
+
+def test_sampled_softmax_repeat_channel_matches_the_full_logits_at_sampled_columns():
+    """With repeat on, each sampled logit (target and negatives, duplicates included) is the full model's logit."""
+    model = _model(repeat=True, loss="sampled_softmax", num_negatives=400)  # > catalogue: duplicates certain
+    ids, targets = _batch(300, 20)
+    torch.manual_seed(3)
+    new = model.loss(ids, targets)
+    torch.manual_seed(3)
+    neg = torch.randint(1, 301, (400,))
+    full = _reference_logits(model, ids)[targets != PAD_ID]  # [N, V]
+    tgt = targets[targets != PAD_ID]
+    pos = full.gather(1, tgt[:, None])
+    negl = full[:, neg].masked_fill(neg.unsqueeze(0) == tgt.unsqueeze(1), float("-inf"))
+    old = nn.functional.cross_entropy(torch.cat([pos, negl], -1), torch.zeros_like(tgt))
+    assert abs(new.item() - old.item()) < 1e-5
+    # the repeat channel did something: without it the loss differs
+    with torch.no_grad():
+        model.repeat_scale.zero_()
+    torch.manual_seed(3)
+    assert abs(model.loss(ids, targets).item() - new.item()) > 1e-3
+
+
+def test_score_is_the_last_position_of_the_full_logits():
+    model = _model(repeat=True)
+    model.eval()
+    histories = [np.array([3, 5, 3, 9]), np.array([7]), np.array(list(range(1, 40)))]
+    scores = model.score(histories)
+    from ecomine.models.recommend import left_pad
+
+    ref = _reference_logits(model, left_pad(histories, 20))[:, -1].detach().numpy()
+    np.testing.assert_allclose(scores[:, 1:], ref[:, 1:], atol=1e-5, rtol=1e-5)
