@@ -31,6 +31,8 @@ registry_app = typer.Typer(help="Model versions and stages (staging / production
 app.add_typer(registry_app, name="registry")
 bench_app = typer.Typer(help="Benchmarks that print figures (not timed tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+ensemble_app = typer.Typer(help="Ensembles of registered versions, fitted on validation and registered.", no_args_is_help=True)
+app.add_typer(ensemble_app, name="ensemble")
 
 
 def _mount_serve() -> None:
@@ -321,6 +323,36 @@ def registry_rollback(
 
     p = Registry(registry).rollback(task, stage)
     console.print(f"{task}: {stage} -> {p.version} (rolled back)")
+
+
+@ensemble_app.command("build")
+def ensemble_build(
+    spec: Annotated[Path, typer.Argument(help="EnsembleSpec YAML (see ensembles/*.yaml)")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a field: --set fit.method=uniform")] = None,
+    registry: Annotated[Optional[str], typer.Option("--registry", help="registry root (overrides the spec's)",
+                                                    envvar="ECOMINE_REGISTRY")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="write the report JSON here")] = None,
+) -> None:
+    """Fit an ensemble of registered versions on their validation split, report it on test, register it."""
+    from ecomine.ensembles import build_ensemble
+    from ecomine.specs import EnsembleSpec, load_spec
+
+    overrides = _parse_overrides(set_ or [])
+    if registry:
+        overrides["registry"] = registry
+    ens = load_spec(spec, EnsembleSpec, overrides=overrides)
+    outcome = build_ensemble(ens, console=console, source=str(spec))
+    console.print(outcome.report)
+    for m in outcome.members:
+        console.print(f"  member {m['version']}: weight {m['weight']:.3f}, temperature {m['temperature']:.3g}")
+    console.print(f"registered {ens.task}/{outcome.version} (kind ensemble)"
+                  + (f", promoted to {ens.promote}" if ens.promote else ""))
+    if out is not None:
+        from ecomine import storage
+        from ecomine.train.metrics import report_json
+
+        storage.write_json(str(out), {"version": outcome.version, "members": outcome.members,
+                                      "results": report_json(outcome.results)})
 
 
 @bench_app.command("quality")

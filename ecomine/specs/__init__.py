@@ -47,6 +47,7 @@ from ecomine.specs.train import (
     task_metrics,
 )
 from ecomine.specs.tune import SchedulerSpec, SearchDim, TuneSpec
+from ecomine.specs.ensemble import EnsembleFitSpec, EnsembleMemberRef, EnsembleSpec
 
 __all__ = [
     "SpecError",
@@ -90,9 +91,12 @@ __all__ = [
     "SearchDim",
     "SchedulerSpec",
     "TuneSpec",
+    "EnsembleMemberRef",
+    "EnsembleFitSpec",
+    "EnsembleSpec",
 ]
 
 
 def spec_models() -> dict[str, type[BaseModel]]:
     """Every spec kind the CLI and `ecomine schema` know, by name."""
-    return {"data": DataSpec, "train": TrainSpec, "tune": TuneSpec}
+    return {"data": DataSpec, "train": TrainSpec, "tune": TuneSpec, "ensemble": EnsembleSpec}

@@ -1,0 +1,190 @@
+"""`ecomine ensemble build`: registered versions -> a combination fitted on validation -> a version of kind ensemble.
+
+An orchestrator on top of the flow (it calls train's tasks, the registry and
+`models.ensemble`; nothing below calls it). Steps: resolve the members (by
+version, stage, tag or campaign) -> check they are one task trained on one
+data set and one catalogue -> prepare that data once -> each member's
+validation outputs -> fit weights (and temperatures, recalibration) -> the
+test report: the ensemble beside every member and the task's baselines ->
+register `ensemble.json` pinning every member by version and content digest.
+Any refusal happens before anything is registered.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecomine.specs import EnsembleSpec, SpecError, TrainSpec, metric_mode
+
+__all__ = ["EnsembleOutcome", "resolve_members", "build_ensemble", "RecommendMixture"]
+
+
+@dataclass
+class EnsembleOutcome:
+    version: str
+    members: list[dict[str, Any]]
+    results: dict[str, Any]
+    report: Any  # a rich Table
+
+
+def resolve_members(registry, spec: EnsembleSpec) -> list:
+    """The spec's member references -> distinct registered versions (errors name `members[i]`)."""
+    from ecomine.ensemble_manifest import is_ensemble
+    from ecomine.registry import RegistryError
+
+    chosen, seen = [], set()
+    for i, ref in enumerate(spec.members):
+        field = f"members[{i}]"
+        if ref.version is not None:
+            try:
+                found = [registry.get(spec.task, ref.version)]
+            except RegistryError as exc:
+                raise SpecError(f"{field}.version: {exc}") from None
+        else:
+            tag = ref.tag or ref.campaign
+            key = "tag" if ref.tag else "campaign"
+            tagged = [mv for mv in registry.list(spec.task) if tag in mv.tags and not is_ensemble(mv)]
+            if not tagged:
+                raise SpecError(f"{field}.{key}: no {spec.task} version is tagged {tag!r}")
+            found = sorted(tagged, key=lambda mv: _validation_rank(mv))[: ref.top]
+        for mv in found:
+            if is_ensemble(mv):
+                raise SpecError(f"{field}: {spec.task}/{mv.version} is itself an ensemble; name its members instead")
+            if mv.version not in seen:
+                seen.add(mv.version)
+                chosen.append(mv)
+    if len(chosen) < 2:
+        raise SpecError(f"members: resolve to {len(chosen)} distinct version(s); an ensemble needs at least 2")
+    return chosen
+
+
+def _validation_rank(mv) -> float:
+    """Sort key, best first, from the metric each version early-stopped on."""
+    value = mv.metrics.get("best_validation")
+    metric = mv.metrics.get("validation_metric") or "loss"
+    if value is None or not np.isfinite(value):
+        return float("inf")
+    return -float(value) if metric_mode(metric) == "max" else float(value)
+
+
+def _member_spec(mv, i: int) -> TrainSpec:
+    try:
+        return TrainSpec.model_validate(mv.spec)
+    except Exception as exc:
+        raise SpecError(f"members[{i}]: {mv.task}/{mv.version} carries no TrainSpec this version can read: {exc}") from None
+
+
+class RecommendMixture:
+    """Scorer of a recommend ensemble: log of the weighted mean of members' softmax(temperature * scores)."""
+
+    def __init__(self, models: list, weights: np.ndarray, temperatures: list[float]) -> None:
+        self.models, self.weights, self.temperatures = models, weights, temperatures
+
+    def eval(self) -> RecommendMixture:
+        return self
+
+    def score(self, histories: list[np.ndarray], device: str = "cpu") -> np.ndarray:
+        from ecomine.models.ensemble import mix, softmax_rows
+
+        probs = [softmax_rows(m.score(histories), t) for m, t in zip(self.models, self.temperatures)]
+        with np.errstate(divide="ignore"):
+            return np.log(mix(probs, self.weights))
+
+
+def _fit_recommend(spec: EnsembleSpec, models: list, data) -> tuple[np.ndarray, list[float], dict[str, Any]]:
+    from ecomine.models.ensemble import fit_mixture_weights, fit_temperature, target_probabilities
+
+    rng = np.random.default_rng(spec.fit.seed)
+    n = len(data.valid_targets)
+    rows = np.sort(rng.choice(n, min(n, spec.fit.max_rows), replace=False))
+    histories = [data.valid_histories[r] for r in rows]
+    targets = np.asarray(data.valid_targets)[rows]
+    temps, p = [], []
+    for m in models:
+        logits = np.concatenate([m.score(histories[s : s + 512]) for s in range(0, len(histories), 512)])
+        t = fit_temperature(logits, targets) if spec.fit.method == "likelihood" else 1.0
+        temps.append(t)
+        p.append(target_probabilities(logits, targets, t))
+        del logits
+    p_mat = np.stack(p, 1)
+    if spec.fit.method == "uniform":
+        weights = np.full(len(models), 1.0 / len(models))
+        ll = float(np.mean(np.log(np.maximum(p_mat @ weights, 1e-300))))
+    else:
+        fit = fit_mixture_weights(p_mat)
+        weights, ll = fit.weights, fit.log_likelihood
+    info = {"rows": int(len(rows)), "log_likelihood": ll,
+            "member_log_likelihood": [float(np.mean(np.log(np.maximum(c, 1e-300)))) for c in p_mat.T]}
+    return weights, temps, info
+
+
+def _recommend_report(spec: EnsembleSpec, train_spec: TrainSpec, members, models, data, weights, temps):
+    from ecomine.train.evaluate import evaluate_recommender
+    from ecomine.train.metrics import evaluate_scorer
+
+    ks = train_spec.eval.ks
+    mixture = RecommendMixture(models, weights, temps)
+    results = evaluate_recommender(mixture, data, ks=ks, split="test")
+    ordered = {"ensemble": results.pop("ecomine (transformer)")}
+    n = data.n_items + 1
+    for mv, model, w in zip(members, models, weights):
+        ordered[f"member {mv.version} (w {w:.2f})"] = evaluate_scorer(
+            model, data.test_histories, data.test_targets, n_items=n, ks=ks, pad_id=0
+        )
+    ordered.update(results)
+    return ordered
+
+
+def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble spec") -> EnsembleOutcome:
+    """Resolve, check, fit, evaluate and register; see the module docstring."""
+    from ecomine.ensemble_manifest import EnsembleManifest, PinnedMember, content_digest, write_ensemble
+    from ecomine.registry import Registry
+    from ecomine.train.metrics import format_report, report_json
+    from ecomine.train.tasks import get_task
+
+    if spec.task != "recommend":
+        raise SpecError(f"{source}: task: {spec.task!r} ensembles are not built yet (recommend is)")
+    registry = Registry(spec.registry)
+    members = resolve_members(registry, spec)
+    specs = [_member_spec(mv, i) for i, mv in enumerate(members)]
+    task = get_task(spec.task)
+    if console is not None:
+        console.print(f"ensemble of {len(members)} {spec.task} versions: " + ", ".join(mv.version for mv in members))
+    data = task.prepare(specs[0])
+    fingerprint = task.fingerprint(data)
+    for i, mv in enumerate(members):
+        if mv.data_fingerprint != fingerprint:
+            raise SpecError(
+                f"members[{i}]: {spec.task}/{mv.version} was trained on other data (fingerprint "
+                f"{mv.data_fingerprint[:12]} vs the first member's {fingerprint[:12]}); members must share one data set"
+            )
+    models = []
+    for i, (mv, s) in enumerate(zip(members, specs)):
+        folder = registry.fetch(spec.task, mv.version)
+        try:
+            models.append(task.load(folder, s, data).eval())
+        except ValueError as exc:
+            raise SpecError(f"members[{i}]: {spec.task}/{mv.version}: {exc}") from None
+    weights, temps, fit_info = _fit_recommend(spec, models, data.data)
+    results = _recommend_report(spec, specs[0], members, models, data.data, weights, temps)
+    pinned = [
+        PinnedMember(version=mv.version, digest=content_digest(mv), weight=float(w), temperature=float(t))
+        for mv, w, t in zip(members, weights, temps)
+    ]
+    ensemble = EnsembleManifest(task=spec.task, method=spec.fit.method, members=pinned)
+    metrics = {"test": report_json(results), "fit": fit_info, "validation_metric": specs[0].watch()[0]}
+    with tempfile.TemporaryDirectory(prefix="ecomine-ensemble-") as tmp:
+        write_ensemble(tmp, ensemble)
+        mv = registry.register(
+            spec.task, Path(tmp), spec=spec.model_dump(mode="json"), data_fingerprint=fingerprint, metrics=metrics,
+            tags=["ensemble", *spec.tags], notes="members: " + ", ".join(m.version for m in pinned),
+        )
+    if spec.promote is not None:
+        registry.promote(spec.task, mv.version, spec.promote)
+    table = format_report(results, title=f"ensemble {spec.task}/{mv.version} (test split)")
+    return EnsembleOutcome(version=mv.version, members=[p.model_dump() for p in pinned], results=results, report=table)

@@ -1,0 +1,82 @@
+"""Ensemble arithmetic: fitted weights and temperatures do what they claim (tests that fail if fitting does nothing)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecomine.models.ensemble import (
+    apply_platt,
+    combine_quantiles,
+    fit_mixture_weights,
+    fit_platt,
+    fit_quantile_weights,
+    fit_temperature,
+    softmax_rows,
+    target_probabilities,
+)
+
+
+def _informative_logits(rng, n=600, v=50, signal=3.0):
+    targets = rng.integers(0, v, n)
+    logits = rng.normal(0, 1, (n, v))
+    logits[np.arange(n), targets] += signal
+    return logits, targets
+
+
+def test_a_pure_noise_member_gets_weight_near_zero():
+    rng = np.random.default_rng(0)
+    logits, targets = _informative_logits(rng)
+    good = target_probabilities(logits, targets, 1.0)
+    noise = target_probabilities(rng.normal(0, 1, logits.shape), targets, 1.0)
+    fit = fit_mixture_weights(np.stack([good, noise], 1))
+    assert abs(fit.weights.sum() - 1) < 1e-9
+    assert fit.weights[1] < 0.02 and fit.weights[0] > 0.98
+    # and the fitted mixture is at least as likely as the uniform one
+    assert fit.log_likelihood >= np.mean(np.log(0.5 * good + 0.5 * noise))
+
+
+def test_two_complementary_members_share_the_weight():
+    rng = np.random.default_rng(1)
+    n, v = 800, 40
+    targets = rng.integers(0, v, n)
+    a, b = rng.normal(0, 1, (n, v)), rng.normal(0, 1, (n, v))
+    half = np.arange(n) < n // 2
+    a[np.arange(n)[half], targets[half]] += 4  # a knows the first half, b the second
+    b[np.arange(n)[~half], targets[~half]] += 4
+    p = np.stack([target_probabilities(a, targets, 1.0), target_probabilities(b, targets, 1.0)], 1)
+    w = fit_mixture_weights(p).weights
+    assert 0.35 < w[0] < 0.65
+    mixed = p @ w
+    assert np.mean(np.log(mixed)) > max(np.mean(np.log(p[:, 0])), np.mean(np.log(p[:, 1])))
+
+
+def test_fit_temperature_recovers_a_scaled_scorer():
+    rng = np.random.default_rng(2)
+    logits, targets = _informative_logits(rng, signal=2.0)
+    t = fit_temperature(logits / 50.0, targets)  # an item-kNN-like score range: ~50x too flat
+    assert 25 < t < 100
+    assert np.allclose(softmax_rows(np.array([[0.0, -np.inf]])), [[1.0, 0.0]])
+
+
+def test_platt_recalibrates_an_overconfident_mixture():
+    rng = np.random.default_rng(3)
+    true_p = rng.uniform(0.01, 0.3, 5000)
+    y = rng.random(5000) < true_p
+    over = np.clip(true_p * 2.5, 0, 0.99)
+    a, b = fit_platt(over, y)
+    fixed = apply_platt(over, a, b)
+    brier = lambda p: float(np.mean((p - y) ** 2))  # noqa: E731
+    assert brier(fixed) < brier(over)
+
+
+def test_quantile_weights_prefer_the_calibrated_member_and_stay_monotone():
+    rng = np.random.default_rng(4)
+    qs = [0.1, 0.5, 0.9]
+    y = rng.gamma(2.0, 3.0, 400)
+    z = np.array([-1.2816, 0.0, 1.2816])
+    good = np.maximum(0, y[:, None] + rng.normal(0, 1, (400, 1)) + z * 1.5)
+    bad = np.tile(np.array([0.0, 20.0, 40.0]), (400, 1))
+    w = fit_quantile_weights(np.stack([good, bad]), y, qs)
+    assert abs(w.sum() - 1) < 1e-9 and w[0] > 0.9
+    mixed = combine_quantiles([good[:, ::-1], good], [0.5, 0.5], axis=-1)  # a member with crossed quantiles
+    assert np.all(np.diff(mixed, axis=-1) >= 0)

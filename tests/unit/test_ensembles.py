@@ -1,0 +1,171 @@
+"""`ecomine ensemble build` on the synthetic log: members pinned, weights fitted, bad specs refused.
+
+Members are trained in-process for a few dozen steps (the same writer and
+registry the training driver uses); the builder itself needs no Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+SYNTH = {"kind": "synthetic", "users": 200, "items": 60, "days": 120, "seed": 1}
+
+
+def _train(model, sequences, steps: int, seed: int) -> None:
+    import torch
+
+    from ecomine.models.recommend import training_windows
+
+    x, y = training_windows(sequences, model.config.max_len)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        rows = rng.choice(len(x), size=min(64, len(x)), replace=False)
+        loss = model.loss(torch.from_numpy(x[rows]), torch.from_numpy(y[rows]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+@pytest.fixture(scope="module")
+def registry_root(tmp_path_factory) -> Path:
+    import torch
+
+    from ecomine.models.recommend import ItemVocab, RecommenderConfig, SequentialRecommender, save_recommender
+    from ecomine.registry import Registry
+    from ecomine.specs import TrainSpec
+    from ecomine.train.data import load_training_events, prepare_recommend_data
+
+    root = tmp_path_factory.mktemp("ens") / "registry"
+    registry = Registry(root)
+    torch.set_num_threads(1)
+
+    def member(version, data_ref, *, steps, seed, hidden=32, tags=()):
+        spec = TrainSpec.model_validate({"data": data_ref, "run": {"registry": str(root)}})
+        events, fp = load_training_events(spec.data)
+        data = prepare_recommend_data(spec, events, fp)
+        torch.manual_seed(seed)
+        model = SequentialRecommender(RecommenderConfig(n_items=data.n_items, hidden=hidden, layers=1, heads=2, max_len=50))
+        if steps:
+            _train(model, data.train_sequences, steps, seed)
+        model.eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            save_recommender(tmp, model, ItemVocab(items=data.vocab_items, texts=data.vocab_texts), popular=[1, 2, 3])
+            registry.register("recommend", tmp, spec=spec.model_dump(mode="json"), data_fingerprint=fp,
+                              metrics={"best_validation": float(seed), "validation_metric": "ndcg@10"},
+                              version=version, tags=list(tags))
+
+    member("rec-a", SYNTH, steps=60, seed=0, tags=["camp"])
+    member("rec-b", SYNTH, steps=60, seed=1, hidden=48, tags=["camp"])
+    member("rec-noise", SYNTH, steps=0, seed=2, tags=["camp"])
+    member("rec-other", {**SYNTH, "seed": 7}, steps=5, seed=3)
+    return root
+
+
+def _spec_file(tmp_path: Path, root: Path, members: list[dict], **extra) -> Path:
+    path = tmp_path / "ensemble.yaml"
+    path.write_text(yaml.safe_dump({"kind": "ensemble", "task": "recommend", "registry": str(root),
+                                    "members": members, **extra}))
+    return path
+
+
+def test_build_registers_a_version_pinning_its_members(registry_root, tmp_path):
+    from ecomine.ensemble_manifest import content_digest, pinned_members, read_ensemble
+    from ecomine.ensembles import build_ensemble
+    from ecomine.registry import Registry
+    from ecomine.specs import EnsembleSpec, load_spec
+
+    spec = load_spec(_spec_file(tmp_path, registry_root, [{"version": "rec-a"}, {"version": "rec-b"},
+                                                          {"version": "rec-noise"}]), EnsembleSpec)
+    outcome = build_ensemble(spec)
+    registry = Registry(registry_root)
+    mv = registry.get("recommend", outcome.version)
+    assert "ensemble" in mv.tags and "ensemble.json" in mv.files
+    ens = read_ensemble(registry.fetch("recommend", mv.version))
+    assert [m.version for m in ens.members] == ["rec-a", "rec-b", "rec-noise"]
+    for m in ens.members:
+        assert m.digest == content_digest(registry.get("recommend", m.version))
+    weights = np.array([m.weight for m in ens.members])
+    assert abs(weights.sum() - 1) < 1e-9
+    assert weights[2] < 0.1 < min(weights[0], weights[1])  # the untrained member is all but dropped
+    assert [v.version for v in pinned_members(registry, "recommend", mv.version, ens)] == ["rec-a", "rec-b", "rec-noise"]
+    names = list(outcome.results)
+    assert names[0] == "ensemble" and any(n.startswith("member rec-a") for n in names)
+    assert "item_knn" in names or any("knn" in n for n in names)  # baselines in the same report
+    assert mv.metrics["test"]["ensemble"]["all_items"]["NDCG@10"] > 0
+
+
+def test_campaign_members_take_the_best_by_validation(registry_root, tmp_path):
+    from ecomine.ensembles import resolve_members
+    from ecomine.registry import Registry
+    from ecomine.specs import EnsembleSpec
+
+    spec = EnsembleSpec.model_validate({"task": "recommend", "members": [{"campaign": "camp", "top": 2}]})
+    got = [mv.version for mv in resolve_members(Registry(registry_root), spec)]
+    assert got == ["rec-noise", "rec-b"]  # best_validation 2.0 and 1.0 (max is better for ndcg@10)
+
+
+@pytest.mark.parametrize(
+    ("members", "needle"),
+    [
+        ([{"version": "rec-a"}, {"version": "nope-1"}], "members[1].version"),
+        ([{"version": "rec-a"}, {"version": "rec-other"}], "members[1]: recommend/rec-other was trained on other data"),
+        ([{"version": "rec-a"}], "at least 2"),
+        ([{"version": "rec-a"}, {"tag": "no-such-tag"}], "members[1].tag"),
+        ([{"version": "rec-a", "tag": "camp"}, {"version": "rec-b"}], "members.0"),
+    ],
+)
+def test_bad_specs_are_one_line_exit_2_and_register_nothing(registry_root, tmp_path, members, needle):
+    from ecomine.cli import app
+    from ecomine.registry import Registry
+
+    before = {mv.version for mv in Registry(registry_root).list("recommend")}
+    result = CliRunner().invoke(app, ["ensemble", "build", str(_spec_file(tmp_path, registry_root, members))])
+    assert result.exit_code != 0
+    assert needle in " ".join(str(result.exception).split()), result.exception
+    assert {mv.version for mv in Registry(registry_root).list("recommend")} == before
+
+
+def test_cli_main_prints_one_line(registry_root, tmp_path, capsys, monkeypatch):
+    import sys
+
+    from ecomine.cli import main
+
+    path = _spec_file(tmp_path, registry_root, [{"version": "rec-a"}, {"version": "nope-1"}])
+    monkeypatch.setattr(sys, "argv", ["ecomine", "ensemble", "build", str(path)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "members[1].version" in err
+
+
+def test_a_member_rewritten_after_the_build_is_refused(registry_root, tmp_path):
+    """Changing a member's file and re-sealing its manifest passes the registry's own check, not the pin."""
+    import hashlib
+
+    from ecomine.ensemble_manifest import EnsembleManifest, PinnedMember, content_digest, pinned_members
+    from ecomine.registry import ChecksumMismatch, Registry
+
+    registry = Registry(registry_root)
+    pins = [PinnedMember(version=v, digest=content_digest(registry.get("recommend", v)), weight=0.5)
+            for v in ("rec-a", "rec-b")]
+    ens = EnsembleManifest(task="recommend", method="likelihood", members=pins)
+    folder = registry_root / "recommend" / "rec-b"
+    items = folder / "popular.json"
+    items.write_text(json.dumps({"items": [3, 2, 1]}))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["popular.json"] = hashlib.sha256(items.read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    registry.fetch("recommend", "rec-b")  # re-sealed: the registry alone cannot tell
+    with pytest.raises(ChecksumMismatch, match="member 1 .*rec-b.* changed"):
+        pinned_members(registry, "recommend", "ens-x", ens)
