@@ -43,9 +43,9 @@ __all__ = [
 def softmax_rows(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of `temperature * logits` in float64; -inf entries get probability 0."""
     z = np.asarray(logits, dtype=np.float64) * temperature
-    z = z - np.max(z, axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    top = np.max(z, axis=-1, keepdims=True)
+    e = np.exp(z - np.where(np.isfinite(top), top, 0.0))  # a row of all -inf stays all 0, not NaN
+    return e / np.maximum(e.sum(axis=-1, keepdims=True), 1e-300)
 
 
 def mix(rows: list[np.ndarray], weights: list[float] | np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FALLBACK_REASONS", "Catalogue", "softmax_rows", "combine", "top_k", "popular_fill", "Rejected"]
+__all__ = ["FALLBACK_REASONS", "Catalogue", "top_k", "popular_fill", "Rejected"]
 
 # reason code (metrics tag) -> message (response field)
 FALLBACK_REASONS = {
@@ -113,25 +113,6 @@ class Catalogue:
             "category": self.categories[code] if code >= 0 else None,
             "price": None if np.isnan(price) else price,
         }
-
-
-def softmax_rows(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64; -inf entries get probability 0."""
-    x = np.asarray(logits, dtype=np.float64)
-    top = np.max(x, axis=1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    e = np.exp(x - top)
-    return e / np.maximum(e.sum(axis=1, keepdims=True), 1e-300)
-
-
-def combine(prob_rows: list[np.ndarray], weights: list[float]) -> np.ndarray:
-    """Weighted mean of members' probability matrices (weights are normalised)."""
-    w = np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    out = prob_rows[0] * w[0]
-    for p, wi in zip(prob_rows[1:], w[1:]):
-        out = out + p * wi
-    return out
 
 
 def top_k(

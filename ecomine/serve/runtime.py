@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ecomine.serve.ranking import FALLBACK_REASONS, Catalogue, Rejected, combine, popular_fill, softmax_rows, top_k
+from ecomine.models import ensemble as ensemble_math
+from ecomine.serve.ranking import FALLBACK_REASONS, Catalogue, Rejected, popular_fill, top_k
 
 __all__ = [
     "TASKS",
@@ -78,6 +79,7 @@ class Member:
     obj: Any
     spec: dict[str, Any] = field(default_factory=dict)  # the spec that trained it (manifest)
     folder: Path | None = None
+    temperature: float = 1.0  # recommend: softmax(temperature * scores), fitted by `ecomine ensemble build`
 
 
 @dataclass
@@ -146,11 +148,7 @@ def load_state(
     known = {m.version: m for m in (current.members if current else [])}
     members: list[Member] = []
     loader = None
-    for ref, weight in refs:
-        try:
-            mv = registry.get(task, ref)
-        except Exception as exc:
-            raise ModelLoadError(f"{label}: cannot resolve {task} version {ref!r}: {exc}") from exc
+    for mv, ref, weight, temperature in _expand_ensembles(registry, task, refs, label):
         folder = registry.fetch(task, mv.version)  # raises ChecksumMismatch on any difference
         if mv.version in known:
             obj = known[mv.version].obj
@@ -163,8 +161,29 @@ def load_state(
                 obj = loader(folder)
             except Exception as exc:
                 raise ModelLoadError(f"{label}: loading {task}/{mv.version} failed: {exc}") from exc
-        members.append(Member(mv.version, ref, weight, mv.created_at, list(mv.stages), obj, dict(mv.spec), folder))
+        members.append(Member(mv.version, ref, weight, mv.created_at, list(mv.stages), obj, dict(mv.spec), folder,
+                              temperature))
     return build_state(task, members, catalogue=catalogue, threshold=threshold)
+
+
+def _expand_ensembles(registry: Any, task: str, refs: list[tuple[str, float]], label: str) -> list[tuple[Any, str, float, float]]:
+    """``(version, ref, weight, temperature)`` per model: a version of kind ensemble becomes its pinned members."""
+    from ecomine.ensemble_manifest import is_ensemble, pinned_members, read_ensemble
+
+    out = []
+    for ref, weight in refs:
+        try:
+            mv = registry.get(task, ref)
+        except Exception as exc:
+            raise ModelLoadError(f"{label}: cannot resolve {task} version {ref!r}: {exc}") from exc
+        if not is_ensemble(mv):
+            out.append((mv, ref, weight, 1.0))
+            continue
+        ensemble = read_ensemble(registry.fetch(task, mv.version))  # ensemble.json verified like any file
+        members = pinned_members(registry, task, mv.version, ensemble)  # a changed member raises ChecksumMismatch
+        for pin, member in zip(ensemble.members, members):
+            out.append((member, f"{ref} (ensemble {mv.version})", weight * pin.weight, pin.temperature))
+    return out
 
 
 def build_state(task: str, members: list[Member], *, catalogue: Any = None, threshold: float | None = None) -> ModelState:
@@ -235,8 +254,8 @@ def _run_recommend(state: ModelState, histories: list[np.ndarray]) -> list[np.nd
     probs = []
     for m in state.members:
         logits = np.asarray(m.obj[0].score(histories, device=state.extra["device"]))
-        probs.append(softmax_rows(logits))
-    combined = combine(probs, state.weights) if len(probs) > 1 else probs[0]
+        probs.append(ensemble_math.softmax_rows(logits, m.temperature))
+    combined = ensemble_math.mix(probs, state.weights) if len(probs) > 1 else probs[0]
     return [combined[i] for i in range(len(histories))]
 
 

@@ -169,3 +169,43 @@ def test_a_member_rewritten_after_the_build_is_refused(registry_root, tmp_path):
     registry.fetch("recommend", "rec-b")  # re-sealed: the registry alone cannot tell
     with pytest.raises(ChecksumMismatch, match="member 1 .*rec-b.* changed"):
         pinned_members(registry, "recommend", "ens-x", ens)
+
+
+def test_serving_runtime_expands_an_ensemble_version_into_its_pinned_members(registry_root, tmp_path):
+    """The served answer of an ensemble version is the builder's mixture: same members, weights, temperatures."""
+    from ecomine.ensembles import RecommendMixture, build_ensemble
+    from ecomine.models.recommend import load_recommender
+    from ecomine.registry import Registry
+    from ecomine.serve.runtime import load_state
+    from ecomine.specs import EnsembleSpec
+
+    registry = Registry(registry_root)
+    spec = EnsembleSpec.model_validate({"task": "recommend", "registry": str(registry_root),
+                                        "members": [{"version": "rec-a"}, {"version": "rec-b"}]})
+    version = build_ensemble(spec).version
+    state = load_state(registry, "recommend", [(version, 1.0)])
+    from ecomine.ensemble_manifest import read_ensemble
+
+    pins = {m.version: m for m in read_ensemble(registry.fetch("recommend", version)).members}
+    assert state.versions == ["rec-a", "rec-b"]
+    assert state.weights == pytest.approx([pins["rec-a"].weight, pins["rec-b"].weight])
+    assert [m.temperature for m in state.members] == [pins["rec-a"].temperature, pins["rec-b"].temperature]
+    histories = [np.array([1, 2, 3]), np.array([5])]
+    from ecomine.serve.runtime import _run_recommend
+
+    served = np.stack(_run_recommend(state, histories))
+    models = [load_recommender(registry.fetch("recommend", v))[0] for v in ("rec-a", "rec-b")]
+    mixture = RecommendMixture(models, np.array([pins["rec-a"].weight, pins["rec-b"].weight]),
+                               [pins["rec-a"].temperature, pins["rec-b"].temperature])
+    np.testing.assert_allclose(served, np.exp(mixture.score(histories)), rtol=1e-6, atol=1e-12)
+    # a tampered member: the whole ensemble version refuses to load
+    folder = registry_root / "recommend" / "rec-a" / "popular.json"
+    original = folder.read_bytes()
+    folder.write_text('{"items": [9]}')
+    try:
+        from ecomine.registry import ChecksumMismatch
+
+        with pytest.raises(ChecksumMismatch):
+            load_state(registry, "recommend", [(version, 1.0)])
+    finally:
+        folder.write_bytes(original)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ecomine.models.ensemble import (
     apply_platt,
@@ -11,6 +12,7 @@ from ecomine.models.ensemble import (
     fit_platt,
     fit_quantile_weights,
     fit_temperature,
+    mix,
     softmax_rows,
     target_probabilities,
 )
@@ -80,3 +82,11 @@ def test_quantile_weights_prefer_the_calibrated_member_and_stay_monotone():
     assert abs(w.sum() - 1) < 1e-9 and w[0] > 0.9
     mixed = combine_quantiles([good[:, ::-1], good], [0.5, 0.5], axis=-1)  # a member with crossed quantiles
     assert np.all(np.diff(mixed, axis=-1) >= 0)
+
+
+def test_softmax_and_weighted_combination() -> None:
+    p = softmax_rows(np.array([[-np.inf, 0.0, 0.0], [-np.inf, 1.0, -np.inf]]))
+    assert p.tolist() == [[0.0, 0.5, 0.5], [0.0, 1.0, 0.0]]
+    mixed = mix([p, p[::-1]], [1.0, 3.0])
+    assert mixed[0].tolist() == pytest.approx([0.0, 0.875, 0.125]) and mixed.sum(axis=1) == pytest.approx([1, 1])
+    assert softmax_rows(np.array([[-np.inf, -np.inf]])).tolist() == [[0.0, 0.0]]  # no NaN from an all-banned row

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ecomine.serve.ranking import Catalogue, Rejected, combine, popular_fill, softmax_rows, top_k
+from ecomine.serve.ranking import Catalogue, Rejected, popular_fill, top_k
 
 
 def test_top_k_skips_padding_banned_and_filtered_ids() -> None:
@@ -28,13 +28,6 @@ def test_popular_fallback_keeps_popularity_order() -> None:
     allowed = np.array([False, True, False, False, False, True])
     assert popular_fill(popular, 3, allowed=allowed)[0].tolist() == [5, 1]
     assert popular_fill(np.array([], dtype=np.int64), 3)[0].tolist() == []
-
-
-def test_softmax_and_weighted_combination() -> None:
-    p = softmax_rows(np.array([[-np.inf, 0.0, 0.0], [-np.inf, 1.0, -np.inf]]))
-    assert p.tolist() == [[0.0, 0.5, 0.5], [0.0, 1.0, 0.0]]
-    mixed = combine([p, p[::-1]], [1.0, 3.0])
-    assert mixed[0].tolist() == pytest.approx([0.0, 0.875, 0.125]) and mixed.sum(axis=1) == pytest.approx([1, 1])
 
 
 def test_catalogue_aligns_with_the_vocabulary() -> None:
