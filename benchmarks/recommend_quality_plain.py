@@ -3,7 +3,7 @@
 For machines without Ray or polars (a lent GPU box): the same model
 (`ecomine.models.recommend`), optimiser and schedule as the Ray Train loop, the
 same full-catalogue evaluation and baselines (`ecomine.train.metrics`,
-`ecomine.train.baselines`). Prints the report table and writes JSON.
+`ecomine.models.recommend_baselines`). Prints the report table and writes JSON.
 
 Usage: python benchmarks/recommend_quality_plain.py --data data.npz --epochs 40 [--precision bf16] [--out report.json]
 """
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ecomine.models.recommend import SequentialRecommender, recommend_small
-from ecomine.train.baselines import fit_baselines
+from ecomine.models.recommend_baselines import fit_baselines
 from ecomine.train.metrics import evaluate_scorer, report_json
 
 

@@ -197,15 +197,20 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a field: optim.lr=3e-4")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local Ray)")] = None,
     report: Annotated[Optional[Path], typer.Option(help="also write the evaluation report JSON here")] = None,
+    baseline: Annotated[Optional[str], typer.Option(
+        help="fit this non-neural recommender instead (item_knn | most_popular | user_history | recent_history)")] = None,
 ) -> None:
     """Fine-tune through Ray Train, evaluate on the test split beside baselines, register."""
     from ecomine.specs import TrainSpec, load_spec
     from ecomine.train.metrics import report_json
-    from ecomine.train.runner import run_training
+    from ecomine.train.runner import run_baseline, run_training
     from ecomine.train.tasks import get_task
 
     train_spec = load_spec(spec, TrainSpec, overrides=_parse_overrides(set_ or []))
-    outcome = run_training(train_spec, ray_address=address, console=console)
+    if baseline is not None:
+        outcome = run_baseline(train_spec, baseline)
+    else:
+        outcome = run_training(train_spec, ray_address=address, console=console)
     console.print(get_task(train_spec.task).format_report(outcome.results, title=f"{outcome.run_name}: test split"))
     if report is not None:
         from ecomine import storage

@@ -315,25 +315,35 @@ def text_initialised_embeddings(
     return torch.from_numpy(np.vstack([np.zeros((1, hidden), np.float32), vecs]))
 
 
-def save_recommender(folder: str | Path, model: SequentialRecommender, vocab: ItemVocab, *, popular: list[int]) -> None:
-    """Write weights (safetensors), config.json, items.json and popular.json into `folder`."""
+def save_recommender(folder: str | Path, model, vocab: ItemVocab, *, popular: list[int]) -> None:
+    """Write weights (safetensors) and config.json - or a baseline's arrays - plus items.json and popular.json."""
     from safetensors.torch import save_file
+
+    from ecomine.models.recommend_baselines import BaselineRecommender, save_baseline
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    model.config.save(folder / "config.json")
+    if isinstance(model, BaselineRecommender):  # a non-neural version: its fitted arrays instead of weights
+        save_baseline(folder, model)
+    else:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+        model.config.save(folder / "config.json")
     (folder / "items.json").write_text(json.dumps(vocab.to_json()))
     (folder / "popular.json").write_text(json.dumps({"items": popular}))
 
 
 def load_recommender(folder: str | Path) -> tuple[SequentialRecommender, ItemVocab]:
-    """Load a version folder written by `save_recommender` (checksums are the registry's job)."""
+    """Load a version folder written by `save_recommender`: the transformer or a baseline (checksums are the registry's job)."""
     from safetensors.torch import load_file
 
+    from ecomine.models.recommend_baselines import BASELINE_FILE, load_baseline
+
     folder = Path(folder)
-    model = SequentialRecommender(RecommenderConfig.load(folder / "config.json"))
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    model.eval()
+    if (folder / BASELINE_FILE).exists():
+        model = load_baseline(folder)
+    else:
+        model = SequentialRecommender(RecommenderConfig.load(folder / "config.json"))
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        model.eval()
     vocab = ItemVocab.from_json(json.loads((folder / "items.json").read_text()))
     return model, vocab

@@ -20,7 +20,7 @@ MODEL_NAME = "ecomine (transformer)"
 
 def evaluate_recommender(model, data: RecommendData, *, ks: list[int], split: str = "test") -> dict[str, Any]:
     """{name: {"all_items": metrics, "new_items": metrics}} for the model and every baseline."""
-    from ecomine.train.baselines import fit_baselines
+    from ecomine.models.recommend_baselines import fit_baselines
     from ecomine.train.metrics import evaluate_scorer
 
     histories = data.test_histories if split == "test" else data.valid_histories

@@ -24,7 +24,7 @@ from ecomine.specs import SpecError, TrainSpec
 
 __all__ = [
     "TrainOutcome", "preflight", "check_cluster", "run_training", "run_name", "storage_path",
-    "register_trained", "best_checkpoint_state", "ray_address",
+    "register_trained", "best_checkpoint_state", "ray_address", "run_baseline",
 ]
 
 
@@ -236,6 +236,37 @@ def run_training(
         run_name=name, results=results, history=state.get("history", []), version=version,
         registry=spec.run.registry, best_epoch=state.get("best_epoch"), seconds=time.perf_counter() - t0,
     )
+
+
+def run_baseline(spec: TrainSpec, kind: str) -> TrainOutcome:
+    """Fit a non-neural recommender (item_knn, most_popular, ...) on the spec's data and register it like a model.
+
+    No Ray: fitting is one pass over the training sequences. The version is an
+    ordinary recommend version (same data fingerprint, catalogue and report), so
+    it serves on its own and joins ensembles (`ecomine ensemble build`).
+    """
+    from ecomine.models.recommend_baselines import BASELINE_KINDS, BaselineRecommender
+    from ecomine.train.tasks import get_task
+
+    if spec.task != "recommend":
+        raise SpecError(f"--baseline: baselines are recommend versions; the spec's task is {spec.task!r}")
+    if kind not in BASELINE_KINDS:
+        raise SpecError(f"--baseline: {kind!r} is not one of {sorted(BASELINE_KINDS)}")
+    t0 = time.perf_counter()
+    task = get_task("recommend")
+    data = task.prepare(spec)
+    scorer = BASELINE_KINDS[kind](data.data.n_items + 1, pad_id=0).fit([s for s in data.data.train_sequences if len(s)])
+    model = BaselineRecommender(kind, scorer)
+    metric = spec.watch()[0]
+    val = task.validate(model, data, spec, "cpu")
+    state = {"best": val.get(metric), "best_epoch": None, "history": [{"epoch": 0, **{f"val_{k}": v for k, v in val.items()}}]}
+    results = task.evaluate(model, data, spec)
+    name = spec.run.name or f"baseline-{kind}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    version = None
+    if spec.run.register_model:
+        version = register_trained(spec, task, model, data, results, state, name, extra_tags=["baseline", f"baseline:{kind}"])
+    return TrainOutcome(run_name=name, results=results, history=state["history"], version=version,
+                        registry=spec.run.registry, best_epoch=None, seconds=time.perf_counter() - t0)
 
 
 def best_checkpoint_state(run_dir: str | Path, metric: str, mode: str) -> tuple[Path, dict[str, Any]] | None:

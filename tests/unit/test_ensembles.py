@@ -68,6 +68,10 @@ def registry_root(tmp_path_factory) -> Path:
     member("rec-b", SYNTH, steps=60, seed=1, hidden=48, tags=["camp"])
     member("rec-noise", SYNTH, steps=0, seed=2, tags=["camp"])
     member("rec-other", {**SYNTH, "seed": 7}, steps=5, seed=3)
+    from ecomine.train.runner import run_baseline
+
+    spec = TrainSpec.model_validate({"data": SYNTH, "run": {"registry": str(root), "name": "knn"}})
+    run_baseline(spec, "item_knn")  # a non-neural version, tagged baseline:item_knn
     return root
 
 
@@ -209,3 +213,23 @@ def test_serving_runtime_expands_an_ensemble_version_into_its_pinned_members(reg
             load_state(registry, "recommend", [(version, 1.0)])
     finally:
         folder.write_bytes(original)
+
+
+def test_a_non_neural_member_joins_an_ensemble_and_serves(registry_root):
+    from ecomine.ensembles import build_ensemble
+    from ecomine.registry import Registry
+    from ecomine.serve.runtime import _run_recommend, load_state
+    from ecomine.specs import EnsembleSpec
+
+    registry = Registry(registry_root)
+    knn = [mv for mv in registry.list("recommend") if "baseline:item_knn" in mv.tags]
+    assert len(knn) == 1 and knn[0].metrics["best_validation"] > 0
+    alone = load_state(registry, "recommend", [(knn[0].version, 1.0)])
+    assert np.stack(_run_recommend(alone, [np.array([1, 2])])).shape == (1, 61)
+    spec = EnsembleSpec.model_validate({"task": "recommend", "registry": str(registry_root),
+                                        "members": [{"version": "rec-a"}, {"tag": "baseline:item_knn"}]})
+    outcome = build_ensemble(spec)
+    (knn_pin,) = [m for m in outcome.members if m["version"] == knn[0].version]
+    assert knn_pin["temperature"] > 2  # kNN scores are far flatter than logits: the fit sharpens them
+    state = load_state(registry, "recommend", [(outcome.version, 1.0)])
+    assert state.versions == ["rec-a", knn[0].version]

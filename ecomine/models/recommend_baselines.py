@@ -1,7 +1,7 @@
-"""Next-item baselines that every recommendation report prints beside the model.
+"""Next-item baselines: every recommendation report prints them beside the model, and they serve as versions.
 
-Sits in ``ecomine.train`` beside :mod:`ecomine.train.metrics`: each baseline is a
-:class:`~ecomine.train.metrics.Scorer` fitted on TRAINING sequences only (lists of
+Sits in ``ecomine.models`` beside the transformer (``models.recommend``): each
+baseline is a scorer (the ``Scorer`` protocol of ``ecomine.train.metrics``) fitted on TRAINING sequences only (lists of
 chronological int arrays of item ids) and scores the full catalogue, dense
 ``[batch, n_items]`` float32. ``pad_id`` (if given) is ignored in sequences and
 histories and scored ``-inf``, so it is never recommended.
@@ -9,6 +9,11 @@ histories and scored ``-inf``, so it is never recommended.
 Every baseline ranks the whole catalogue: items a baseline knows nothing about
 for a user get a tiny popularity score, so they are ordered by popularity rather
 than tied (ties count against a model in :func:`~ecomine.train.metrics.rank_of_targets`).
+
+``BaselineRecommender`` wraps a fitted baseline in the served model protocol
+(``score(histories, device=...)``), and ``save_baseline`` / ``load_baseline``
+write and read it as safetensors arrays plus a JSON of its settings, so a
+non-neural scorer can be a registry version and an ensemble member.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ecomine.train.metrics import Scorer
 
 __all__ = [
     "MostPopular",
@@ -26,6 +30,11 @@ __all__ = [
     "UserHistory",
     "RecentHistory",
     "fit_baselines",
+    "BASELINE_KINDS",
+    "BASELINE_FILE",
+    "BaselineRecommender",
+    "save_baseline",
+    "load_baseline",
 ]
 
 # Popularity tie-break added to ItemKNN scores: far below any non-zero similarity
@@ -326,7 +335,7 @@ class RecentHistory(_HistoryBased):
 
 def fit_baselines(
     train_sequences: Sequence[np.ndarray], n_items: int, *, pad_id: int | None = None
-) -> dict[str, Scorer]:
+) -> dict[str, _FittedScorer]:
     """The standard set, fitted on training sequences, keyed by report name."""
     return {
         "most_popular": MostPopular(n_items, pad_id=pad_id).fit(train_sequences),
@@ -334,3 +343,62 @@ def fit_baselines(
         "user_history": UserHistory(n_items, pad_id=pad_id).fit(train_sequences),
         "recent_history": RecentHistory(n_items, pad_id=pad_id).fit(train_sequences),
     }
+
+
+BASELINE_KINDS = {"most_popular": MostPopular, "item_knn": ItemKNN, "user_history": UserHistory, "recent_history": RecentHistory}
+BASELINE_FILE = "baseline.json"
+_ARRAYS_FILE = "baseline.safetensors"
+
+
+class BaselineRecommender:
+    """A fitted baseline in the served recommend protocol: ``score(histories, device=...) -> [B, n_items]``."""
+
+    def __init__(self, kind: str, scorer: _FittedScorer) -> None:
+        self.kind, self.scorer = kind, scorer
+
+    def eval(self) -> BaselineRecommender:
+        return self
+
+    def score(self, histories: list[np.ndarray], device: str = "cpu") -> np.ndarray:
+        return self.scorer.score([np.asarray(h, dtype=np.int64) for h in histories])
+
+
+def save_baseline(folder, model: BaselineRecommender) -> None:
+    """``baseline.json`` (kind and settings) + ``baseline.safetensors`` (fitted arrays) into ``folder``."""
+    import json
+    from pathlib import Path
+
+    from safetensors.numpy import save_file
+
+    sc = model.scorer
+    params = {k: getattr(sc, k) for k in ("n_items", "pad_id", "half_life", "decay", "last_n", "window", "neighbours")
+              if hasattr(sc, k)}
+    arrays = {"popularity": sc._require_fit()}
+    if isinstance(sc, MostPopular):
+        arrays["weights"] = sc.weights
+    if isinstance(sc, ItemKNN):
+        sim = sc.similarity.tocsr()
+        arrays.update(sim_indptr=sim.indptr.astype(np.int64), sim_indices=sim.indices.astype(np.int64), sim_data=sim.data)
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(Path(folder) / _ARRAYS_FILE))
+    (Path(folder) / BASELINE_FILE).write_text(json.dumps({"kind": model.kind, "params": params}, indent=2))
+
+
+def load_baseline(folder) -> BaselineRecommender:
+    import json
+    from pathlib import Path
+
+    from safetensors.numpy import load_file
+
+    meta = json.loads((Path(folder) / BASELINE_FILE).read_text())
+    kind = meta["kind"]
+    if kind not in BASELINE_KINDS:
+        raise ValueError(f"{folder}: baseline kind {kind!r} is not one of {sorted(BASELINE_KINDS)}")
+    sc = BASELINE_KINDS[kind](**meta["params"])
+    arrays = load_file(str(Path(folder) / _ARRAYS_FILE))
+    sc.popularity = arrays["popularity"]
+    if isinstance(sc, MostPopular):
+        sc.weights = arrays["weights"]
+    if isinstance(sc, ItemKNN):
+        n = sc.n_items
+        sc.similarity = sp.csr_matrix((arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]), shape=(n, n))
+    return BaselineRecommender(kind, sc)
