@@ -45,6 +45,7 @@ class EnsembleManifest(BaseModel):
     method: str
     members: list[PinnedMember] = Field(min_length=2)
     recalibration: tuple[float, float] | None = Field(None, description="risk: Platt (a, b) of the mixture")
+    threshold: float | None = Field(None, description="risk: the decision threshold chosen on the recalibrated mixture")
 
 
 def content_digest(manifest: Manifest) -> str:

@@ -140,18 +140,114 @@ def _recommend_report(spec: EnsembleSpec, train_spec: TrainSpec, members, models
     return ordered
 
 
+def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Quantile weights minimising validation pinball (scaled per item, as the report scores it)."""
+    from ecomine.models.ensemble import combine_quantiles, fit_quantile_weights
+    from ecomine.train.demand_eval import MODEL_NAME, forecast_metrics
+    from ecomine.train.demand_task import TASK, _actuals, _model_forecasts
+
+    first = specs[0].model
+    for i, s in enumerate(specs[1:], 1):
+        for field in ("freq", "horizon", "quantiles", "context_length"):
+            if getattr(s.model, field) != getattr(first, field):
+                raise SpecError(f"members[{i}]: model.{field} {getattr(s.model, field)!r} differs from the first "
+                                f"member's {getattr(first, field)!r}; demand members must forecast alike")
+    qs, H = list(first.quantiles), first.horizon
+    scale = np.asarray(data.scale, np.float64)[:, None, None]
+
+    def forecasts(origins):
+        return [_model_forecasts(m, data, origins, s, data.profiles_eval) for m, s in zip(models, specs)]
+
+    val = forecasts(data.valid_origins)
+    y_val = _actuals(data, data.valid_origins, H)
+    if spec.fit.method == "uniform":
+        weights = np.full(len(models), 1.0 / len(models))
+    else:
+        preds = np.stack([(f / scale[..., None]).reshape(-1, len(qs)) for f in val])  # [M, N*O*H, Q]
+        y = (y_val / scale).reshape(-1)
+        rng = np.random.default_rng(spec.fit.seed)
+        rows = rng.choice(len(y), min(len(y), spec.fit.max_rows), replace=False)
+        weights = fit_quantile_weights(preds[:, rows], y[rows], qs)
+    val_mix = combine_quantiles(val, weights, axis=-1)
+    fit_info = {"validation_pinball": forecast_metrics(y_val, val_mix, qs, data.scale)["pinball"],
+                "member_validation_pinball": [forecast_metrics(y_val, f, qs, data.scale)["pinball"] for f in val]}
+    test = forecasts(data.test_origins)
+    y_test = _actuals(data, data.test_origins, H)
+    baselines = TASK.evaluate(models[0], data, specs[0])
+    results = {"ensemble": forecast_metrics(y_test, combine_quantiles(test, weights, axis=-1), qs, data.scale)}
+    for mv, f, w in zip(members, test, weights):
+        results[f"member {mv.version} (w {w:.2f})"] = forecast_metrics(y_test, f, qs, data.scale)
+    results.update({k: v for k, v in baselines.items() if k != MODEL_NAME})
+    pins = [{"weight": float(w), "temperature": 1.0} for w in weights]
+    return pins, results, {"fit": fit_info}
+
+
+def _fit_risk(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Mixture of the members' calibrated probabilities (EM on the validation likelihood), then one Platt recalibration."""
+    from ecomine.models.ensemble import apply_platt, fit_mixture_weights, fit_platt, mix
+    from ecomine.train.risk_eval import MODEL_NAME, binary_metrics, choose_threshold, decision_report
+    from ecomine.train.risk_task import TASK, predict_logits
+
+    def probs(split) -> list[np.ndarray]:
+        out = []
+        for m, s in zip(models, specs):
+            cal, _ = TASK.calibrate(m, data, s)
+            out.append(np.clip(cal(predict_logits(m, data, split)), 1e-7, 1 - 1e-7))
+        return out
+
+    y_val, y_test = data.valid.labels.astype(bool), data.test.labels
+    val = probs(data.valid)
+    if spec.fit.method == "uniform":
+        weights = np.full(len(models), 1.0 / len(models))
+    else:
+        weights = fit_mixture_weights(np.stack([np.where(y_val, p, 1 - p) for p in val], 1)).weights
+    a, b = fit_platt(mix(val, weights), y_val)
+    val_mix = apply_platt(mix(val, weights), a, b)
+    t = specs[0].model.threshold
+    thr = choose_threshold(y_val, val_mix, target_precision=t.target_precision, cost_ratio=t.cost_ratio)
+    test = probs(data.test)
+    p_test = apply_platt(mix(test, weights), a, b)
+    baselines = TASK.evaluate(models[0], data, specs[0])
+    results = {"ensemble": {**binary_metrics(y_test, p_test), "threshold_rule": thr,
+                            "decision": decision_report(y_test, p_test, thr["threshold"])}}
+    for mv, p, w in zip(members, test, weights):
+        results[f"member {mv.version} (w {w:.2f})"] = binary_metrics(y_test, p)
+    results.update({k: v for k, v in baselines.items() if k != MODEL_NAME})
+    fit_info = {"validation_pr_auc": binary_metrics(y_val, val_mix)["pr_auc"],
+                "member_validation_pr_auc": [binary_metrics(y_val, p)["pr_auc"] for p in val]}
+    pins = [{"weight": float(w), "temperature": 1.0} for w in weights]
+    return pins, results, {"fit": fit_info, "recalibration": (a, b), "threshold": float(thr["threshold"])}
+
+
+def _fit_recommend_task(spec: EnsembleSpec, members, models, specs, data):
+    weights, temps, fit_info = _fit_recommend(spec, models, data.data)
+    results = _recommend_report(spec, specs[0], members, models, data.data, weights, temps)
+    pins = [{"weight": float(w), "temperature": float(t)} for w, t in zip(weights, temps)]
+    return pins, results, {"fit": fit_info}
+
+
+_FITTERS = {"recommend": _fit_recommend_task, "demand": _fit_demand, "risk": _fit_risk}
+
+
+def _format(task_name: str, results: dict[str, Any], title: str):
+    from ecomine.train.tasks import get_task
+
+    return get_task(task_name).format_report(results, title=title)
+
+
 def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble spec") -> EnsembleOutcome:
     """Resolve, check, fit, evaluate and register; see the module docstring."""
     from ecomine.ensemble_manifest import EnsembleManifest, PinnedMember, content_digest, write_ensemble
     from ecomine.registry import Registry
-    from ecomine.train.metrics import format_report, report_json
+    from ecomine.train.metrics import report_json
     from ecomine.train.tasks import get_task
 
-    if spec.task != "recommend":
-        raise SpecError(f"{source}: task: {spec.task!r} ensembles are not built yet (recommend is)")
     registry = Registry(spec.registry)
     members = resolve_members(registry, spec)
     specs = [_member_spec(mv, i) for i, mv in enumerate(members)]
+    for i, s in enumerate(specs):
+        if s.task != spec.task:
+            raise SpecError(f"members[{i}]: {members[i].version} was trained for task {s.task!r}, not {spec.task!r}")
     task = get_task(spec.task)
     if console is not None:
         console.print(f"ensemble of {len(members)} {spec.task} versions: " + ", ".join(mv.version for mv in members))
@@ -170,14 +266,11 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
             models.append(task.load(folder, s, data).eval())
         except ValueError as exc:
             raise SpecError(f"members[{i}]: {spec.task}/{mv.version}: {exc}") from None
-    weights, temps, fit_info = _fit_recommend(spec, models, data.data)
-    results = _recommend_report(spec, specs[0], members, models, data.data, weights, temps)
-    pinned = [
-        PinnedMember(version=mv.version, digest=content_digest(mv), weight=float(w), temperature=float(t))
-        for mv, w, t in zip(members, weights, temps)
-    ]
-    ensemble = EnsembleManifest(task=spec.task, method=spec.fit.method, members=pinned)
-    metrics = {"test": report_json(results), "fit": fit_info, "validation_metric": specs[0].watch()[0]}
+    fits, results, extra = _FITTERS[spec.task](spec, members, models, specs, data)
+    pinned = [PinnedMember(version=mv.version, digest=content_digest(mv), **f) for mv, f in zip(members, fits)]
+    ensemble = EnsembleManifest(task=spec.task, method=spec.fit.method, members=pinned,
+                                recalibration=extra.get("recalibration"), threshold=extra.get("threshold"))
+    metrics = {"test": report_json(results), "fit": extra["fit"], "validation_metric": specs[0].watch()[0]}
     with tempfile.TemporaryDirectory(prefix="ecomine-ensemble-") as tmp:
         write_ensemble(tmp, ensemble)
         mv = registry.register(
@@ -186,5 +279,5 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
         )
     if spec.promote is not None:
         registry.promote(spec.task, mv.version, spec.promote)
-    table = format_report(results, title=f"ensemble {spec.task}/{mv.version} (test split)")
+    table = _format(spec.task, results, title=f"ensemble {spec.task}/{mv.version} (test split)")
     return EnsembleOutcome(version=mv.version, members=[p.model_dump() for p in pinned], results=results, report=table)

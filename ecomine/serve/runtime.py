@@ -148,7 +148,8 @@ def load_state(
     known = {m.version: m for m in (current.members if current else [])}
     members: list[Member] = []
     loader = None
-    for mv, ref, weight, temperature in _expand_ensembles(registry, task, refs, label):
+    entries, ensembles = _expand_ensembles(registry, task, refs, label)
+    for mv, ref, weight, temperature in entries:
         folder = registry.fetch(task, mv.version)  # raises ChecksumMismatch on any difference
         if mv.version in known:
             obj = known[mv.version].obj
@@ -163,14 +164,21 @@ def load_state(
                 raise ModelLoadError(f"{label}: loading {task}/{mv.version} failed: {exc}") from exc
         members.append(Member(mv.version, ref, weight, mv.created_at, list(mv.stages), obj, dict(mv.spec), folder,
                               temperature))
-    return build_state(task, members, catalogue=catalogue, threshold=threshold)
+    state = build_state(task, members, catalogue=catalogue, threshold=threshold)
+    if task == "risk" and len(refs) == 1 and ensembles:
+        # a risk ensemble version carries its mixture's recalibration and the threshold chosen on it
+        state.extra["recalibration"] = ensembles[0].recalibration
+        if threshold is None and ensembles[0].threshold is not None:
+            state.extra["threshold"] = float(ensembles[0].threshold)
+    return state
 
 
-def _expand_ensembles(registry: Any, task: str, refs: list[tuple[str, float]], label: str) -> list[tuple[Any, str, float, float]]:
-    """``(version, ref, weight, temperature)`` per model: a version of kind ensemble becomes its pinned members."""
+def _expand_ensembles(registry: Any, task: str, refs: list[tuple[str, float]], label: str) -> tuple[list, list]:
+    """``(version, ref, weight, temperature)`` per model - a version of kind ensemble becomes its pinned members -
+    and the ensemble manifests met on the way."""
     from ecomine.ensemble_manifest import is_ensemble, pinned_members, read_ensemble
 
-    out = []
+    out, ensembles = [], []
     for ref, weight in refs:
         try:
             mv = registry.get(task, ref)
@@ -181,9 +189,10 @@ def _expand_ensembles(registry: Any, task: str, refs: list[tuple[str, float]], l
             continue
         ensemble = read_ensemble(registry.fetch(task, mv.version))  # ensemble.json verified like any file
         members = pinned_members(registry, task, mv.version, ensemble)  # a changed member raises ChecksumMismatch
+        ensembles.append(ensemble)
         for pin, member in zip(ensemble.members, members):
             out.append((member, f"{ref} (ensemble {mv.version})", weight * pin.weight, pin.temperature))
-    return out
+    return out, ensembles
 
 
 def build_state(task: str, members: list[Member], *, catalogue: Any = None, threshold: float | None = None) -> ModelState:
@@ -299,7 +308,9 @@ def _run_risk(state: ModelState, jobs: list[list[dict[str, Any]]]) -> list[list[
         if p.shape[0] != len(orders):
             raise ModelLoadError(f"risk/{m.version}: score returned {p.shape[0]} values for {len(orders)} orders")
         probs.append(np.clip(p, 0.0, 1.0))
-    mean = sum(p * w for p, w in zip(probs, state.weights)) if len(probs) > 1 else probs[0]
+    mean = ensemble_math.mix(probs, state.weights) if len(probs) > 1 else probs[0]
+    if state.extra.get("recalibration"):
+        mean = ensemble_math.apply_platt(mean, *state.extra["recalibration"])
     out, start = [], 0
     for job in jobs:
         out.append(mean[start : start + len(job)].tolist())
