@@ -31,6 +31,7 @@ __all__ = [
     "ItemVocab",
     "RecommenderConfig",
     "SequentialRecommender",
+    "build_recommender",
     "recommend_small",
     "recommend_base",
     "training_windows",
@@ -94,6 +95,8 @@ class RecommenderConfig:
     repeat: bool = True
     loss: Literal["full_softmax", "sampled_softmax"] = "full_softmax"
     num_negatives: int = 1000
+    arch: Literal["gpt2", "bert"] = "gpt2"  # bert: models.recommend_bert.MaskedItemRecommender
+    mask_prob: float = 0.2
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
@@ -249,6 +252,15 @@ class SequentialRecommender(nn.Module):
         return self.logits(ids, last_only=True)[:, 0].float().cpu().numpy()
 
 
+def build_recommender(config: RecommenderConfig) -> nn.Module:
+    """The model class of `config.arch`: the causal GPT-2 recommender or the masked-item BERT one."""
+    if config.arch == "bert":
+        from ecomine.models.recommend_bert import MaskedItemRecommender
+
+        return MaskedItemRecommender(config)
+    return SequentialRecommender(config)
+
+
 def left_pad(histories: list[np.ndarray], max_len: int) -> torch.Tensor:
     """Keep each history's last `max_len` items, left-padded with PAD_ID."""
     out = torch.zeros(len(histories), max_len, dtype=torch.long)
@@ -342,7 +354,7 @@ def load_recommender(folder: str | Path) -> tuple[SequentialRecommender, ItemVoc
     if (folder / BASELINE_FILE).exists():
         model = load_baseline(folder)
     else:
-        model = SequentialRecommender(RecommenderConfig.load(folder / "config.json"))
+        model = build_recommender(RecommenderConfig.load(folder / "config.json"))
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         model.eval()
     vocab = ItemVocab.from_json(json.loads((folder / "items.json").read_text()))

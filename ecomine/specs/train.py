@@ -44,7 +44,9 @@ class FromConfigBackbone(StrictModel):
     """A transformer built from a config (random init), sized here."""
 
     kind: Literal["from_config"]
-    arch: Literal["gpt2"] = "gpt2"
+    arch: Literal["gpt2", "bert"] = Field(
+        "gpt2", description="gpt2: causal next-item model; bert: bidirectional masked-item model (BERT4Rec)"
+    )
     hidden: int = Field(64, ge=8)
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
@@ -81,6 +83,7 @@ class RecommendModelSpec(StrictModel):
     exclude_history: bool = Field(False, description="served recommendations leave out items already bought")
     loss: Literal["full_softmax", "sampled_softmax"] = "full_softmax"
     num_negatives: int = Field(1000, ge=1, description="sampled_softmax only")
+    mask_prob: float = Field(0.2, gt=0, lt=1, description="arch bert: share of items masked per training window")
     lora: LoraSpec = Field(default_factory=LoraSpec)
 
     @model_validator(mode="before")
@@ -95,6 +98,13 @@ class RecommendModelSpec(StrictModel):
                 given = data.get("backbone") or {}
                 data = {**data, "backbone": {"kind": "from_config", **sizes, **given}}
         return data
+
+
+    @model_validator(mode="after")
+    def _bert_fits(self) -> RecommendModelSpec:
+        if self.backbone.arch == "bert" and self.loss != "full_softmax":
+            raise ValueError("backbone.arch bert trains with loss full_softmax")
+        return self
 
 
 class EarlyStoppingSpec(StrictModel):

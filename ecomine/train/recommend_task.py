@@ -23,7 +23,8 @@ def recommender_config(spec, n_items: int):
     bb, m = spec.model.backbone, spec.model
     return RecommenderConfig(
         n_items=n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
-        dropout=bb.dropout, repeat=m.repeat, loss=m.loss, num_negatives=m.num_negatives,
+        dropout=bb.dropout, repeat=m.repeat and bb.arch == "gpt2", loss=m.loss, num_negatives=m.num_negatives,
+        arch=bb.arch, mask_prob=m.mask_prob,
     )
 
 
@@ -70,12 +71,13 @@ class RecommendTask:
     def build_model(self, spec, prepared: _Prepared, init):
         import torch
 
-        from ecomine.models.recommend import SequentialRecommender
+        from ecomine.models.recommend import build_recommender
 
-        model = SequentialRecommender(recommender_config(spec, prepared.data.n_items))
+        model = build_recommender(recommender_config(spec, prepared.data.n_items))
         if init is not None:
             with torch.no_grad():
-                model.item_embeddings.weight.copy_(torch.as_tensor(init))
+                init = torch.as_tensor(init)  # [n_items + 1, H]; a bert model's extra [MASK] row keeps its init
+                model.item_embeddings.weight[: init.shape[0]].copy_(init)
         return model
 
     def num_examples(self, prepared: _Prepared) -> int:

@@ -1,0 +1,80 @@
+"""A bidirectional masked-item recommender (BERT4Rec) on `transformers.BertModel`.
+
+Sits in `models` beside the causal GPT-2 recommender (`models.recommend`), with
+the same interface (`loss(ids, targets)`, `score(histories)`, tied item
+embeddings), so the recommend task trains, saves, serves and ensembles either
+one (`backbone.arch: bert`). It is the diversity lever of an ensemble: it reads
+a window in both directions and learns by filling in masked items, where the
+causal model only ever predicts the next one.
+
+Training: a window's full sequence (the inputs plus the final target) has a
+share `mask_prob` of its items replaced by a [MASK] id, and always its last
+item (exactly the served question: what comes after the history?); the loss is
+the cross-entropy at the masked positions only. Scoring: the history's last
+`max_len - 1` items followed by [MASK], read at that last position.
+Ids: 0 padding, 1..n_items items, n_items + 1 [MASK] (never scored).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ecomine.models.recommend import PAD_ID, RecommenderConfig, left_pad
+
+__all__ = ["MaskedItemRecommender"]
+
+
+class MaskedItemRecommender(nn.Module):
+    """BERT over item ids with a [MASK] item, tied output embeddings and an output bias."""
+
+    def __init__(self, config: RecommenderConfig) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        self.config = config
+        self.mask_id = config.n_items + 1
+        bert = BertConfig(
+            vocab_size=config.n_items + 2, hidden_size=config.hidden, num_hidden_layers=config.layers,
+            num_attention_heads=config.heads, intermediate_size=4 * config.hidden,
+            max_position_embeddings=config.max_len, hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.dropout, type_vocab_size=1, pad_token_id=PAD_ID,
+        )
+        self.backbone = BertModel(bert, add_pooling_layer=False)
+        self.out_bias = nn.Parameter(torch.zeros(config.n_items + 1))
+
+    @property
+    def item_embeddings(self) -> nn.Embedding:
+        return self.backbone.embeddings.word_embeddings
+
+    def _hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        real = (ids != PAD_ID).long()
+        positions = (real.cumsum(-1) - 1).clamp(min=0)  # from the first real item, as the causal model counts
+        return self.backbone(input_ids=ids, attention_mask=real, position_ids=positions).last_hidden_state
+
+    def _project(self, h: torch.Tensor) -> torch.Tensor:
+        """[N, H] -> [N, n_items + 1] scores (the [MASK] row of the embedding table is never a candidate)."""
+        return torch.addmm(self.out_bias, h, self.item_embeddings.weight[: self.config.n_items + 1].T)
+
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(ids, targets)
+
+    def loss(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Masked-item cross-entropy over the window's sequence (inputs shifted by one + the final target)."""
+        seq = torch.cat([ids[:, 1:], targets[:, -1:]], dim=1)  # left-padded windows: targets[t] = ids[t + 1]
+        real = seq != PAD_ID
+        mask = (torch.rand(seq.shape, device=seq.device) < self.config.mask_prob) & real
+        mask[:, -1] = real[:, -1]  # the next item is always asked, as serving asks it
+        h = self._hidden(seq.masked_fill(mask, self.mask_id))
+        logits = self._project(h[mask])
+        return nn.functional.cross_entropy(logits.float(), seq[mask])
+
+    @torch.inference_mode()
+    def score(self, histories: list[np.ndarray], *, device: str | torch.device = "cpu") -> np.ndarray:
+        """[B, n_items + 1] scores of the item after each history (padding -inf)."""
+        ids = left_pad(histories, self.config.max_len - 1)
+        ids = torch.cat([ids, torch.full((len(histories), 1), self.mask_id, dtype=torch.long)], dim=1).to(device)
+        out = self._project(self._hidden(ids)[:, -1])
+        out[:, PAD_ID] = float("-inf")
+        return out.float().cpu().numpy()
