@@ -2,9 +2,10 @@
 
 Sits at the top of a served app (``ecomine.serve.app.build`` binds it to the
 model deployments' handles). It validates requests (``ecomine.serve.api``),
-looks up stored user histories, routes each call to a task's champion or
-challenger (``ecomine.serve.traffic``), composes ``/v1/insights`` from the
-three tasks concurrently, and records metrics and one hashed log line per
+looks up stored user histories, hands each call to the task's router
+(``ecomine.serve.router``: champion or challenger, timeout, shadow), leaves the
+``/v1/insights`` re-ranking to ``ecomine.serve.insights`` and colocated arms to
+``ecomine.serve.colocation``, and records metrics and one hashed log line per
 request (``ecomine.serve.observability``). The FastAPI app is built in the
 replica (``__serve_build_asgi_app__``), from the app's args, never at import.
 
@@ -40,28 +41,22 @@ from ecomine.serve.api import (
     RiskRequest,
     RiskResponse,
 )
-from ecomine.serve.config import AppArgs, TaskArgs, arm_init_kwargs, deployment_name
+from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
+from ecomine.serve.config import AppArgs
+from ecomine.serve.insights import NOT_CONFIGURED, compose
 from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt
+from ecomine.serve.router import HTTPError, TaskRouter, short
 from ecomine.serve.security import GuardMiddleware, resolve_api_keys
-from ecomine.serve.traffic import ShadowRecorder, TrafficPolicy, agreement, assign, routing_key, shadow_sampled
+from ecomine.serve.traffic import routing_key
 
 __all__ = ["Ingress", "NOT_CONFIGURED"]
 
-NOT_CONFIGURED = "no {task} model configured (add '{task}:' to the app's args)"
 _ROUTES = (
     f"{API_PREFIX}/recommend", f"{API_PREFIX}/demand", f"{API_PREFIX}/risk", f"{API_PREFIX}/insights",
     f"{API_PREFIX}/models", "/healthz", "/docs", "/openapi.json",
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RECOMMEND_FIELDS = tuple(RecommendResponse.model_fields)
-
-
-class _HTTPError(Exception):
-    def __init__(self, status: int, detail: Any, headers: Optional[dict[str, str]] = None) -> None:
-        super().__init__(str(detail))
-        self.status = status
-        self.detail = detail
-        self.headers = headers or {}
 
 
 def _invalid(loc: list[Any], msg: str) -> RequestValidationError:
@@ -71,164 +66,6 @@ def _invalid(loc: list[Any], msg: str) -> RequestValidationError:
 def _limit(value: int, limit: int, loc: list[Any], what: str) -> None:
     if value > limit:
         raise _invalid(loc, f"{value} {what} exceed this deployment's limit of {limit}")
-
-
-class _TaskRouter:
-    """One task's arms behind the ingress: picks the arm, calls it, shadows when asked."""
-
-    def __init__(
-        self, task: str, args: TaskArgs, handles: dict[str, Any], *, timeout_s: float, salt: str,
-        metrics: ServeMetrics, shadow_keep: int,
-    ) -> None:
-        self.task = task
-        # Plain handles: Serve's by-value transport (_by_reference=False) cut the CPU per call here but
-        # delivered requests to a batching replica one at a time, so batches never filled.
-        self.champion = handles["champion"]
-        self.challenger = handles.get("challenger")
-        self.policy: Optional[TrafficPolicy] = args.traffic if self.challenger is not None else None
-        self.timeout_s = timeout_s
-        self.salt = salt
-        self.metrics = metrics
-        self.recorder = ShadowRecorder(keep=shadow_keep) if self.policy and self.policy.mode == "shadow" else None
-        self._background: set[asyncio.Task] = set()
-
-    def arm_for(self, key: str) -> str:
-        return assign(key, self.policy) if self.policy is not None else "champion"
-
-    async def _remote(self, handle: Any, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        response = getattr(handle, method).remote(payload)
-
-        async def wait() -> Any:
-            return await response
-
-        try:
-            return await asyncio.wait_for(wait(), self.timeout_s)
-        except asyncio.TimeoutError:
-            response.cancel()
-            raise _HTTPError(504, f"the {self.task} model did not answer within {self.timeout_s:g} s") from None
-
-    async def call(self, method: str, payload: dict[str, Any], *, key: str, request_id: str,
-                   user_hash: Optional[str]) -> tuple[dict[str, Any], str]:
-        arm = self.arm_for(key)
-        shadow = None
-        if self.recorder is not None and shadow_sampled(key, request_id, self.policy):
-            shadow = asyncio.ensure_future(self._remote(self.challenger, method, payload))
-        handle = self.champion if arm == "champion" else self.challenger
-        try:
-            result = await self._remote(handle, method, payload)
-        except _HTTPError:
-            if shadow is not None:
-                shadow.cancel()
-            raise
-        except Exception as exc:
-            if shadow is not None:
-                shadow.cancel()
-            raise _HTTPError(503, f"the {self.task} model is unavailable: {type(exc).__name__}: {_short(exc)}") from exc
-        if shadow is not None:
-            task = asyncio.ensure_future(self._compare(shadow, result, request_id, user_hash))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        return result, arm
-
-    async def _compare(self, shadow: "asyncio.Future[dict[str, Any]]", champion: dict[str, Any],
-                       request_id: str, user_hash: Optional[str]) -> None:
-        assert self.recorder is not None
-        try:
-            challenger = await shadow
-        except Exception as exc:
-            entry = {"request_id": request_id, "user": user_hash, "error": f"{type(exc).__name__}: {_short(exc)}"}
-            self.recorder.record_failure(entry)
-            log_event("shadow_failed", task=self.task, **entry)
-            return
-        if "error" in challenger or "error" in champion:
-            return
-        score = agreement(self.task, champion, challenger)
-        entry = {
-            "request_id": request_id,
-            "user": user_hash,
-            "champion": {"model": champion.get("model"), "answer": _brief(self.task, champion)},
-            "challenger": {"model": challenger.get("model"), "answer": _brief(self.task, challenger)},
-            "agreement": score,
-        }
-        self.recorder.record(entry)
-        if score is not None:
-            self.metrics.shadow(self.task, score)
-        log_event(
-            "shadow", task=self.task, request_id=request_id, user=user_hash,
-            champion=champion.get("model"), champion_answer=",".join(map(str, entry["champion"]["answer"])),
-            challenger=challenger.get("model"), challenger_answer=",".join(map(str, entry["challenger"]["answer"])),
-            agreement=None if score is None else round(score, 4),
-        )
-
-    async def arm_info(self) -> dict[str, Any]:
-        async def one(handle: Any, name: str) -> dict[str, Any]:
-            try:
-                return await asyncio.wait_for(_awaited(handle.info.remote()), 5.0)
-            except Exception as exc:
-                return {"deployment": name, "kind": "single", "status": "unavailable",
-                        "detail": f"{type(exc).__name__}: {_short(exc)}"}
-
-        arms = [one(self.champion, f"{self.task}-champion")]
-        if self.challenger is not None:
-            arms.append(one(self.challenger, f"{self.task}-challenger"))
-        infos = await asyncio.gather(*arms)
-        out: dict[str, Any] = {"route": f"{API_PREFIX}/{self.task}", "champion": infos[0]}
-        if self.challenger is not None:
-            out["challenger"] = infos[1]
-            out["traffic"] = self.policy.model_dump() if self.policy else None
-        if self.recorder is not None:
-            out["shadow"] = self.recorder.summary()
-        return out
-
-
-class _LocalHandle:
-    """A colocated arm behind the handle interface the routers use: ``arm.method.remote(x)`` -> a Task."""
-
-    def __init__(self, server: Any) -> None:
-        self._server = server
-
-    def __getattr__(self, method: str) -> Any:
-        fn = getattr(self._server, method)
-
-        class _Method:
-            @staticmethod
-            def remote(*args: Any) -> "asyncio.Task[Any]":
-                return asyncio.ensure_future(fn(*args))
-
-        return _Method
-
-
-def _local_arms(args: AppArgs) -> dict[str, Any]:
-    """One in-process model server per arm (the deployments' own classes, minus the deployment)."""
-    from ecomine.serve.deployments import model_deployment
-
-    arms = {}
-    for task, task_args in args.tasks().items():
-        for arm, arm_args in task_args.arms().items():
-            server = model_deployment(task, arm_args.is_ensemble).func_or_class(**arm_init_kwargs(args, task, arm))
-            server.offload_compute = True  # this loop also serves HTTP: compute in a worker thread
-            arms[deployment_name(task, arm)] = server
-    return arms
-
-
-async def _awaited(response: Any) -> Any:
-    return await response
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _brief(task: str, answer: dict[str, Any]) -> list[Any]:
-    """A compact, loggable view of an answer: top item ids, first medians, or probabilities."""
-    if task == "recommend":
-        return [i["item_id"] for i in answer.get("items", [])]
-    if task == "demand":
-        qs = answer.get("quantiles") or [0.5]
-        mid = min(range(len(qs)), key=lambda i: abs(qs[i] - 0.5))
-        return [round(sum(f["values"][mid]), 3) for f in answer.get("forecasts", [])[:10]]
-    return [round(r["probability"], 4) for r in answer.get("results", [])[:10]]
 
 
 class _ObserveMiddleware:
@@ -276,18 +113,15 @@ class Ingress:
         self.args = AppArgs.model_validate(args)
         self._local: Optional[dict[str, Any]] = None
         if handles is None:  # ingress.colocate: the arms run in this replica
-            self._local = _local_arms(self.args)
-            handles = {
-                task: {arm: _LocalHandle(self._local[deployment_name(task, arm)]) for arm in task_args.arms()}
-                for task, task_args in self.args.tasks().items()
-            }
+            self._local = local_arms(self.args)
+            handles = local_handles(self.args, self._local)
         self.metrics = ServeMetrics()
         self.salt = resolve_salt(self.args.observability.user_hash_salt_env)
         self.keys = resolve_api_keys(
             [k.get_secret_value() for k in self.args.auth.api_keys], self.args.auth.api_keys_env
         )
         self.routers = {
-            task: _TaskRouter(
+            task: TaskRouter(
                 task, task_args, handles[task], timeout_s=self.args.ingress.model_timeout_s, salt=self.salt,
                 metrics=self.metrics, shadow_keep=self.args.observability.shadow_keep,
             )
@@ -303,18 +137,7 @@ class Ingress:
             if user_config:
                 raise ValueError("Ingress: a user_config is only taken with ingress.colocate: true")
             return
-        unknown = sorted(set(user_config or {}) - set(self._local))
-        if unknown:
-            raise ValueError(f"Ingress: user_config names {unknown}; the colocated arms are {sorted(self._local)}")
-        for name, server in self._local.items():
-            if name in (user_config or {}):
-                await server.reconfigure(user_config[name])
-        # the arms share one batch queue (one per process): give it the largest size and wait asked for
-        settings = [s._settings for s in self._local.values() if s._settings is not None]
-        if settings:
-            first = next(iter(self._local.values()))
-            first._infer.set_max_batch_size(max(x.max_batch_size for x in settings))
-            first._infer.set_batch_wait_timeout_s(max(x.batch_wait_timeout_s for x in settings))
+        await reconfigure_arms(self._local, user_config)
 
     def _load_users(self, uri: str) -> dict[str, tuple[str, ...]]:
         from ecomine import storage
@@ -352,10 +175,10 @@ class Ingress:
         request.state.user = user_hash
         return user_hash
 
-    def _router(self, task: str) -> _TaskRouter:
+    def _router(self, task: str) -> TaskRouter:
         router = self.routers.get(task)
         if router is None:
-            raise _HTTPError(503, NOT_CONFIGURED.format(task=task))
+            raise HTTPError(503, NOT_CONFIGURED.format(task=task))
         return router
 
     # ----------------------------------------------------------------- the route bodies
@@ -442,72 +265,7 @@ class Ingress:
         if "error" in rec:
             raise _invalid(rec["error"]["loc"], rec["error"]["msg"])
         self._mark(request, rec, arm)
-        items = rec["items"]
-        ids = [i["item_id"] for i in items]
-        signals: dict[str, dict[str, Any]] = {"recommend": {"status": "used", "model": rec["model"]}}
-        now = datetime.now(timezone.utc)
-        calls: dict[str, Any] = {}
-        if ids and "demand" in self.routers:
-            calls["demand"] = self.routers["demand"].call(
-                "forecast", {"item_ids": ids, "horizon": req.horizon, "quantiles": [0.5]},
-                key=key, request_id=rid, user_hash=user_hash,
-            )
-        if ids and "risk" in self.routers:
-            orders = [
-                {"order_id": f"insight-{n}", "user_id": req.user_id, "ts": now, "country": None,
-                 "lines": [{"item_id": i["item_id"], "quantity": 1, "price": i.get("price")}]}
-                for n, i in enumerate(items)
-            ]
-            calls["risk"] = self.routers["risk"].call("score", {"orders": orders}, key=key, request_id=rid, user_hash=user_hash)
-        answers = dict(zip(calls, await asyncio.gather(*calls.values(), return_exceptions=True)))
-        demand_by_item: dict[str, float] = {}
-        risk_by_item: dict[str, float] = {}
-        for task in ("demand", "risk"):
-            if task not in self.routers:
-                signals[task] = {"status": "unavailable", "detail": NOT_CONFIGURED.format(task=task)}
-                continue
-            if task not in answers:
-                signals[task] = {"status": "unavailable", "detail": "no candidates to score"}
-                continue
-            got = answers[task]
-            if isinstance(got, BaseException):
-                detail = got.detail if isinstance(got, _HTTPError) else f"{type(got).__name__}: {_short(got)}"
-                signals[task] = {"status": "error", "detail": str(detail)}
-                continue
-            answer = got[0]
-            if "error" in answer:  # e.g. a horizon beyond the demand model's
-                signals[task] = {"status": "error", "detail": answer["error"]["msg"]}
-                continue
-            signals[task] = {"status": "used", "model": answer.get("model")}
-            if task == "demand":
-                demand_by_item = {f["item_id"]: float(sum(f["values"][0])) for f in answer["forecasts"]}
-            else:
-                risk_by_item = {ids[n]: float(r["probability"]) for n, r in enumerate(answer["results"])}
-        top_demand = max(demand_by_item.values(), default=0.0)
-        ranked = []
-        for item in items:
-            score = float(item["score"])
-            expected = demand_by_item.get(item["item_id"])
-            risk = risk_by_item.get(item["item_id"])
-            if expected is not None and top_demand > 0:
-                score *= 1.0 - req.demand_weight + req.demand_weight * max(0.0, expected) / top_demand
-            if risk is not None:
-                score *= 1.0 - req.risk_weight * risk
-            ranked.append({
-                "item_id": item["item_id"], "score": score, "recommend_score": float(item["score"]),
-                "expected_demand": expected, "return_risk": risk, "title": item.get("title"),
-                "category": item.get("category"), "price": item.get("price"),
-            })
-        ranked.sort(key=lambda r: -r["score"])
-        return {
-            "items": ranked[: req.k],
-            "signals": signals,
-            "unavailable": [t for t, s in signals.items() if s["status"] != "used"],
-            "fallback": rec["fallback"],
-            "fallback_reason": rec.get("fallback_reason"),
-            "variant": arm,
-            "request_id": rid,
-        }
+        return await compose(self.routers, req, rec, arm, key=key, request_id=rid, user_hash=user_hash)
 
     def _mark(self, request: Request, result: dict[str, Any], arm: str) -> None:
         request.state.model = result.get("model")
@@ -541,8 +299,8 @@ class Ingress:
             504: {"model": ErrorResponse, "description": "the model did not answer in time"},
         }
 
-        @app.exception_handler(_HTTPError)
-        async def _http_error(request: Request, exc: _HTTPError) -> JSONResponse:
+        @app.exception_handler(HTTPError)
+        async def _http_error(request: Request, exc: HTTPError) -> JSONResponse:
             return JSONResponse(
                 {"detail": exc.detail, "request_id": request.state.request_id}, status_code=exc.status,
                 headers=exc.headers,
@@ -562,7 +320,7 @@ class Ingress:
         @app.exception_handler(Exception)
         async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
             rid = getattr(request.state, "request_id", None)
-            log_event("error", request_id=rid, error=f"{type(exc).__name__}: {_short(exc)}")
+            log_event("error", request_id=rid, error=f"{type(exc).__name__}: {short(exc)}")
             return JSONResponse({"detail": f"internal error (request id {rid})", "request_id": rid}, status_code=500)
 
         @app.post(f"{API_PREFIX}/recommend", response_model=RecommendResponse, responses=errors, tags=["recommend"])
