@@ -1,7 +1,8 @@
 """Training-time augmentation of item sequences and item/customer texts.
 
 Sits after splits in the data layer (features -> splits -> **augment** -> models):
-trainers apply it to training inputs only, never to validation or test. Every
+trainers apply it to training inputs only, never to validation or test (a
+TrainSpec's `augment:` block; its settings are `ecomine.specs.augment`). Every
 operation is off by default and seeded, so the same spec, seed and input give the
 same output; vectorised (numpy indices over the flattened tokens), no loop per row.
 """
@@ -13,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+
+from ecomine.specs.augment import AugmentSpec, CropSpec, MaskSpec, ReorderSpec
 
 __all__ = [
     "AugmentSpec",
@@ -24,60 +26,6 @@ __all__ = [
     "augment_sequences",
     "augment_text",
 ]
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CropSpec(_Spec):
-    """Keep one contiguous run of a sequence."""
-
-    prob: float = Field(0.0, ge=0.0, le=1.0, description="chance a sequence is cropped")
-    min_ratio: float = Field(
-        0.6, gt=0.0, le=1.0, description="kept length is uniform in [ceil(min_ratio*n), n]"
-    )
-
-
-class MaskSpec(_Spec):
-    """Replace tokens by a mask token (length kept)."""
-
-    prob: float = Field(0.0, ge=0.0, le=1.0, description="chance each token is masked")
-    token: str = Field("[MASK]", min_length=1, description="the replacement token")
-
-
-class ReorderSpec(_Spec):
-    """Shuffle one contiguous window of a sequence (length and multiset kept)."""
-
-    prob: float = Field(0.0, ge=0.0, le=1.0, description="chance a sequence is reordered")
-    window: int = Field(3, ge=2, description="window length (whole sequence when shorter)")
-
-
-class AugmentSpec(_Spec):
-    """Which augmentations to apply; the default applies none (identity).
-
-    Applied in this order: synonym_swap (text only), crop, reorder, mask,
-    token_dropout. Tokens are items for sequences, whitespace-separated words for
-    text.
-    """
-
-    crop: CropSpec = CropSpec()
-    mask: MaskSpec = MaskSpec()
-    reorder: ReorderSpec = ReorderSpec()
-    token_dropout: float = Field(
-        0.0, ge=0.0, le=1.0, description="chance each token is dropped (a sequence never empties)"
-    )
-    synonym_swap: float = Field(
-        0.0, ge=0.0, le=1.0, description="text only: chance each word with a synonym is swapped"
-    )
-    seed: int = Field(0, description="random seed; pass seed=... per call (e.g. seed + epoch) to vary")
-
-    def enabled(self, *, text: bool = False) -> bool:
-        """Whether any operation can change an input (synonym_swap counts for text only)."""
-        probs = [self.crop.prob, self.mask.prob, self.reorder.prob, self.token_dropout]
-        if text:
-            probs.append(self.synonym_swap)
-        return any(p > 0 for p in probs)
 
 
 # Small gift-ware synonym groups (upper case); a word swaps to another of its group.

@@ -47,6 +47,7 @@ from ecomine.specs.train import (
     task_metrics,
 )
 from ecomine.specs.tune import SchedulerSpec, SearchDim, TuneSpec
+from ecomine.specs.augment import AugmentSpec, CropSpec, MaskSpec, ReorderSpec, TrainAugmentSpec
 from ecomine.specs.ensemble import EnsembleFitSpec, EnsembleMemberRef, EnsembleSpec
 
 __all__ = [
@@ -91,6 +92,11 @@ __all__ = [
     "SearchDim",
     "SchedulerSpec",
     "TuneSpec",
+    "AugmentSpec",
+    "CropSpec",
+    "MaskSpec",
+    "ReorderSpec",
+    "TrainAugmentSpec",
     "EnsembleMemberRef",
     "EnsembleFitSpec",
     "EnsembleSpec",

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ecomine.specs._base import StrictModel
+from ecomine.specs.augment import TrainAugmentSpec
 
 __all__ = ["SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RecommendModelSpec",
            "EarlyStoppingSpec", "OptimSpec", "ScalingSpec", "RunSpec", "EvalSpec", "DemandEvalSpec",
@@ -381,6 +382,7 @@ class TrainSpec(StrictModel):
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     run: RunSpec = Field(default_factory=RunSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    augment: TrainAugmentSpec | None = Field(None, description="augmented copies of the training split (off: none)")
 
     @model_validator(mode="before")
     @classmethod
@@ -399,6 +401,8 @@ class TrainSpec(StrictModel):
     def _consistent(self) -> TrainSpec:
         if self.model.kind != self.task:
             raise ValueError(f"model.kind {self.model.kind!r} does not match task {self.task!r}")
+        if self.augment is not None and self.augment.enabled() and self.task != "recommend":
+            raise ValueError(f"augment.sequences applies to task recommend, not {self.task!r}")
         es = self.optim.early_stopping
         if es is not None and es.metric is not None:
             known = task_metrics(self.task, self.eval.ks)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ecomine.train.data import RecommendData, prepare_recommend_data
 
-__all__ = ["RecommendTask", "TASK", "recommender_config"]
+__all__ = ["RecommendTask", "TASK", "recommender_config", "augmented_copies"]
 
 
 def recommender_config(spec, n_items: int):
@@ -28,14 +28,41 @@ def recommender_config(spec, n_items: int):
     )
 
 
-class _Prepared:
-    """RecommendData plus the training windows cut once on the driver."""
+def augmented_copies(sequences: list[np.ndarray], augment, seed: int) -> list[np.ndarray]:
+    """`augment.copies` augmented copies of the training sequences (item ids; a masked item becomes padding)."""
+    import polars as pl
 
-    def __init__(self, data: RecommendData, max_len: int) -> None:
+    from ecomine.data.augment import augment_sequences
+
+    # the augmenter works on item-id strings, vectorised in polars; ids go through as text and back
+    as_text = pl.Series("items", [s.astype(str).tolist() for s in sequences], dtype=pl.List(pl.String))
+    token = augment.sequences.mask.token
+    out: list[np.ndarray] = []
+    for k in range(augment.copies):
+        aug = augment_sequences(as_text, augment.sequences, seed=augment.sequences.seed + 1000 * seed + k)
+        ids = aug.list.eval(pl.element().replace(token, "0").cast(pl.Int64))
+        out.extend(np.asarray(s, dtype=np.int64) for s in ids.to_list())
+    return out
+
+
+class _Prepared:
+    """RecommendData plus the training windows cut once on the driver (augmented copies of the training split added)."""
+
+    def __init__(self, data: RecommendData, max_len: int, augment=None, seed: int = 0) -> None:
         from ecomine.models.recommend import training_windows
 
         self.data = data
-        self.inputs, self.targets = training_windows(data.train_sequences, max_len)
+        on = augment is not None and augment.enabled()
+        self.key = (max_len, augment.model_dump_json() if on else None, seed if on else None)
+        sequences = list(data.train_sequences)
+        if on:
+            sequences += augmented_copies(data.train_sequences, augment, seed)
+        self.inputs, self.targets = training_windows(sequences, max_len)
+
+
+def _key(spec) -> tuple:
+    on = spec.augment is not None and spec.augment.enabled()
+    return (spec.model.backbone.max_len, spec.augment.model_dump_json() if on else None, spec.optim.seed if on else None)
 
 
 class _DeviceScorer:
@@ -50,13 +77,13 @@ class RecommendTask:
     name = "recommend"
 
     def prepare(self, spec) -> _Prepared:
-        return _Prepared(prepare_recommend_data(spec), spec.model.backbone.max_len)
+        return _Prepared(prepare_recommend_data(spec), spec.model.backbone.max_len, spec.augment, spec.optim.seed)
 
     def adapt(self, prepared: _Prepared, spec) -> _Prepared:
-        # a campaign searching model.backbone.max_len shares one prepared split: re-cut its windows
-        if prepared.inputs.shape[1] == spec.model.backbone.max_len:
+        # a campaign searching max_len or augment settings shares one prepared split: re-cut its windows
+        if prepared.key == _key(spec):
             return prepared
-        return _Prepared(prepared.data, spec.model.backbone.max_len)
+        return _Prepared(prepared.data, spec.model.backbone.max_len, spec.augment, spec.optim.seed)
 
     def driver_init(self, spec, prepared: _Prepared):
         if spec.model.item_init != "text":
