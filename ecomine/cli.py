@@ -280,6 +280,18 @@ def tune_cmd(
     )
     if out.errored:
         err_console.print(f"[yellow]warning:[/] {out.errored} trial(s) failed; their errors are in {out.results_parquet} (column error)")
+    from ecomine.tuning import load_campaign
+
+    campaign = load_campaign(spec)
+    if campaign.spec.ensemble is not None:
+        from ecomine.ensembles import campaign_ensemble
+
+        if len(out.versions) < 2:
+            raise CliError(f"{spec}: ensemble: the campaign registered {len(out.versions)} version(s); need 2 or more")
+        ens = campaign_ensemble(campaign, out.versions, console=console)
+        console.print(ens.report)
+        console.print(f"registered {campaign.base.task}/{ens.version} (kind ensemble) from the top "
+                      f"{len(ens.members)} trials: " + ", ".join(f"{m['version']} w {m['weight']:.2f}" for m in ens.members))
 
 
 @registry_app.command("list")

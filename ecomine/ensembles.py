@@ -21,7 +21,7 @@ import numpy as np
 
 from ecomine.specs import EnsembleSpec, SpecError, TrainSpec, metric_mode
 
-__all__ = ["EnsembleOutcome", "resolve_members", "build_ensemble", "RecommendMixture"]
+__all__ = ["EnsembleOutcome", "resolve_members", "build_ensemble", "campaign_ensemble", "RecommendMixture"]
 
 
 @dataclass
@@ -281,3 +281,14 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
         registry.promote(spec.task, mv.version, spec.promote)
     table = _format(spec.task, results, title=f"ensemble {spec.task}/{mv.version} (test split)")
     return EnsembleOutcome(version=mv.version, members=[p.model_dump() for p in pinned], results=results, report=table)
+
+
+def campaign_ensemble(campaign, versions: list[str], *, console=None) -> EnsembleOutcome:
+    """A campaign's `ensemble:` block: its exported versions (best first) built into one ensemble version."""
+    block = campaign.spec.ensemble
+    chosen = versions[: block.top_k or len(versions)]
+    spec = EnsembleSpec(
+        task=campaign.base.task, registry=campaign.base.run.registry, members=[{"version": v} for v in chosen],
+        fit=block.fit, tags=[campaign.spec.name], promote=block.promote,
+    )
+    return build_ensemble(spec, console=console, source=f"campaign {campaign.spec.name} ensemble")

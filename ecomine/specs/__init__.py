@@ -46,7 +46,7 @@ from ecomine.specs.train import (
     metric_mode,
     task_metrics,
 )
-from ecomine.specs.tune import SchedulerSpec, SearchDim, TuneSpec
+from ecomine.specs.tune import CampaignEnsembleSpec, SchedulerSpec, SearchDim, TuneSpec
 from ecomine.specs.augment import AugmentSpec, CropSpec, MaskSpec, ReorderSpec, TrainAugmentSpec
 from ecomine.specs.ensemble import EnsembleFitSpec, EnsembleMemberRef, EnsembleSpec
 
@@ -92,6 +92,7 @@ __all__ = [
     "SearchDim",
     "SchedulerSpec",
     "TuneSpec",
+    "CampaignEnsembleSpec",
     "AugmentSpec",
     "CropSpec",
     "MaskSpec",

@@ -12,8 +12,9 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from ecomine.specs._base import StrictModel
+from ecomine.specs.ensemble import EnsembleFitSpec
 
-__all__ = ["SearchDim", "SchedulerSpec", "TuneSpec"]
+__all__ = ["SearchDim", "SchedulerSpec", "CampaignEnsembleSpec", "TuneSpec"]
 
 
 _DIM_KINDS = ("choice", "uniform", "loguniform", "randint")
@@ -72,6 +73,14 @@ class SchedulerSpec(StrictModel):
     perturbation_interval: int = Field(2, ge=1, description="PBT: epochs between exploit/explore")
 
 
+class CampaignEnsembleSpec(StrictModel):
+    """`ensemble:` of a campaign: its exported top trials built into one ensemble version (`ecomine ensemble build`)."""
+
+    top_k: int | None = Field(None, ge=2, description="members: the best top_k exported trials (default: all exported)")
+    fit: EnsembleFitSpec = Field(default_factory=EnsembleFitSpec)
+    promote: Literal["staging", "production"] | None = None
+
+
 class TuneSpec(StrictModel):
     """A tuning campaign over a TrainSpec (the campaigns live in top-level tune/*.yaml)."""
 
@@ -90,7 +99,17 @@ class TuneSpec(StrictModel):
     time_budget_s: float | None = Field(None, gt=0)
     storage: str = Field("tune_runs", description="campaign folder (local) or s3:// URI")
     export_top_k: int = Field(3, ge=0, description="best trials registered, tagged with the campaign name")
+    ensemble: CampaignEnsembleSpec | None = Field(None, description="build the exported trials into one ensemble")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _ensemble_fits(self) -> TuneSpec:
+        if self.ensemble is not None:
+            k = self.ensemble.top_k or self.export_top_k
+            if self.export_top_k < 2 or k > self.export_top_k:
+                raise ValueError(f"ensemble: needs export_top_k >= 2 and top_k <= export_top_k "
+                                 f"(export_top_k {self.export_top_k}, top_k {self.ensemble.top_k})")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -28,7 +28,8 @@ eval: {ks: [10]}
 """
 
 
-def _write(tmp_path: Path, name: str, samples: int, concurrent: int, top_k: int, scheduler: str = "asha") -> Path:
+def _write(tmp_path: Path, name: str, samples: int, concurrent: int, top_k: int, scheduler: str = "asha",
+           extra: str = "") -> Path:
     (tmp_path / "base.yaml").write_text(BASE.replace("REGISTRY", str(tmp_path / "registry")))
     p = tmp_path / f"{name}.yaml"
     p.write_text(f"""
@@ -45,12 +46,13 @@ max_concurrent: {concurrent}
 storage: {tmp_path / "tune_runs"}
 export_top_k: {top_k}
 seed: 1
-""")
+{extra}""")
     return p
 
 
 def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path) -> None:
-    out = run_campaign(_write(tmp_path, "ci-campaign", samples=4, concurrent=2, top_k=2))
+    path = _write(tmp_path, "ci-campaign", samples=4, concurrent=2, top_k=2, extra="ensemble: {top_k: 2}")
+    out = run_campaign(path)
     assert out.trials == 4
     assert out.stopped_early >= 1  # ASHA cut at least one trial before the last epoch
     frame = pl.read_parquet(out.results_parquet)
@@ -62,6 +64,14 @@ def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path) -> None:
     tagged = [v for v in versions if "ci-campaign" in v.tags]
     assert {v.version for v in tagged} == set(out.versions)
     assert all(v.metrics["test"]["all_items"]["NDCG@10"] is not None for v in tagged)
+    # the campaign's `ensemble:` block (what `ecomine tune` runs next): its exports as one ensemble version
+    from ecomine.ensembles import campaign_ensemble
+    from ecomine.tuning import load_campaign
+
+    ens = campaign_ensemble(load_campaign(path), out.versions)
+    mv = Registry(str(tmp_path / "registry")).get("recommend", ens.version)
+    assert "ensemble" in mv.tags and "ci-campaign" in mv.tags
+    assert [m["version"] for m in ens.members] == out.versions
 
 
 def test_interrupted_campaign_resumes_without_rerunning_finished_trials(ray_session, tmp_path: Path) -> None:

@@ -233,3 +233,13 @@ def test_a_non_neural_member_joins_an_ensemble_and_serves(registry_root):
     assert knn_pin["temperature"] > 2  # kNN scores are far flatter than logits: the fit sharpens them
     state = load_state(registry, "recommend", [(outcome.version, 1.0)])
     assert state.versions == ["rec-a", knn[0].version]
+
+
+def test_every_shipped_ensemble_spec_loads():
+    from ecomine.specs import EnsembleSpec, load_spec
+
+    found = sorted((Path(__file__).resolve().parents[2] / "ensembles").rglob("*.yaml"))
+    assert {"recommend.yaml", "recommend_online_retail.yaml"} <= {p.name for p in found}
+    for path in found:
+        spec = load_spec(path, EnsembleSpec)
+        assert spec.members and path.read_text().startswith("# EnsembleSpec")

@@ -51,3 +51,8 @@ def test_every_shipped_campaign_loads() -> None:
         assert c.spec.space
         if path.stem in ("recommend", "demand", "risk"):
             assert c.base.task == path.stem
+
+
+def test_ensemble_block_needs_enough_exported_trials(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"ensemble: needs export_top_k >= 2 and top_k <= export_top_k"):
+        load_campaign(_campaign(tmp_path, "  optim.lr: loguniform 1e-4 1e-2", "export_top_k: 2\nensemble: {top_k: 3}\n"))
