@@ -4,8 +4,11 @@ The outermost consumer of the flow: synthesise a log (or read the shared Online
 Retail files) -> clean and profile it -> train the recommender, the demand
 forecaster and the risk scorer through Ray Train -> evaluate each beside its
 baselines -> register and promote them -> run a tiny Ray Tune campaign ->
-deploy serve_configs/local.yaml's app (every task; the campaign's ensemble in
-shadow) with Ray Serve -> call every route through the client SDK -> write a
+build an ensemble of the trained model, the campaign's trials and the item-kNN
+version (weights fitted on validation) and promote it -> deploy
+serve_configs/local.yaml's app (every task; the ensemble as the recommend
+champion, the single model in shadow; `ecomine.demo_serve`) with Ray Serve ->
+call every route through the client SDK -> write a
 summary JSON and PNG plots (training curves, a demand forecast band, a risk
 reliability curve, the campaign) -> shut Serve down.
 `DemoSize` fixes the numbers; tests run the same code path with `DemoSize.tiny()`.
@@ -139,101 +142,6 @@ def _plot_forecast(forecaster, out: Path, *, titles: dict[str, str], n: int = 3)
     return top
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _local_serve_args() -> dict[str, Any]:
-    """`args:` of serve_configs/local.yaml when the demo runs from a checkout (else AppArgs' defaults)."""
-    import yaml
-
-    path = Path(__file__).resolve().parents[1] / "serve_configs" / "local.yaml"
-    if not path.exists():
-        return {}
-    return yaml.safe_load(path.read_text())["applications"][0]["args"]
-
-
-def _serve_and_call(out: Path, registry: Path, ensemble: list[str], sample: dict[str, Any], console) -> dict[str, Any]:
-    """Deploy serve_configs/local.yaml's app on the demo registry (production version of each task;
-    the campaign's ensemble as a recommend challenger in shadow), call every route through the SDK,
-    then shut Serve down."""
-    from ray import serve
-
-    from ecomine.client import EcomineClient
-    from ecomine.serve.app import build
-
-    args = _local_serve_args()
-    args["registry"] = str(registry)
-    small = {"num_cpus": 0.1}  # fractional: the demo's Ray also ran Train and Tune on these cores
-    rec = {**args.get("recommend", {}), "champion": {"version": "production"}}
-    rec["resources"] = {**rec.get("resources", {}), **small}
-    rec.pop("users_uri", None), rec.pop("catalogue_uri", None)
-    if len(ensemble) >= 2:
-        rec["challenger"] = {"members": [{"version": v} for v in ensemble]}
-        rec["traffic"] = {"mode": "shadow", "weight": 1.0}
-    args["recommend"] = rec
-    for task in ("demand", "risk"):
-        args[task] = {"champion": {"version": "production"}, "resources": small}
-    args["ingress"] = {**args.get("ingress", {}), "num_cpus": 0.1}
-    port = _free_port()
-    from ray.serve.context import _get_global_client
-
-    try:  # Serve already running on this cluster (its HTTP port is fixed when it first starts)
-        http = _get_global_client(raise_if_no_controller_running=True).http_config
-        started_here, prefix = False, "/ecomine-demo"
-    except Exception:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        http = _get_global_client().http_config
-        started_here, prefix = True, "/"
-    serve.run(build(args), name="ecomine-demo", route_prefix=prefix)
-    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", None) else http.host
-    answers: dict[str, Any] = {"url": f"http://{host}:{http.port}{prefix.rstrip('/')}"}
-    titles, history, user = sample["titles"], sample["history"], sample["user"]
-    try:
-        with EcomineClient(base_url=answers["url"], timeout=60) as c:
-            answers["health"] = c.health().model_dump(mode="json")
-            answers["models"] = c.models().model_dump(mode="json")
-            rec = c.recommend(history=history, k=5)
-            answers["recommend"] = rec.model_dump(mode="json")
-            console.print(f"[bold]recommend[/] for a customer who bought {[titles.get(i, i) for i in history[-3:]]}:")
-            for it in rec.items:
-                console.print(f"   {it.score:.3f}  {it.item_id}  {titles.get(it.item_id, '')}")
-            cold = c.recommend(user_id="nobody-we-know", k=3)
-            answers["recommend_unknown_user"] = {"fallback": cold.fallback, "items": [i.item_id for i in cold.items]}
-
-            items = [*sample["demand_items"], "NO-SUCH-ITEM"]
-            dem = c.demand(item_ids=items, horizon=sample["demand_horizon"], quantiles=[0.1, 0.5, 0.9])
-            answers["demand"] = dem.model_dump(mode="json")
-            console.print(f"[bold]demand[/] next {dem.horizon} periods ({dem.freq}), p10 / p50 / p90 units in all:")
-            for f in dem.forecasts:
-                p10, p50, p90 = (sum(row) for row in f.values)
-                flag = "  [yellow]fallback profile[/]" if f.fallback else ""
-                console.print(f"   {f.item_id:>14}  {p10:8.1f} {p50:8.1f} {p90:8.1f}  {titles.get(f.item_id, '')[:40]}{flag}")
-
-            orders = [
-                {"order_id": "known-customer", "user_id": user, "country": sample.get("country"),
-                 "lines": [{"item_id": i, "quantity": 2, "price": sample["prices"].get(i)} for i in history[-2:]]},
-                {"order_id": "bulk-new-customer", "user_id": "first-time-buyer", "country": sample.get("risky_country"),
-                 "lines": [{"item_id": history[-1], "quantity": 48, "price": sample["prices"].get(history[-1])}]},
-            ]
-            risk = c.risk(orders=orders)
-            answers["risk"] = risk.model_dump(mode="json")
-            console.print("[bold]risk[/] (probability that a line of the order is returned):")
-            for r in risk.results:
-                console.print(f"   {r.order_id:>18}  p={r.probability:.3f}  flagged={r.flagged} (threshold {r.threshold:.3f})")
-            answers["insights"] = c.insights(history=history, k=5).model_dump(mode="json")
-    finally:
-        if started_here:
-            serve.shutdown()
-        else:
-            serve.delete("ecomine-demo")
-    return answers
-
-
 def _train_and_promote(spec, reg, console, title: str):
     """One task through Ray Train; its report beside the baselines; the version promoted to production."""
     from ecomine.train.runner import run_training
@@ -267,10 +175,12 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     from rich.console import Console
 
     from ecomine.data.features import item_catalogue
+    from ecomine.ensembles import build_ensemble
     from ecomine.registry import Registry
-    from ecomine.specs import TrainSpec
+    from ecomine.specs import EnsembleSpec, TrainSpec
     from ecomine.train.evaluate import MODEL_NAME, best_baseline
     from ecomine.train.metrics import report_json
+    from ecomine.demo_serve import serve_and_call
     from ecomine.tuning import run_campaign
 
     size = size or DemoSize()
@@ -281,7 +191,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     reg = Registry(str(registry))
     stages: list[_Stage] = []
     t_all = time.perf_counter()
-    n_stages = 8
+    n_stages = 9
 
     def stage(n: int, name: str):
         console.rule(f"[bold]{n}/{n_stages} {name}")
@@ -402,14 +312,34 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     camp = run_campaign(campaign, console=console)
     stages.append(_Stage("tune", time.perf_counter() - t, {"trials": camp.trials, "versions": camp.versions, "best": camp.best}))
 
-    t = stage(7, "registry")
+    t = stage(7, "ensemble: the trained model, the campaign's trials and item-kNN, fitted on validation")
+    from ecomine.train.runner import run_baseline
+
+    knn = run_baseline(spec.model_copy(update={"run": spec.run.model_copy(update={"name": "demo-item-knn"})}), "item_knn")
+    members = [outcome.version, *camp.versions, knn.version]
+    ens = build_ensemble(EnsembleSpec(task="recommend", registry=str(registry), members=[{"version": v} for v in members],
+                                      tags=["demo"], promote="production"), console=console)
+    console.print(ens.report)
+    ratios = {}
+    for protocol in ("all_items", "new_items"):
+        name, value = best_baseline({k: v for k, v in ens.results.items() if not k.startswith("member ")}, protocol,
+                                    model_name="ensemble")
+        model = ens.results["ensemble"][protocol]["NDCG@10"]
+        ratios[protocol] = {"metric": "NDCG@10", "model": model, "best_baseline": name, "baseline": value,
+                            "ratio": model / value if value else None}
+    vs_baselines["recommend (served ensemble)"] = ratios
+    reports["recommend_ensemble"] = report_json(ens.results)
+    stages.append(_Stage("ensemble", time.perf_counter() - t, {"version": ens.version, "members": ens.members,
+                                                                "ratios": ratios}))
+
+    t = stage(8, "registry")
     listed = {task: [v.version for v in reg.list(task)] for task in ("recommend", "demand", "risk")}
     for task in listed:
         for v in reg.list(task):
             console.print(f"  {task:>9}  {v.version}  stages={v.stages or '-'}  tags={v.tags}")
     stages.append(_Stage("registry", time.perf_counter() - t, {"versions": listed}))
 
-    t = stage(8, "serve (Ray Serve) and call every route (client SDK)")
+    t = stage(9, "serve (Ray Serve) and call every route (client SDK)")
     purchases = events.filter(pl.col("event") == "purchase")
     counts = purchases.group_by("user_id").len().filter(pl.col("len") >= 5).sort("user_id")
     user = counts["user_id"][0]
@@ -420,7 +350,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         "demand_items": plotted[:2], "demand_horizon": size.demand_horizon, "risky_country": RISKY_COUNTRY,
         "country": mine["country"][0] if "country" in mine.columns else None,
     }
-    answers = _serve_and_call(out, registry, camp.versions, sample, console)
+    answers = serve_and_call(registry, sample, console, challenger=outcome.version)  # the single model in shadow
     stages.append(_Stage("serve", time.perf_counter() - t, answers))
 
     plots = {"training_curve": out / "training_curve.png", "demand_forecast": out / "demand_forecast.png",
@@ -453,7 +383,7 @@ def _print_summary(console, vs: dict[str, Any], seconds: float, out: Path, plots
     for task, rows in vs.items():
         for key, r in rows.items():
             if isinstance(r, dict):
-                label = r["metric"] + (f" ({key.replace('_', '-')})" if task == "recommend" else "")
+                label = r["metric"] + (f" ({key.replace('_', '-')})" if task.startswith("recommend") else "")
                 table.add_row(task, label, fmt(r["model"]), str(r["best_baseline"]), fmt(r["baseline"]), fmt(r["ratio"]))
             else:
                 table.add_row(task, key, fmt(r), "-", "-", "-")

@@ -35,12 +35,13 @@ def evaluate_recommender(model, data: RecommendData, *, ks: list[int], split: st
     return results
 
 
-def best_baseline(results: dict[str, Any], protocol: str, metric: str = "NDCG@10") -> tuple[str, float]:
+def best_baseline(results: dict[str, Any], protocol: str, metric: str = "NDCG@10", *,
+                  model_name: str = MODEL_NAME) -> tuple[str, float]:
     """The strongest baseline of a report under one protocol (for ratios in notes)."""
     scored = [
         (name, float(r[protocol][metric]))
         for name, r in results.items()
-        if name != MODEL_NAME and np.isfinite(r[protocol][metric])
+        if name != model_name and np.isfinite(r[protocol][metric])
         # the user's own history cannot recommend a new item: not a new-items baseline
         and not (protocol == "new_items" and name in ("user_history", "recent_history"))
     ]

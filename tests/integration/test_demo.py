@@ -18,7 +18,8 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
     saved = json.loads((out / "summary.json").read_text())
     assert saved["seconds"] == summary["seconds"]
     assert [s["name"] for s in saved["stages"]] == [
-        "synthetic log", "clean", "train recommend", "train demand", "train risk", "tune", "registry", "serve",
+        "synthetic log", "clean", "train recommend", "train demand", "train risk", "tune", "ensemble", "registry",
+        "serve",
     ]
     assert set(saved["plots"]) == {"training_curve", "demand_forecast", "risk_calibration", "campaign"}
     for png in saved["plots"].values():
@@ -28,6 +29,9 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
     assert len(reports["demand"]) >= 4 and len(reports["risk"]) >= 3  # the model beside its baselines
     for task, rows in saved["vs_baselines"].items():
         assert rows, task
+    ensemble = next(s for s in saved["stages"] if s["name"] == "ensemble")["info"]
+    assert len(ensemble["members"]) >= 3 and abs(sum(m["weight"] for m in ensemble["members"]) - 1) < 1e-6
+    assert saved["vs_baselines"]["recommend (served ensemble)"]["all_items"]["ratio"] is not None
     registry = next(s for s in saved["stages"] if s["name"] == "registry")["info"]["versions"]
     assert len(registry["recommend"]) >= 2  # the trained model + the campaign's top trials
     assert len(registry["demand"]) == 1 and len(registry["risk"]) == 1
@@ -35,6 +39,8 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
     served = next(s for s in saved["stages"] if s["name"] == "serve")["info"]
     assert served["health"]["status"] == "ok" and served["models"]
     assert len(served["recommend"]["items"]) == 5 and not served["recommend"]["fallback"]
+    # the production recommend version is the ensemble: served through its pinned members
+    assert sorted(served["recommend"]["versions"]) == sorted(m["version"] for m in ensemble["members"])
     assert served["recommend_unknown_user"]["fallback"] is True
     demand = served["demand"]
     assert demand["versions"] == registry["demand"] and demand["horizon"] == 7

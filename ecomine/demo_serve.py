@@ -1,0 +1,107 @@
+"""The demo's serving stage: deploy serve_configs/local.yaml's app on the demo registry and call every route.
+
+Part of `ecomine demo` (`ecomine.demo` runs the stages in order); kept apart
+because it is the one stage that talks to Ray Serve and the client SDK.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["serve_and_call"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _local_serve_args() -> dict[str, Any]:
+    """`args:` of serve_configs/local.yaml when the demo runs from a checkout (else AppArgs' defaults)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "serve_configs" / "local.yaml"
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text())["applications"][0]["args"]
+
+
+def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenger: str | None = None) -> dict[str, Any]:
+    """Deploy serve_configs/local.yaml's app on the demo registry (the production version of each task; for
+    recommend that is the demo's ensemble version), call every route through the SDK, then shut Serve down.
+    `challenger`: a recommend version served beside it in shadow."""
+    from ray import serve
+
+    from ecomine.client import EcomineClient
+    from ecomine.serve.app import build
+
+    args = _local_serve_args()
+    args["registry"] = str(registry)
+    small = {"num_cpus": 0.1}  # fractional: the demo's Ray also ran Train and Tune on these cores
+    rec = {**args.get("recommend", {}), "champion": {"version": "production"}}
+    rec["resources"] = {**rec.get("resources", {}), **small}
+    rec.pop("users_uri", None), rec.pop("catalogue_uri", None)
+    if challenger is not None:
+        rec["challenger"] = {"version": challenger}
+        rec["traffic"] = {"mode": "shadow", "weight": 1.0}
+    args["recommend"] = rec
+    for task in ("demand", "risk"):
+        args[task] = {"champion": {"version": "production"}, "resources": small}
+    args["ingress"] = {**args.get("ingress", {}), "num_cpus": 0.1}
+    port = _free_port()
+    from ray.serve.context import _get_global_client
+
+    try:  # Serve already running on this cluster (its HTTP port is fixed when it first starts)
+        http = _get_global_client(raise_if_no_controller_running=True).http_config
+        started_here, prefix = False, "/ecomine-demo"
+    except Exception:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        http = _get_global_client().http_config
+        started_here, prefix = True, "/"
+    serve.run(build(args), name="ecomine-demo", route_prefix=prefix)
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", None) else http.host
+    answers: dict[str, Any] = {"url": f"http://{host}:{http.port}{prefix.rstrip('/')}"}
+    titles, history, user = sample["titles"], sample["history"], sample["user"]
+    try:
+        with EcomineClient(base_url=answers["url"], timeout=60) as c:
+            answers["health"] = c.health().model_dump(mode="json")
+            answers["models"] = c.models().model_dump(mode="json")
+            rec = c.recommend(history=history, k=5)
+            answers["recommend"] = rec.model_dump(mode="json")
+            console.print(f"[bold]recommend[/] for a customer who bought {[titles.get(i, i) for i in history[-3:]]}:")
+            for it in rec.items:
+                console.print(f"   {it.score:.3f}  {it.item_id}  {titles.get(it.item_id, '')}")
+            cold = c.recommend(user_id="nobody-we-know", k=3)
+            answers["recommend_unknown_user"] = {"fallback": cold.fallback, "items": [i.item_id for i in cold.items]}
+
+            items = [*sample["demand_items"], "NO-SUCH-ITEM"]
+            dem = c.demand(item_ids=items, horizon=sample["demand_horizon"], quantiles=[0.1, 0.5, 0.9])
+            answers["demand"] = dem.model_dump(mode="json")
+            console.print(f"[bold]demand[/] next {dem.horizon} periods ({dem.freq}), p10 / p50 / p90 units in all:")
+            for f in dem.forecasts:
+                p10, p50, p90 = (sum(row) for row in f.values)
+                flag = "  [yellow]fallback profile[/]" if f.fallback else ""
+                console.print(f"   {f.item_id:>14}  {p10:8.1f} {p50:8.1f} {p90:8.1f}  {titles.get(f.item_id, '')[:40]}{flag}")
+
+            orders = [
+                {"order_id": "known-customer", "user_id": user, "country": sample.get("country"),
+                 "lines": [{"item_id": i, "quantity": 2, "price": sample["prices"].get(i)} for i in history[-2:]]},
+                {"order_id": "bulk-new-customer", "user_id": "first-time-buyer", "country": sample.get("risky_country"),
+                 "lines": [{"item_id": history[-1], "quantity": 48, "price": sample["prices"].get(history[-1])}]},
+            ]
+            risk = c.risk(orders=orders)
+            answers["risk"] = risk.model_dump(mode="json")
+            console.print("[bold]risk[/] (probability that a line of the order is returned):")
+            for r in risk.results:
+                console.print(f"   {r.order_id:>18}  p={r.probability:.3f}  flagged={r.flagged} (threshold {r.threshold:.3f})")
+            answers["insights"] = c.insights(history=history, k=5).model_dump(mode="json")
+    finally:
+        if started_here:
+            serve.shutdown()
+        else:
+            serve.delete("ecomine-demo")
+    return answers
