@@ -21,7 +21,7 @@ import numpy as np
 
 from ecomine.specs import EnsembleSpec, SpecError, TrainSpec, metric_mode
 
-__all__ = ["EnsembleOutcome", "resolve_members", "build_ensemble", "campaign_ensemble", "RecommendMixture"]
+__all__ = ["EnsembleOutcome", "resolve_members", "build_ensemble", "campaign_ensemble", "versus_best_member", "RecommendMixture"]
 
 
 @dataclass
@@ -61,6 +61,32 @@ def resolve_members(registry, spec: EnsembleSpec) -> list:
     if len(chosen) < 2:
         raise SpecError(f"members: resolve to {len(chosen)} distinct version(s); an ensemble needs at least 2")
     return chosen
+
+
+# The primary test metric of each task's report: (path inside a report row, larger is better)
+_PRIMARY = {
+    "recommend": [(("all_items", "NDCG@10"), True), (("new_items", "NDCG@10"), True)],
+    "demand": [(("pinball",), False)],
+    "risk": [(("pr_auc",), True)],
+}
+
+
+def versus_best_member(task: str, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per primary metric: the ensemble, its best member, and their ratio (>1 is better for max-metrics)."""
+    out = []
+    for path, larger in _PRIMARY[task]:
+        def get(row):
+            for key in path:
+                row = row.get(key) if isinstance(row, dict) else None
+            return float(row) if row is not None else float("nan")
+
+        members = {k: get(v) for k, v in results.items() if k.startswith("member ")}
+        best_name = (max if larger else min)(members, key=lambda k: members[k])
+        ens = get(results["ensemble"])
+        out.append({"metric": "/".join(path), "ensemble": ens, "best_member": best_name, "member": members[best_name],
+                    "ratio": ens / members[best_name] if members[best_name] else float("nan"),
+                    "better": "higher" if larger else "lower"})
+    return out
 
 
 def _validation_rank(mv) -> float:

@@ -243,3 +243,12 @@ def test_every_shipped_ensemble_spec_loads():
     for path in found:
         spec = load_spec(path, EnsembleSpec)
         assert spec.members and path.read_text().startswith("# EnsembleSpec")
+
+
+def test_versus_best_member_picks_by_direction():
+    from ecomine.ensembles import versus_best_member
+
+    rows = {"ensemble": {"pinball": 0.9}, "member a (w 0.5)": {"pinball": 1.0}, "member b (w 0.5)": {"pinball": 1.2},
+            "zero": {"pinball": 0.1}}
+    (r,) = versus_best_member("demand", rows)
+    assert r["best_member"] == "member a (w 0.5)" and abs(r["ratio"] - 0.9) < 1e-12  # baselines are not members
