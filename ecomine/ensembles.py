@@ -150,13 +150,13 @@ def _fit_recommend(spec: EnsembleSpec, models: list, data) -> tuple[np.ndarray, 
 
 
 def _recommend_report(spec: EnsembleSpec, train_spec: TrainSpec, members, models, data, weights, temps):
-    from ecomine.train.evaluate import evaluate_recommender
+    from ecomine.train.evaluate import MODEL_NAME, evaluate_recommender
     from ecomine.train.metrics import evaluate_scorer
 
     ks = train_spec.eval.ks
     mixture = RecommendMixture(models, weights, temps)
     results = evaluate_recommender(mixture, data, ks=ks, split="test")
-    ordered = {"ensemble": results.pop("ecomine (transformer)")}
+    ordered = {"ensemble": results.pop(MODEL_NAME)}
     n = data.n_items + 1
     for mv, model, w in zip(members, models, weights):
         ordered[f"member {mv.version} (w {w:.2f})"] = evaluate_scorer(
