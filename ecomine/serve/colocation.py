@@ -65,9 +65,3 @@ async def reconfigure_arms(arms: dict[str, Any], user_config: dict[str, Any]) ->
     for name, server in arms.items():
         if name in (user_config or {}):
             await server.reconfigure(user_config[name])
-    # the arms share one batch queue (one per process): give it the largest size and wait asked for
-    settings = [s._settings for s in arms.values() if s._settings is not None]
-    if settings:
-        first = next(iter(arms.values()))
-        first._infer.set_max_batch_size(max(x.max_batch_size for x in settings))
-        first._infer.set_batch_wait_timeout_s(max(x.batch_wait_timeout_s for x in settings))

@@ -114,10 +114,12 @@ class ArmArgs(_Strict):
 
 
 class Batching(_Strict):
-    """Dynamic batching of a model deployment (``@serve.batch``)."""
+    """Dynamic batching of a model arm (``ecomine.serve.batching``): a batch is cut when the model is free."""
 
-    max_batch_size: int = Field(16, ge=1, le=1024, description="1 turns batching off")
-    batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0, description="wait for a fuller batch at most this long")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="1 turns batching off")
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0.0, le=1.0, description="an idle model waits at most this long for a fuller batch (0: never)"
+    )
 
 
 class ModelSettings(ArmArgs, Batching):

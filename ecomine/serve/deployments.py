@@ -3,8 +3,9 @@
 Sits in ``ecomine.serve`` under the ingress: each deployment serves one arm of
 a task, holding a ``runtime.ModelState`` (the loaded version or versions; see
 ``ecomine.serve.runtime`` for loading, the loader protocol and how ensembles
-combine). Requests go through ``@serve.batch`` (size and wait from the
-``user_config``; size 1 calls the model directly). ``reconfigure(user_config)``
+combine). Requests go through a ``batching.Batcher`` (size and wait from the
+``user_config``; size 1 calls the model directly), which cuts a batch when the
+model is free rather than on a timer. ``reconfigure(user_config)``
 swaps the model in place: the new version is fetched (sha256-verified) and
 loaded beside the old one, then one reference flips, so requests in flight
 finish on the old model and none fail; a version that fails to load leaves
@@ -22,6 +23,7 @@ from typing import Any
 
 from ray import serve
 
+from ecomine.serve.batching import Batcher
 from ecomine.serve.config import DEFAULT_LOADERS, ModelSettings
 from ecomine.serve.observability import ServeMetrics, log_event
 from ecomine.serve.ranking import Rejected
@@ -81,6 +83,7 @@ class _ModelServer:
         self._lock = asyncio.Lock()
         self._metrics = ServeMetrics()
         self._last_error: str | None = None
+        self._batcher = Batcher(self._run, on_batch=lambda n: self._metrics.batch(self.name, n))
 
     # ----------------------------------------------------------------- configuration and swap
 
@@ -97,8 +100,7 @@ class _ModelServer:
         if settings.is_ensemble != self.ENSEMBLE:
             want = "members: [...] (an Ensemble deployment)" if self.ENSEMBLE else "version: ... (one model)"
             raise ValueError(f"{self.name}: this deployment's user_config takes {want}")
-        self._infer.set_max_batch_size(settings.max_batch_size)
-        self._infer.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        self._batcher.configure(max_batch_size=settings.max_batch_size, wait_s=settings.batch_wait_timeout_s)
         async with self._lock:
             refs = [(m.version, m.weight) for m in settings.refs()]
             try:
@@ -161,11 +163,6 @@ class _ModelServer:
 
     # ----------------------------------------------------------------- batching
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _infer(self, jobs: list[tuple[ModelState, Any]]) -> list[Any]:
-        self._metrics.batch(self.name, len(jobs))
-        return await self._run(jobs)
-
     async def _run(self, jobs: list[tuple[ModelState, Any]]) -> list[Any]:
         if self.offload_compute:
             return await asyncio.to_thread(run_jobs, jobs)
@@ -177,7 +174,7 @@ class _ModelServer:
         if self._settings is not None and self._settings.max_batch_size == 1:
             self._metrics.batch(self.name, 1)
             return (await self._run([(state, job)]))[0]
-        return await self._infer((state, job))
+        return await self._batcher.submit((state, job))
 
     def _current(self, task: str) -> ModelState:
         if self.task != task:

@@ -266,7 +266,7 @@ def test_models_reports_every_arm(full: ServeTarget) -> None:
     assert [m["weight"] for m in challenger["members"]] == pytest.approx([1 / 3, 2 / 3])
     assert rec["traffic"]["mode"] == "shadow"
     assert tasks["demand"]["champion"]["model"] == "demand/dem-a"
-    assert tasks["risk"]["champion"]["max_batch_size"] == 16
+    assert tasks["risk"]["champion"]["max_batch_size"] == 32  # the Batching default
 
 
 # --------------------------------------------------------------------------- shadow and logs

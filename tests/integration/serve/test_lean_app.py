@@ -68,4 +68,4 @@ def test_colocated_arms_run_inside_the_ingress(lean: ServeTarget) -> None:
     assert set(deployments) == {"Ingress"}  # no model deployments of their own
     info = lean.get("/v1/models").json()["tasks"]["recommend"]
     assert info["champion"]["status"] == "ok" and info["champion"]["model"] == "recommend/rec-a"
-    assert info["champion"]["deployment"] == "recommend-champion" and info["champion"]["max_batch_size"] == 16
+    assert info["champion"]["deployment"] == "recommend-champion" and info["champion"]["max_batch_size"] == 32

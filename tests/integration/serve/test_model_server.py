@@ -1,8 +1,8 @@
 """The model deployments' own logic, called directly (no Serve): loading, checks, in-place swaps.
 
 The classes are the deployments' underlying Python classes (``Deployment.func_or_class``).
-``@serve.batch`` needs a replica, so these use ``max_batch_size: 1`` (batching off: the
-model is called directly); batching itself is exercised by the live apps.
+These use ``max_batch_size: 1`` (batching off: the model is called directly); the batcher
+has its own tests (tests/unit/serve/test_batching.py) and the live apps batch.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def test_minimal_args_and_the_user_config_they_give() -> None:
     assert list(args.tasks()) == ["recommend"] and args.demand is None and args.risk is None
     assert args.loader("recommend") == "ecomine.models.recommend:load_recommender"
     assert args.recommend.settings("champion").model_dump(exclude_none=True) == {
-        "version": "latest", "max_batch_size": 16, "batch_wait_timeout_s": 0.005,
+        "version": "latest", "max_batch_size": 32, "batch_wait_timeout_s": 0.0,
     }
     assert args.recommend.resources.num_cpus < 1  # fractional by default (shared 2-core machines)
     assert deployment_name("recommend", "champion") == "recommend-champion"
