@@ -194,8 +194,13 @@ def up(
     if blocking:
         from ray.serve.scripts import cli as ray_serve_cli
 
+        from ecomine.serve.launch import apply_serve_env
+
         # "local": a Ray of our own, never whichever `ray start` cluster happens to run on this host
-        args = ["run", str(config), "--address", address or os.environ.get("RAY_ADDRESS") or "local"]
+        where = address or os.environ.get("RAY_ADDRESS") or "local"
+        if where == "local":  # the Ray started here serves in Ray's high-throughput mode (ecomine.serve.launch)
+            apply_serve_env()
+        args = ["run", str(config), "--address", where]
         console.print(f"running {config} ({', '.join(names)}) in this process; Ctrl-C stops it")
         ray_serve_cli.main(args=args, prog_name="serve", standalone_mode=True)
         return

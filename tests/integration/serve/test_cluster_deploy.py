@@ -125,8 +125,8 @@ def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_
     assert status.exit_code == 0, status.output
     apps = json.loads(status.output)
     assert apps["ecomine"]["status"] == "RUNNING"
-    assert apps["ecomine"]["deployments"]["recommend-champion"]["running"] == 1
-    assert set(apps["ecomine"]["deployments"]) == {"Ingress", "recommend-champion"}
+    assert apps["ecomine"]["deployments"]["Ingress"]["running"] == 1
+    assert set(apps["ecomine"]["deployments"]) == {"Ingress"}  # local.yaml colocates the arms in the ingress
     table = runner.invoke(serve_app, ["status", "--address", cluster["dashboard"]])
     assert table.exit_code == 0 and "HEALTHY" in table.output and "1/1" in table.output
 

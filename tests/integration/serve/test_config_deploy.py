@@ -2,9 +2,11 @@
 
 `serve run serve_configs/local.yaml` validates the file as a ServeDeploySchema and hands it
 to the Serve controller (``deploy_apps``); this does the same inside the test session's Ray
-(only the registry path and the route prefix are changed). Re-sending the config with the
-champion's ``user_config`` under ``deployments:`` is how an operator swaps a version: the
-running replica loads the new version and switches, and a stream of requests sees no error.
+(only the registry path and the route prefix are changed). Its arms are colocated in the
+ingress replica, so re-sending the config with the Ingress deployment's ``user_config``
+(the champion's settings by deployment name) under ``deployments:`` is how an operator swaps
+a version: the running replica loads the new version and switches, and a stream of requests
+sees no error.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def local_config(registry: Path, user_config: dict[str, Any] | None = None) -> d
     app["args"]["demand"]["loader"] = f"{STANDIN}:load_forecaster"
     app["args"]["risk"]["loader"] = f"{STANDIN}:load_risk_model"
     if user_config is not None:
-        app["deployments"] = [{"name": "recommend-champion", "user_config": user_config}]
+        app["deployments"] = [{"name": "Ingress", "user_config": {"recommend-champion": user_config}}]
     return raw
 
 
@@ -117,10 +119,10 @@ def test_hot_swap_under_a_request_stream_loses_nothing(local_url: str, serving_d
     assert not failures, failures[:5]
     models = [m for _, m in results]
     assert models[0] == f"recommend/{serving_data.rec_other}" and models[-1] == f"recommend/{serving_data.rec_a}"
-    # in place: the same replica logged a swap from the old model (no new replica was started)
-    swaps = serve_log_lines(APP, "recommend-champion", "ecomine.model_swap")
+    # in place: the same (ingress) replica logged a swap from the old model (no new replica was started)
+    swaps = serve_log_lines(APP, "Ingress", "ecomine.model_swap")
     assert any(f"previous=recommend/{serving_data.rec_other}" in line for line in swaps), swaps
     logs = Path(__import__("ray")._private.worker.global_worker.node.get_logs_dir_path()) / "serve"
-    assert len(list(logs.glob(f"replica_{APP}_recommend-champion_*.log"))) == 1
+    assert len(list(logs.glob(f"replica_{APP}_Ingress_*.log"))) == 1
     info = httpx.get(local_url + "/v1/models").json()["tasks"]["recommend"]["champion"]
     assert info["max_batch_size"] == 8 and info["batch_wait_timeout_s"] == 0.002
