@@ -1,26 +1,31 @@
-"""Serving benchmark: ecomine's full path against what a user would write instead.
+"""Serving benchmark: ecomine's shipped path against what a user would write instead.
 
 `ecomine bench serve` (or `python benchmarks/serve_bench.py`) drives closed-loop
 load with `wrk` (Debian package; `apt-get install wrk`) and `serve_post.lua`
 at each concurrency on POST /v1/recommend, with the same model (a random
-2-layer, width-64 GPT-2 item model over `--items` items) and the same request
-bodies, against:
+GPT-2 item model: `recommend_small` over `--items` items by default,
+`--preset base` for 4 layers of width 256) and the same request bodies, against:
 
-  uvicorn        one FastAPI + uvicorn process (what a user would write instead)
-  serve          a hand-written one-deployment Ray Serve app
-  serve+batch    the same with @serve.batch
-  ecomine        ecomine.serve.app:build, ingress -> Recommender deployment, batching on
-  ecomine-nobatch  the same with max_batch_size 1
-  ecomine-colocated  ingress.colocate: the Recommender runs inside the ingress replica, batching on
+  uvicorn            one FastAPI + uvicorn process (what a user would write instead)
+  serve              a hand-written one-deployment Ray Serve app, Ray as it comes
+  serve+batch        the same with @serve.batch
+  serve+batch@ha     the same app under ecomine's Ray environment (ecomine.serve.launch)
+  ecomine            serve_configs/local.yaml's args as shipped, under ecomine's Ray environment
+  ecomine-nobatch    the same with max_batch_size 1
+  ecomine-split      the same with ingress.colocate false: ingress -> model deployment (production's layout)
+  ecomine@ray        local.yaml's args under Ray as it comes (what the environment adds)
 
-and prints p50 / p99 latency and requests/s per system and concurrency (a
-benchmark, not a test: nothing is asserted). `--json PATH` writes the rows.
-wrk runs with one thread so it does not eat the cores it measures.
+`--members N` serves an ensemble of N members (`members:` in the champion) on
+the ecomine systems instead of one version. It prints requests/s and p50 / p99
+latency per system and concurrency, with the 1-minute load average read after
+each point (a benchmark, not a test: nothing is asserted). `--json PATH` writes
+the rows. wrk runs with one thread so it does not eat the cores it measures.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -30,15 +35,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "serve_post.lua"
-SYSTEMS = ("uvicorn", "serve", "serve+batch", "ecomine", "ecomine-nobatch", "ecomine-colocated")
+LOCAL_YAML = HERE.parent / "serve_configs" / "local.yaml"
+SYSTEMS = ("uvicorn", "serve", "serve+batch", "serve+batch@ha", "ecomine", "ecomine-nobatch", "ecomine-split", "ecomine@ray")
+# which Ray environment each Serve system runs under: Ray as it comes, or ecomine.serve.launch's
+_UNDER_ECOMINE_ENV = {"serve+batch@ha", "ecomine", "ecomine-nobatch", "ecomine-split"}
 BATCH = 32
 
-__all__ = ["SYSTEMS", "run", "format_table", "parse_wrk", "main"]
+__all__ = ["SYSTEMS", "run", "format_table", "parse_wrk", "local_args", "make_model", "write_bodies", "main"]
 
 UVICORN_APP = '''
 import os
@@ -64,24 +73,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_model(root: Path, n_items: int, seed: int = 0) -> tuple[Path, Path, list[str]]:
-    """A random recommend_small model: a plain folder and the same files registered in a registry."""
+def make_model(root: Path, n_items: int, *, preset: str = "small", members: int = 1, seed: int = 0) -> tuple[Path, Path, list[str]]:
+    """Random recommend models (``recommend_<preset>``): a plain folder (the first) and all of them
+    registered as versions ``bench``, ``bench-2``, ... in a registry."""
     import numpy as np
     import torch
 
-    from ecomine.models.recommend import ItemVocab, SequentialRecommender, recommend_small, save_recommender
+    from ecomine.models import recommend as rec
     from ecomine.registry import Registry
 
-    torch.manual_seed(seed)
     items = [f"I{n:05d}" for n in range(1, n_items + 1)]
-    model = SequentialRecommender(recommend_small(n_items)).eval()
-    folder = root / "model"
+    config = getattr(rec, f"recommend_{preset}")(n_items)
     popular = [int(i) for i in np.random.default_rng(seed).permutation(np.arange(1, n_items + 1))[:100]]
-    save_recommender(folder, model, ItemVocab(items=items, texts=[None] * n_items), popular=popular)
     registry = root / "registry"
     spec = {"task": "recommend", "model": {"kind": "recommend", "exclude_history": False}, "bench": True}
-    Registry(registry).register("recommend", folder, spec=spec, data_fingerprint="bench", metrics={}, version="bench")
-    return folder, registry, items
+    folders = []
+    for m in range(members):
+        torch.manual_seed(seed + m)
+        folder = root / f"model-{m}"
+        rec.save_recommender(folder, rec.SequentialRecommender(config).eval(), rec.ItemVocab(items=items, texts=[None] * n_items),
+                             popular=popular)
+        Registry(registry).register("recommend", folder, spec=spec, data_fingerprint="bench", metrics={},
+                                    version="bench" if m == 0 else f"bench-{m + 1}")
+        folders.append(folder)
+    return folders[0], registry, items
 
 
 def write_bodies(path: Path, items: list[str], *, n: int = 256, history: int = 20, k: int = 10, seed: int = 0) -> Path:
@@ -93,6 +108,22 @@ def write_bodies(path: Path, items: list[str], *, n: int = 256, history: int = 2
             hist = [items[i] for i in rng.integers(0, len(items), size=history)]
             f.write(json.dumps({"history": hist, "k": k}) + "\n")
     return path
+
+
+def local_args(registry: Path, system: str = "ecomine", members: int = 1) -> dict[str, Any]:
+    """``serve_configs/local.yaml``'s ``args`` as shipped, on the benchmark's registry, varied per system."""
+    from ecomine.serve_cli import read_serve_config
+
+    args = read_serve_config(LOCAL_YAML)["applications"][0]["args"]
+    args["registry"] = str(registry)
+    rec = args["recommend"]
+    if members > 1:
+        rec["champion"] = {"members": [{"version": "bench" if m == 0 else f"bench-{m + 1}"} for m in range(members)]}
+    if system == "ecomine-nobatch":
+        rec.setdefault("batching", {})["max_batch_size"] = 1
+    if system == "ecomine-split":
+        args.setdefault("ingress", {})["colocate"] = False
+    return args
 
 
 def parse_wrk(text: str) -> dict[str, float]:
@@ -117,14 +148,17 @@ def parse_wrk(text: str) -> dict[str, float]:
     }
 
 
+def wrk_command(url: str, concurrency: int, duration_s: float, bodies: Path) -> list[str]:
+    return ["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s:g}s", "--latency", "--timeout", "10s", "-s", str(LUA), url,
+            "--", str(bodies)]
+
+
 def run_wrk(url: str, concurrency: int, duration_s: float, bodies: Path) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s:g}s", "--latency", "--timeout", "10s", "-s", str(LUA), url,
-           "--", str(bodies)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    done = subprocess.run(wrk_command(url, concurrency, duration_s, bodies), capture_output=True, text=True, check=True)
     return parse_wrk(done.stdout)
 
 
-def _wait_http(url: str, body: str, timeout_s: float = 180.0) -> None:
+def wait_http(url: str, body: str, timeout_s: float = 180.0) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
@@ -140,19 +174,18 @@ def _wait_http(url: str, body: str, timeout_s: float = 180.0) -> None:
 
 
 def _measure(system: str, url: str, concurrency: list[int], duration_s: float, bodies: Path) -> list[dict[str, Any]]:
-    first = bodies.read_text().splitlines()[0]
-    _wait_http(url, first)
+    wait_http(url, bodies.read_text().splitlines()[0])
     run_wrk(url, 4, 2, bodies)  # warm-up
     rows = []
     for c in concurrency:
-        row = {"system": system, "concurrency": c, **run_wrk(url, c, duration_s, bodies)}
-        print(f"  {system:16s} c={c:<3d} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms",
-              flush=True)
+        row = {"system": system, "concurrency": c, **run_wrk(url, c, duration_s, bodies), "load1": os.getloadavg()[0]}
+        print(f"  {system:16s} c={c:<3d} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:8.1f} ms  p99 {row['p99_ms']:8.1f} ms"
+              f"  (load {row['load1']:.2f})", flush=True)
         rows.append(row)
     return rows
 
 
-def _handwritten(folder: str, batched: bool) -> Any:
+def handwritten(folder: str, batched: bool) -> Any:
     """What a Ray user writes by hand: one deployment, FastAPI ingress, the model inside."""
     import numpy as np
     from fastapi import FastAPI
@@ -182,9 +215,48 @@ def _handwritten(folder: str, batched: bool) -> Any:
     return HandWritten.bind(folder)
 
 
+@contextlib.contextmanager
+def ray_serving(ecomine_env: bool) -> Iterator[int]:
+    """A fresh local Ray + Serve (HTTP on a free loopback port), under ecomine's Ray environment or Ray's own."""
+    import ray
+    from ray import serve
+
+    from ecomine.serve.launch import SERVE_ENV, apply_serve_env
+
+    saved = {name: os.environ.get(name) for name in SERVE_ENV}
+    if ecomine_env:
+        apply_serve_env()
+    else:
+        for name in SERVE_ENV:
+            os.environ.pop(name, None)
+    # address="local": a fresh cluster, never one another `ray start` left on the machine
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    port = _free_port()
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        yield port
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def serve_app(system: str, folder: Path, registry: Path, members: int = 1) -> Any:
+    """The Serve application of one system (a hand-written one, or ecomine's builder on local.yaml's args)."""
+    if system.startswith("ecomine"):
+        from ecomine.serve.app import build
+
+        return build(local_args(registry, system, members))
+    return handwritten(str(folder), batched=system.startswith("serve+batch"))
+
+
 def run(
-    *, concurrency: list[int] = (1, 8, 64), duration_s: float = 8.0, items: int = 4000,
-    systems: list[str] = SYSTEMS, workdir: Path | None = None,
+    *, concurrency: list[int] = (1, 8, 64), duration_s: float = 8.0, items: int = 4000, preset: str = "small",
+    members: int = 1, systems: list[str] = SYSTEMS, workdir: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run the benchmark and return one row per (system, concurrency)."""
     if shutil.which("wrk") is None:
@@ -192,17 +264,17 @@ def run(
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
+    os.environ.pop("ECOMINE_API_KEYS", None)  # local.yaml reads keys from there; the benchmark sends none
     root = Path(workdir or tempfile.mkdtemp(prefix="ecomine-serve-bench-"))
-    folder, registry, vocab = make_model(root, items)
+    folder, registry, vocab = make_model(root, items, preset=preset, members=members)
     bodies = write_bodies(root / "bodies.jsonl", vocab)
     rows: list[dict[str, Any]] = []
-    # uvicorn runs as a user would start it (torch's default threads); Ray gives each replica
-    # OMP_NUM_THREADS = its num_cpus (1 here) on its own.
-    env = {**os.environ, "BENCH_MODEL_DIR": str(folder), "PYTHONPATH": str(root)}
 
     if "uvicorn" in systems:
+        # uvicorn runs as a user would start it (torch's default threads)
         (root / "bench_uvicorn_app.py").write_text(UVICORN_APP)
         port = _free_port()
+        env = {**os.environ, "BENCH_MODEL_DIR": str(folder), "PYTHONPATH": str(root)}
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench_uvicorn_app:app", "--port", str(port), "--log-level", "warning"],
             cwd=root, env=env,
@@ -213,53 +285,33 @@ def run(
             proc.terminate()
             proc.wait(timeout=30)
 
-    serve_systems = [s for s in systems if s != "uvicorn"]
-    if serve_systems:
-        import ray
+    for ecomine_env in (False, True):
+        group = [s for s in systems if s != "uvicorn" and (s in _UNDER_ECOMINE_ENV) == ecomine_env]
+        if not group:
+            continue
         from ray import serve
 
-        from ecomine.serve.app import build
-
-        # address="local": a fresh cluster, never one another `ray start` left on the machine
-        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        port = _free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        try:
-            for system in serve_systems:
-                if system.startswith("ecomine"):
-                    app = build({
-                        "registry": str(registry),
-                        "recommend": {
-                            "champion": {"version": "bench"},
-                            "batching": {"max_batch_size": 1 if system == "ecomine-nobatch" else BATCH,
-                                         "batch_wait_timeout_s": 0.005},
-                            "resources": {"num_cpus": 1, "max_ongoing_requests": 128},
-                        },
-                        "auth": {"api_keys_env": None},
-                        "ingress": {"num_cpus": 1, "colocate": system == "ecomine-colocated"},
-                    })
-                else:
-                    app = _handwritten(str(folder), batched=system == "serve+batch")
-                serve.run(app, name="bench", route_prefix="/")
+        with ray_serving(ecomine_env) as port:
+            for system in group:
+                serve.run(serve_app(system, folder, registry, members), name="bench", route_prefix="/")
                 rows += _measure(system, f"http://127.0.0.1:{port}/v1/recommend", list(concurrency), duration_s, bodies)
                 serve.delete("bench")
-        finally:
-            serve.shutdown()
-            ray.shutdown()
+    for row in rows:
+        row.update(items=items, preset=preset, members=members if row["system"].startswith("ecomine") else 1)
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table: one line per system, req/s and p50/p99 per concurrency."""
+    """A markdown table: one line per system, req/s, p50/p99 and the load average per concurrency."""
     levels = sorted({r["concurrency"] for r in rows})
-    head = "| system | " + " | ".join(f"c={c} req/s | c={c} p50 ms | c={c} p99 ms" for c in levels) + " |"
-    sep = "|---|" + "---|" * (3 * len(levels))
-    lines = [head, sep]
+    head = "| system | " + " | ".join(f"c={c} req/s | c={c} p50 ms | c={c} p99 ms | c={c} load" for c in levels) + " |"
+    lines = [head, "|---|" + "---|" * (4 * len(levels))]
     for system in dict.fromkeys(r["system"] for r in rows):
         cells = []
         for c in levels:
             row = next((r for r in rows if r["system"] == system and r["concurrency"] == c), None)
-            cells += [f"{row['rps']:.0f}", f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}"] if row else ["-"] * 3
+            cells += ([f"{row['rps']:.0f}", f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}", f"{row.get('load1', float('nan')):.2f}"]
+                      if row else ["-"] * 4)
         lines.append(f"| {system} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -269,12 +321,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per point")
     parser.add_argument("--items", type=int, default=4000, help="catalogue size of the model")
+    parser.add_argument("--preset", choices=["small", "base"], default="small", help="recommend_small | recommend_base")
+    parser.add_argument("--members", type=int, default=1, help="ensemble members on the ecomine systems")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    rows = run(concurrency=args.concurrency, duration_s=args.duration, items=args.items, systems=args.systems)
+    rows = run(concurrency=args.concurrency, duration_s=args.duration, items=args.items, preset=args.preset,
+               members=args.members, systems=args.systems)
     print(format_table(rows))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
 
