@@ -296,7 +296,9 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
     pinned = [PinnedMember(version=mv.version, digest=content_digest(mv), **f) for mv, f in zip(members, fits)]
     ensemble = EnsembleManifest(task=spec.task, method=spec.fit.method, members=pinned,
                                 recalibration=extra.get("recalibration"), threshold=extra.get("threshold"))
-    metrics = {"test": report_json(results), "fit": extra["fit"], "validation_metric": specs[0].watch()[0]}
+    # "test": the ensemble's own row, as every version's headline (registry list); "report": the whole table
+    metrics = {"test": report_json({"e": results["ensemble"]})["e"], "report": report_json(results), "fit": extra["fit"],
+               "validation_metric": specs[0].watch()[0]}
     with tempfile.TemporaryDirectory(prefix="ecomine-ensemble-") as tmp:
         write_ensemble(tmp, ensemble)
         mv = registry.register(
