@@ -259,11 +259,24 @@ def _prepare_recommend(members: list[Member], catalogue: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- one batch
 
 
+_MEMBER_POOL: list[Any] = []  # created on the first ensemble batch, never at import
+
+
+def _member_probs(state: ModelState, m: Member, histories: list[np.ndarray]) -> np.ndarray:
+    logits = np.asarray(m.obj[0].score(histories, device=state.extra["device"]))
+    return ensemble_math.softmax_rows(logits, m.temperature)
+
+
 def _run_recommend(state: ModelState, histories: list[np.ndarray]) -> list[np.ndarray]:
-    probs = []
-    for m in state.members:
-        logits = np.asarray(m.obj[0].score(histories, device=state.extra["device"]))
-        probs.append(ensemble_math.softmax_rows(logits, m.temperature))
+    if len(state.members) == 1:
+        probs = [_member_probs(state, state.members[0], histories)]
+    else:  # members side by side in threads (torch releases the GIL): a replica with one torch thread per
+        # member uses every core it is given instead of scoring them one after the other
+        if not _MEMBER_POOL:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _MEMBER_POOL.append(ThreadPoolExecutor(max_workers=16, thread_name_prefix="ecomine-member"))
+        probs = list(_MEMBER_POOL[0].map(lambda m: _member_probs(state, m, histories), state.members))
     combined = ensemble_math.mix(probs, state.weights) if len(probs) > 1 else probs[0]
     return [combined[i] for i in range(len(histories))]
 
