@@ -231,8 +231,13 @@ def evaluate(
     from ecomine.specs import TrainSpec
     from ecomine.train.tasks import get_task
 
+    from ecomine.ensemble_manifest import is_ensemble
+
     reg = Registry(registry)
     mv = reg.get(task, version)
+    if is_ensemble(mv):
+        raise CliError(f"{task}/{mv.version} is an ensemble version: its test report (members and baselines) is "
+                       f"metrics.report, see `ecomine registry show {mv.version} --task {task}`")
     folder = reg.fetch(task, mv.version)
     spec = TrainSpec.model_validate(mv.spec)
     impl = get_task(spec.task)

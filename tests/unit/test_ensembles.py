@@ -253,3 +253,12 @@ def test_versus_best_member_picks_by_direction():
             "zero": {"pinball": 0.1}}
     (r,) = versus_best_member("demand", rows)
     assert r["best_member"] == "member a (w 0.5)" and abs(r["ratio"] - 0.9) < 1e-12  # baselines are not members
+
+
+def test_evaluate_names_an_ensemble_version_in_one_line(registry_root):
+    from ecomine.cli import app
+    from ecomine.registry import Registry
+
+    ens = next(mv for mv in Registry(registry_root).list("recommend") if "ensemble" in mv.tags)
+    result = CliRunner().invoke(app, ["evaluate", ens.version, "--registry", str(registry_root)])
+    assert result.exit_code != 0 and "is an ensemble version" in str(result.exception)
