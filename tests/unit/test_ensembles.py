@@ -15,25 +15,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.train_helpers import train_briefly
+
 SYNTH = {"kind": "synthetic", "users": 200, "items": 60, "days": 120, "seed": 1}
-
-
-def _train(model, sequences, steps: int, seed: int) -> None:
-    import torch
-
-    from ecomine.models.recommend import training_windows
-
-    x, y = training_windows(sequences, model.config.max_len)
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        rows = rng.choice(len(x), size=min(64, len(x)), replace=False)
-        loss = model.loss(torch.from_numpy(x[rows]), torch.from_numpy(y[rows]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +40,7 @@ def registry_root(tmp_path_factory) -> Path:
         torch.manual_seed(seed)
         model = SequentialRecommender(RecommenderConfig(n_items=data.n_items, hidden=hidden, layers=1, heads=2, max_len=50))
         if steps:
-            _train(model, data.train_sequences, steps, seed)
+            train_briefly(model, data.train_sequences, steps, seed)
         model.eval()
         with tempfile.TemporaryDirectory() as tmp:
             save_recommender(tmp, model, ItemVocab(items=data.vocab_items, texts=data.vocab_texts), popular=[1, 2, 3])

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.integration.serve.standin_models import write_demand_folder, write_risk_folder
+from tests.train_helpers import train_briefly
 
 __all__ = ["ServingData", "build_serving_data", "SYNTH"]
 
@@ -36,27 +37,6 @@ class ServingData:
     dem_a: str = "dem-a"
     dem_b: str = "dem-b"
     risk_a: str = "risk-a"
-
-
-def _train_briefly(model, sequences: list[np.ndarray], steps: int, seed: int) -> None:
-    import torch
-
-    from ecomine.models.recommend import training_windows
-
-    x, y = training_windows(sequences, model.config.max_len)
-    rng = np.random.default_rng(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: more threads only fight over the 2 cores
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        rows = rng.choice(len(x), size=min(64, len(x)), replace=False)
-        loss = model.loss(torch.from_numpy(x[rows]), torch.from_numpy(y[rows]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.set_num_threads(threads)
-    model.eval()
 
 
 def build_serving_data(root: Path) -> ServingData:
@@ -93,11 +73,11 @@ def build_serving_data(root: Path) -> ServingData:
 
     torch.manual_seed(0)
     model_a = SequentialRecommender(recommend_small(data.n_items))
-    _train_briefly(model_a, data.train_sequences, steps=25, seed=0)
+    train_briefly(model_a, data.train_sequences, steps=25, seed=0)
     register("rec-a", model_a, vocab, popular)
     torch.manual_seed(1)
     model_b = SequentialRecommender(recommend_small(data.n_items))
-    _train_briefly(model_b, data.train_sequences, steps=5, seed=1)
+    train_briefly(model_b, data.train_sequences, steps=5, seed=1)
     register("rec-b", model_b, vocab, popular)
     small = ItemVocab(items=data.vocab_items[:-5], texts=data.vocab_texts[:-5])
     torch.manual_seed(2)
