@@ -149,7 +149,7 @@ def _fit_recommend(spec: EnsembleSpec, models: list, data) -> tuple[np.ndarray, 
     return weights, temps, info
 
 
-def _recommend_report(spec: EnsembleSpec, train_spec: TrainSpec, members, models, data, weights, temps):
+def _recommend_report(train_spec: TrainSpec, members, models, data, weights, temps):
     from ecomine.train.evaluate import MODEL_NAME, evaluate_recommender
     from ecomine.train.metrics import evaluate_scorer
 
@@ -247,7 +247,7 @@ def _fit_risk(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[di
 
 def _fit_recommend_task(spec: EnsembleSpec, members, models, specs, data):
     weights, temps, fit_info = _fit_recommend(spec, models, data.data)
-    results = _recommend_report(spec, specs[0], members, models, data.data, weights, temps)
+    results = _recommend_report(specs[0], members, models, data.data, weights, temps)
     pins = [{"weight": float(w), "temperature": float(t)} for w, t in zip(weights, temps)]
     return pins, results, {"fit": fit_info}
 

@@ -11,7 +11,6 @@ and registers its top-k trials tagged with the campaign name.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -21,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from ecomine.specs import SpecError, TrainSpec, TuneSpec, format_validation_error, load_spec
+from ecomine.specs import SpecError, TrainSpec, TuneSpec, apply_overrides, format_validation_error, load_spec
 
-__all__ = ["Campaign", "CampaignOutcome", "load_campaign", "run_campaign", "apply_overrides", "free_run_placement_groups"]
+__all__ = ["Campaign", "CampaignOutcome", "load_campaign", "run_campaign", "free_run_placement_groups"]
 
 
 @dataclass
@@ -46,23 +45,6 @@ class CampaignOutcome:
     trials: int
     stopped_early: int
     errored: int = 0
-
-
-def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted paths in a nested spec dict."""
-    out = copy.deepcopy(raw)
-    for dotted, value in overrides.items():
-        node = out
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            nxt = node.get(key)
-            if nxt is None:
-                nxt = node[key] = {}
-            if not isinstance(nxt, dict):
-                raise SpecError(f"{dotted!r}: {key!r} is not a mapping")
-            node = nxt
-        node[leaf] = value
-    return out
 
 
 def _path_exists(spec: TrainSpec, dotted: str) -> bool:

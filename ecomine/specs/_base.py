@@ -89,7 +89,7 @@ def load_spec(path: str | Path, model: type[M], *, overrides: dict[str, Any] | N
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted paths (`optim.lr`) in a nested dict (used by the CLI and Tune)."""
+    """Set dotted paths (`optim.lr`) in a nested dict (used by the CLI and Tune); a null parent becomes a mapping."""
     import copy
 
     out = copy.deepcopy(raw)
@@ -97,9 +97,12 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
         node = out
         *parents, leaf = dotted.split(".")
         for key in parents:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
+            nxt = node.get(key)
+            if nxt is None:
+                nxt = node[key] = {}
+            if not isinstance(nxt, dict):
                 raise SpecError(f"override {dotted!r}: {key!r} is not a mapping")
+            node = nxt
         node[leaf] = value
     return out
 
