@@ -35,14 +35,22 @@ ensemble_app = typer.Typer(help="Ensembles of registered versions, fitted on val
 app.add_typer(ensemble_app, name="ensemble")
 
 
-def _mount_serve() -> None:
-    """`ecomine serve ...` lives in ecomine.serve_cli (typer only at import; Ray inside the commands)."""
-    from ecomine.serve_cli import serve_app
+# Verb groups that live in modules of their own ("module:typer attribute" -> `ecomine <name> ...`);
+# each imports only typer at import time (Ray and torch inside its commands).
+_MOUNTED = {
+    "serve": "ecomine.serve_cli:serve_app",
+}
 
-    app.add_typer(serve_app, name="serve")
+
+def _mount() -> None:
+    from importlib import import_module
+
+    for name, target in _MOUNTED.items():
+        module, attr = target.split(":")
+        app.add_typer(getattr(import_module(module), attr), name=name)
 
 
-_mount_serve()
+_mount()
 
 RegistryOpt = Annotated[str, typer.Option("--registry", help="registry root: folder or s3:// URI", envvar="ECOMINE_REGISTRY")]
 TaskOpt = Annotated[str, typer.Option("--task", help="recommend | demand | risk")]
