@@ -40,14 +40,21 @@ app.add_typer(ensemble_app, name="ensemble")
 _MOUNTED = {
     "serve": "ecomine.serve_cli:serve_app",
 }
+# Single commands that live in modules of their own ("module:function" -> `ecomine <name> ARGS`).
+_COMMANDS: dict[str, str] = {}
 
 
 def _mount() -> None:
     from importlib import import_module
 
-    for name, target in _MOUNTED.items():
+    def load(target: str):
         module, attr = target.split(":")
-        app.add_typer(getattr(import_module(module), attr), name=name)
+        return getattr(import_module(module), attr)
+
+    for name, target in _MOUNTED.items():
+        app.add_typer(load(target), name=name)
+    for name, target in _COMMANDS.items():
+        app.command(name)(load(target))
 
 
 _mount()
