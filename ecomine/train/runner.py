@@ -302,9 +302,11 @@ def register_trained(spec: TrainSpec, task, model, data, results, state, name: s
     """Write the version folder in a temp dir and hand it to the registry (atomic there)."""
     from ecomine.registry import Registry
     from ecomine.train.metrics import report_json
+    from ecomine.train.profiles import write_profile
 
     with tempfile.TemporaryDirectory(prefix="ecomine-version-") as tmp:
         task.save(Path(tmp), model, data, spec)
+        write_profile(Path(tmp), task, model, data, spec)  # profile.json: the drift reference (ecomine monitor)
         Path(tmp, "report.json").write_text(json.dumps(report_json(results), indent=2))
         Path(tmp, "history.json").write_text(json.dumps(state.get("history", []), indent=2, default=float))
         metrics = {
