@@ -41,7 +41,10 @@ _MOUNTED = {
     "serve": "ecomine.serve_cli:serve_app",
 }
 # Single commands that live in modules of their own ("module:function" -> `ecomine <name> ARGS`).
-_COMMANDS: dict[str, str] = {}
+_COMMANDS: dict[str, str] = {
+    "retrain": "ecomine.retrain_cli:retrain",
+    "monitor": "ecomine.monitor_cli:monitor",
+}
 
 
 def _mount() -> None:
@@ -163,11 +166,16 @@ def _report_table(report) -> Table:
 def data_build(
     spec: Annotated[str, typer.Argument(help="DataSpec YAML path, or a preset: online-retail")],
     out: Annotated[str, typer.Option(help="output folder or s3:// prefix (must be new or empty)")],
+    engine: Annotated[Optional[str], typer.Option(
+        help="local (polars in this process) | ray (cleaning through Ray Data; joins RAY_ADDRESS, "
+             "else a local Ray); default: the spec's `engine`, else local")] = None,
 ) -> None:
     """Clean the log and write every feature table as parquet (all or nothing)."""
-    from ecomine.data.build import write_features
+    from ecomine.data.build import ENGINES, write_features
 
-    rows, report = write_features(_load_data_spec(spec), out)
+    if engine is not None and engine not in ENGINES:
+        raise CliError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    rows, report = write_features(_load_data_spec(spec), out, engine=engine)
     t = Table(title=f"features of {report.name} -> {out}")
     t.add_column("table")
     t.add_column("rows", justify="right")

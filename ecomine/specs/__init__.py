@@ -25,6 +25,7 @@ from ecomine.specs.data import (
 )
 from ecomine.specs.train import (
     DataRef,
+    DataWindow,
     DemandEvalSpec,
     DemandModelSpec,
     EarlyStoppingSpec,
@@ -49,6 +50,7 @@ from ecomine.specs.train import (
 from ecomine.specs.tune import CampaignEnsembleSpec, SchedulerSpec, SearchDim, TuneSpec
 from ecomine.specs.augment import AugmentSpec, CropSpec, MaskSpec, ReorderSpec, TrainAugmentSpec
 from ecomine.specs.ensemble import EnsembleFitSpec, EnsembleMemberRef, EnsembleSpec
+from ecomine.specs.pipeline import GateSpec, GuardSpec, PipelineSpec
 
 __all__ = [
     "SpecError",
@@ -68,6 +70,7 @@ __all__ = [
     "expand_uri",
     "format_validation_error",
     "spec_models",
+    "DataWindow",
     "SyntheticDataRef",
     "SpecDataRef",
     "DataRef",
@@ -101,9 +104,12 @@ __all__ = [
     "EnsembleMemberRef",
     "EnsembleFitSpec",
     "EnsembleSpec",
+    "GuardSpec",
+    "GateSpec",
+    "PipelineSpec",
 ]
 
 
 def spec_models() -> dict[str, type[BaseModel]]:
     """Every spec kind the CLI and `ecomine schema` know, by name."""
-    return {"data": DataSpec, "train": TrainSpec, "tune": TuneSpec, "ensemble": EnsembleSpec}
+    return {"data": DataSpec, "train": TrainSpec, "tune": TuneSpec, "ensemble": EnsembleSpec, "pipeline": PipelineSpec}

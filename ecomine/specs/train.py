@@ -15,10 +15,34 @@ from pydantic import Field, field_validator, model_validator
 from ecomine.specs._base import StrictModel
 from ecomine.specs.augment import TrainAugmentSpec
 
-__all__ = ["SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RecommendModelSpec",
+__all__ = ["DataWindow", "SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RecommendModelSpec",
            "EarlyStoppingSpec", "OptimSpec", "ScalingSpec", "RunSpec", "EvalSpec", "DemandEvalSpec",
            "DemandModelSpec", "RiskThresholdSpec", "RiskSplitSpec", "RiskModelSpec", "ModelSpec", "TaskName",
            "task_metrics", "metric_mode", "TrainSpec"]
+
+
+class DataWindow(StrictModel):
+    """Which slice of the log in time: the events a run (or a retraining pipeline) sees.
+
+    `until` is the cut-off (exclusive: events before that UTC day; default the newest
+    event); `last_days` counts back from it, `since` names the first day instead.
+    """
+
+    since: date | None = Field(None, description="first UTC day kept (inclusive)")
+    until: date | None = Field(None, description="cut-off: events before this UTC day (default: every event)")
+    last_days: int | None = Field(None, ge=1, description="days kept before the cut-off (instead of since)")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> DataWindow:
+        if self.since is not None and self.last_days is not None:
+            raise ValueError("give since or last_days, not both")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError(f"since ({self.since}) must be before until ({self.until})")
+        return self
+
+    def describe(self) -> str:
+        start = str(self.since) if self.since else (f"{self.last_days} days before" if self.last_days else "start")
+        return f"{start} .. {self.until or 'newest'}"
 
 
 class SyntheticDataRef(StrictModel):
@@ -29,6 +53,7 @@ class SyntheticDataRef(StrictModel):
     items: int = Field(300, ge=10)
     days: int = Field(365, ge=14)
     seed: int = 0
+    window: DataWindow | None = Field(None, description="keep only events in this time window")
 
 
 class SpecDataRef(StrictModel):
@@ -36,6 +61,7 @@ class SpecDataRef(StrictModel):
 
     kind: Literal["spec"]
     spec: str
+    window: DataWindow | None = Field(None, description="keep only events in this time window")
 
 
 DataRef = Annotated[SyntheticDataRef | SpecDataRef, Field(discriminator="kind")]
@@ -157,6 +183,11 @@ class RunSpec(StrictModel):
     registry: str = Field("registry", description="model registry root: a folder or s3:// URI")
     register_model: bool = Field(True, description="register the evaluated model in the registry")
     tags: list[str] = Field(default_factory=list)
+    warm_start: str | None = Field(
+        None,
+        description="a version folder (e.g. the champion's, fetched) whose weights initialise this run: tensors "
+        "of the same shape are copied, item rows matched by item id (new items keep their fresh init)",
+    )
     fail_once_at_epoch: int | None = Field(
         None, ge=1, description="fault drill: the loop raises once at this epoch (tests of max_failures)"
     )

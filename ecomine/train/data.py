@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ecomine.specs import DataSpec, SpecDataRef, SyntheticDataRef, TrainSpec, load_spec
+from ecomine.specs import DataSpec, DataWindow, SpecDataRef, SpecError, SyntheticDataRef, TrainSpec, load_spec
 
-__all__ = ["RecommendData", "load_training_events", "prepare_recommend_data"]
+__all__ = ["RecommendData", "load_training_events", "window_events", "prepare_recommend_data"]
 
 
 @dataclass
@@ -40,7 +40,41 @@ class RecommendData:
 
 
 def load_training_events(ref: SyntheticDataRef | SpecDataRef) -> tuple[pl.DataFrame, str]:
-    """Clean canonical events and a fingerprint of where they came from."""
+    """Clean canonical events (inside `ref.window` when set) and a fingerprint of where they came from."""
+    events, fp = _load_all_events(ref)
+    if ref.window is None:
+        return events, fp
+    windowed = window_events(events, ref.window)
+    return windowed, hashlib.sha256(f"{fp}:window:{ref.window.model_dump_json()}".encode()).hexdigest()
+
+
+def window_events(events: pl.DataFrame, window: DataWindow) -> pl.DataFrame:
+    """The events inside `window` (cleaning ran on the whole log first, so returns still link to
+    purchases made before the window opened). SpecError naming the window when none are left."""
+    from datetime import datetime, time, timedelta, timezone
+
+    def day(d) -> datetime:
+        return datetime.combine(d, time(0), tzinfo=timezone.utc)
+
+    if events.height == 0:
+        raise SpecError(f"data.window ({window.describe()}): the log has no events")
+    end = day(window.until) if window.until is not None else events["ts"].max() + timedelta(microseconds=1)
+    start = day(window.since) if window.since is not None else (
+        end - timedelta(days=window.last_days) if window.last_days is not None else None
+    )
+    keep = pl.col("ts") < end
+    if start is not None:
+        keep = keep & (pl.col("ts") >= start)
+    out = events.filter(keep)
+    if out.height == 0:
+        raise SpecError(
+            f"data.window ({window.describe()}): no events in [{start or '-'}, {end}); "
+            f"the log spans {events['ts'].min()} .. {events['ts'].max()}"
+        )
+    return out
+
+
+def _load_all_events(ref: SyntheticDataRef | SpecDataRef) -> tuple[pl.DataFrame, str]:
     if isinstance(ref, SyntheticDataRef):
         from ecomine.data.cleaning import clean_frame
         from ecomine.datasets.synthetic import GENERATOR_VERSION, SynthParams, generate

@@ -154,7 +154,8 @@ def _progress(path: str | None, record: dict[str, Any]) -> None:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point. `config`: spec (dict), data (ObjectRef), init (ObjectRef|None), run_dir, progress_file."""
+    """Ray Train entry point. `config`: spec (dict), data (ObjectRef), init (ObjectRef|None),
+    warm (ObjectRef|None: a warm-start state dict), run_dir, progress_file."""
     import ray
     import ray.train
     import ray.train.torch
@@ -178,7 +179,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
 
     device = ray.train.torch.get_device()
-    model = ray.train.torch.prepare_model(task.build_model(spec, data, init))
+    built = task.build_model(spec, data, init)
+    warm = config.get("warm")
+    if warm is not None:  # the champion's weights lined up by the driver (ecomine.train.warm_start)
+        warm = ray.get(warm) if isinstance(warm, ray.ObjectRef) else warm
+        built.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in warm.items()}, strict=False)
+    model = ray.train.torch.prepare_model(built)
     core = model.module if hasattr(model, "module") else model
 
     n_examples = task.num_examples(data)

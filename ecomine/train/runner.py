@@ -37,6 +37,7 @@ class TrainOutcome:
     registry: str
     best_epoch: int | None
     seconds: float
+    warm_start: dict[str, Any] | None = None  # what a warm start carried over (ecomine.train.warm_start)
 
 
 def run_name(spec: TrainSpec) -> str:
@@ -182,6 +183,7 @@ def run_training(
     local_run_dir.mkdir(parents=True, exist_ok=True)
     progress_file = local_run_dir / "progress.jsonl"
     init = task.driver_init(spec, data)
+    warm = _warm_start(task, spec, data, init)
     metric, mode = spec.watch()
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -189,6 +191,7 @@ def run_training(
             "spec": spec.model_dump(mode="json"),
             "data": ray.put(data),
             "init": ray.put(init) if init is not None else None,
+            "warm": ray.put(warm.state) if warm is not None else None,
             "progress_file": str(progress_file),
             "run_dir": str(local_run_dir),
         },
@@ -235,7 +238,21 @@ def run_training(
     return TrainOutcome(
         run_name=name, results=results, history=state.get("history", []), version=version,
         registry=spec.run.registry, best_epoch=state.get("best_epoch"), seconds=time.perf_counter() - t0,
+        warm_start=warm.summary() if warm is not None else None,
     )
+
+
+def _warm_start(task, spec: TrainSpec, data, init):
+    """The warm-start tensors of `spec.run.warm_start` lined up with this run's model (None: from scratch)."""
+    if spec.run.warm_start is None:
+        return None
+    from ecomine.train.warm_start import warm_start_state
+
+    items = data.data.vocab_items if spec.task == "recommend" else None
+    try:
+        return warm_start_state(spec.run.warm_start, task.build_model(spec, data, init), items)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def run_baseline(spec: TrainSpec, kind: str) -> TrainOutcome:

@@ -1,0 +1,79 @@
+"""`ecomine retrain PIPELINE.yaml`: one gated retraining run (or `--rollback`), for people and schedulers.
+
+Mounted by `ecomine.cli` (its `_COMMANDS` table); typer only at import, Ray and
+torch inside `ecomine.retrain`. Exit codes a scheduler can act on: 0 the run
+ended (promoted, refused by the gate, or rolled back: the record says which),
+1 the challenger's training or the Serve swap failed (champion and Serve
+unchanged), 2 bad input (one line naming the field; nothing trained or written).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["retrain"]
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def retrain(
+    pipeline: Annotated[Path, typer.Argument(help="PipelineSpec YAML (`ecomine schema pipeline`)")],
+    serve: Annotated[
+        Optional[str], typer.Option("--serve", help="a running Serve application to hot-swap (deployed by `ecomine serve up`)")
+    ] = None,
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="Ray dashboard of --serve (default: $RAY_DASHBOARD_ADDRESS or :8265)")
+    ] = None,
+    do_rollback: Annotated[
+        bool, typer.Option("--rollback", help="point the stage back at its previous version (and swap --serve back)")
+    ] = False,
+    ray_address: Annotated[
+        Optional[str], typer.Option("--ray-address", help="Ray cluster to train on (default: $RAY_ADDRESS or a local Ray)")
+    ] = None,
+    swap_timeout: Annotated[float, typer.Option(help="seconds to wait for Serve to serve the new version")] = 300.0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the run record as JSON")] = False,
+) -> None:
+    """Train a challenger on the pipeline's window, gate it against the champion, promote and hot-swap.
+
+    Exit 0: the run ended (promoted, refused or rolled back); 1: training or the swap failed
+    (nothing changed); 2: bad input. The record lands under <registry>/_retrain/<name>/.
+    """
+    import json
+
+    from ecomine.retrain import RetrainError, ServeTarget, rollback, run_pipeline
+    from ecomine.specs import PipelineSpec, load_spec
+
+    spec = load_spec(pipeline, PipelineSpec)
+    target = ServeTarget(serve, address, swap_timeout) if serve else None
+    try:
+        if do_rollback:
+            record = rollback(spec, source=pipeline, serve=target)
+        else:
+            record = run_pipeline(spec, source=pipeline, serve=target, ray_address=ray_address,
+                                  console=None if json_out else console)
+    except RetrainError as exc:
+        Console(stderr=True).print(f"[bold red]failed:[/] {' '.join(str(exc).split())}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if json_out:
+        typer.echo(json.dumps(record.as_dict(), indent=2, default=str))
+        return
+    t = Table(title=f"retrain {record.pipeline}: {record.status}", show_header=False)
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("champion before", str(record.champion))
+    if not do_rollback:
+        t.add_row("challenger", str(record.challenger))
+    t.add_row(f"{record.stage} now", str(record.served))
+    if record.gate:
+        t.add_row("gate", record.gate["reason"])
+    if record.swap:
+        t.add_row("serve", f"{record.swap['arm']}: {record.swap['previous']} -> {record.swap['version']} "
+                  f"({record.swap['seconds']} s)")
+    t.add_row("record", str(record.uri))
+    console.print(t)

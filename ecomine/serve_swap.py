@@ -1,0 +1,169 @@
+"""Hot swap of a served version through the deployments' ``user_config`` (what `serve deploy` does by hand).
+
+Sits beside ``ecomine.serve_cli`` (the same dashboard client): ``ecomine retrain``
+calls it after a promotion or a rollback. It reads the running application's
+deployed config from the dashboard, changes **only** the ``user_config`` of the
+arm that serves the task (the Ingress deployment's per-arm entry when the arms are
+colocated, the arm's own deployment otherwise), and sends the whole config back.
+Serve then calls ``reconfigure`` in place: the replica loads and verifies the new
+version before it switches, so no request fails; a version that does not load is
+refused by the replica and the old one keeps answering. ``args`` are left
+untouched, since changing them would restart the deployments.
+
+Only applications deployed from a config (``ecomine serve up`` / ``serve deploy``)
+can be swapped this way; one started by ``serve.run`` has no deployed config.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from typing import Any
+
+from ecomine.serve_cli import ServeConfigError, _address, _app_statuses, _client, wait_running
+
+__all__ = ["served_versions", "check_app", "swap_served_version"]
+
+INGRESS = "Ingress"  # the ingress deployment's name (its class name; ecomine.serve.app binds it)
+
+
+def _running_app(address: str | None, app: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    client = _client(address)
+    details = client.get_serve_details()
+    apps = _app_statuses(details)
+    if app not in apps:
+        raise ServeConfigError(
+            f"--serve {app!r}: no such Serve application at {_address(address)} "
+            f"(running: {', '.join(sorted(apps)) or 'none'})"
+        )
+    status = apps[app].get("status")
+    if status != "RUNNING":
+        raise ServeConfigError(f"--serve {app!r}: the application is {status}, not RUNNING")
+    if not apps[app].get("deployed_app_config"):
+        raise ServeConfigError(
+            f"--serve {app!r}: the application was started by serve.run, not from a config; "
+            "deploy it with `ecomine serve up CONFIG` so its versions can be swapped"
+        )
+    return client, details, apps
+
+
+def check_app(address: str | None, app: str) -> None:
+    """ServeConfigError naming ``app`` unless it runs from a deployed config (checked before any training)."""
+    _running_app(address, app)
+
+
+def _app_args(cfg: dict[str, Any]):
+    from ecomine.serve.config import AppArgs
+
+    return AppArgs.model_validate(cfg.get("args") or {})
+
+
+def served_versions(address: str | None, app: str, task: str, arm: str = "champion") -> str | None:
+    """The version the deployed config pins for ``task``'s ``arm`` (None: the config's own ref, e.g. latest)."""
+    _, _, apps = _running_app(address, app)
+    cfg = apps[app]["deployed_app_config"]
+    name, settings = _current_settings(cfg, task, arm)
+    return settings.get("version")
+
+
+def _current_settings(cfg: dict[str, Any], task: str, arm: str) -> tuple[str, dict[str, Any]]:
+    from ecomine.serve.config import colocated_user_config, deployment_name
+
+    args = _app_args(cfg)
+    tasks = args.tasks()
+    if task not in tasks or arm not in tasks[task].arms():
+        raise ServeConfigError(f"--serve: the application serves no {task} {arm} arm")
+    arm_name = deployment_name(task, arm)
+    deployments = {d.get("name"): d for d in cfg.get("deployments") or []}
+    if args.ingress.colocate:
+        uc = deployments.get(INGRESS, {}).get("user_config") or colocated_user_config(args)
+        return arm_name, dict(uc.get(arm_name) or tasks[task].settings(arm).model_dump(exclude_none=True))
+    uc = deployments.get(arm_name, {}).get("user_config")
+    return arm_name, dict(uc or tasks[task].settings(arm).model_dump(exclude_none=True))
+
+
+def swap_served_version(
+    address: str | None, app: str, task: str, version: str, *, arm: str = "champion", timeout_s: float = 300.0,
+) -> dict[str, Any]:
+    """Point ``app``'s ``task`` ``arm`` at ``version`` in place; wait until the app runs it.
+
+    Returns ``{"deployment", "previous", "version", "seconds"}``. ServeConfigError when the
+    app is missing, the replica refuses the version, or it is not serving it in time.
+    """
+    from ecomine.serve.config import colocated_user_config
+
+    t0 = time.monotonic()
+    client, details, apps = _running_app(address, app)
+    cfg = copy.deepcopy(apps[app]["deployed_app_config"])
+    arm_name, settings = _current_settings(cfg, task, arm)
+    previous = settings.get("version")
+    settings.pop("members", None)  # a single version replaces an ensemble list
+    settings["version"] = version
+    args = _app_args(cfg)
+    deployments = cfg.setdefault("deployments", [])
+    target = INGRESS if args.ingress.colocate else arm_name
+    entry = next((d for d in deployments if d.get("name") == target), None)
+    if entry is None:
+        entry = {"name": target}
+        deployments.append(entry)
+    if args.ingress.colocate:
+        uc = dict(entry.get("user_config") or colocated_user_config(args))
+        uc[arm_name] = settings
+        entry["user_config"] = uc
+    else:
+        entry["user_config"] = settings
+    config = {k: v for k, v in details.items() if k in ("proxy_location", "http_options", "grpc_options")}
+    config["applications"] = [cfg if n == app else a["deployed_app_config"]
+                              for n, a in apps.items() if a.get("deployed_app_config")]
+    client.deploy_applications(config)
+    _wait_serving(address, app, target, arm_name, version, timeout_s - (time.monotonic() - t0))
+    return {"deployment": target, "arm": arm_name, "previous": previous, "version": version,
+            "seconds": round(time.monotonic() - t0, 2)}
+
+
+def _models_url(details: dict[str, Any], app: str) -> str:
+    http = details.get("http_options") or {}
+    host = http.get("host") or "127.0.0.1"
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    prefix = ((_app_statuses(details).get(app) or {}).get("route_prefix") or "/").rstrip("/")
+    return f"http://{host}:{http.get('port', 8000)}{prefix}/v1/models"
+
+
+def _served_over_http(url: str, task: str, arm: str) -> list[str] | None:
+    """The versions ``GET /v1/models`` says the arm serves (None: no answer yet)."""
+    import httpx
+
+    keys = [k.strip() for k in os.environ.get("ECOMINE_API_KEYS", "").split(",") if k.strip()]
+    headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+    try:
+        r = httpx.get(url, headers=headers, timeout=5.0)
+        info = r.json()["tasks"][task][arm]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return [m.get("version") for m in info.get("members") or []]
+
+
+def _wait_serving(address: str | None, app: str, target: str, arm_name: str, version: str, timeout_s: float) -> None:
+    """Until ``GET /v1/models`` shows the arm serving ``version`` alone; ServeConfigError when the
+    replica refused it (its deployment reports the failed reconfigure) or on timeout."""
+    client = _client(address)
+    task, arm = arm_name.split("-", 1)
+    deadline = time.monotonic() + max(5.0, timeout_s)
+    served: list[str] | None = None
+    while True:
+        details = client.get_serve_details()
+        apps = _app_statuses(details)
+        dep = ((apps.get(app) or {}).get("deployments") or {}).get(target) or {}
+        status, message = dep.get("status"), " ".join(str(dep.get("message", "")).split())
+        if status in ("UNHEALTHY", "DEPLOY_FAILED"):
+            raise ServeConfigError(f"--serve {app!r}: {target} refused {arm_name} -> {version}: {message[-600:]}")
+        served = _served_over_http(_models_url(details, app), task, arm)
+        if served == [version] and status == "HEALTHY":
+            return
+        if time.monotonic() > deadline:
+            raise ServeConfigError(
+                f"--serve {app!r}: {arm_name} serves {served} {max(0.0, timeout_s):.0f} s after the swap to {version} "
+                f"({target} is {status}{': ' + message[-400:] if message else ''})"
+            )
+        time.sleep(0.5)

@@ -1,0 +1,96 @@
+"""Warm start: the weights of an earlier version (the champion's, when retraining) as a run's init.
+
+Sits in `train` beside the runner: the driver reads the version folder's
+`model.safetensors` once, lines it up with the freshly built model of this run
+and ships the result to every worker (`train_loop_per_worker` loads it before
+the first step), so workers never need the registry.
+
+Lining up: a tensor of the same name and shape is copied; a recommend model's
+item tensors (embedding rows, output bias) are matched **by item id**, because
+the catalogue grows between windows: rows of items both versions know are
+copied, new items keep this run's fresh init, the padding / [MASK] rows come
+along. Anything else keeps its init and is counted in the summary (the run
+record says how much was carried over).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["WarmStart", "warm_start_state"]
+
+
+@dataclass
+class WarmStart:
+    """The tensors a run starts from and what happened to each."""
+
+    state: dict[str, np.ndarray]
+    copied: list[str] = field(default_factory=list)
+    remapped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    shared_items: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"copied": len(self.copied), "remapped_by_item": self.remapped, "kept_init": self.skipped,
+                "shared_items": self.shared_items}
+
+
+def _item_ids(folder: Path) -> list[str] | None:
+    f = folder / "items.json"
+    if not f.exists():
+        return None
+    raw = json.loads(f.read_text())
+    items = raw.get("items") if isinstance(raw, dict) else raw
+    return [str(i) for i in items] if isinstance(items, list) else None
+
+
+def warm_start_state(folder: str | Path, model: Any, new_items: list[str] | None) -> WarmStart:
+    """The state dict `model` (freshly built for this run) should start from, taken from `folder`.
+
+    `new_items`: this run's item vocabulary (id i+1 = new_items[i]; 0 is padding) when the
+    task has one. ValueError naming the folder when it holds no weights (a baseline or an
+    ensemble version: warm start needs one trained network).
+    """
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise ValueError(f"run.warm_start: {folder} holds no model.safetensors (a baseline or ensemble version?)")
+    old = load_file(str(weights))
+    old_items = _item_ids(folder)
+    target = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    out = WarmStart(state={})
+    mapping = None
+    if old_items is not None and new_items is not None:
+        where = {item: i + 1 for i, item in enumerate(old_items)}
+        mapping = np.array([where.get(item, -1) for item in new_items], dtype=np.int64)  # new id - 1 -> old id
+        out.shared_items = int((mapping >= 0).sum())
+    for name, init in target.items():
+        prev = old.get(name)
+        if prev is None or prev.ndim != init.ndim or prev.shape[1:] != init.shape[1:]:
+            out.skipped.append(name)
+            continue
+        if prev.shape == init.shape and (mapping is None or len(old_items) == len(new_items) and old_items == new_items):
+            out.state[name] = prev
+            out.copied.append(name)
+            continue
+        extra = init.shape[0] - len(new_items) if mapping is not None else None
+        if mapping is not None and extra in (1, 2) and prev.shape[0] - len(old_items) == extra:
+            # rows: [padding, item 1..n, ([MASK])]: items by id, the special rows as they were
+            rows = init.copy()
+            rows[0] = prev[0]
+            known = mapping >= 0
+            rows[1:][: len(new_items)][known] = prev[mapping[known]]
+            if extra == 2:
+                rows[-1] = prev[-1]
+            out.state[name] = rows
+            out.remapped.append(name)
+            continue
+        out.skipped.append(name)
+    return out
