@@ -76,12 +76,9 @@ def warm_start_state(folder: str | Path, model: Any, new_items: list[str] | None
         if prev is None or prev.ndim != init.ndim or prev.shape[1:] != init.shape[1:]:
             out.skipped.append(name)
             continue
-        if prev.shape == init.shape and (mapping is None or len(old_items) == len(new_items) and old_items == new_items):
-            out.state[name] = prev
-            out.copied.append(name)
-            continue
-        extra = init.shape[0] - len(new_items) if mapping is not None else None
-        if mapping is not None and extra in (1, 2) and prev.shape[0] - len(old_items) == extra:
+        same_vocab = mapping is None or old_items == new_items
+        extra = init.shape[0] - len(new_items) if not same_vocab and init.ndim else None
+        if not same_vocab and extra in (1, 2) and prev.shape[0] - len(old_items) == extra:
             # rows: [padding, item 1..n, ([MASK])]: items by id, the special rows as they were
             rows = init.copy()
             rows[0] = prev[0]
@@ -91,6 +88,10 @@ def warm_start_state(folder: str | Path, model: Any, new_items: list[str] | None
                 rows[-1] = prev[-1]
             out.state[name] = rows
             out.remapped.append(name)
+            continue
+        if prev.shape == init.shape:
+            out.state[name] = prev
+            out.copied.append(name)
             continue
         out.skipped.append(name)
     return out
