@@ -5,6 +5,11 @@ events -> user sequences, RFM, daily/weekly demand, risk examples, item
 catalogue, behaviour text. Tables are computed in memory first and written to a
 staging folder; only a complete set is moved (local) or copied (s3://) into
 place, with `_SUCCESS.json` written last as the completion marker.
+
+Cleaning runs in this process (`cleaning.load_events`) or through Ray Data
+(`distributed.load_events_ray`), as `DataSpec.engine` or the caller says; both
+give the same rows in the same order, so the tables written are the same. The
+feature tables are then built in this process from the clean events either way.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import polars as pl
 from ecomine.data.cleaning import CleaningReport, load_events
 from ecomine.specs import DataSpec
 
-__all__ = ["FEATURE_TABLES", "build_features", "write_features"]
+__all__ = ["FEATURE_TABLES", "ENGINES", "clean_events", "build_features", "write_features"]
+
+ENGINES = ("local", "ray")
 
 FEATURE_TABLES = (
     "events",
@@ -51,13 +58,25 @@ def build_features(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
     }
 
 
-def write_features(spec: DataSpec, out: str) -> tuple[dict[str, int], CleaningReport]:
-    """Clean, build and write all tables under `out` (a folder or s3:// prefix); rows per table."""
+def clean_events(spec: DataSpec, engine: str | None = None) -> tuple[pl.DataFrame, CleaningReport]:
+    """Clean events and report by `engine` (default: the spec's): `local` or `ray` (same result)."""
+    engine = engine or spec.engine
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if engine == "local":
+        return load_events(spec)
+    from ecomine.data.distributed import load_events_ray
+
+    return load_events_ray(spec)
+
+
+def write_features(spec: DataSpec, out: str, *, engine: str | None = None) -> tuple[dict[str, int], CleaningReport]:
+    """Clean, build and write all tables under `out` (a folder or s3:// prefix); rows per table.
+
+    `engine` overrides `spec.engine` (local | ray)."""
     from ecomine import storage
 
     t0 = time.perf_counter()
-    events, report = load_events(spec)
-    tables = build_features(events)
     if storage.is_s3(out):
         dest = None
     else:
@@ -66,6 +85,8 @@ def write_features(spec: DataSpec, out: str) -> tuple[dict[str, int], CleaningRe
             from ecomine.data.readers import DataError
 
             raise DataError(f"{out}: output folder exists and is not empty; choose a new folder")
+    events, report = clean_events(spec, engine)
+    tables = build_features(events)
     staging_parent = dest.parent if dest is not None else None
     if staging_parent is not None:
         staging_parent.mkdir(parents=True, exist_ok=True)

@@ -200,8 +200,12 @@ def build_report(
 
 
 def data_fingerprint(spec: DataSpec, sources: list[SourceReport]) -> str:
-    """sha256 over the spec and the bytes of each source: same inputs, same id."""
-    h = hashlib.sha256(spec.model_dump_json().encode())
+    """sha256 over the spec and the bytes of each source: same inputs, same id.
+
+    `engine` is left out: it changes how the rows are computed, never which, and
+    fingerprints written before the field existed stay valid.
+    """
+    h = hashlib.sha256(spec.model_dump_json(exclude={"engine"}).encode())
     for s in sources:
         h.update(f"{s.uri}:{s.sha256}".encode())
     return h.hexdigest()

@@ -60,7 +60,7 @@ def load_events_ray(
     group holds all rows of its users, so `finalize_user_events` is exact on it; a few
     large groups cost far less than one call per user). Default: one per million rows
     read, at least 8. It changes the speed, never the result. `num_cpus`: logical CPUs
-    asked per Ray task. Starts a local Ray when none is running (as Ray Data does).
+    asked per Ray task. Joins RAY_ADDRESS, else starts a local Ray, when none is running.
     A DataError from a block names its file; a row number in it counts from the block.
     """
     import ray
@@ -69,7 +69,11 @@ def load_events_ray(
         raise ValueError(f"load_events_ray: user_buckets={user_buckets} must be >= 1")
     t0 = time.perf_counter()
     if not ray.is_initialized():
-        ray.init()
+        import os
+
+        # RAY_ADDRESS, else a fresh local Ray; never Ray's implicit discovery, which would wait
+        # on a dead cluster named by a stale /tmp/ray/ray_current_cluster (train.runner.ray_address).
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", configure_logging=False, log_to_driver=False)
     task = {"num_cpus": num_cpus}
     uris = [_uri(src) for src in spec.sources]
     key = spec.dedupe_overlap_on if len(spec.sources) > 1 else None

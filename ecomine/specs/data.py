@@ -178,3 +178,8 @@ class DataSpec(StrictModel):
         default_factory=list, description="rows must satisfy all of these"
     )
     cleaning: CleaningSpec = Field(default_factory=CleaningSpec)
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local: polars in this process; ray: the same cleaning through Ray Data "
+        "(ecomine.data.distributed), for logs that outgrow one machine (same output)",
+    )
