@@ -51,6 +51,7 @@ from ecomine.specs.tune import CampaignEnsembleSpec, SchedulerSpec, SearchDim, T
 from ecomine.specs.augment import AugmentSpec, CropSpec, MaskSpec, ReorderSpec, TrainAugmentSpec
 from ecomine.specs.ensemble import EnsembleFitSpec, EnsembleMemberRef, EnsembleSpec
 from ecomine.specs.pipeline import GateSpec, GuardSpec, PipelineSpec
+from ecomine.specs.score import ScoreInput, ScoreSpec, TableInput, TrainingDataInput
 
 __all__ = [
     "SpecError",
@@ -107,9 +108,13 @@ __all__ = [
     "GuardSpec",
     "GateSpec",
     "PipelineSpec",
+    "TableInput",
+    "TrainingDataInput",
+    "ScoreInput",
+    "ScoreSpec",
 ]
 
 
 def spec_models() -> dict[str, type[BaseModel]]:
     """Every spec kind the CLI and `ecomine schema` know, by name."""
-    return {"data": DataSpec, "train": TrainSpec, "tune": TuneSpec, "ensemble": EnsembleSpec, "pipeline": PipelineSpec}
+    return {"data": DataSpec, "train": TrainSpec, "tune": TuneSpec, "ensemble": EnsembleSpec, "pipeline": PipelineSpec, "score": ScoreSpec}
