@@ -45,11 +45,15 @@ __all__ = [
     "Signal",
     "InsightsResponse",
     "MemberInfo",
+    "FeatureDrift",
+    "DriftInfo",
     "ArmInfo",
     "TrafficInfo",
     "ShadowSummary",
     "TaskInfo",
     "ModelsResponse",
+    "DriftWindow",
+    "DriftResponse",
     "HealthResponse",
     "ErrorDetail",
     "ErrorResponse",
@@ -284,6 +288,33 @@ class MemberInfo(_Response):
     ref: str | None = Field(None, description="what the config asked for: a version id, a stage or 'latest'")
 
 
+class FeatureDrift(_Response):
+    feature: str
+    role: Literal["input", "prediction"]
+    n_reference: int
+    n_live: int
+    psi: float | None = Field(None, description="population stability index against the reference bins")
+    ks: float | None = Field(None, description="two-sample Kolmogorov-Smirnov statistic")
+    ks_pvalue: float | None = None
+    reference_mean: float | None = None
+    live_mean: float | None = None
+    status: Literal["ok", "drift", "too_few", "skipped"]
+    detail: str | None = None
+
+
+class DriftInfo(_Response):
+    """Live requests of one arm against its version's reference profile (``ecomine.data.drift``)."""
+
+    status: Literal["ok", "drift", "too_few", "no_profile"]
+    reference_version: str | None = Field(None, description="whose profile.json: the version, or an ensemble's heaviest member")
+    observations: int = Field(0, description="requests observed since this version was loaded")
+    drifted: list[str] = Field(default_factory=list)
+    psi_threshold: float | None = None
+    ks_threshold: float | None = None
+    features: list[FeatureDrift] = Field(default_factory=list)
+    detail: str | None = None
+
+
 class ArmInfo(_Response):
     deployment: str
     kind: Literal["single", "ensemble"]
@@ -295,6 +326,7 @@ class ArmInfo(_Response):
     device: str | None = Field(None, description="where the model runs: cpu or cuda")
     max_batch_size: int | None = None
     batch_wait_timeout_s: float | None = None
+    drift: DriftInfo | None = None
 
 
 class TrafficInfo(_Response):
@@ -321,6 +353,25 @@ class TaskInfo(_Response):
 class ModelsResponse(_Response):
     tasks: dict[str, TaskInfo]
     not_configured: list[str] = Field(default_factory=list)
+
+
+class DriftWindow(_Response):
+    """One arm's live drift window: the raw samples ``ecomine monitor`` compares with the registry's profile."""
+
+    deployment: str
+    status: Literal["ok", "unavailable"]
+    detail: str | None = None
+    task: str | None = None
+    versions: list[str] = Field(default_factory=list)
+    reference_version: str | None = None
+    has_profile: bool = False
+    observations: int = 0
+    skip: dict[str, str] = Field(default_factory=dict, description="features not to compare, and why")
+    window: dict[str, dict] = Field(default_factory=dict, description="feature -> {seen, values}: a uniform sample")
+
+
+class DriftResponse(_Response):
+    tasks: dict[str, dict[str, DriftWindow]] = Field(description="task -> arm (champion, challenger) -> window")
 
 
 class HealthResponse(_Response):

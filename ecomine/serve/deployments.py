@@ -9,7 +9,10 @@ model is free rather than on a timer. ``reconfigure(user_config)``
 swaps the model in place: the new version is fetched (sha256-verified) and
 loaded beside the old one, then one reference flips, so requests in flight
 finish on the old model and none fail; a version that fails to load leaves
-the old one serving and the error in ``info()``.
+the old one serving and the error in ``info()``. Each loaded state carries an
+``ArmMonitor`` (``ecomine.serve.monitor``): every answer adds its drift
+features to a bounded window, and a background task publishes PSI / KS as
+Prometheus gauges every ``DRIFT_PUBLISH_S``.
 
 ``Recommender`` / ``DemandForecaster`` / ``RiskScorer`` serve one version
 (``user_config.version``); ``Ensemble`` serves ``user_config.members`` of the
@@ -25,6 +28,7 @@ from ray import serve
 
 from ecomine.serve.batching import Batcher
 from ecomine.serve.config import DEFAULT_LOADERS, ModelSettings
+from ecomine.serve.monitor import ArmMonitor
 from ecomine.serve.observability import ServeMetrics, log_event
 from ecomine.serve.ranking import Rejected
 from ecomine.serve.runtime import (
@@ -41,7 +45,10 @@ from ecomine.serve.runtime import (
     run_jobs,
 )
 
-__all__ = ["ModelLoadError", "Recommender", "DemandForecaster", "RiskScorer", "Ensemble", "model_deployment"]
+__all__ = ["ModelLoadError", "Recommender", "DemandForecaster", "RiskScorer", "Ensemble", "model_deployment",
+           "DRIFT_PUBLISH_S"]
+
+DRIFT_PUBLISH_S = 30.0  # seconds between two drift computations for the Prometheus gauges
 
 
 class _ModelServer:
@@ -83,6 +90,8 @@ class _ModelServer:
         self._lock = asyncio.Lock()
         self._metrics = ServeMetrics()
         self._last_error: str | None = None
+        self._drift_publisher: asyncio.Task | None = None
+        self._observe_failed = False
         self._batcher = Batcher(self._run, on_batch=lambda n: self._metrics.batch(self.name, n))
 
     # ----------------------------------------------------------------- configuration and swap
@@ -113,6 +122,8 @@ class _ModelServer:
             self._state = state  # the swap: one reference; requests in flight keep their snapshot
             self._settings = settings
             self._last_error = None
+        if self._drift_publisher is None:
+            self._drift_publisher = asyncio.ensure_future(self._publish_drift())
         if previous is None or previous.versions != state.versions or previous.weights != state.weights:
             if previous is not None:
                 self._metrics.swap(self.name)
@@ -130,10 +141,15 @@ class _ModelServer:
             if "item_id" not in table.columns:
                 raise ModelLoadError(f"{self.name}: catalogue {self.catalogue_uri} has no item_id column")
             self._catalogue = table
-        return load_state(
+        state = load_state(
             self.registry, self.task, refs, loader_path=self.loader_path, current=self._state,
             catalogue=self._catalogue, threshold=self.threshold, name=self.name,
         )
+        prev = self._state
+        same = prev is not None and prev.versions == state.versions and prev.weights == state.weights
+        # a batching-only change keeps the window; another version set starts a new one against its profile
+        state.extra["monitor"] = prev.extra["monitor"] if same else ArmMonitor(state)
+        return state
 
     async def check_health(self) -> None:
         if self._state is None:
@@ -159,7 +175,45 @@ class _ModelServer:
             "device": state.extra.get("device"),
             "max_batch_size": settings.max_batch_size if settings else None,
             "batch_wait_timeout_s": settings.batch_wait_timeout_s if settings else None,
+            "drift": await self._drift_report(state),
         }
+
+    # ----------------------------------------------------------------- drift
+
+    async def _drift_report(self, state: ModelState) -> dict[str, Any] | None:
+        monitor = state.extra.get("monitor")
+        if monitor is None:
+            return None
+        report = await asyncio.to_thread(monitor.report)  # scipy's first import alone takes a second
+        self._metrics.drift(self.name, self.task, report.get("features", []))
+        return report
+
+    async def drift_window(self) -> dict[str, Any]:
+        """What ``GET /v1/drift`` returns for this arm: the served versions and the live samples."""
+        state = self._state
+        if state is None or "monitor" not in state.extra:
+            return {"deployment": self.name, "status": "unavailable", "detail": self._last_error or "loading"}
+        return {"deployment": self.name, "status": "ok", "versions": state.versions, **state.extra["monitor"].window_json()}
+
+    async def _publish_drift(self) -> None:
+        while True:
+            await asyncio.sleep(DRIFT_PUBLISH_S)
+            if self._state is not None:
+                try:
+                    await self._drift_report(self._state)
+                except Exception as exc:  # the gauges must never take the replica down
+                    log_event("drift_publish_failed", deployment=self.name, error=f"{type(exc).__name__}: {exc}")
+
+    def _observe(self, state: ModelState, method: str, *args: Any) -> None:
+        monitor = state.extra.get("monitor")
+        if monitor is None:
+            return
+        try:
+            getattr(monitor, method)(*args)
+        except Exception as exc:  # monitoring must never fail a request; say so once
+            if not self._observe_failed:
+                self._observe_failed = True
+                log_event("drift_observe_failed", deployment=self.name, error=f"{type(exc).__name__}: {exc}")
 
     # ----------------------------------------------------------------- batching
 
@@ -195,6 +249,7 @@ class _ModelServer:
         except Rejected as exc:
             return {"error": exc.to_dict()}
         row = None if job is None else await self._predict(state, job)
+        self._observe(state, "recommend", len(req.get("history") or []), job, row)
         return finish_recommend(state, context, row)
 
     async def forecast(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -205,13 +260,17 @@ class _ModelServer:
             job = demand_job(state, req)
         except Rejected as exc:
             return {"error": exc.to_dict()}
-        return finish_demand(state, req, await self._predict(state, job))
+        answer = await self._predict(state, job)
+        self._observe(state, "demand", req, answer)
+        return finish_demand(state, req, answer)
 
     async def score(self, req: dict[str, Any]) -> dict[str, Any]:
         """A ``RiskRequest`` dict -> a probability and a decision per order."""
         state = self._current("risk")
         orders = risk_job(req)
-        return finish_risk(state, orders, await self._predict(state, orders))
+        probs = await self._predict(state, orders)
+        self._observe(state, "risk", orders, probs)
+        return finish_risk(state, orders, probs)
 
 
 @serve.deployment(name="Recommender", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)

@@ -31,6 +31,7 @@ from ecomine.serve.api import (
     API_PREFIX,
     DemandRequest,
     DemandResponse,
+    DriftResponse,
     ErrorResponse,
     HealthResponse,
     InsightsRequest,
@@ -53,7 +54,7 @@ __all__ = ["Ingress", "NOT_CONFIGURED"]
 
 _ROUTES = (
     f"{API_PREFIX}/recommend", f"{API_PREFIX}/demand", f"{API_PREFIX}/risk", f"{API_PREFIX}/insights",
-    f"{API_PREFIX}/models", "/healthz", "/docs", "/openapi.json",
+    f"{API_PREFIX}/models", f"{API_PREFIX}/drift", "/healthz", "/docs", "/openapi.json",
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RECOMMEND_FIELDS = tuple(RecommendResponse.model_fields)
@@ -280,6 +281,10 @@ class Ingress:
             "not_configured": [t for t in ("recommend", "demand", "risk") if t not in self.routers],
         }
 
+    async def drift(self) -> dict[str, Any]:
+        windows = await asyncio.gather(*(r.drift_windows() for r in self.routers.values()))
+        return {"tasks": dict(zip(self.routers, windows))}
+
     # ----------------------------------------------------------------- the FastAPI app
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -350,6 +355,11 @@ class Ingress:
         async def models() -> dict[str, Any]:
             """What every route serves: versions per arm, traffic policy, shadow comparisons."""
             return await ingress.models()
+
+        @app.get(f"{API_PREFIX}/drift", response_model=DriftResponse, responses=errors, tags=["operations"])
+        async def drift() -> dict[str, Any]:
+            """Each arm's live drift window: samples of its request features (what `ecomine monitor` reads)."""
+            return await ingress.drift()
 
         @app.get("/healthz", response_model=HealthResponse, tags=["operations"])
         async def healthz() -> dict[str, Any]:

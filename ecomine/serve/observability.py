@@ -15,6 +15,8 @@ Metrics (all prefixed ``ecomine_``)::
     batch_size            histogram  deployment
     shadow_agreement      histogram  task
     model_swaps_total     counter    deployment
+    drift_psi             gauge      deployment, task, feature   (ecomine.serve.monitor)
+    drift_ks              gauge      deployment, task, feature
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class ServeMetrics:
         self._made = False
 
     def _make(self) -> None:
-        from ray.util.metrics import Counter, Histogram
+        from ray.util.metrics import Counter, Gauge, Histogram
 
         self._requests = Counter(
             "ecomine_requests_total", description="requests by route, HTTP status, model and variant",
@@ -105,6 +107,14 @@ class ServeMetrics:
         )
         self._swaps = Counter(
             "ecomine_model_swaps_total", description="model versions swapped in place", tag_keys=("deployment",)
+        )
+        self._drift_psi = Gauge(
+            "ecomine_drift_psi", description="PSI of live request features vs the version's reference profile",
+            tag_keys=("deployment", "task", "feature"),
+        )
+        self._drift_ks = Gauge(
+            "ecomine_drift_ks", description="two-sample KS statistic of live features vs the reference profile",
+            tag_keys=("deployment", "task", "feature"),
         )
         self._made = True
 
@@ -136,3 +146,13 @@ class ServeMetrics:
     def swap(self, deployment: str) -> None:
         if self._ready():
             self._swaps.inc(tags={"deployment": deployment})
+
+    def drift(self, deployment: str, task: str, features: list[dict[str, Any]]) -> None:
+        """Set the drift gauges from a drift report's feature rows (rows without numbers are left alone)."""
+        if self._ready():
+            for f in features:
+                tags = {"deployment": deployment, "task": task, "feature": f["feature"]}
+                if f.get("psi") is not None:
+                    self._drift_psi.set(f["psi"], tags=tags)
+                if f.get("ks") is not None:
+                    self._drift_ks.set(f["ks"], tags=tags)

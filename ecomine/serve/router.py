@@ -155,3 +155,15 @@ class TaskRouter:
         if self.recorder is not None:
             out["shadow"] = self.recorder.summary()
         return out
+
+    async def drift_windows(self) -> dict[str, Any]:
+        """Each arm's live drift window (``GET /v1/drift``)."""
+        async def one(handle: Any, name: str) -> dict[str, Any]:
+            try:
+                return await asyncio.wait_for(_awaited(handle.drift_window.remote()), 10.0)
+            except Exception as exc:
+                return {"deployment": name, "status": "unavailable", "detail": f"{type(exc).__name__}: {short(exc)}"}
+
+        arms = {"champion": self.champion, **({"challenger": self.challenger} if self.challenger is not None else {})}
+        found = await asyncio.gather(*(one(h, f"{self.task}-{arm}") for arm, h in arms.items()))
+        return dict(zip(arms, found))
