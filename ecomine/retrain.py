@@ -228,7 +228,7 @@ def run_pipeline(
     except SpecError:
         raise
     except BaseException as exc:  # noqa: BLE001 - any training failure leaves the champion as it was
-        record.error = f"training failed: {type(exc).__name__}: {' '.join(str(exc).split())[:800]}"
+        record.error = f"training failed: {_cause(exc)}"
         _finish(record, registry, t0)
         raise RetrainError(f"{spec.name}: {record.error} (champion {champion or 'none'} unchanged; record {record.uri})") from exc
     record.challenger = outcome.version
@@ -264,6 +264,12 @@ def run_pipeline(
         record.status = "refused"
     _finish(record, registry, t0)
     return record
+
+
+def _cause(exc: BaseException) -> str:
+    """One line for a failure: Ray Train wraps a worker's exception with its whole traceback; its last line says what."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1][:400] if lines else ''}"
 
 
 def _with_run(train: TrainSpec, **update: Any) -> TrainSpec:

@@ -28,6 +28,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+_DASHBOARD: dict[str, str] = {}  # the session cluster's dashboard URL (ray job submit, serve deploy)
+
+
+@pytest.fixture(scope="session")
+def ray_dashboard(ray_session) -> str:
+    """The session cluster's dashboard (Ray Jobs and the Serve REST API); skips if Ray was up already."""
+    if "url" not in _DASHBOARD:
+        pytest.skip("Ray was initialised outside the session fixture; its dashboard is unknown")
+    return _DASHBOARD["url"]
+
+
 @pytest.fixture(scope="session")
 def ray_session(tmp_path_factory):
     import ray
@@ -37,13 +48,16 @@ def ray_session(tmp_path_factory):
         return
     port = _free_port()
     address = f"127.0.0.1:{port}"
+    dashboard_port = _free_port()
+    _DASHBOARD["url"] = f"http://127.0.0.1:{dashboard_port}"
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
     # Token auth is off for this loopback-only test cluster, so CLI subprocesses join it as-is.
     env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"}
     log = tmp_path_factory.mktemp("ray") / "ray_start.log"
     proc = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-         "--num-cpus=4", f"--dashboard-port={_free_port()}", "--disable-usage-stats"],
+         "--num-cpus=4", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard_port}", "--disable-usage-stats"],
         env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     old = os.environ.get("RAY_ADDRESS")
