@@ -241,8 +241,13 @@ def run_pipeline(
             f"{'promoted' if promote else 'refused'}: no champion holds {spec.stage} yet (gate.first_version: "
             f"{spec.gate.first_version})"), "primary": None, "guards": []}
     else:
-        ranks = _score_versions(registry, spec.task, {"champion": champion, "challenger": outcome.version}, prepared)
-        decision = _gate(spec, ranks)
+        try:
+            ranks = _score_versions(registry, spec.task, {"champion": champion, "challenger": outcome.version}, prepared)
+            decision = _gate(spec, ranks)
+        except Exception as exc:  # e.g. the champion's files no longer verify: nothing is promoted
+            record.error = f"gate failed: {_cause(exc)}"
+            _finish(record, registry, t0)
+            raise RetrainError(f"{spec.name}: {record.error} (champion {champion} unchanged; record {record.uri})") from exc
         record.gate = decision.as_dict()
         promote = decision.promote
     if promote:
