@@ -99,8 +99,12 @@ def _ensure_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     # Keep Ray's dashboard (state API) on: Train's placement-group cleaner needs it
-    # to free a stopped run's CPUs.
-    ray.init(address=ray_address(address), log_to_driver=True, configure_logging=False)
+    # to free a stopped run's CPUs. Worker and controller logs stay in Ray's log files
+    # (/tmp/ray/session_latest/logs) instead of this terminal: the progress bar and the
+    # run's own error say what happened, and Ray's per-epoch reports and its cleaner's
+    # shutdown traceback on a busy machine only bury them. ECOMINE_RAY_LOGS=1 brings them back.
+    ray.init(address=ray_address(address), log_to_driver=os.environ.get("ECOMINE_RAY_LOGS") == "1",
+             configure_logging=False)
 
 
 class _ProgressTail:
