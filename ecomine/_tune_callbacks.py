@@ -8,9 +8,12 @@ locks). `LiveTableCallback` holds only a key into `TABLES`, which
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+
+from ecomine.train.placement_groups import free_run_placement_groups
 
 __all__ = ["TABLES", "LiveTableCallback", "FreeStoppedTrialsCallback"]
 
@@ -38,16 +41,12 @@ class LiveTableCallback(Callback):
 
 class FreeStoppedTrialsCallback(Callback):
     """When a trial ends (finished, stopped by the scheduler, or failed), free its run's CPUs
-    (see `ecomine.tuning.free_run_placement_groups`)."""
+    (`ecomine.train.placement_groups`)."""
 
     def __init__(self, trials_dir: str, campaign: str) -> None:
         self.trials_dir, self.campaign = trials_dir, campaign
 
     def _free(self, trial) -> None:
-        from pathlib import Path
-
-        from ecomine.tuning import free_run_placement_groups
-
         try:
             free_run_placement_groups(Path(self.trials_dir) / f"{self.campaign}-{trial.trial_id}")
         except Exception:  # best effort: Ray Train's own cleaner may have freed them already

@@ -24,6 +24,9 @@ from ecomine.specs import SpecError, TrainSpec, TuneSpec, apply_overrides, forma
 
 __all__ = ["Campaign", "CampaignOutcome", "load_campaign", "run_campaign", "free_run_placement_groups"]
 
+# re-exported: it lives in train (the loop records the groups; tuning and its callbacks free them)
+from ecomine.train.placement_groups import free_run_placement_groups  # noqa: E402
+
 
 @dataclass
 class Campaign:
@@ -118,33 +121,6 @@ def _trial_fn(config: dict[str, Any], *, base: dict[str, Any], storage: str, cam
     raw = apply_overrides(raw, {"run.name": f"{campaign}-{trial}", "run.storage": storage, "run.register_model": False})
     spec = TrainSpec.model_validate(raw)
     run_training(spec, data=data, callbacks=[TuneReportCallback()], evaluate=False)
-
-
-def free_run_placement_groups(run_dir: Path) -> list[str]:
-    """Remove the placement groups a (stopped) training run recorded in its progress file.
-
-    Ray Train's own cleaner finds a dead run through the state API; where that is
-    unreachable (dashboard off, or several Ray instances on one host) a trial that
-    ASHA stopped kept its workers' CPUs and every later trial waited forever.
-    Returns the ids removed (a group already gone is skipped).
-    """
-    import ray
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
-
-    progress = Path(run_dir) / "progress.jsonl"
-    if not progress.exists():
-        return []
-    removed = []
-    for line in progress.read_text().splitlines():
-        pg_hex = json.loads(line).get("placement_group") if line.strip() else None
-        if not pg_hex:
-            continue
-        pg = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_hex)))
-        if ray.util.placement_group_table(pg).get("state") in (None, "REMOVED"):
-            continue
-        remove_placement_group(pg)
-        removed.append(pg_hex)
-    return removed
 
 
 class _LiveTable:
