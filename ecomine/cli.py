@@ -44,6 +44,7 @@ _MOUNTED = {
 _COMMANDS: dict[str, str] = {
     "retrain": "ecomine.retrain_cli:retrain",
     "monitor": "ecomine.monitor_cli:monitor",
+    "score": "ecomine.score_cli:score",
 }
 
 

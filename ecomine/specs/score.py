@@ -7,9 +7,9 @@ order line (risk), through Ray Data with the model in an actor pool.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from ecomine.specs._base import StrictModel
 from ecomine.specs.train import DataRef, TaskName
@@ -34,9 +34,21 @@ class TrainingDataInput(StrictModel):
     data: DataRef | None = Field(None, description="a data ref (synthetic | spec); omitted: the one the version was trained on")
 
 
-ScoreInput = Annotated[TableInput | TrainingDataInput, Field(discriminator="kind")]
+def _input_kind(v: Any) -> str | None:
+    # `kind:` may be left out of a table input: `inputs: {uri: features/user_sequences.parquet}`.
+    if isinstance(v, dict):
+        return v.get("kind", "table" if "uri" in v else None)
+    return getattr(v, "kind", None)
 
-# Fields that belong to one task only: set on another task's spec they are an error, not ignored.
+
+ScoreInput = Annotated[
+    Annotated[TableInput, Tag("table")] | Annotated[TrainingDataInput, Tag("training_data")],
+    Discriminator(_input_kind, custom_error_type="input_kind",
+                  custom_error_message="inputs: set kind (table | training_data), or uri for a table"),
+]
+
+# Fields that belong to one task only: set to a non-default value on another task's spec they are an
+# error, not ignored (a default passes, so a full dump loads back).
 _TASK_FIELDS = {"k": "recommend", "max_history": "recommend", "exclude_history": "recommend",
                 "horizon": "demand", "quantiles": "demand"}
 
@@ -48,6 +60,8 @@ class ScoreSpec(StrictModel):
     task: TaskName
     registry: str = Field("registry", description="registry root: folder or s3://")
     version: str = Field("production", description="version id | staging | production | latest (resolved once, at start)")
+    loader: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+                               description="package.module:function loading a version folder (as Serve's task loader); null: the task's")
     inputs: ScoreInput
     output: str = Field(description="folder or s3:// prefix for the parquet parts; must be new or empty")
     # recommend
@@ -76,7 +90,8 @@ class ScoreSpec(StrictModel):
     @model_validator(mode="after")
     def _task_fields(self) -> ScoreSpec:
         for name in sorted(self.model_fields_set & set(_TASK_FIELDS)):
-            if _TASK_FIELDS[name] != self.task:
+            default = type(self).model_fields[name].get_default(call_default_factory=True)
+            if _TASK_FIELDS[name] != self.task and getattr(self, name) != default:
                 raise ValueError(f"{name} applies to task {_TASK_FIELDS[name]}, not {self.task}")
         if self.task == "risk" and isinstance(self.inputs, TrainingDataInput):
             raise ValueError("inputs: risk scores an order-lines file (kind: table), not training_data")

@@ -1,0 +1,450 @@
+"""Batch scoring: one registered version over every user, item or order line, through Ray Data, to parquet.
+
+An operator's verb on top of the spine (registry -> serve.runtime -> here), called by
+`ecomine score` (`ecomine.score_cli`) and called by nothing below it. A version is
+resolved once on the driver and pinned by id, so a stage moving mid-run changes
+nothing; each actor of a Ray Data actor pool (`map_batches` with a callable class,
+`compute=ActorPoolStrategy(size=actors)`) then loads it through `runtime.load_state`
+(sha256-verified, ensembles expanded into their pinned members) and scores batches
+with the functions a Serve replica uses (`plan_recommend` / `run_jobs` /
+`finish_recommend`, `demand_job`, the risk orders): an answer here is the answer
+Serve gives for the same history, items or order.
+
+Output is all or nothing. Parts are streamed from the pool into a staging location
+beside the final one, never under it: a local folder `.<name>.tmp-<hex>` renamed onto
+the final folder in one step at the end; on S3 a sibling prefix `<output>.tmp-<hex>/`,
+copied server-side under the final prefix once every part is written, then
+`_SUCCESS.json` (listing every part and its rows) written last and the staging prefix
+deleted. S3 has no rename of many objects, so a reader of an S3 output must check
+`_SUCCESS.json`: a run that fails while scoring leaves nothing under the final prefix,
+and one that dies during the copy leaves parts but no marker (a failure the process
+sees also deletes them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from ecomine.specs import ScoreSpec, TableInput, expand_uri
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ecomine.registry import Registry
+    from ecomine.serve.runtime import ModelState
+
+__all__ = ["ScoreError", "ScoreOutcome", "SUCCESS_FILE", "ScorePlan", "plan_scoring", "load_scorer",
+           "score_table", "BatchScorer", "run_scoring"]
+
+SUCCESS_FILE = "_SUCCESS.json"
+# Input columns each task reads (`user_id` / `item_id` first: the key of an output row).
+_REQUIRED = {"recommend": ("user_id", "items"), "demand": ("item_id",), "risk": ("item_id", "quantity")}
+_RISK_OPTIONAL = ("order_id", "user_id", "ts", "country", "price")
+_ROW = "row"  # risk: the line's position in the input file, kept in the output to join back on
+
+
+class ScoreError(ValueError):
+    """Bad input to a scoring run (a missing version or input, a column or horizon the model refuses);
+    one line naming the field and the value. Nothing is written."""
+
+
+@dataclass
+class ScoreOutcome:
+    output: str
+    version: str
+    label: str
+    rows_in: int
+    rows_out: int
+    parts: dict[str, int]
+    seconds: float  # the Ray Data pipeline: actor start, scoring, parts written
+    total_seconds: float  # from the spec to the committed output
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_in / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class ScorePlan:
+    """What the driver settles before any actor starts: the pinned version and the input rows."""
+
+    spec: ScoreSpec
+    version: str
+    table: pl.DataFrame
+    manifest: Any = field(repr=False, default=None)
+
+
+# --------------------------------------------------------------------------- the driver's checks
+
+
+def _registry(spec: ScoreSpec) -> Registry:
+    from ecomine.registry import Registry
+
+    return Registry(spec.registry)
+
+
+def plan_scoring(spec: ScoreSpec) -> ScorePlan:
+    """Resolve the version, check the output is new, read and check the input; ScoreError on any of them."""
+    from ecomine.registry import RegistryError
+
+    try:
+        mv = _registry(spec).get(spec.task, spec.version)
+    except RegistryError as exc:
+        raise ScoreError(f"version: {exc}") from None
+    _check_output_free(spec.output)
+    _check_loader(spec)
+    table = _read_inputs(spec, mv)
+    missing = [c for c in _REQUIRED[spec.task] if c not in table.columns]
+    if missing:
+        raise ScoreError(f"inputs: the table lacks column(s) {missing} that {spec.task} scoring reads "
+                         f"(has {table.columns[:12]})")
+    if table.height == 0:
+        raise ScoreError("inputs: the table has no rows")
+    if spec.task == "recommend":
+        table = table.select("user_id", "items")
+    elif spec.task == "demand":
+        table = table.select(pl.col("item_id").cast(pl.String)).unique(maintain_order=True).drop_nulls()
+    else:
+        keep = [c for c in (*_REQUIRED["risk"], *_RISK_OPTIONAL) if c in table.columns]
+        table = table.select(keep).with_row_index(_ROW)
+    return ScorePlan(spec, mv.version, table, mv)
+
+
+def _check_loader(spec: ScoreSpec) -> None:
+    """Import the loader here: in an actor's constructor its failure would come back as a dead actor."""
+    from ecomine.serve.config import DEFAULT_LOADERS
+    from ecomine.serve.runtime import ModelLoadError, import_loader
+
+    try:
+        import_loader(spec.loader or DEFAULT_LOADERS[spec.task], spec.task)
+    except ModelLoadError as exc:
+        raise ScoreError(f"loader: {exc}") from None
+
+
+def _check_output_free(out: str) -> None:
+    from ecomine import storage
+
+    try:
+        if storage.is_s3(out):
+            taken = bool(storage.list_prefix(out))
+        else:
+            dest = storage.local_path(out)
+            taken = dest.exists() and (not dest.is_dir() or any(dest.iterdir()))
+    except storage.StorageError as exc:
+        raise ScoreError(f"output: {exc}") from None
+    if taken:
+        raise ScoreError(f"output: {out} exists and is not empty; choose a new folder or prefix")
+
+
+def _read_inputs(spec: ScoreSpec, mv: Any) -> pl.DataFrame:
+    from ecomine import storage
+
+    inputs = spec.inputs
+    if isinstance(inputs, TableInput):
+        uri = expand_uri(inputs.uri)
+        fmt = inputs.format or {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl"}.get(
+            uri.rsplit(".", 1)[-1].lower())
+        if fmt is None:
+            raise ScoreError(f"inputs.uri: cannot infer the format of {uri!r}; set inputs.format")
+        try:
+            if fmt == "parquet":
+                return storage.read_parquet(uri)
+            raw = io.BytesIO(storage.read_bytes(uri))
+        except storage.StorageError as exc:
+            raise ScoreError(f"inputs.uri: {exc}") from None
+        try:
+            return pl.read_csv(raw, try_parse_dates=True) if fmt == "csv" else pl.read_ndjson(raw)
+        except pl.exceptions.PolarsError as exc:
+            raise ScoreError(f"inputs.uri: {uri} is not a valid {fmt} file ({str(exc).strip()[:160]})") from None
+    from pydantic import ValidationError
+
+    from ecomine.data.features import user_sequences
+    from ecomine.specs import TrainSpec
+    from ecomine.train.data import load_training_events
+
+    ref = inputs.data
+    if ref is None:
+        try:
+            ref = TrainSpec.model_validate(mv.spec).data
+        except ValidationError:
+            raise ScoreError(f"inputs.data: {spec.task}/{mv.version} carries no training spec to take the data "
+                             "from (an ensemble or a stand-in); name the data ref") from None
+    events, _ = load_training_events(ref)
+    if spec.task == "recommend":  # as `ecomine data build` writes user_sequences.parquet (Serve's users table)
+        return user_sequences(events, dedupe_consecutive=False).select("user_id", "items")
+    return events.filter(pl.col("event") == "purchase").select("item_id")
+
+
+# --------------------------------------------------------------------------- one batch (actors and the plain loop)
+
+
+def load_scorer(spec: ScoreSpec, version: str) -> ModelState:
+    """The version loaded as a Serve replica loads it (verified, ensembles expanded)."""
+    from ecomine.serve.runtime import load_state
+
+    return load_state(_registry(spec), spec.task, [(version, 1.0)], loader_path=spec.loader,
+                      name=f"score {spec.task}/{version}")
+
+
+def score_table(state: ModelState, spec: ScoreSpec, table: pa.Table | pl.DataFrame) -> pa.Table:
+    """Score one batch of input rows with the serve runtime's functions; the output rows, in input order."""
+    df = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    if spec.task == "recommend":
+        return _recommend(state, spec, df).to_arrow()
+    if spec.task == "demand":
+        return _demand(state, spec, df).to_arrow()
+    return _risk(state, spec, df).to_arrow()
+
+
+def _recommend(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
+    from ecomine.serve.runtime import finish_recommend, plan_recommend, run_jobs
+
+    plans = []
+    for items in df["items"].to_list():
+        # what the ingress sends for a user of its users table: the last max_history items
+        history = [str(i) for i in (items or [])][-spec.max_history:]
+        req = {"history": history, "k": spec.k, "exclude": [], "exclude_history": spec.exclude_history,
+               "categories": None, "fallback_reason": None}
+        plans.append(plan_recommend(state, req))
+    todo = [n for n, (job, _) in enumerate(plans) if job is not None]
+    rows = run_jobs([(state, plans[n][0]) for n in todo]) if todo else []
+    row_of = dict(zip(todo, rows))
+    answers = [finish_recommend(state, ctx, row_of.get(n)) for n, (_, ctx) in enumerate(plans)]
+    return pl.DataFrame(
+        {
+            "user_id": df["user_id"].cast(pl.String),
+            "items": [[i["item_id"] for i in a["items"]] for a in answers],
+            "scores": [[i["score"] for i in a["items"]] for a in answers],
+            "fallback": [a["fallback_code"] for a in answers],
+        },
+        schema={"user_id": pl.String, "items": pl.List(pl.String), "scores": pl.List(pl.Float64), "fallback": pl.String},
+    )
+
+
+def _quantile_column(q: float) -> str:
+    return f"p{q * 100:g}"
+
+
+def _demand(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
+    from ecomine.serve.ranking import Rejected
+    from ecomine.serve.runtime import demand_job, run_jobs
+
+    req = {"item_ids": df["item_id"].to_list(), "horizon": spec.horizon, "quantiles": spec.quantiles}
+    try:
+        job = demand_job(state, req)
+    except Rejected as exc:
+        raise ScoreError(f"horizon: {exc.msg}") from None
+    forecasts = run_jobs([(state, job)])[0]["forecasts"]
+    out: dict[str, Any] = {"item_id": [f["item_id"] for f in forecasts], "fallback": [f["fallback"] for f in forecasts]}
+    for n, q in enumerate(spec.quantiles):
+        out[_quantile_column(q)] = [f["values"][n] for f in forecasts]
+    schema = {"item_id": pl.String, "fallback": pl.Boolean, **{_quantile_column(q): pl.List(pl.Float64) for q in spec.quantiles}}
+    return pl.DataFrame(out, schema=schema)
+
+
+def _risk(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
+    from datetime import datetime, timezone
+
+    from pydantic import ValidationError
+
+    from ecomine.serve.api import Order
+    from ecomine.serve.runtime import risk_job, run_jobs
+
+    # One order per line, checked by the API's own request model and completed as the ingress
+    # completes a request (ts: now when absent): its probability is that line's.
+    now = datetime.now(timezone.utc)
+    orders = []
+    for r in df.iter_rows(named=True):
+        raw = {"order_id": _text(r.get("order_id")), "user_id": _text(r.get("user_id")), "ts": r.get("ts"),
+               "country": _text(r.get("country")),
+               "lines": [{"item_id": _text(r["item_id"]), "quantity": r["quantity"], "price": r.get("price")}]}
+        try:
+            order = Order.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"] if p not in ("lines", 0))
+            raise ScoreError(f"inputs: row {r[_ROW]}: {where}: {first['msg']} (got {first.get('input')!r})") from None
+        orders.append({**order.model_dump(), "ts": order.ts or now})
+    probs = run_jobs([(state, risk_job({"orders": orders}))])[0]
+    thr = float(state.extra["threshold"])
+    return df.with_columns(pl.Series("probability", probs, dtype=pl.Float64),
+                           pl.Series("flagged", [p >= thr for p in probs], dtype=pl.Boolean))
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+class BatchScorer:
+    """The callable class of the actor pool: loads the version once, scores every batch it is given."""
+
+    def __init__(self, spec_json: str, version: str, threads: int) -> None:
+        import torch
+
+        # Ray gives an actor `num_cpus` logical CPUs but torch would start a thread per core:
+        # two actors on two cores would each run two threads and fight over them.
+        torch.set_num_threads(threads)
+        self.spec = ScoreSpec.model_validate_json(spec_json)
+        self.state = load_scorer(self.spec, version)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return score_table(self.state, self.spec, batch)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_scoring(spec: ScoreSpec, *, ray_address: str | None = None, plan: ScorePlan | None = None) -> ScoreOutcome:
+    """Score every input row through Ray Data and commit the parquet parts (all or nothing)."""
+    import ray
+
+    from ecomine.train.runner import ray_address as resolve_address
+
+    t0 = time.perf_counter()
+    plan = plan or plan_scoring(spec)
+    if not ray.is_initialized():
+        ray.init(address=resolve_address(ray_address), configure_logging=False, log_to_driver=False)
+    t1 = time.perf_counter()
+    with _staging(spec.output) as (stage, commit), _data_context(), _actor_errors():
+        parts, rows_out = _stream_parts(plan, stage)
+        seconds = time.perf_counter() - t1
+        marker = {"task": spec.task, "version": plan.version, "rows_in": plan.table.height, "rows": rows_out,
+                  "parts": parts, "seconds": round(seconds, 3), "spec": spec.model_dump(mode="json")}
+        commit(marker)
+    return ScoreOutcome(spec.output, plan.version, f"{spec.task}/{plan.version}", plan.table.height, rows_out, parts, seconds,
+                        time.perf_counter() - t0)
+
+
+def _stream_parts(plan: ScorePlan, stage: str) -> tuple[dict[str, int], int]:
+    import ray.data
+
+    from ecomine import storage
+
+    spec = plan.spec
+    arrow = plan.table.to_arrow()
+    # Blocks of whole batches, a few per actor, so the pool is busy from the start.
+    n_blocks = max(1, min(math.ceil(arrow.num_rows / spec.batch_size), 8 * spec.actors))
+    per_block = math.ceil(math.ceil(arrow.num_rows / n_blocks) / spec.batch_size) * spec.batch_size
+    blocks = [arrow.slice(s, per_block) for s in range(0, arrow.num_rows, per_block)]
+    scored = ray.data.from_arrow(blocks).map_batches(
+        BatchScorer,
+        batch_format="pyarrow",
+        batch_size=spec.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=spec.actors),
+        fn_constructor_kwargs={"spec_json": spec.model_dump_json(), "version": plan.version,
+                               "threads": max(1, int(spec.num_cpus))},
+        num_cpus=spec.num_cpus,
+        num_gpus=spec.num_gpus or None,
+    )
+    parts: dict[str, int] = {}
+    pending: list[pl.DataFrame] = []
+    held = 0
+
+    def flush() -> None:
+        nonlocal pending, held
+        name = f"part-{len(parts):05d}.parquet"
+        storage.write_parquet(storage.join(stage, name), pl.concat(pending, how="vertical"))
+        parts[name] = held
+        pending, held = [], 0
+
+    for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+        df = pl.from_arrow(batch)
+        assert isinstance(df, pl.DataFrame)
+        pending.append(df)
+        held += df.height
+        if held >= spec.rows_per_file:
+            flush()
+    if held or not parts:
+        flush()
+    return parts, sum(parts.values())
+
+
+@contextlib.contextmanager
+def _staging(out: str) -> Iterator[tuple[str, Any]]:
+    """``(staging URI, commit(marker))``: parts go to the staging URI; commit moves them under ``out``."""
+    from ecomine import storage
+
+    token = secrets.token_hex(4)
+    if not storage.is_s3(out):
+        final = storage.local_path(out)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        stage = final.parent / f".{final.name}.tmp-{token}"
+        stage.mkdir()
+
+        def commit_local(marker: dict[str, Any]) -> None:
+            storage.write_json(stage / SUCCESS_FILE, marker)
+            if final.exists():
+                final.rmdir()  # empty (checked when planning)
+            os.rename(stage, final)  # the commit: the folder appears whole or not at all
+
+        try:
+            yield str(stage), commit_local
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return
+    stage_uri = f"{out.rstrip('/')}.tmp-{token}"
+    copied = False
+
+    def commit_s3(marker: dict[str, Any]) -> None:
+        nonlocal copied
+        copied = True
+        storage.copy_tree(stage_uri, out)  # server-side copies; nothing under `out` until here
+        storage.write_json(storage.join(out, SUCCESS_FILE), marker)  # readers check this one
+
+    try:
+        yield stage_uri, commit_s3
+    except BaseException:
+        if copied:
+            with contextlib.suppress(Exception):
+                storage.delete_prefix(out)
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            storage.delete_prefix(stage_uri)
+
+
+@contextlib.contextmanager
+def _data_context() -> Iterator[None]:
+    """Parts in input order, and an actor's own exception rather than Ray's wrapper; restored after."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    saved = ctx.execution_options.preserve_order, ctx.raise_original_map_exception
+    ctx.execution_options.preserve_order = True
+    ctx.raise_original_map_exception = True
+    try:
+        yield
+    finally:
+        ctx.execution_options.preserve_order, ctx.raise_original_map_exception = saved
+
+
+@contextlib.contextmanager
+def _actor_errors() -> Iterator[None]:
+    """A ScoreError or a model that would not load, raised in an actor, comes back as one ScoreError."""
+    try:
+        yield
+    except ScoreError:
+        raise
+    except Exception as exc:
+        from ray.exceptions import RayError
+
+        from ecomine.serve.runtime import ModelLoadError
+
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, (ScoreError, ModelLoadError)) and not isinstance(cause, RayError):
+                raise ScoreError(str(cause)) from None
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        raise
