@@ -103,7 +103,6 @@ def plan_scoring(spec: ScoreSpec) -> ScorePlan:
     except RegistryError as exc:
         raise ScoreError(f"version: {exc}") from None
     _check_output_free(spec.output)
-    _check_loader(spec)
     table = _read_inputs(spec, mv)
     missing = [c for c in _REQUIRED[spec.task] if c not in table.columns]
     if missing:
@@ -111,6 +110,7 @@ def plan_scoring(spec: ScoreSpec) -> ScorePlan:
                          f"(has {table.columns[:12]})")
     if table.height == 0:
         raise ScoreError("inputs: the table has no rows")
+    _check_loader(spec)  # last: the default loaders import torch
     if spec.task == "recommend":
         table = table.select("user_id", "items")
     elif spec.task == "demand":

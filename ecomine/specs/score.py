@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from ecomine.specs._base import StrictModel
+from ecomine.specs._base import StrictModel, expand_uri
 from ecomine.specs.train import DataRef, TaskName
 
 __all__ = ["TableInput", "TrainingDataInput", "ScoreInput", "ScoreSpec"]
@@ -58,12 +58,12 @@ class ScoreSpec(StrictModel):
 
     kind: Literal["score"] = "score"
     task: TaskName
-    registry: str = Field("registry", description="registry root: folder or s3://")
+    registry: str = Field("registry", description="registry root: folder or s3://; ${VAR:-default} is expanded")
     version: str = Field("production", description="version id | staging | production | latest (resolved once, at start)")
     loader: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
                                description="package.module:function loading a version folder (as Serve's task loader); null: the task's")
     inputs: ScoreInput
-    output: str = Field(description="folder or s3:// prefix for the parquet parts; must be new or empty")
+    output: str = Field(description="folder or s3:// prefix for the parquet parts; must be new or empty; ${VAR:-default} is expanded")
     # recommend
     k: int = Field(10, ge=1, le=1000, description="recommend: items per user")
     max_history: int = Field(500, ge=1, le=10_000, description="recommend: last items of a history scored (as Serve's limits.max_history)")
@@ -77,6 +77,11 @@ class ScoreSpec(StrictModel):
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor (0: CPU); the model moves to the GPU Ray gives it")
     batch_size: int = Field(256, ge=1, le=1_000_000, description="rows per model call")
     rows_per_file: int = Field(500_000, ge=1, description="rows per parquet part written")
+
+    @field_validator("registry", "output")
+    @classmethod
+    def _expand(cls, v: str) -> str:
+        return expand_uri(v)  # ${VAR:-default}, as every other spec's URIs
 
     @field_validator("quantiles")
     @classmethod
