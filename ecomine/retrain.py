@@ -8,11 +8,12 @@ train -> registry -> serve). One run of a `PipelineSpec`:
 2. train a **challenger** through the same Ray Train path as `ecomine train`,
    warm-started from the champion's weights when asked (`ecomine.train.warm_start`),
    and register it (tagged `pipeline:<name>`, `challenger`);
-3. score champion **and** challenger, as served (each version's own vocabulary,
-   `ecomine.serve.runtime`), on the same newest holdout: each user's newest purchase in
-   the window, predicted from everything before it;
-4. the gate (`ecomine.gate`): paired bootstrap over those users on the primary metric,
-   guards on the others;
+3. score champion **and** challenger, as served (`ecomine.serve.runtime`: each version's
+   own vocabulary, history state and calibration), on the same newest holdout - recommend:
+   each user's newest purchase in the window, predicted from everything before it; risk:
+   the orders of the window's test period, labelled by whether any line came back;
+4. the gate (`ecomine.gate`): paired bootstrap over those users / orders on the primary
+   metric, guards on the others;
 5. promote in the registry, then hot-swap a running Serve app (`ecomine.serve_swap`); a
    swap that fails puts the stage pointer back, so the registry and Serve never disagree;
 6. write the run record beside the registry: `<registry>/_retrain/<name>/<run>/record.json`,
@@ -37,7 +38,8 @@ import numpy as np
 
 from ecomine.specs import PipelineSpec, SpecError, TrainSpec
 
-__all__ = ["ServeTarget", "RetrainError", "RetrainRecord", "run_pipeline", "rollback", "record_root", "holdout_units"]
+__all__ = ["ServeTarget", "RetrainError", "RetrainRecord", "run_pipeline", "rollback", "record_root", "holdout_units",
+           "risk_holdout"]
 
 RECORD_DIR = "_retrain"  # under the registry root; not a task name (tasks match [a-z0-9]...)
 
@@ -145,32 +147,100 @@ def _per_unit(ranks: np.ndarray, metric: str) -> np.ndarray:
         return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0.0) + 2.0), 0.0)
 
 
-def _score_versions(registry: Any, task: str, versions: dict[str, str], prepared: Any) -> dict[str, np.ndarray]:
+def risk_holdout(data: Any) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The newest holdout of a risk window as served requests: the test split's lines grouped into
+    orders, and per order whether any of its lines came back (the label the served probability predicts)."""
+    import polars as pl
+
+    keys = data.test_keys.with_columns(pl.Series("returned", data.test.labels.astype(np.int8)))
+    orders, labels = [], []
+    for group in keys.group_by("order_id", maintain_order=True):
+        frame = group[1]
+        first = frame.row(0, named=True)
+        orders.append({
+            "order_id": str(first["order_id"]), "user_id": None if first["user_id"] is None else str(first["user_id"]),
+            "ts": first["ts"].isoformat(), "country": first.get("country"),
+            "lines": [{"item_id": str(r["item_id"]), "quantity": int(r["quantity"]), "price": float(r["price"])}
+                      for r in frame.iter_rows(named=True)],
+        })
+        labels.append(int(frame["returned"].max()))
+    return orders, np.asarray(labels, dtype=np.int8)
+
+
+def _risk_probabilities(state: Any, orders: list[dict[str, Any]], batch: int = 512) -> np.ndarray:
+    from ecomine.serve.runtime import run_jobs
+
+    out = []
+    for start in range(0, len(orders), batch):
+        out.extend(run_jobs([(state, orders[start : start + batch])])[0])
+    return np.asarray(out, dtype=np.float64)
+
+
+def _ranking_statistic(metric: str, champion: np.ndarray, challenger: np.ndarray):
+    from ecomine.gate import mean_statistic
+
+    return mean_statistic(_per_unit(champion, metric), _per_unit(challenger, metric))
+
+
+def _risk_statistic(labels: np.ndarray):
+    """metric -> Statistic over orders (PR-AUC and ROC-AUC are not means: recomputed on every draw)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    def make(metric: str, champion: np.ndarray, challenger: np.ndarray):
+        if metric == "brier":
+            from ecomine.gate import mean_statistic
+
+            return mean_statistic((champion - labels) ** 2, (challenger - labels) ** 2)
+        score = average_precision_score if metric == "pr_auc" else roc_auc_score
+
+        def stat(idx: np.ndarray) -> tuple[float, float]:
+            y = labels[idx]
+            if y.min() == y.max():  # a draw with one class only: undefined, counted as no change
+                return float("nan"), float("nan")
+            return float(score(y, champion[idx])), float(score(y, challenger[idx]))
+
+        return stat
+
+    return make
+
+
+def _score_versions(registry: Any, task: str, versions: dict[str, str], prepared: Any):
+    """Per version, its answers on the newest holdout as served, and how to aggregate them per metric."""
     from ecomine.serve.runtime import load_state
 
-    histories, targets, _ = holdout_units(prepared)
-    out = {}
-    for role, version in versions.items():
-        state = load_state(registry, task, [(version, 1.0)], name=f"retrain {role}")
-        out[role] = _ranks_as_served(state, histories, targets)
-    return out
+    states = {role: load_state(registry, task, [(v, 1.0)], name=f"retrain {role}") for role, v in versions.items()}
+    if task == "recommend":
+        histories, targets, _ = holdout_units(prepared)
+        return {role: _ranks_as_served(st, histories, targets) for role, st in states.items()}, _ranking_statistic
+    orders, labels = risk_holdout(prepared)
+    if labels.min() == labels.max():
+        raise ValueError(f"the newest holdout's {len(labels)} orders are all of one class; the gate cannot rank them")
+    return {role: _risk_probabilities(st, orders) for role, st in states.items()}, _risk_statistic(labels)
 
 
-def _gate(spec: PipelineSpec, ranks: dict[str, np.ndarray]):
-    from ecomine.gate import decide, mean_statistic, paired_bootstrap
+def _gate(spec: PipelineSpec, scores: dict[str, np.ndarray], statistic):
+    from ecomine.gate import decide, paired_bootstrap
     from ecomine.specs import metric_mode
 
     g = spec.gate
-    n = len(ranks["champion"])
+    n = len(scores["champion"])
 
     def compare(metric: str):
-        stat = mean_statistic(_per_unit(ranks["champion"], metric), _per_unit(ranks["challenger"], metric))
+        stat = statistic(metric, scores["champion"], scores["challenger"])
         return paired_bootstrap(metric, stat, n, mode=metric_mode(metric), resamples=g.resamples,
                                 confidence=g.confidence, seed=g.seed)
 
     primary = compare(spec.gate_metric())
     guards = [(compare(gd.metric), gd.tolerance) for gd in spec.guards()]
     return decide(primary, guards, g.min_improvement)
+
+
+def _data_summary(task: str, prepared: Any) -> dict[str, Any]:
+    if task == "recommend":
+        d = prepared.data
+        return {"events": d.n_events, "users": d.n_users, "items": d.n_items, "holdout_users": len(d.test_targets)}
+    return {"train_lines": len(prepared.train), "holdout_lines": len(prepared.test),
+            "holdout_orders": int(prepared.test_keys["order_id"].n_unique()), "windows": prepared.windows}
 
 
 # --------------------------------------------------------------------------- the run
@@ -220,9 +290,7 @@ def run_pipeline(
     train = _with_run(train, name=run, tags=[*train.run.tags, f"pipeline:{spec.name}", "challenger"])
     task = get_task(spec.task)
     prepared = task.prepare(train)  # SpecError for an empty window: nothing trained, nothing written
-    record.data = {"fingerprint": task.fingerprint(prepared), "events": prepared.data.n_events,
-                   "users": prepared.data.n_users, "items": prepared.data.n_items,
-                   "holdout_users": len(prepared.data.test_targets)}
+    record.data = {"fingerprint": task.fingerprint(prepared), **_data_summary(spec.task, prepared)}
     try:
         outcome = run_training(train, ray_address=ray_address, console=console, data=prepared)
     except SpecError:
@@ -242,8 +310,9 @@ def run_pipeline(
             f"{spec.gate.first_version})"), "primary": None, "guards": []}
     else:
         try:
-            ranks = _score_versions(registry, spec.task, {"champion": champion, "challenger": outcome.version}, prepared)
-            decision = _gate(spec, ranks)
+            scores, statistic = _score_versions(
+                registry, spec.task, {"champion": champion, "challenger": outcome.version}, prepared)
+            decision = _gate(spec, scores, statistic)
         except Exception as exc:  # e.g. the champion's files no longer verify: nothing is promoted
             record.error = f"gate failed: {_cause(exc)}"
             _finish(record, registry, t0)

@@ -24,7 +24,7 @@ __all__ = ["GuardSpec", "GateSpec", "PipelineSpec", "DEFAULT_GATE_METRIC", "DEFA
 DEFAULT_GATE_METRIC = {"recommend": "ndcg@10", "risk": "pr_auc", "demand": "pinball"}
 DEFAULT_GUARDS = {"recommend": {"hr@20": 0.02}, "risk": {"brier": 0.05}, "demand": {}}
 # Tasks whose held-out units the pipeline can score for both versions today (ecomine.retrain).
-GATE_TASKS = ("recommend",)
+GATE_TASKS = ("recommend", "risk")
 
 
 def gate_metrics(task: str, ks: list[int]) -> set[str]:

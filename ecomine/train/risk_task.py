@@ -58,7 +58,7 @@ class RiskData:
     windows: dict[str, str]
     customers: pl.DataFrame  # history state as of the log's end (served requests)
     items: pl.DataFrame
-    test_keys: pl.DataFrame  # order_id, user_id, item_id, ts of the test lines
+    test_keys: pl.DataFrame  # order_id, user_id, item_id, ts, quantity, price (country) of the test lines
     fingerprint: str
     use_numeric: bool = True  # model.numeric_features (batch() gets no spec)
     prepared_for: dict[str, Any] = field(default_factory=dict)  # the spec fields the arrays depend on
@@ -204,7 +204,8 @@ def prepare_risk_data(spec, events: pl.DataFrame | None = None, fingerprint: str
         train=splits[0], valid=splits[1], test=splits[2], train_index=np.zeros(0, np.int64), texts=texts,
         embeddings=None, input_ids=None, attention_mask=None, scaler=scaler, encoder=encoder,
         pos_weight=1.0, logit_offset=0.0, windows=_fmt(w), customers=customers, items=items,
-        test_keys=test.select("order_id", "user_id", "item_id", "ts"), fingerprint=fingerprint,
+        test_keys=test.select("order_id", "user_id", "item_id", "ts", "quantity", "price",
+                              *(["country"] if "country" in test.columns else [])), fingerprint=fingerprint,
         use_numeric=ms.numeric_features, prepared_for=_prepared_for(spec), timings=timings,
     )
     data = _resample(data, spec)

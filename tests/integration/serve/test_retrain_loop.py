@@ -223,3 +223,38 @@ def test_month_after_month_against_a_live_app(world):
             assert {"record.json", "report.md"} <= {p.name for p in record_dir.iterdir()}
     finally:
         serve.delete(APP)
+
+
+def test_a_risk_pipeline_gates_on_held_out_orders(world):
+    """Risk: the first version is promoted; the next is gated by a paired bootstrap over the
+    newest orders (PR-AUC recomputed on each draw), and promoted exactly when the interval clears."""
+    from ecomine.retrain import run_pipeline
+    from ecomine.specs import PipelineSpec
+
+    root = world["root"]
+    registry = root / "risk-registry"
+
+    def spec(until: str, epochs: int) -> PipelineSpec:
+        return PipelineSpec.model_validate({
+            "name": "risk-monthly", "task": "risk",
+            "train": {
+                "kind": "train", "task": "risk", "data": {"kind": "spec", "spec": str(root / "events.yaml")},
+                "model": {"text": "item", "horizon_days": 20, "split": {"test_days": 30, "valid_days": 20}},
+                "optim": {"epochs": epochs, "batch_size": 128, "lr": 3e-3, "early_stopping": None},
+                "run": {"storage": str(root / "risk-runs"), "registry": str(registry), "checkpoint_every": epochs},
+            },
+            "window": {"last_days": 150, "until": until},
+            "gate": {"resamples": 300},
+        })
+
+    first = run_pipeline(spec("2023-07-15", 1))
+    assert first.status == "promoted" and first.gate["primary"] is None
+    second = run_pipeline(spec("2023-08-28", 3))
+    primary = second.gate["primary"]
+    assert primary["metric"] == "pr_auc" and primary["units"] == second.data["holdout_orders"] > 20
+    assert 0 < primary["champion"] <= 1 and 0 < primary["challenger"] <= 1
+    assert [g["metric"] for g in second.gate["guards"]] == ["brier"]
+    guards_ok = all(g["ok"] for g in second.gate["guards"])
+    assert (second.status == "promoted") == (primary["ci_low"] > 0 and guards_ok), second.gate
+    stage = Registry(str(registry)).stage("risk", "production").version
+    assert stage == (second.challenger if second.status == "promoted" else first.challenger)

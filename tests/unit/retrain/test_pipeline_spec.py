@@ -54,7 +54,7 @@ def test_bad_pipelines_name_the_field(extra, needle, tmp_path):
 
 
 def test_a_task_the_gate_cannot_score_is_refused_up_front():
-    with pytest.raises(ValueError, match="scores held-out units of \\['recommend'\\] only"):
+    with pytest.raises(ValueError, match="scores held-out units of \\['recommend', 'risk'\\] only"):
         PipelineSpec.model_validate({"name": "p", "task": "demand", "train": {**TRAIN, "task": "demand"}})
 
 
