@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-__all__ = ["SpecError", "StrictModel", "expand_uri", "format_validation_error", "load_spec", "dump_spec", "apply_overrides"]
+__all__ = ["SpecError", "StrictModel", "expand_uri", "format_validation_error", "load_spec", "dump_spec", "apply_overrides",
+           "check_name"]
 
 
 class SpecError(ValueError):
@@ -26,6 +27,18 @@ class StrictModel(BaseModel):
     """Base for every spec: unknown keys are errors (a typo must not pass silently)."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+_NAMES = {False: re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"), True: re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")}
+
+
+def check_name(kind: str, value: str, *, lower: bool = False) -> str:
+    """A run / pipeline / campaign name that is safe as a folder and registry tag (ValueError naming it).
+    `lower`: lower case and at most 64 characters (names that become registry names)."""
+    if not _NAMES[lower].fullmatch(value):
+        case = "lower-case letters" if lower else "letters"
+        raise ValueError(f"{kind} name {value!r} must be {case}, digits, '.', '_' or '-'")
+    return value
 
 
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")

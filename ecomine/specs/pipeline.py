@@ -9,13 +9,12 @@ challenger starts (the champion's weights or scratch) and the gate it must pass
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ecomine.specs._base import SpecError, StrictModel, load_spec
+from ecomine.specs._base import SpecError, StrictModel, check_name, load_spec
 from ecomine.specs.train import DataRef, DataWindow, TaskName, TrainSpec, metric_mode
 
 __all__ = ["GuardSpec", "GateSpec", "PipelineSpec", "DEFAULT_GATE_METRIC", "DEFAULT_GUARDS", "GATE_TASKS", "gate_metrics"]
@@ -77,9 +76,7 @@ class PipelineSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
-            raise ValueError(f"pipeline name {v!r} must be letters, digits, '.', '_' or '-'")
-        return v
+        return check_name("pipeline", v)
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:

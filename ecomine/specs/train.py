@@ -6,13 +6,12 @@ which searches over its fields.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ecomine.specs._base import StrictModel
+from ecomine.specs._base import StrictModel, check_name
 from ecomine.specs.augment import TrainAugmentSpec
 
 __all__ = ["DataWindow", "SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RecommendModelSpec",
@@ -195,9 +194,7 @@ class RunSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", v):
-            raise ValueError(f"run name {v!r} must be letters, digits, '.', '_' or '-'")
-        return v
+        return v if v is None else check_name("run", v)
 
 
 class EvalSpec(StrictModel):

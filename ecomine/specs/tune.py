@@ -5,13 +5,12 @@ Read by `ecomine.tuning` (`ecomine tune`).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from ecomine.specs._base import StrictModel
+from ecomine.specs._base import StrictModel, check_name
 from ecomine.specs.ensemble import EnsembleFitSpec
 
 __all__ = ["SearchDim", "SchedulerSpec", "CampaignEnsembleSpec", "TuneSpec"]
@@ -114,6 +113,4 @@ class TuneSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", v):
-            raise ValueError(f"campaign name {v!r} must be lower-case letters, digits, '.', '_' or '-'")
-        return v
+        return check_name("campaign", v, lower=True)
