@@ -23,7 +23,7 @@ from typing import Any
 
 from ecomine.serve_cli import ServeConfigError, _address, _app_statuses, _client, wait_running
 
-__all__ = ["served_versions", "check_app", "swap_served_version"]
+__all__ = ["check_app", "swap_served_version"]
 
 INGRESS = "Ingress"  # the ingress deployment's name (its class name; ecomine.serve.app binds it)
 
@@ -57,14 +57,6 @@ def _app_args(cfg: dict[str, Any]):
     from ecomine.serve.config import AppArgs
 
     return AppArgs.model_validate(cfg.get("args") or {})
-
-
-def served_versions(address: str | None, app: str, task: str, arm: str = "champion") -> str | None:
-    """The version the deployed config pins for ``task``'s ``arm`` (None: the config's own ref, e.g. latest)."""
-    _, _, apps = _running_app(address, app)
-    cfg = apps[app]["deployed_app_config"]
-    name, settings = _current_settings(cfg, task, arm)
-    return settings.get("version")
 
 
 def _current_settings(cfg: dict[str, Any], task: str, arm: str) -> tuple[str, dict[str, Any]]:
