@@ -96,15 +96,24 @@ def record_root(registry: str, pipeline: str) -> str:
 # --------------------------------------------------------------------------- holdout
 
 
-def holdout_units(prepared: Any) -> tuple[list[list[str]], list[str], list[str]]:
-    """The newest holdout as raw item ids: each test user's history, newest purchase, user id."""
+def holdout_units(prepared: Any, days: int | None = None) -> tuple[list[list[str]], list[str], list[str]]:
+    """The newest holdout as raw item ids: each test user's history, newest purchase, user id.
+
+    `days`: only users whose newest purchase falls in the last `days` before the window's
+    newest event - the gate then judges what the new data changed (a feed that broke last
+    month shows there, diluted by a year of clean users it would not)."""
     d = prepared.data
     items = d.vocab_items
+    keep = np.arange(len(d.test_targets))
+    if days is not None and d.test_target_ts is not None and len(keep):
+        ts = d.test_target_ts
+        keep = keep[ts >= ts.max() - np.timedelta64(days, "D")]
 
     def raw(ids: np.ndarray) -> list[str]:
         return [items[i - 1] for i in ids.tolist()]
 
-    return [raw(h) for h in d.test_histories], raw(d.test_targets), list(d.test_users)
+    return ([raw(d.test_histories[i]) for i in keep], raw(d.test_targets[keep]),
+            [d.test_users[i] for i in keep])
 
 
 def _ranks_as_served(state: Any, histories: list[list[str]], targets: list[str], batch: int = 256) -> np.ndarray:
@@ -204,13 +213,14 @@ def _risk_statistic(labels: np.ndarray):
     return make
 
 
-def _score_versions(registry: Any, task: str, versions: dict[str, str], prepared: Any):
+def _score_versions(registry: Any, spec: PipelineSpec, versions: dict[str, str], prepared: Any):
     """Per version, its answers on the newest holdout as served, and how to aggregate them per metric."""
     from ecomine.serve.runtime import load_state
 
+    task = spec.task
     states = {role: load_state(registry, task, [(v, 1.0)], name=f"retrain {role}") for role, v in versions.items()}
     if task == "recommend":
-        histories, targets, _ = holdout_units(prepared)
+        histories, targets, _ = holdout_units(prepared, spec.gate.holdout_days)
         return {role: _ranks_as_served(st, histories, targets) for role, st in states.items()}, _ranking_statistic
     orders, labels = risk_holdout(prepared)
     if labels.min() == labels.max():
@@ -219,11 +229,14 @@ def _score_versions(registry: Any, task: str, versions: dict[str, str], prepared
 
 
 def _gate(spec: PipelineSpec, scores: dict[str, np.ndarray], statistic):
-    from ecomine.gate import decide, paired_bootstrap
+    from ecomine.gate import GateDecision, decide, paired_bootstrap
     from ecomine.specs import metric_mode
 
     g = spec.gate
     n = len(scores["champion"])
+    if n < g.min_units:
+        return GateDecision(False, f"refused: {n} held-out units in the newest holdout, fewer than gate.min_units "
+                            f"({g.min_units}); too little evidence to replace the champion", None)
 
     def compare(metric: str):
         stat = statistic(metric, scores["champion"], scores["challenger"])
@@ -235,10 +248,11 @@ def _gate(spec: PipelineSpec, scores: dict[str, np.ndarray], statistic):
     return decide(primary, guards, g.min_improvement)
 
 
-def _data_summary(task: str, prepared: Any) -> dict[str, Any]:
-    if task == "recommend":
+def _data_summary(spec: PipelineSpec, prepared: Any) -> dict[str, Any]:
+    if spec.task == "recommend":
         d = prepared.data
-        return {"events": d.n_events, "users": d.n_users, "items": d.n_items, "holdout_users": len(d.test_targets)}
+        return {"events": d.n_events, "users": d.n_users, "items": d.n_items, "test_users": len(d.test_targets),
+                "holdout_users": len(holdout_units(prepared, spec.gate.holdout_days)[1])}
     return {"train_lines": len(prepared.train), "holdout_lines": len(prepared.test),
             "holdout_orders": int(prepared.test_keys["order_id"].n_unique()), "windows": prepared.windows}
 
@@ -290,7 +304,7 @@ def run_pipeline(
     train = _with_run(train, name=run, tags=[*train.run.tags, f"pipeline:{spec.name}", "challenger"])
     task = get_task(spec.task)
     prepared = task.prepare(train)  # SpecError for an empty window: nothing trained, nothing written
-    record.data = {"fingerprint": task.fingerprint(prepared), **_data_summary(spec.task, prepared)}
+    record.data = {"fingerprint": task.fingerprint(prepared), **_data_summary(spec, prepared)}
     try:
         outcome = run_training(train, ray_address=ray_address, console=console, data=prepared)
     except SpecError:
@@ -311,7 +325,7 @@ def run_pipeline(
     else:
         try:
             scores, statistic = _score_versions(
-                registry, spec.task, {"champion": champion, "challenger": outcome.version}, prepared)
+                registry, spec, {"champion": champion, "challenger": outcome.version}, prepared)
             decision = _gate(spec, scores, statistic)
         except Exception as exc:  # e.g. the champion's files no longer verify: nothing is promoted
             record.error = f"gate failed: {_cause(exc)}"

@@ -52,6 +52,13 @@ class GateSpec(StrictModel):
     resamples: int = Field(1000, ge=100, le=100_000)
     seed: int = 0
     guards: list[GuardSpec] | None = Field(None, description="default: the task's (recommend: hr@20 within 2 %)")
+    holdout_days: int | None = Field(
+        30, ge=1, description="recommend: gate on users whose held-out (newest) purchase is in the last N days before "
+        "the cut-off - what the new data changed (null: every held-out user); risk: the split's test period",
+    )
+    min_units: int = Field(
+        50, ge=2, description="fewer held-out units than this: the challenger is refused (too little evidence)"
+    )
     first_version: Literal["promote", "refuse"] = Field(
         "promote", description="when no champion holds the stage yet: promote the first challenger, or refuse"
     )

@@ -33,6 +33,7 @@ class RecommendData:
     fingerprint: str
     n_users: int
     n_events: int
+    test_target_ts: np.ndarray | None = None  # datetime64[us] of each test target (the retraining gate's newest holdout)
 
     @property
     def n_items(self) -> int:
@@ -125,4 +126,5 @@ def prepare_recommend_data(spec: TrainSpec, events: pl.DataFrame | None = None, 
         fingerprint=fingerprint,
         n_users=seqs.height,
         n_events=events.height,
+        test_target_ts=test["target_ts"].dt.replace_time_zone(None).to_numpy() if "target_ts" in test.columns else None,
     )
