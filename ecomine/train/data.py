@@ -84,10 +84,11 @@ def _load_all_events(ref: SyntheticDataRef | SpecDataRef) -> tuple[pl.DataFrame,
         events, _ = clean_frame(generate(params).events, name="synthetic")  # links returns like real data
         fp = hashlib.sha256(f"synthetic:{GENERATOR_VERSION}:{params.model_dump_json()}".encode()).hexdigest()
         return events, fp
-    from ecomine.data.cleaning import load_events
+    from ecomine.data.build import clean_events
     from ecomine.datasets import resolve_data_spec_path
 
-    events, report = load_events(load_spec(resolve_data_spec_path(ref.spec), DataSpec))
+    # the DataSpec's engine decides: in this process, or through Ray Data (same events either way)
+    events, report = clean_events(load_spec(resolve_data_spec_path(ref.spec), DataSpec))
     return events, report.fingerprint
 
 
