@@ -96,9 +96,26 @@ class GateDecision:
                 "primary": self.primary.as_dict() if self.primary else None, "guards": self.guards}
 
 
-def decide(primary: Comparison, guards: list[tuple[Comparison, float]], min_improvement: float) -> GateDecision:
-    """Promote iff the primary interval's lower end clears `min_improvement` and no guard
-    regresses by more than its tolerance (`(comparison, tolerance)`, relative)."""
+def decide(primary: Comparison, guards: list[tuple[Comparison, float]], min_improvement: float,
+           level: tuple[float, float] | None = None) -> GateDecision:
+    """Promote iff the primary interval's lower end clears `min_improvement`, no guard regresses
+    by more than its tolerance (`(comparison, tolerance)`, relative), and - with `level =
+    (previous, max_drop)` - the better of the two versions still scores within `max_drop` of
+    `previous` (the champion's primary metric on the holdout it was promoted on).
+
+    The level check is a data-quality floor: a feed whose newest month is broken drags both
+    versions down together, and a challenger that learned the broken month's popularity can
+    still "win" on it; a collapse of the whole level is the sign, not the difference."""
+    if level is not None:
+        previous, max_drop = level
+        best = max(primary.champion, primary.challenger) if primary.mode == "max" else min(primary.champion, primary.challenger)
+        change = float(_improvement(previous, best, primary.mode))
+        if change < -max_drop:
+            return GateDecision(
+                False, f"refused: {primary.metric} of both versions on the newest holdout ({best:.4f} at best) is "
+                f"{-change:.0%} below the champion's {previous:.4f} when it was promoted (gate.max_level_drop "
+                f"{max_drop:.0%}): the new data looks broken; check the feed (ecomine monitor) before retraining",
+                primary, [])
     checked, broken = [], []
     for comp, tol in guards:
         ok = comp.improvement >= -tol

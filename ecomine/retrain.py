@@ -171,7 +171,7 @@ def run_pipeline(
         try:
             scores, statistic = score_versions(
                 registry, spec, {"champion": champion, "challenger": outcome.version}, prepared)
-            decision = gate(spec, scores, statistic)
+            decision = gate(spec, scores, statistic, level=_promoted_level(registry, spec, champion))
         except Exception as exc:  # e.g. the champion's files no longer verify: nothing is promoted
             record.error = f"gate failed: {_cause(exc)}"
             _finish(record, registry, t0)
@@ -197,6 +197,21 @@ def run_pipeline(
         record.status = "refused"
     _finish(record, registry, t0)
     return record
+
+
+def _promoted_level(registry: Any, spec: PipelineSpec, version: str) -> float | None:
+    """The primary metric `version` scored on the holdout of the run that promoted it (None: no such run)."""
+    from ecomine import storage
+
+    root = record_root(registry.root, spec.name)
+    uris = [u for u in storage.list_prefix(root, options=registry.s3) if u.endswith("/record.json")]
+    for uri in sorted(uris, reverse=True):
+        rec = storage.read_json(uri, options=registry.s3)
+        primary = (rec.get("gate") or {}).get("primary")
+        if rec.get("status") == "promoted" and rec.get("challenger") == version and primary:
+            if primary.get("metric") == spec.gate_metric():
+                return float(primary["challenger"])
+    return None
 
 
 def _cause(exc: BaseException) -> str:

@@ -152,7 +152,7 @@ def score_versions(registry: Any, spec: PipelineSpec, versions: dict[str, str], 
     return {role: risk_probabilities(st, orders) for role, st in states.items()}, risk_statistic(labels)
 
 
-def gate(spec: PipelineSpec, scores: dict[str, np.ndarray], statistic):
+def gate(spec: PipelineSpec, scores: dict[str, np.ndarray], statistic, level: float | None = None):
     from ecomine.gate import GateDecision, decide, paired_bootstrap
     from ecomine.specs import metric_mode
 
@@ -169,4 +169,5 @@ def gate(spec: PipelineSpec, scores: dict[str, np.ndarray], statistic):
 
     primary = compare(spec.gate_metric())
     guards = [(compare(gd.metric), gd.tolerance) for gd in spec.guards()]
-    return decide(primary, guards, g.min_improvement)
+    floor = (level, g.max_level_drop) if level is not None and g.max_level_drop is not None else None
+    return decide(primary, guards, g.min_improvement, floor)

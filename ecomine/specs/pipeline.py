@@ -56,6 +56,10 @@ class GateSpec(StrictModel):
         30, ge=1, description="recommend: gate on users whose held-out (newest) purchase is in the last N days before "
         "the cut-off - what the new data changed (null: every held-out user); risk: the split's test period",
     )
+    max_level_drop: float | None = Field(
+        0.5, gt=0, lt=1, description="refuse when both versions score this much (relative) below the champion's "
+        "score at its own promotion: the newest data looks broken (null: no floor)",
+    )
     min_units: int = Field(
         50, ge=2, description="fewer held-out units than this: the challenger is refused (too little evidence)"
     )

@@ -70,3 +70,15 @@ def test_the_bootstrap_is_seeded_and_rejects_unpaired_shapes():
         mean_statistic(c, h[:-1])
     with pytest.raises(ValueError, match="at least 2"):
         paired_bootstrap("m", mean_statistic(c[:1], h[:1]), 1)
+
+
+def test_a_collapsed_level_refuses_even_a_significant_winner():
+    """Both versions far below what the champion scored when promoted: the feed, not the model, changed."""
+    c, h = _pair(800, 0.15)
+    comp = paired_bootstrap("ndcg@10", mean_statistic(c * 0.2, h * 0.2), 800, resamples=200)
+    assert comp.ci_low > 0.05  # a clear relative win on the broken holdout
+    previous = float(np.mean(h))
+    decision = decide(comp, [], 0.0, level=(previous, 0.5))
+    assert not decision.promote and "looks broken" in decision.reason
+    # a level within the allowed drop passes through to the usual rule
+    assert decide(comp, [], 0.0, level=(comp.challenger * 1.5, 0.5)).promote
