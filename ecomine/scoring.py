@@ -438,13 +438,10 @@ def _actor_errors() -> Iterator[None]:
     except ScoreError:
         raise
     except Exception as exc:
-        from ray.exceptions import RayError
-
+        from ecomine.ray_errors import original_error
         from ecomine.serve.runtime import ModelLoadError
 
-        cause: BaseException | None = exc
-        while cause is not None:
-            if isinstance(cause, (ScoreError, ModelLoadError)) and not isinstance(cause, RayError):
-                raise ScoreError(str(cause)) from None
-            cause = getattr(cause, "cause", None) or cause.__cause__
+        cause = original_error(exc, (ScoreError, ModelLoadError))
+        if cause is not None:
+            raise ScoreError(str(cause)) from None
         raise

@@ -373,12 +373,9 @@ def _data_errors() -> Iterator[None]:
     except DataError:
         raise
     except Exception as e:
-        from ray.exceptions import RayError
+        from ecomine.ray_errors import original_error
 
-        cause: BaseException | None = e
-        while cause is not None:
-            # Ray wraps it (RayTaskError, UserCodeException); the original is further down.
-            if isinstance(cause, (DataError, SpecError)) and not isinstance(cause, RayError):
-                raise DataError(str(cause)) from None
-            cause = getattr(cause, "cause", None) or cause.__cause__
+        cause = original_error(e, (DataError, SpecError))
+        if cause is not None:
+            raise DataError(str(cause)) from None
         raise
