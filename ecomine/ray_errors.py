@@ -8,7 +8,10 @@ Imports Ray only when called.
 
 from __future__ import annotations
 
-__all__ = ["original_error"]
+import contextlib
+from collections.abc import Iterator
+
+__all__ = ["original_error", "surfaced"]
 
 
 def original_error(exc: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
@@ -21,3 +24,18 @@ def original_error(exc: BaseException, types: tuple[type[BaseException], ...]) -
             return cause
         cause = getattr(cause, "cause", None) or cause.__cause__
     return None
+
+
+@contextlib.contextmanager
+def surfaced(types: tuple[type[BaseException], ...], as_type: type[Exception]) -> Iterator[None]:
+    """Inside: an exception of `types` raised in a Ray task or actor comes out as `as_type(message)`,
+    one line, instead of Ray's wrapper; `as_type` itself passes through; anything else is re-raised."""
+    try:
+        yield
+    except as_type:
+        raise
+    except Exception as exc:
+        cause = original_error(exc, types)
+        if cause is not None:
+            raise as_type(str(cause)) from None
+        raise

@@ -189,7 +189,9 @@ def run_pipeline(
             except BaseException as exc:  # noqa: BLE001 - keep the registry and Serve in agreement
                 if champion is not None:
                     registry.rollback(spec.task, spec.stage)
-                record.error = f"swap failed: {' '.join(str(exc).split())[:800]}; {spec.stage} put back to {champion}"
+                where = (f"{spec.stage} put back to {champion}" if champion is not None else
+                         f"{spec.stage} holds {outcome.version} (there was no champion to put back)")
+                record.error = f"swap failed: {' '.join(str(exc).split())[:800]}; {where}"
                 _finish(record, registry, t0)
                 raise RetrainError(f"{spec.name}: {record.error} (record {record.uri})") from exc
         record.status, record.served = "promoted", outcome.version

@@ -430,18 +430,9 @@ def _data_context() -> Iterator[None]:
         ctx.execution_options.preserve_order, ctx.raise_original_map_exception = saved
 
 
-@contextlib.contextmanager
-def _actor_errors() -> Iterator[None]:
+def _actor_errors():
     """A ScoreError or a model that would not load, raised in an actor, comes back as one ScoreError."""
-    try:
-        yield
-    except ScoreError:
-        raise
-    except Exception as exc:
-        from ecomine.ray_errors import original_error
-        from ecomine.serve.runtime import ModelLoadError
+    from ecomine.ray_errors import surfaced
+    from ecomine.serve.runtime import ModelLoadError
 
-        cause = original_error(exc, (ScoreError, ModelLoadError))
-        if cause is not None:
-            raise ScoreError(str(cause)) from None
-        raise
+    return surfaced((ScoreError, ModelLoadError), ScoreError)

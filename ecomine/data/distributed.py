@@ -365,17 +365,8 @@ def _data_context() -> Iterator[None]:
             setattr(ctx, n, v)
 
 
-@contextlib.contextmanager
-def _data_errors() -> Iterator[None]:
-    """A DataError raised inside a Ray task comes back as the DataError it was."""
-    try:
-        yield
-    except DataError:
-        raise
-    except Exception as e:
-        from ecomine.ray_errors import original_error
+def _data_errors():
+    """A DataError (or SpecError) raised inside a Ray task comes back as a DataError."""
+    from ecomine.ray_errors import surfaced
 
-        cause = original_error(e, (DataError, SpecError))
-        if cause is not None:
-            raise DataError(str(cause)) from None
-        raise
+    return surfaced((DataError, SpecError), DataError)
