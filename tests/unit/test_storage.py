@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import pickle
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from ecomine.storage import (
     StorageError,
     StorageNotFound,
 )
+from ecomine.storage._s3 import _s3_error
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -97,7 +100,7 @@ def test_failed_write_keeps_the_previous_content(tmp_path: Path, monkeypatch: py
     def broken_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(storage.os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(StorageError, match="config.json"):
         storage.write_json(target, {"v": 2})
     monkeypatch.undo()
@@ -213,20 +216,25 @@ def test_s3_options_resolve_env_at_call_time(monkeypatch: pytest.MonkeyPatch) ->
 def test_import_does_no_work() -> None:
     """Importing storage must not import boto3, create clients or touch the environment."""
     code = (
-        "import sys, ecomine.storage as s; "
+        "import sys, ecomine.storage, ecomine.storage._options as o; "
         "assert 'boto3' not in sys.modules, 'boto3 imported at import time'; "
-        "assert s._CLIENTS == {}"
+        "assert o._CLIENTS == {}"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_all_is_complete() -> None:
-    public = {
-        name
-        for name, value in vars(storage).items()
-        if not name.startswith("_") and getattr(value, "__module__", None) == storage.__name__
-    }
-    assert public <= set(storage.__all__)
+    """Every public name defined in a storage module is in its ``__all__`` and in the package's."""
+    modules = [importlib.import_module(f"ecomine.storage.{m.name}") for m in pkgutil.iter_modules(storage.__path__)]
+    assert modules, "ecomine.storage has no modules"
+    for module in modules:
+        defined = {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
+        }
+        assert defined <= set(module.__all__), module.__name__
+        assert set(module.__all__) <= set(storage.__all__), module.__name__
     assert all(hasattr(storage, name) for name in storage.__all__)
 
 
@@ -245,6 +253,6 @@ def test_s3_error_codes_map_onto_the_storage_family(code: str, kind: type[Storag
     from botocore.exceptions import ClientError
 
     exc = ClientError({"Error": {"Code": code, "Message": "the server said so"}}, "GetObject")
-    mapped = storage._s3_error("s3://b/k", exc, client=None)
+    mapped = _s3_error("s3://b/k", exc, client=None)
     assert type(mapped) is kind
     assert str(mapped).startswith(f"s3://b/k: {words}") and "the server said so" in str(mapped)
