@@ -38,6 +38,10 @@ __all__ = [
     "check",
     "summarize",
     "wait_running",
+    "models_url",
+    "get_models",
+    "refused_arms",
+    "refusal_line",
 ]
 
 ECOMINE_IMPORT_PATH = "ecomine.serve.app:build"
@@ -172,6 +176,64 @@ def wait_running(address: str | None, names: list[str], timeout_s: float) -> dic
         time.sleep(1.0)
 
 
+def models_url(details: dict[str, Any], app: str) -> str:
+    """``GET /v1/models`` of ``app``, from the cluster's HTTP options (a wildcard host read as loopback)."""
+    http = details.get("http_options") or {}
+    host = http.get("host") or "127.0.0.1"
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    prefix = ((_app_statuses(details).get(app) or {}).get("route_prefix") or "/").rstrip("/")
+    return f"http://{host}:{http.get('port', 8000)}{prefix}/v1/models"
+
+
+def get_models(url: str) -> dict[str, Any] | None:
+    """The app's ``GET /v1/models`` (the first key of ``$ECOMINE_API_KEYS`` as Bearer), None without an answer."""
+    import httpx
+
+    keys = [k.strip() for k in os.environ.get("ECOMINE_API_KEYS", "").split(",") if k.strip()]
+    headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+    try:
+        r = httpx.get(url, headers=headers, timeout=5.0)
+        body = r.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if r.status_code == 200 and isinstance(body, dict) else None
+
+
+def _after(at: Any, since: float | None) -> bool:
+    from datetime import datetime
+
+    if since is None:
+        return True
+    try:
+        return datetime.fromisoformat(str(at)).timestamp() >= since - 1.0  # a second of slack for clocks
+    except ValueError:
+        return False
+
+
+def refused_arms(models: dict[str, Any], since: float | None = None) -> list[dict[str, Any]]:
+    """Arms (and the ingress) of a ``GET /v1/models`` answer whose last reconfigure was refused
+    (at or after ``since``, a Unix time, when given): ``{deployment, serving, version, file, reason, at}``."""
+    out = []
+    for task in (models.get("tasks") or {}).values():
+        for arm in ("champion", "challenger"):
+            info = task.get(arm) or {}
+            err = info.get("last_reconfigure_error")
+            if err and _after(err.get("at"), since):
+                out.append({"deployment": info.get("deployment"), "serving": info.get("model"), **err})
+    err = models.get("last_reconfigure_error")
+    if err and _after(err.get("at"), since):
+        out.append({"deployment": "Ingress", "serving": None, **err})
+    return out
+
+
+def refusal_line(app: str, refused: dict[str, Any]) -> str:
+    """One line: which deployment refused which version, the file that failed, why, and what it still serves."""
+    file = f" ({refused['file']} failed its check)" if refused.get("file") else ""
+    kept = f"; still serving {refused['serving']}" if refused.get("serving") else ""
+    return (f"application {app!r}: {refused['deployment']} refused version {refused.get('version')}{file}: "
+            f"{refused['reason'][:400]}{kept}")
+
+
 @serve_app.command("check")
 def check(config: Annotated[Path, typer.Argument(help="Serve config YAML or KubeRay RayService")]) -> None:
     """Validate a config (Ray's schema + ecomine's AppArgs) without deploying it."""
@@ -205,12 +267,35 @@ def up(
         ray_serve_cli.main(args=args, prog_name="serve", standalone_mode=True)
         return
     client = _client(address)
+    sent = time.time()
     client.deploy_applications(schema.model_dump(exclude_unset=True, mode="json"))
     console.print(f"sent {config} to {_address(address)}: {', '.join(names)}")
     if wait:
         apps = wait_running(address, names, timeout)
+        ecomine_apps = [a.name for a in schema.applications if a.import_path == ECOMINE_IMPORT_PATH]
+        _raise_refused(client, ecomine_apps, sent)
         for name in names:
             console.print(f"[green]RUNNING[/] {name} at {apps[name].get('route_prefix')}")
+
+
+def _raise_refused(client: Any, names: list[str], since: float, settle_s: float = 3.0) -> None:
+    """ServeConfigError naming the file when an arm refused the config just sent. A refused
+    user_config leaves the app RUNNING (the old version serves on), so ask the app itself;
+    replicas reconfigure a moment after the deploy, hence a short look for a refusal."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        late = time.monotonic() > deadline
+        details = client.get_serve_details()
+        for name in names:
+            models = get_models(models_url(details, name))
+            # a refusal of this config at once; an older one that is still there after the settle
+            # time means this config did not replace what was refused (an unchanged user_config)
+            refused = refused_arms(models, None if late else since) if models else []
+            if refused:
+                raise ServeConfigError(refusal_line(name, refused[0]))
+        if late:
+            return
+        time.sleep(0.5)
 
 
 @serve_app.command("down")
@@ -238,8 +323,10 @@ def down(
     console.print(f"deleted application {app}")
 
 
-def summarize(apps: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``{app: {status, route_prefix, message, deployments: {name: {status, replicas, running, message}}}}``."""
+def summarize(apps: dict[str, dict[str, Any]], models: dict[str, dict[str, Any] | None] | None = None) -> dict[str, Any]:
+    """``{app: {status, route_prefix, message, deployments: {name: {status, replicas, running, message}}}}``;
+    with ``models`` (an app's ``GET /v1/models``, by app), also ``models_status`` and ``refused``
+    (``refused_arms``: a user_config an arm refused while it kept serving)."""
     out: dict[str, Any] = {}
     for name, app in sorted(apps.items()):
         deployments = {}
@@ -253,6 +340,10 @@ def summarize(apps: dict[str, dict[str, Any]]) -> dict[str, Any]:
             }
         out[name] = {"status": app.get("status"), "route_prefix": app.get("route_prefix"),
                      "message": app.get("message") or "", "deployments": deployments}
+        if models and name in models:
+            report = models[name]
+            out[name]["models_status"] = report.get("status", "ok") if report else "no answer"
+            out[name]["refused"] = refused_arms(report) if report else []
     return out
 
 
@@ -262,11 +353,18 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Applications and deployments on the cluster, with their states and replica counts."""
-    apps = _app_statuses(_client(address).get_serve_details())
+    details = _client(address).get_serve_details()
+    apps = _app_statuses(details)
+    arms = {
+        name: get_models(models_url(details, name)) for name, app in apps.items()
+        if (app.get("deployed_app_config") or {}).get("import_path") == ECOMINE_IMPORT_PATH
+        and app.get("status") == "RUNNING"
+    }
+    summary = summarize(apps, arms)
     if as_json:
         import json
 
-        typer.echo(json.dumps(summarize(apps), indent=2))
+        typer.echo(json.dumps(summary, indent=2))
         return
     if not apps:
         console.print("no Serve applications")
@@ -274,7 +372,7 @@ def status(
     table = Table("app", "status", "deployment", "state", "replicas", "message")
     for column in table.columns[:5]:
         column.no_wrap = True
-    for name, app in summarize(apps).items():
+    for name, app in summary.items():
         first = True
         for dname, dep in app["deployments"].items():
             table.add_row(
@@ -285,3 +383,6 @@ def status(
         if first:
             table.add_row(name, str(app["status"]), "", "", "", " ".join(app["message"].split())[:80])
     console.print(table)
+    for name, app in summary.items():
+        for refused in app.get("refused", []):
+            console.print(f"[yellow]degraded[/] {refusal_line(name, refused)}")

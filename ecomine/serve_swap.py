@@ -7,7 +7,9 @@ arm that serves the task (the Ingress deployment's per-arm entry when the arms a
 colocated, the arm's own deployment otherwise), and sends the whole config back.
 Serve then calls ``reconfigure`` in place: the replica loads and verifies the new
 version before it switches, so no request fails; a version that does not load is
-refused by the replica and the old one keeps answering. ``args`` are left
+refused by the replica, which keeps answering with the old one and reports the refusal
+on ``GET /v1/models`` (``last_reconfigure_error``): the swap reads it there and fails
+naming the file. ``args`` are left
 untouched, since changing them would restart the deployments.
 
 Only applications deployed from a config (``ecomine serve up`` / ``serve deploy``)
@@ -17,11 +19,19 @@ can be swapped this way; one started by ``serve.run`` has no deployed config.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from typing import Any
 
-from ecomine.serve_cli import ServeConfigError, _address, _app_statuses, _client, wait_running
+from ecomine.serve_cli import (
+    ServeConfigError,
+    _address,
+    _app_statuses,
+    _client,
+    get_models,
+    models_url,
+    refusal_line,
+    refused_arms,
+)
 
 __all__ = ["check_app", "swap_served_version"]
 
@@ -85,7 +95,7 @@ def swap_served_version(
     """
     from ecomine.serve.config import colocated_user_config
 
-    t0 = time.monotonic()
+    t0, sent = time.monotonic(), time.time()
     client, details, apps = _running_app(address, app)
     cfg = copy.deepcopy(apps[app]["deployed_app_config"])
     arm_name, settings = _current_settings(cfg, task, arm)
@@ -109,36 +119,25 @@ def swap_served_version(
     config["applications"] = [cfg if n == app else a["deployed_app_config"]
                               for n, a in apps.items() if a.get("deployed_app_config")]
     client.deploy_applications(config)
-    _wait_serving(address, app, target, arm_name, version, timeout_s - (time.monotonic() - t0))
+    _wait_serving(address, app, target, arm_name, version, timeout_s - (time.monotonic() - t0), sent)
     return {"deployment": target, "arm": arm_name, "previous": previous, "version": version,
             "seconds": round(time.monotonic() - t0, 2)}
 
 
-def _models_url(details: dict[str, Any], app: str) -> str:
-    http = details.get("http_options") or {}
-    host = http.get("host") or "127.0.0.1"
-    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    prefix = ((_app_statuses(details).get(app) or {}).get("route_prefix") or "/").rstrip("/")
-    return f"http://{host}:{http.get('port', 8000)}{prefix}/v1/models"
-
-
-def _served_over_http(url: str, task: str, arm: str) -> list[str] | None:
+def _served(models: dict[str, Any] | None, task: str, arm: str) -> list[str] | None:
     """The versions ``GET /v1/models`` says the arm serves (None: no answer yet)."""
-    import httpx
-
-    keys = [k.strip() for k in os.environ.get("ECOMINE_API_KEYS", "").split(",") if k.strip()]
-    headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
     try:
-        r = httpx.get(url, headers=headers, timeout=5.0)
-        info = r.json()["tasks"][task][arm]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        info = models["tasks"][task][arm]  # type: ignore[index]
+    except (KeyError, TypeError):
         return None
     return [m.get("version") for m in info.get("members") or []]
 
 
-def _wait_serving(address: str | None, app: str, target: str, arm_name: str, version: str, timeout_s: float) -> None:
+def _wait_serving(address: str | None, app: str, target: str, arm_name: str, version: str, timeout_s: float,
+                  since: float) -> None:
     """Until ``GET /v1/models`` shows the arm serving ``version`` alone; ServeConfigError when the
-    replica refused it (its deployment reports the failed reconfigure) or on timeout."""
+    replica refused it (the arm reports a ``last_reconfigure_error`` for it since ``since``, a Unix
+    time, while the old version serves on; or, on a first load, its deployment fails) or on timeout."""
     client = _client(address)
     task, arm = arm_name.split("-", 1)
     deadline = time.monotonic() + max(5.0, timeout_s)
@@ -150,7 +149,12 @@ def _wait_serving(address: str | None, app: str, target: str, arm_name: str, ver
         status, message = dep.get("status"), " ".join(str(dep.get("message", "")).split())
         if status in ("UNHEALTHY", "DEPLOY_FAILED"):
             raise ServeConfigError(f"--serve {app!r}: {target} refused {arm_name} -> {version}: {message[-600:]}")
-        served = _served_over_http(_models_url(details, app), task, arm)
+        models = get_models(models_url(details, app))
+        refused = [r for r in (refused_arms(models, since) if models else [])
+                   if r.get("deployment") in (arm_name, INGRESS) and r.get("version") in (version, None)]
+        if refused:
+            raise ServeConfigError(f"--serve {app!r}: {refusal_line(app, refused[0])}")
+        served = _served(models, task, arm)
         if served == [version] and status == "HEALTHY":
             return
         if time.monotonic() > deadline:

@@ -47,6 +47,7 @@ __all__ = [
     "MemberInfo",
     "FeatureDrift",
     "DriftInfo",
+    "ReconfigureError",
     "ArmInfo",
     "TrafficInfo",
     "ShadowSummary",
@@ -315,11 +316,23 @@ class DriftInfo(_Response):
     detail: str | None = None
 
 
+class ReconfigureError(_Response):
+    """A ``user_config`` the arm's replica refused; it kept serving what it served before."""
+
+    version: str | None = Field(None, description="what the refused config asked for (ensemble refs joined by '+')")
+    file: str | None = Field(None, description="the version file that failed its sha256 check, when one did")
+    reason: str = Field(description="the error, on one line")
+    at: datetime | None = Field(None, description="when the replica refused it")
+
+
 class ArmInfo(_Response):
     deployment: str
     kind: Literal["single", "ensemble"]
-    status: Literal["ok", "unavailable"] = "ok"
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        "ok", description="degraded: serving, but its last reconfigure was refused (last_reconfigure_error)"
+    )
     detail: str | None = None
+    last_reconfigure_error: ReconfigureError | None = None
     model: str | None = None
     members: list[MemberInfo] = Field(default_factory=list)
     loaded_at: datetime | None = None
@@ -351,8 +364,14 @@ class TaskInfo(_Response):
 
 
 class ModelsResponse(_Response):
+    status: Literal["ok", "degraded"] = Field(
+        "ok", description="degraded: an arm is not ok (see its status), or the ingress refused its last user_config"
+    )
     tasks: dict[str, TaskInfo]
     not_configured: list[str] = Field(default_factory=list)
+    last_reconfigure_error: ReconfigureError | None = Field(
+        None, description="the Ingress deployment's own refused user_config (colocated arms: a name that is no arm)"
+    )
 
 
 class DriftWindow(_Response):

@@ -58,7 +58,11 @@ def local_handles(args: AppArgs, arms: dict[str, Any]) -> dict[str, dict[str, Lo
 
 
 async def reconfigure_arms(arms: dict[str, Any], user_config: dict[str, Any]) -> None:
-    """Apply ``{deployment name: ModelSettings}`` arm by arm (each loads, then swaps in place)."""
+    """Apply ``{deployment name: ModelSettings}`` arm by arm (each loads, then swaps in place).
+
+    An arm that already serves keeps its model when its settings are refused (and reports it,
+    see ``deployments._ModelServer.reconfigure``); only an arm with nothing loaded yet raises.
+    A name that is no arm raises ValueError before any arm changes."""
     unknown = sorted(set(user_config or {}) - set(arms))
     if unknown:
         raise ValueError(f"Ingress: user_config names {unknown}; the colocated arms are {sorted(arms)}")

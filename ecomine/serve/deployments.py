@@ -41,6 +41,7 @@ from ecomine.serve.runtime import (
     finish_risk,
     load_state,
     plan_recommend,
+    reconfigure_failure,
     risk_job,
     run_jobs,
 )
@@ -90,6 +91,7 @@ class _ModelServer:
         self._lock = asyncio.Lock()
         self._metrics = ServeMetrics()
         self._last_error: str | None = None
+        self._reconfigure_error: dict[str, Any] | None = None  # the last refused user_config (reconfigure_failure)
         self._drift_publisher: asyncio.Task | None = None
         self._observe_failed = False
         self._batcher = Batcher(self._run, on_batch=lambda n: self._metrics.batch(self.name, n))
@@ -97,7 +99,49 @@ class _ModelServer:
     # ----------------------------------------------------------------- configuration and swap
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Apply a ``ModelSettings``: batching at once; a new version set is loaded, then swapped in."""
+        """Apply a ``ModelSettings``: the version set is loaded and verified first, then swapped in.
+
+        A replica already serving never raises here (Serve would stop it: a deployment of two
+        replicas would silently run on one): a config it cannot apply leaves the old model and
+        settings in place and is recorded (``last_reconfigure_error``: version, file, reason),
+        reported on ``GET /v1/models`` (status ``degraded``), in the log and in the
+        ``ecomine_reconfigure_failed`` gauge. On the first load there is nothing to keep, so the
+        error is raised and Serve retries the replica.
+        """
+        try:
+            settings = self._parse_settings(user_config)
+            async with self._lock:
+                previous = self._state
+                refs = [(m.version, m.weight) for m in settings.refs()]
+                state = await asyncio.to_thread(self._load, refs)
+                self._state = state  # the swap: one reference; requests in flight keep their snapshot
+                self._settings = settings
+                self._last_error = None
+                self._batcher.configure(max_batch_size=settings.max_batch_size, wait_s=settings.batch_wait_timeout_s)
+        except Exception as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            failure = reconfigure_failure(user_config, exc)
+            log_event("model_load_failed", deployment=self.name, version=failure["version"], file=failure["file"],
+                      error=self._last_error, kept=self._state.label if self._state is not None else None)
+            if self._state is None:
+                raise
+            self._reconfigure_error = failure
+            self._metrics.reconfigure(self.name, failed=True)
+            return
+        self._reconfigure_error = None
+        self._metrics.reconfigure(self.name, failed=False)
+        if self._drift_publisher is None:
+            self._drift_publisher = asyncio.ensure_future(self._publish_drift())
+        if previous is None or previous.versions != state.versions or previous.weights != state.weights:
+            if previous is not None:
+                self._metrics.swap(self.name)
+            log_event(
+                "model_swap" if previous is not None else "model_loaded",
+                deployment=self.name, model=state.label,
+                previous=previous.label if previous is not None else None,
+            )
+
+    def _parse_settings(self, user_config: dict[str, Any]) -> ModelSettings:
         from pydantic import ValidationError
 
         try:
@@ -109,29 +153,7 @@ class _ModelServer:
         if settings.is_ensemble != self.ENSEMBLE:
             want = "members: [...] (an Ensemble deployment)" if self.ENSEMBLE else "version: ... (one model)"
             raise ValueError(f"{self.name}: this deployment's user_config takes {want}")
-        self._batcher.configure(max_batch_size=settings.max_batch_size, wait_s=settings.batch_wait_timeout_s)
-        async with self._lock:
-            refs = [(m.version, m.weight) for m in settings.refs()]
-            try:
-                state = await asyncio.to_thread(self._load, refs)
-            except Exception as exc:
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                log_event("model_load_failed", deployment=self.name, error=self._last_error)
-                raise
-            previous = self._state
-            self._state = state  # the swap: one reference; requests in flight keep their snapshot
-            self._settings = settings
-            self._last_error = None
-        if self._drift_publisher is None:
-            self._drift_publisher = asyncio.ensure_future(self._publish_drift())
-        if previous is None or previous.versions != state.versions or previous.weights != state.weights:
-            if previous is not None:
-                self._metrics.swap(self.name)
-            log_event(
-                "model_swap" if previous is not None else "model_loaded",
-                deployment=self.name, model=state.label,
-                previous=previous.label if previous is not None else None,
-            )
+        return settings
 
     def _load(self, refs: list[tuple[str, float]]) -> ModelState:
         if self.task == "recommend" and self.catalogue_uri and self._catalogue is None:
@@ -161,11 +183,13 @@ class _ModelServer:
         kind = "ensemble" if self.ENSEMBLE else "single"
         if state is None:
             return {"deployment": self.name, "kind": kind, "status": "unavailable", "detail": self._last_error or "loading"}
+        refused = self._reconfigure_error
         return {
             "deployment": self.name,
             "kind": kind,
-            "status": "ok",
+            "status": "degraded" if refused else "ok",
             "detail": self._last_error,
+            "last_reconfigure_error": refused,
             "model": state.label,
             "members": [
                 {"version": m.version, "ref": m.ref, "weight": w, "created_at": m.created_at, "stages": m.stages}

@@ -47,6 +47,7 @@ from ecomine.serve.config import AppArgs
 from ecomine.serve.insights import NOT_CONFIGURED, compose
 from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt
 from ecomine.serve.router import HTTPError, TaskRouter, short
+from ecomine.serve.runtime import reconfigure_failure
 from ecomine.serve.security import GuardMiddleware, resolve_api_keys
 from ecomine.serve.traffic import routing_key
 
@@ -113,9 +114,12 @@ class Ingress:
     async def __init__(self, args: dict[str, Any], handles: Optional[dict[str, dict[str, Any]]]) -> None:
         self.args = AppArgs.model_validate(args)
         self._local: Optional[dict[str, Any]] = None
+        self._reconfigure_error: Optional[dict[str, Any]] = None
         if handles is None:  # ingress.colocate: the arms run in this replica
             self._local = local_arms(self.args)
             handles = local_handles(self.args, self._local)
+        # colocated arms load in the first reconfigure (the replica's start); otherwise it serves already
+        self._configured = self._local is None
         self.metrics = ServeMetrics()
         self.salt = resolve_salt(self.args.observability.user_hash_salt_env)
         self.keys = resolve_api_keys(
@@ -133,12 +137,27 @@ class Ingress:
             self.users = await asyncio.to_thread(self._load_users, self.args.recommend.users_uri)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Colocated arms only: ``{deployment name: ModelSettings}``, applied (and swapped) arm by arm."""
-        if self._local is None:
-            if user_config:
-                raise ValueError("Ingress: a user_config is only taken with ingress.colocate: true")
+        """Colocated arms only: ``{deployment name: ModelSettings}``, applied (and swapped) arm by arm.
+
+        The first call (the replica starting) raises what it cannot apply; later ones never do
+        (Serve would stop a serving replica): the refusal is kept in ``last_reconfigure_error``
+        (``GET /v1/models``) and logged, and the arms serve on as before."""
+        try:
+            if self._local is None:
+                if user_config:
+                    raise ValueError("Ingress: a user_config is only taken with ingress.colocate: true")
+                return
+            await reconfigure_arms(self._local, user_config)
+        except Exception as exc:
+            if not self._configured:
+                raise
+            self._reconfigure_error = reconfigure_failure(None, exc)
+            self.metrics.reconfigure("Ingress", failed=True)
+            log_event("reconfigure_refused", deployment="Ingress", error=self._reconfigure_error["reason"])
             return
-        await reconfigure_arms(self._local, user_config)
+        finally:
+            self._configured = True
+        self._reconfigure_error = None
 
     def _load_users(self, uri: str) -> dict[str, tuple[str, ...]]:
         from ecomine import storage
@@ -276,9 +295,13 @@ class Ingress:
 
     async def models(self) -> dict[str, Any]:
         infos = await asyncio.gather(*(r.arm_info() for r in self.routers.values()))
+        arms = [a for info in infos for a in (info["champion"], info.get("challenger")) if a is not None]
+        healthy = self._reconfigure_error is None and all(a.get("status") == "ok" for a in arms)
         return {
+            "status": "ok" if healthy else "degraded",
             "tasks": dict(zip(self.routers, infos)),
             "not_configured": [t for t in ("recommend", "demand", "risk") if t not in self.routers],
+            "last_reconfigure_error": self._reconfigure_error,
         }
 
     async def drift(self) -> dict[str, Any]:

@@ -15,6 +15,9 @@ Metrics (all prefixed ``ecomine_``)::
     batch_size            histogram  deployment
     shadow_agreement      histogram  task
     model_swaps_total     counter    deployment
+    reconfigure_failures_total counter deployment   (a user_config a serving replica refused)
+    reconfigure_failed    gauge      deployment   1 while the last reconfigure was refused, else 0
+    shed_total            counter    route          requests refused by the in-flight limit (503)
     drift_psi             gauge      deployment, task, feature   (ecomine.serve.monitor)
     drift_ks              gauge      deployment, task, feature
 """
@@ -108,6 +111,19 @@ class ServeMetrics:
         self._swaps = Counter(
             "ecomine_model_swaps_total", description="model versions swapped in place", tag_keys=("deployment",)
         )
+        self._reconfigure_failures = Counter(
+            "ecomine_reconfigure_failures_total",
+            description="user_configs a serving replica refused (the old model kept serving)", tag_keys=("deployment",),
+        )
+        self._reconfigure_failed = Gauge(
+            "ecomine_reconfigure_failed",
+            description="1 while the replica's last reconfigure was refused (GET /v1/models: degraded), else 0",
+            tag_keys=("deployment",),
+        )
+        self._shed = Counter(
+            "ecomine_shed_total", description="requests refused by the ingress in-flight limit (503)",
+            tag_keys=("route",),
+        )
         self._drift_psi = Gauge(
             "ecomine_drift_psi", description="PSI of live request features vs the version's reference profile",
             tag_keys=("deployment", "task", "feature"),
@@ -146,6 +162,17 @@ class ServeMetrics:
     def swap(self, deployment: str) -> None:
         if self._ready():
             self._swaps.inc(tags={"deployment": deployment})
+
+    def reconfigure(self, deployment: str, *, failed: bool) -> None:
+        """A reconfigure's outcome: a refusal counts and raises the gauge; a success lowers it."""
+        if self._ready():
+            if failed:
+                self._reconfigure_failures.inc(tags={"deployment": deployment})
+            self._reconfigure_failed.set(1.0 if failed else 0.0, tags={"deployment": deployment})
+
+    def shed(self, route: str) -> None:
+        if self._ready():
+            self._shed.inc(tags={"route": route})
 
     def drift(self, deployment: str, task: str, features: list[dict[str, Any]]) -> None:
         """Set the drift gauges from a drift report's feature rows (rows without numbers are left alone)."""

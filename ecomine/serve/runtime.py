@@ -45,6 +45,7 @@ from ecomine.serve.ranking import FALLBACK_REASONS, Catalogue, Rejected, popular
 __all__ = [
     "TASKS",
     "ModelLoadError",
+    "reconfigure_failure",
     "Member",
     "ModelState",
     "import_loader",
@@ -65,6 +66,32 @@ TASKS = ("recommend", "demand", "risk")
 
 class ModelLoadError(RuntimeError):
     """A version could not be resolved, fetched, verified or loaded; the message names which."""
+
+
+def reconfigure_failure(user_config: Any, exc: BaseException) -> dict[str, Any]:
+    """What a refused ``user_config`` is reported as: ``{version, file, reason, at}``.
+
+    ``version`` is what the config asked for (a ref, or an ensemble's refs joined by ``+``);
+    ``file`` the version file that failed its check (a ``ChecksumMismatch`` anywhere in the
+    cause chain), else None; ``reason`` the error on one line.
+    """
+    version = None
+    if isinstance(user_config, dict):
+        if isinstance(user_config.get("version"), str):
+            version = user_config["version"]
+        elif isinstance(user_config.get("members"), list):
+            refs = [str(m.get("version")) for m in user_config["members"] if isinstance(m, dict)]
+            version = "+".join(refs) or None
+    file, seen, cur = None, set(), exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(getattr(cur, "file", None), str):
+            file = cur.file
+            break
+        cur = cur.__cause__ or cur.__context__
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return {"version": version, "file": file, "reason": reason[:600],
+            "at": datetime.now(timezone.utc).isoformat()}
 
 
 @dataclass

@@ -7,11 +7,18 @@ ingress replica, so re-sending the config with the Ingress deployment's ``user_c
 (the champion's settings by deployment name) under ``deployments:`` is how an operator swaps
 a version: the running replica loads the new version and switches, and a stream of requests
 sees no error.
+
+A second application in the same config, ``pair`` (recommend only, in a deployment of its own
+with two replicas, on a copy of the registry), is swapped to a version with one flipped byte:
+both replicas refuse it and keep serving, and the app, ``ecomine serve status`` and
+``ecomine serve up`` say which file failed.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -25,10 +32,31 @@ from tests.integration.serve.conftest import REPO, STANDIN, serve_log_lines
 
 pytestmark = pytest.mark.integration
 APP = "local"
+PAIR = "pair"
 
 
-def local_config(registry: Path, user_config: dict[str, Any] | None = None) -> dict[str, Any]:
+def pair_app(registry: Path, user_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Recommend only, its champion in a deployment of two replicas (not colocated)."""
+    app: dict[str, Any] = {
+        "name": PAIR, "route_prefix": f"/{PAIR}", "import_path": "ecomine.serve.app:build",
+        "args": {
+            "registry": str(registry),
+            "recommend": {"champion": {"version": "rec-b"},
+                          "batching": {"max_batch_size": 8},
+                          "resources": {"num_cpus": 0.05, "num_replicas": 2, "max_ongoing_requests": 16}},
+            "auth": {"api_keys_env": None},
+            "ingress": {"num_cpus": 0.05},
+            "observability": {"log_requests": False},
+        },
+    }
+    if user_config is not None:
+        app["deployments"] = [{"name": "recommend-champion", "user_config": user_config}]
+    return app
+
+
+def local_config(registry: Path, user_config: dict[str, Any] | None = None, *, pair: dict[str, Any]) -> dict[str, Any]:
     raw = copy.deepcopy(read_serve_config(REPO / "serve_configs" / "local.yaml"))
+    raw["applications"].append(pair)  # every deploy sends both (a config deploy drops the apps it leaves out)
     app = raw["applications"][0]
     app.update(name=APP, route_prefix=f"/{APP}")
     app["args"]["registry"] = str(registry)
@@ -58,12 +86,20 @@ def wait_for(predicate, timeout_s: float = 120.0, what: str = "condition") -> No
 
 
 @pytest.fixture(scope="module")
-def local_url(serve_base: str, serving_data) -> str:
+def pair_registry(serving_data, tmp_path_factory) -> Path:
+    registry = tmp_path_factory.mktemp("pair") / "registry"
+    shutil.copytree(serving_data.registry, registry)
+    return registry
+
+
+@pytest.fixture(scope="module")
+def local_url(serve_base: str, serving_data, pair_registry: Path) -> str:
     from ray import serve
 
-    deploy(local_config(serving_data.registry))
+    deploy(local_config(serving_data.registry, pair=pair_app(pair_registry)))
     yield f"{serve_base}/{APP}"
     serve.delete(APP)
+    serve.delete(PAIR)
 
 
 def _model(url: str) -> str | None:
@@ -84,7 +120,7 @@ def test_local_config_comes_up_and_answers(local_url: str, serving_data) -> None
     assert httpx.get(local_url + "/docs").status_code == 200
 
 
-def test_hot_swap_under_a_request_stream_loses_nothing(local_url: str, serving_data) -> None:
+def test_hot_swap_under_a_request_stream_loses_nothing(local_url: str, serving_data, pair_registry: Path) -> None:
     history = serving_data.items[:3]  # known to every version
     stop = threading.Event()
     results: list[tuple[int, str]] = []
@@ -107,7 +143,7 @@ def test_hot_swap_under_a_request_stream_loses_nothing(local_url: str, serving_d
     try:
         wait_for(lambda: len(results) >= 20, what="requests before the swap")
         new = {"version": serving_data.rec_a, "max_batch_size": 8, "batch_wait_timeout_s": 0.002}
-        deploy(local_config(serving_data.registry, user_config=new))
+        deploy(local_config(serving_data.registry, user_config=new, pair=pair_app(pair_registry)))
         wait_for(lambda: _model(local_url) == f"recommend/{serving_data.rec_a}", what="the new version")
         n = len(results)
         wait_for(lambda: len(results) >= n + 20, what="requests after the swap")
@@ -126,3 +162,67 @@ def test_hot_swap_under_a_request_stream_loses_nothing(local_url: str, serving_d
     assert len(list(logs.glob(f"replica_{APP}_Ingress_*.log"))) == 1
     info = httpx.get(local_url + "/v1/models").json()["tasks"]["recommend"]["champion"]
     assert info["max_batch_size"] == 8 and info["batch_wait_timeout_s"] == 0.002
+
+
+def test_a_tampered_swap_keeps_both_replicas_serving_and_names_the_file(
+    local_url: str, serve_base: str, pair_registry: Path, ray_dashboard: str, serving_data, tmp_path: Path,
+) -> None:
+    from ray import serve
+    from typer.testing import CliRunner
+
+    from ecomine.serve_cli import ServeConfigError, serve_app
+    from ecomine.serve_swap import swap_served_version
+
+    pair_url = f"{serve_base}/{PAIR}"
+    history = serving_data.items[:3]
+    assert httpx.post(pair_url + "/v1/recommend", json={"history": history}).json()["model"] == "recommend/rec-b"
+    weights = pair_registry / "recommend" / "rec-a" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    weights.write_bytes(bytes(data))
+
+    # the swap `ecomine retrain` makes: it sees the refusal on /v1/models and names the file
+    with pytest.raises(ServeConfigError, match=r"recommend-champion refused version rec-a \(model.safetensors failed its check\).*still serving recommend/rec-b"):
+        swap_served_version(ray_dashboard, PAIR, "recommend", "rec-a", timeout_s=60)
+
+    logs = Path(__import__("ray")._private.worker.global_worker.node.get_logs_dir_path()) / "serve"
+
+    def refusing_replicas() -> list[Path]:
+        return [f for f in logs.glob(f"replica_{PAIR}_recommend-champion_*.log")
+                if "ecomine.model_load_failed" in f.read_text(errors="replace")]
+
+    wait_for(lambda: len(refusing_replicas()) == 2, 30, "both replicas to refuse rec-a")
+    time.sleep(2)  # a replica Serve stopped would show here as not RUNNING, or as a third log file
+    dep = serve.status().applications[PAIR].deployments["recommend-champion"]
+    assert dep.status == "HEALTHY" and dep.replica_states == {"RUNNING": 2}, (dep.status, dep.replica_states, dep.message)
+    assert len(list(logs.glob(f"replica_{PAIR}_recommend-champion_*.log"))) == 2
+    for line in (ln for f in refusing_replicas() for ln in f.read_text().splitlines() if "model_load_failed" in ln):
+        assert "version=rec-a" in line and "file=model.safetensors" in line and "kept=recommend/rec-b" in line
+    models = {httpx.post(pair_url + "/v1/recommend", json={"history": history}).json()["model"] for _ in range(20)}
+    assert models == {"recommend/rec-b"}
+    report = httpx.get(pair_url + "/v1/models").json()
+    champion = report["tasks"]["recommend"]["champion"]
+    assert report["status"] == "degraded" and champion["status"] == "degraded" and champion["model"] == "recommend/rec-b"
+    assert champion["last_reconfigure_error"]["file"] == "model.safetensors"
+    assert champion["last_reconfigure_error"]["version"] == "rec-a"
+
+    runner = CliRunner()
+    status = runner.invoke(serve_app, ["status", "--address", ray_dashboard, "--json"])
+    assert status.exit_code == 0, status.output
+    pair = json.loads(status.output)[PAIR]
+    assert pair["models_status"] == "degraded" and pair["refused"][0]["file"] == "model.safetensors"
+    assert pair["deployments"]["recommend-champion"]["running"] == 2
+    table = runner.invoke(serve_app, ["status", "--address", ray_dashboard])
+    assert table.exit_code == 0 and "degraded" in table.output and "model.safetensors" in table.output
+
+    # `ecomine serve up` of a config that still asks for the refused version: one line naming the file
+    import yaml
+
+    config = tmp_path / "both.yaml"
+    raw = local_config(serving_data.registry, pair=pair_app(pair_registry, {"version": "rec-a"}))
+    raw["http_options"]["port"] = int(serve_base.rsplit(":", 1)[1])
+    raw["applications"][0]["route_prefix"] = f"/{APP}"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    up = runner.invoke(serve_app, ["up", str(config), "--address", ray_dashboard, "--timeout", "60"])
+    assert up.exit_code != 0 and isinstance(up.exception, ServeConfigError)
+    assert "model.safetensors" in str(up.exception) and "\n" not in str(up.exception)

@@ -73,14 +73,31 @@ def test_swap_in_place_keeps_answering_and_checks_sha256(serving_data, tmp_path)
         assert answers[0] == "recommend/rec-a" and answers[-1] == "recommend/rec-b"
         assert set(answers) == {"recommend/rec-a", "recommend/rec-b"}
 
-        # a tampered file is refused and the running model stays
+        # a tampered file is refused without raising (Serve would stop the replica): the running model
+        # stays, and the refusal names the version and the file
         weights = registry / "recommend" / "rec-a" / "model.safetensors"
-        weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
-        with pytest.raises(ChecksumMismatch, match="model.safetensors"):
-            await server.reconfigure({"version": "rec-a", "max_batch_size": 1})
+        weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
+        await server.reconfigure({"version": "rec-a", "max_batch_size": 4})
         info = await server.info()
-        assert info["model"] == "recommend/rec-b" and "ChecksumMismatch" in info["detail"]
+        assert info["model"] == "recommend/rec-b" and info["status"] == "degraded" and "ChecksumMismatch" in info["detail"]
+        refused = info["last_reconfigure_error"]
+        assert refused["version"] == "rec-a" and refused["file"] == "model.safetensors"
+        assert "ChecksumMismatch" in refused["reason"] and refused["at"]
+        assert info["max_batch_size"] == 1  # nothing of the refused config was applied
         assert (await server.recommend({"history": history, "k": 2}))["model"] == "recommend/rec-b"
+        # a config it cannot even read is refused the same way
+        await server.reconfigure({"version": "rec-b", "max_batch_size": 0})
+        assert (await server.info())["last_reconfigure_error"]["reason"].startswith("ValueError: test-Recommender: user_config.max_batch_size")
+        # the next good config clears the report
+        await server.reconfigure({"version": "rec-b", "max_batch_size": 2})
+        info = await server.info()
+        assert info["status"] == "ok" and info["last_reconfigure_error"] is None and info["max_batch_size"] == 2
+
+        # with nothing loaded yet there is nothing to keep: the first load raises (Serve retries the replica)
+        fresh = _server(Recommender, registry)
+        with pytest.raises(ChecksumMismatch, match="model.safetensors"):
+            await fresh.reconfigure({"version": "rec-a", "max_batch_size": 1})
+        assert (await fresh.info())["status"] == "unavailable"
 
     asyncio.run(scenario())
 
@@ -134,7 +151,20 @@ def test_colocated_arms_swap_through_the_ingress_user_config(serving_data) -> No
         assert await champion_model() == "recommend/rec-b"
         info = (await ingress.models())["tasks"]["recommend"]
         assert info["champion"]["model"] == "recommend/rec-b" and info["challenger"]["model"] == "recommend/rec-b"
+        # the serving ingress never raises from reconfigure (Serve would stop it): a refused config is reported
+        await ingress.reconfigure({"demand-champion": {"version": "x"}})
+        models = await ingress.models()
+        assert models["status"] == "degraded" and "the colocated arms are" in models["last_reconfigure_error"]["reason"]
+        assert await champion_model() == "recommend/rec-b"
+        await ingress.reconfigure(config)
+        models = await ingress.models()
+        assert models["status"] == "ok" and models["last_reconfigure_error"] is None
+        assert await champion_model() == "recommend/rec-a"
+
+        # the first reconfigure (the replica starting) has nothing to keep: it raises
+        fresh = Ingress.func_or_class.__new__(Ingress.func_or_class)
+        await Ingress.func_or_class.__init__(fresh, args, None)
         with pytest.raises(ValueError, match="the colocated arms are"):
-            await ingress.reconfigure({"demand-champion": {"version": "x"}})
+            await fresh.reconfigure({"demand-champion": {"version": "x"}})
 
     asyncio.run(scenario())
