@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -317,7 +319,7 @@ def test_version_ids_sort_by_time_and_do_not_collide() -> None:
     ids = [new_version_id(t0 + timedelta(seconds=s)) for s in (0, 1, 60, 3600 * 24)]
     assert ids == sorted(ids) and ids[0].startswith("v20261128-161530-")
     assert len({new_version_id(t0) for _ in range(200)}) == 200  # 32 random bits: p(collision) ~ 5e-6
-    assert all(registry_module._NAME_RE.fullmatch(i) for i in ids)
+    assert all(re.fullmatch(registry_module.NAME_PATTERN, i) for i in ids)
 
 
 def test_concurrent_registrations_get_distinct_versions(tmp_path: Path) -> None:
@@ -372,10 +374,18 @@ def test_import_does_no_work() -> None:
 
 
 def test_all_is_complete() -> None:
-    public = {
-        name
-        for name, value in vars(registry_module).items()
-        if not name.startswith("_") and getattr(value, "__module__", None) == registry_module.__name__
-    }
-    assert public <= set(registry_module.__all__)
+    """Every public name defined in a registry module is in its ``__all__``; the package re-exports them."""
+    modules = [importlib.import_module(f"ecomine.registry.{m.name}") for m in pkgutil.iter_modules(registry_module.__path__)]
+    assert modules, "ecomine.registry has no modules"
+    exported = set()
+    for module in modules:
+        defined = {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
+        }
+        assert defined <= set(module.__all__), module.__name__
+        exported |= set(module.__all__)
+    internal = {"source_files", "verify", "commit_local", "commit_remote"}  # used by Registry, not by callers
+    assert exported - internal <= set(registry_module.__all__)
     assert all(hasattr(registry_module, name) for name in registry_module.__all__)

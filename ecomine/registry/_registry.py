@@ -1,246 +1,49 @@
-"""Model versions and stages: one folder per version, sealed by a sha256 manifest.
+"""The Registry: versions of every task under one root, registered, listed, staged, fetched, deleted.
 
-Sits after train and before serve: train (and tuning) register versions here;
-serve fetches them by id, by stage (``staging``/``production``) or as ``latest``.
-The root is a local folder or an ``s3://`` prefix; all I/O goes through ecomine.storage.
-
-Layout::
-
-    <root>/<task>/<version>/            weights (*.safetensors), config.json, vocabularies,
-                                        metrics.json, extra files, manifest.json (written last)
-    <root>/<task>/stages/<stage>.json   {"version", "previous": [older, ..., newest], "updated_at"}
-
-A version exists once its ``manifest.json`` does: locally the folder is staged
-in ``<root>/<task>/.tmp-*`` and renamed into place; on S3 the manifest is the
-last object written. Stage pointers change with one atomic write.
-
-Exceptions::
-
-    RegistryError                 anything the registry refuses; names task, version, file
-    ├── InvalidName               a task, version or stage name that is not allowed (also ValueError)
-    ├── VersionNotFound           unknown task/version (lists the nearest), empty stage, nothing registered
-    ├── VersionExists             registering a version id that is taken
-    ├── StageError                rollback with no history, delete of a version a stage points at
-    └── ChecksumMismatch          a file differs from, is missing from, or is not in the manifest
-    ecomine.storage.StorageError  passes through unchanged (unreachable S3, access denied, ...)
+Orchestrates the other registry modules (names, manifest, commit, stages) over
+ecomine.storage; a local folder or an ``s3://`` prefix behind one interface.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
-import importlib.metadata
-import json
 import os
-import platform
-import re
 import secrets
 import shutil
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ecomine import storage
+from ecomine.registry._commit import commit_local, commit_remote
+from ecomine.registry._errors import RegistryError, StageError, VersionExists, VersionNotFound
+from ecomine.registry._manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    ModelVersion,
+    _as_json_dict,
+    library_versions,
+    source_files,
+    verify,
+)
+from ecomine.registry._names import (
+    _NAME_RE,
+    _RESERVED_VERSIONS,
+    STAGES,
+    Stage,
+    _check_name,
+    _check_stage,
+    _check_version,
+    _utcnow,
+    new_version_id,
+)
+from ecomine.registry._stages import _MAX_HISTORY, _STAGES_DIR, StagePointer
 from ecomine.storage import S3Options, StorageNotFound
 
-__all__ = [
-    "Stage",
-    "STAGES",
-    "NAME_PATTERN",
-    "MANIFEST_FILE",
-    "METRICS_FILE",
-    "Manifest",
-    "ModelVersion",
-    "StagePointer",
-    "Registry",
-    "RegistryError",
-    "InvalidName",
-    "VersionNotFound",
-    "VersionExists",
-    "StageError",
-    "ChecksumMismatch",
-    "new_version_id",
-    "library_versions",
-]
-
-Stage = Literal["staging", "production"]
-STAGES: tuple[str, ...] = get_args(Stage)
-NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
-_NAME_RE = re.compile(NAME_PATTERN)
-_RESERVED_VERSIONS = frozenset({"latest", "stages", *STAGES})
-MANIFEST_FILE = "manifest.json"
-METRICS_FILE = "metrics.json"
-_STAGES_DIR = "stages"
-_MAX_HISTORY = 100
-# Formats that unpickle (run code) on load: never accepted in a version.
-_PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"})
-_LIBRARIES = ("torch", "transformers", "ray", "polars", "pyarrow", "safetensors", "pydantic", "ecomine")
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class RegistryError(Exception):
-    """The registry refused or could not do what was asked."""
-
-
-class InvalidName(RegistryError, ValueError):
-    """A task, version or stage name outside ``NAME_PATTERN`` or reserved."""
-
-
-class VersionNotFound(RegistryError):
-    """No such task/version, an empty stage, or no versions at all."""
-
-
-class VersionExists(RegistryError):
-    """The version id is already registered for this task."""
-
-
-class StageError(RegistryError):
-    """A stage operation that cannot be done (nothing to roll back to, stage holds the version)."""
-
-
-class ChecksumMismatch(RegistryError):
-    """A file of a version differs from its manifest; ``expected``/``actual`` are None when absent."""
-
-    def __init__(self, message: str, *, file: str, expected: str | None, actual: str | None) -> None:
-        super().__init__(message)
-        self.file = file
-        self.expected = expected
-        self.actual = actual
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_mismatch, (str(self), self.file, self.expected, self.actual))
-
-
-def _rebuild_mismatch(message: str, file: str, expected: str | None, actual: str | None) -> ChecksumMismatch:
-    return ChecksumMismatch(message, file=file, expected=expected, actual=actual)
-
-
-# --------------------------------------------------------------------------- models
-
-
-class Manifest(BaseModel):
-    """What ``manifest.json`` holds: the seal of one model version."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    format: int = 1
-    task: str
-    version: str
-    created_at: datetime
-    files: dict[str, str]  # relative POSIX path -> sha256 hex, every file but manifest.json
-    spec: dict[str, Any]  # the spec that trained it
-    data_fingerprint: str
-    metrics: dict[str, Any]  # same content as metrics.json
-    tags: list[str] = []
-    libraries: dict[str, str | None] = {}
-    parent: str | None = None
-    notes: str | None = None
-
-
-class ModelVersion(Manifest):
-    """A registered version: its manifest, where it lives, and the stages pointing at it."""
-
-    uri: str
-    stages: list[str] = []
-
-
-class StagePointer(BaseModel):
-    """``<root>/<task>/stages/<stage>.json``: the version a stage serves and its history."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    stage: str
-    version: str
-    previous: list[str] = []  # oldest first; rollback returns to previous[-1]
-    updated_at: datetime
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def new_version_id(now: datetime | None = None) -> str:
-    """A sortable, unique-enough id: ``v<UTC yyyymmdd-hhmmss>-<8 random hex>``.
-
-    32 random bits per second: two ids of the same second collide about once in
-    four billion pairs, and :meth:`Registry.register` retries with a fresh id if one does.
-    """
-    moment = (now or _utcnow()).astimezone(timezone.utc)
-    return f"v{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
-
-
-def library_versions() -> dict[str, str | None]:
-    """Versions of python and the libraries a model depends on (None where not installed)."""
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _LIBRARIES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def _check_name(kind: str, value: object) -> str:
-    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
-        raise InvalidName(f"{kind} {value!r} is not a valid name: use {NAME_PATTERN}")
-    return value
-
-
-def _check_version(version: object) -> str:
-    _check_name("version", version)
-    if version in _RESERVED_VERSIONS:
-        raise InvalidName(f"version {version!r} is reserved (it names a ref): choose another")
-    return str(version)
-
-
-def _check_stage(stage: object) -> str:
-    if stage not in STAGES:
-        raise InvalidName(f"stage {stage!r} is not one of {', '.join(STAGES)}")
-    return str(stage)
-
-
-def _walk(folder: Path) -> list[str]:
-    """Relative POSIX paths of the files under ``folder``, sorted."""
-    return sorted(
-        Path(dirpath, name).relative_to(folder).as_posix()
-        for dirpath, _dirs, names in os.walk(folder)
-        for name in names
-    )
-
-
-def _as_json_dict(kind: str, value: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
-    data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-    if not isinstance(data, Mapping):
-        raise RegistryError(f"{kind} must be a mapping, got {type(value).__name__}")
-    try:
-        return dict(json.loads(json.dumps(dict(data))))
-    except (TypeError, ValueError) as exc:
-        raise RegistryError(f"{kind} is not JSON-serialisable: {exc}") from exc
-
-
-def _check_safetensors(path: Path, label: str) -> None:
-    """Cheap header check: 8-byte little-endian length, then a JSON object of that size."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        length = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if length <= 0 or length > size - 8:
-            raise RegistryError(f"{label}: not a safetensors file (bad header length)")
-        try:
-            header = json.loads(handle.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RegistryError(f"{label}: not a safetensors file (header is not JSON: {exc})") from exc
-    if not isinstance(header, dict):
-        raise RegistryError(f"{label}: not a safetensors file (header is not a JSON object)")
+__all__ = ["Registry"]
 
 
 def _default_cache_dir() -> Path:
@@ -341,25 +144,7 @@ class Registry:
             _check_name("parent version", parent)
         src = Path(files_dir)
         label = f"{task}/{version}"
-        if not src.is_dir():
-            raise RegistryError(f"{label}: files_dir {str(src)!r} is not a folder")
-        rels = _walk(src)
-        if not rels:
-            raise RegistryError(f"{label}: files_dir {str(src)!r} is empty")
-        for rel in rels:
-            if rel in (MANIFEST_FILE, METRICS_FILE):
-                raise RegistryError(
-                    f"{label}: {rel} in files_dir {str(src)!r} is written by the registry; "
-                    + ("pass metrics=... instead" if rel == METRICS_FILE else "remove it")
-                )
-            suffix = Path(rel).suffix.lower()
-            if suffix in _PICKLE_SUFFIXES:
-                raise RegistryError(
-                    f"{label}: file {rel} looks like a pickle-format checkpoint ({suffix}); "
-                    "save weights with safetensors"
-                )
-            if suffix == ".safetensors":
-                _check_safetensors(src / rel, f"{label}: file {rel}")
+        rels = source_files(src, label)
         if not isinstance(data_fingerprint, str) or not data_fingerprint:
             raise RegistryError(f"{label}: data_fingerprint must be a non-empty string")
         if any(not t or t != t.strip() for t in tag_list):
@@ -386,58 +171,11 @@ class Registry:
                 "delete that folder or choose another version"
             )
         if self.is_local:
-            manifest = self._register_local(task, version, src, rels, draft)
+            manifest = commit_local(storage.local_path(self._task_uri(task)), version, src, draft)
         else:
-            manifest = self._register_remote(task, version, src, rels, draft)
+            manifest = commit_remote(self._version_uri(task, version), src, rels, draft, self.s3)
         return ModelVersion(**manifest.model_dump(), uri=self._version_uri(task, version), stages=[])
 
-    def _register_local(
-        self, task: str, version: str, src: Path, rels: list[str], draft: dict[str, Any]
-    ) -> Manifest:
-        task_dir = storage.local_path(self._task_uri(task))
-        final = task_dir / version
-        staging = task_dir / f".tmp-{version}-{secrets.token_hex(4)}"
-        try:
-            storage.copy_tree(src, staging)
-            storage.write_json(staging / METRICS_FILE, draft["metrics"])
-            files = {rel: storage.sha256_file(staging / rel) for rel in _walk(staging)}
-            manifest = Manifest(**draft, files=files)
-            storage.write_json(staging / MANIFEST_FILE, manifest.model_dump(mode="json"))
-            try:
-                os.rename(staging, final)  # the commit: the folder appears whole or not at all
-            except OSError as exc:
-                if final.exists():
-                    raise VersionExists(f"{task}/{version}: version already registered at {final}") from exc
-                raise
-            with contextlib.suppress(OSError):
-                dir_fd = os.open(task_dir, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return manifest
-
-    def _register_remote(
-        self, task: str, version: str, src: Path, rels: list[str], draft: dict[str, Any]
-    ) -> Manifest:
-        target = self._version_uri(task, version)
-        try:
-            # Hash the local files, upload them, then write the manifest: its presence commits.
-            files = {rel: storage.sha256_file(src / rel) for rel in rels}
-            storage.copy_tree(src, target, options=self.s3)
-            files[METRICS_FILE] = storage.write_json(
-                storage.join(target, METRICS_FILE), draft["metrics"], options=self.s3
-            )
-            manifest = Manifest(**draft, files=dict(sorted(files.items())))
-            storage.write_json(storage.join(target, MANIFEST_FILE), manifest.model_dump(mode="json"), options=self.s3)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                storage.delete_prefix(target, options=self.s3)
-            raise
-        return manifest
 
     # ----------------------------------------------------------------- reading
 
@@ -626,47 +364,8 @@ class Registry:
         return target
 
     def verify(self, folder: str | os.PathLike[str], manifest: Manifest, *, where: str = "folder") -> None:
-        """Check that ``folder`` holds exactly the manifest's files with the manifest's sha256.
-
-        A ``manifest.json`` in the folder must equal ``manifest``. Raises ChecksumMismatch
-        naming the file and both hashes.
-        """
-        path = Path(folder)
-        label = f"{manifest.task}/{manifest.version}"
-        actual = set(_walk(path)) - {MANIFEST_FILE}
-        for rel in sorted(manifest.files):
-            if rel not in actual:
-                raise ChecksumMismatch(
-                    f"{label}: file {rel} (manifest sha256 {manifest.files[rel]}) is missing from the {where} {path}",
-                    file=rel, expected=manifest.files[rel], actual=None,
-                )
-        for rel in sorted(actual - set(manifest.files)):
-            digest = storage.sha256_file(path / rel)
-            raise ChecksumMismatch(
-                f"{label}: file {rel} (sha256 {digest}) in the {where} {path} is not in the manifest",
-                file=rel, expected=None, actual=digest,
-            )
-        for rel, expected in sorted(manifest.files.items()):
-            digest = storage.sha256_file(path / rel)
-            if digest != expected:
-                raise ChecksumMismatch(
-                    f"{label}: file {rel} in the {where} {path} has sha256 {digest}, the manifest says {expected}",
-                    file=rel, expected=expected, actual=digest,
-                )
-        local_manifest = path / MANIFEST_FILE
-        if local_manifest.exists():
-            try:
-                same = Manifest.model_validate(storage.read_json(local_manifest)) == Manifest.model_validate(
-                    manifest.model_dump()
-                )
-            except (ValidationError, storage.StorageError):
-                same = False
-            if not same:
-                digest = storage.sha256_file(local_manifest)
-                raise ChecksumMismatch(
-                    f"{label}: {MANIFEST_FILE} in the {where} {path} (sha256 {digest}) differs from the registry's",
-                    file=MANIFEST_FILE, expected=None, actual=digest,
-                )
+        """Check that ``folder`` holds exactly the manifest's files with the manifest's sha256 (see :func:`verify`)."""
+        verify(folder, manifest, where=where)
 
     # ----------------------------------------------------------------- delete
 
