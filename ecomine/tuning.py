@@ -206,7 +206,10 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
         )
     else:
         scheduler = FIFOScheduler()
-    search_alg = None
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    # Tune's default random search draws from an unseeded generator: `seed:` would say nothing.
+    search_alg = BasicVariantGenerator(random_state=spec.seed)
     if spec.search == "optuna":
         try:
             from ray.tune.search.optuna import OptunaSearch

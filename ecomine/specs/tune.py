@@ -5,6 +5,7 @@ Read by `ecomine.tuning` (`ecomine tune`).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import yaml
@@ -17,6 +18,13 @@ __all__ = ["SearchDim", "SchedulerSpec", "CampaignEnsembleSpec", "TuneSpec"]
 
 
 _DIM_KINDS = ("choice", "uniform", "loguniform", "randint")
+_EXPONENT_ONLY = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _yaml11_float(value: Any) -> Any:
+    """`1e-2` as a float: YAML 1.1 (PyYAML) reads a float without a dot as a string, and a trial
+    would carry `"1e-2"` into its config and the results table."""
+    return float(value) if isinstance(value, str) and _EXPONENT_ONLY.fullmatch(value) else value
 
 
 class SearchDim(StrictModel):
@@ -36,7 +44,7 @@ class SearchDim(StrictModel):
             if kind not in _DIM_KINDS:
                 raise ValueError(f"unknown search kind {kind!r}; use one of {list(_DIM_KINDS)}")
             value = yaml.safe_load(rest) if rest.strip().startswith("[") else [yaml.safe_load(v) for v in rest.split()]
-            return {kind: value}
+            return {kind: [_yaml11_float(v) for v in value] if isinstance(value, list) else value}
         return data
 
     @model_validator(mode="after")
@@ -99,7 +107,7 @@ class TuneSpec(StrictModel):
     storage: str = Field("tune_runs", description="campaign folder (local) or s3:// URI")
     export_top_k: int = Field(3, ge=0, description="best trials registered, tagged with the campaign name")
     ensemble: CampaignEnsembleSpec | None = Field(None, description="build the exported trials into one ensemble")
-    seed: int = 0
+    seed: int = Field(0, description="seeds the search: the same campaign file samples the same trials, in the same order")
 
     @model_validator(mode="after")
     def _ensemble_fits(self) -> TuneSpec:

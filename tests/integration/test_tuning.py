@@ -29,7 +29,7 @@ eval: {ks: [10]}
 
 
 def _write(tmp_path: Path, name: str, samples: int, concurrent: int, top_k: int, scheduler: str = "asha",
-           extra: str = "") -> Path:
+           extra: str = "", seed: int = 1, lr: str = "loguniform 1e-4 3e-2") -> Path:
     (tmp_path / "base.yaml").write_text(BASE.replace("REGISTRY", str(tmp_path / "registry")))
     p = tmp_path / f"{name}.yaml"
     p.write_text(f"""
@@ -37,7 +37,7 @@ kind: tune
 name: {name}
 base: base.yaml
 space:
-  optim.lr: loguniform 1e-4 3e-2
+  optim.lr: {lr}
   model.backbone.hidden: choice [16, 32]
   model.backbone.max_len: choice [10, 50]   # the campaign prepares once; trials re-cut their windows
 scheduler: {{kind: {scheduler}, grace_period: 1, reduction_factor: 2}}
@@ -45,18 +45,25 @@ num_samples: {samples}
 max_concurrent: {concurrent}
 storage: {tmp_path / "tune_runs"}
 export_top_k: {top_k}
-seed: 1
+seed: {seed}
 {extra}""")
     return p
 
 
 def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path) -> None:
-    path = _write(tmp_path, "ci-campaign", samples=4, concurrent=2, top_k=2, extra="ensemble: {top_k: 2}")
+    # seed 6 draws (lr, hidden, max_len) = (1e-2, 32, 50), (1e-2, 32, 10), (1e-7, 16, 10): one trial at
+    # a time (Tune starts concurrent trials in whatever order their actors come up), so the frozen
+    # trial reaches ASHA's first rung after both learning trials recorded there, and is cut.
+    path = _write(tmp_path, "ci-campaign", samples=3, concurrent=1, top_k=2, extra="ensemble: {top_k: 2}",
+                  seed=6, lr="choice [1e-2, 1e-7]")
     out = run_campaign(path)
-    assert out.trials == 4
-    assert out.stopped_early >= 1  # ASHA cut at least one trial before the last epoch
+    assert out.trials == 3
     frame = pl.read_parquet(out.results_parquet)
-    assert frame.height >= 4 and "val_ndcg@10" in frame.columns
+    trials = frame.group_by("trial_id").agg(pl.col("config.optim.lr").first(), pl.col("epoch").max())
+    assert sorted(trials["config.optim.lr"].to_list()) == [1e-7, 1e-2, 1e-2], trials  # the seed holds
+    frozen = trials.filter(pl.col("config.optim.lr") == 1e-7)["epoch"].to_list()
+    assert frozen == [1] and out.stopped_early >= 1, trials  # ASHA cut the frozen trial at its first rung
+    assert frame.height >= 3 and "val_ndcg@10" in frame.columns
     assert frame["error"].is_null().all(), frame["error"].drop_nulls().to_list()
     assert out.plot_png.stat().st_size > 5_000
     assert len(out.versions) == 2

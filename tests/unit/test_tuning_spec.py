@@ -56,3 +56,9 @@ def test_every_shipped_campaign_loads() -> None:
 def test_ensemble_block_needs_enough_exported_trials(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"ensemble: needs export_top_k >= 2 and top_k <= export_top_k"):
         load_campaign(_campaign(tmp_path, "  optim.lr: loguniform 1e-4 1e-2", "export_top_k: 2\nensemble: {top_k: 3}\n"))
+
+
+def test_exponent_floats_in_a_choice_are_floats_not_yaml11_strings() -> None:
+    from ecomine.specs.tune import SearchDim
+
+    assert SearchDim.model_validate("choice [1e-2, 1e-7, adamw, 3]").choice == [0.01, 1e-7, "adamw", 3]
