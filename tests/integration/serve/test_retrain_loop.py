@@ -1,7 +1,7 @@
 """`ecomine retrain` as a user lives it: month after month against a live Serve app.
 
-The synthetic log is written to a parquet file (and a copy whose last month has its
-items shuffled, the "corrupted month"); every month the pipeline trains a challenger
+The synthetic log is written to a parquet file (and a copy whose last month's purchases
+carry random item ids, the "corrupted month"); every month the pipeline trains a challenger
 on the last 120 days up to the month's cut-off, through Ray Train on the session
 cluster, and gates it against the champion on the newest holdout. The app was
 deployed from a config through the dashboard (as `ecomine serve up` does) and serves
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -52,10 +53,15 @@ def world(tmp_path_factory, ray_session, ray_dashboard, serve_base):
     root = tmp_path_factory.mktemp("retrain")
     events = generate(SynthParams(users=300, items=80, days=240, seed=0)).events
     events.write_parquet(root / "events.parquet")
-    # the corrupted month: July's purchases get a random permutation of their items
+    # the corrupted month: July's purchases carry random catalogue ids (a broken join upstream).
+    # Not a permutation of July's own items: that keeps July's popularity, which a challenger
+    # trained on July learns and wins on - on 80 items a popularity model can stay above the
+    # level floor (it did on CI once); random ids leave nothing to learn, as a broken feed does.
     july = (pl.col("ts") >= pl.datetime(2023, 7, 1, time_zone="UTC")) & (pl.col("event") == "purchase")
-    shuffled = events.filter(july)["item_id"].shuffle(seed=1)
-    bad = pl.concat([events.filter(~july), events.filter(july).with_columns(shuffled.alias("item_id"))]).sort("ts")
+    catalogue = events["item_id"].unique().sort().to_numpy()
+    n_july = events.filter(july).height
+    scrambled = pl.Series("item_id", np.random.default_rng(1).choice(catalogue, size=n_july))
+    bad = pl.concat([events.filter(~july), events.filter(july).with_columns(scrambled)]).sort("ts")
     bad.write_parquet(root / "events_corrupt.parquet")
     for name in ("events", "events_corrupt"):
         (root / f"{name}.yaml").write_text(yaml.safe_dump(_data_spec(root / f"{name}.parquet")))
