@@ -16,7 +16,9 @@ Exceptions (one tree, httpx style)::
         └── ServerError       other 5xx
 
 Every call is a read-only prediction, hence idempotent: connection errors,
-timeouts and 503s are retried with exponential backoff (`Retry`).
+timeouts, 503s and 429s are retried with exponential backoff (`Retry`); a
+503/429 with `Retry-After` (what an overloaded ingress sends) waits what the
+server asks instead, at most `Retry.max_retry_after` seconds.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from pydantic import BaseModel
 
 from ecomine.serve.api import (
     API_PREFIX,
+    DEFAULT_LIMITS,
     DemandRequest,
     DemandResponse,
     HealthResponse,
     InsightsRequest,
     InsightsResponse,
+    LimitsResponse,
     ModelsResponse,
     RecommendRequest,
     RecommendResponse,
@@ -97,14 +101,39 @@ class ServerError(APIError):
 
 @dataclass(frozen=True)
 class Retry:
-    """Retries for idempotent calls: attempts in all, backoff base and cap (seconds)."""
+    """Retries for idempotent calls: attempts in all, backoff base and cap, and the longest
+    ``Retry-After`` honoured (seconds; a server asking for more waits this long)."""
 
     attempts: int = 4
     backoff: float = 0.2
     max_backoff: float = 5.0
+    max_retry_after: float = 10.0
 
-    def delay(self, attempt: int) -> float:
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds before attempt ``attempt + 1``: the server's ``Retry-After`` (capped, with up to
+        10 % jitter so refused callers do not return in step), else jittered exponential backoff."""
+        if retry_after is not None:
+            return min(self.max_retry_after, retry_after) * (1.0 + random.random() / 10)
         return min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    """A response's ``Retry-After`` in seconds (delay-seconds or an HTTP date), None when absent or unreadable."""
+    value = resp.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 @dataclass(frozen=True)
@@ -153,21 +182,24 @@ def _parse(call: _Call, resp: httpx.Response) -> BaseModel:
 
 
 _RETRYABLE = (httpx.TransportError,)
+_RETRY_STATUS = (429, 503)
 
 
 def _settle(call: _Call, outcome: httpx.Response | Exception, attempt: int, retry: Retry) -> tuple[bool, Any]:
-    """The retry policy both clients share: (done, parsed answer); raises when out of attempts.
+    """The retry policy both clients share: ``(True, parsed answer)``, or ``(False, seconds to wait)``
+    before the next attempt; raises when out of attempts.
 
-    Connection errors and 503 are retried; any other answer is final.
+    Connection errors, 503 and 429 are retried (after the server's ``Retry-After`` when it sends
+    one); any other answer is final.
     """
     last = attempt == retry.attempts - 1
     if isinstance(outcome, Exception):
         if last:
             raise TransportError(f"{call.method} {call.path}: {type(outcome).__name__}: {outcome}") from None
-        return False, None
-    if outcome.status_code != 503 or last:
+        return False, retry.delay(attempt)
+    if outcome.status_code not in _RETRY_STATUS or last:
         return True, _parse(call, outcome)
-    return False, None
+    return False, retry.delay(attempt, _retry_after(outcome))
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -200,6 +232,10 @@ class _Calls:
         return _Call("GET", f"{API_PREFIX}/models", None, ModelsResponse)
 
     @staticmethod
+    def limits() -> _Call:
+        return _Call("GET", f"{API_PREFIX}/limits", None, LimitsResponse)
+
+    @staticmethod
     def health() -> _Call:
         return _Call("GET", "/healthz", None, HealthResponse)
 
@@ -225,6 +261,7 @@ class EcomineClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.retry = retry
+        self._limits: LimitsResponse | None = None
         self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
 
     def _run(self, call: _Call) -> Any:
@@ -236,7 +273,7 @@ class EcomineClient:
             done, value = _settle(call, resp, attempt, self.retry)
             if done:
                 return value
-            time.sleep(self.retry.delay(attempt))
+            time.sleep(value)
         raise AssertionError("unreachable")
 
     def recommend(self, request: RecommendRequest | None = None, **fields: Any) -> RecommendResponse:
@@ -254,6 +291,12 @@ class EcomineClient:
     def models(self) -> ModelsResponse:
         return self._run(_Calls.models())
 
+    def limits(self) -> LimitsResponse:
+        """The server's per-request limits (``GET /v1/limits``); fetched once, then remembered."""
+        if self._limits is None:
+            self._limits = self._run(_Calls.limits())
+        return self._limits
+
     def health(self) -> HealthResponse:
         return self._run(_Calls.health())
 
@@ -261,8 +304,14 @@ class EcomineClient:
         """One recommend call per user (the API takes one user per request)."""
         return [self.recommend(user_id=u, **fields) for u in user_ids]
 
-    def demand_chunked(self, item_ids: Sequence[str], *, chunk: int = 500, **fields: Any) -> list[DemandResponse]:
-        """Split a large item list into calls of at most `chunk` items."""
+    def demand_chunked(self, item_ids: Sequence[str], *, chunk: int | None = None, **fields: Any) -> list[DemandResponse]:
+        """Split a large item list into calls of at most `chunk` items (default: the server's
+        `max_demand_items`, from `GET /v1/limits`; a server without that route: the shipped default)."""
+        if chunk is None:
+            try:
+                chunk = self.limits().max_demand_items
+            except NotFoundError:
+                chunk = DEFAULT_LIMITS["max_demand_items"]
         return [self.demand(item_ids=list(c), **fields) for c in _chunks(item_ids, chunk)]
 
     def close(self) -> None:
@@ -288,6 +337,7 @@ class AsyncEcomineClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.retry = retry
+        self._limits: LimitsResponse | None = None
         self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
 
     async def _run(self, call: _Call) -> Any:
@@ -299,7 +349,7 @@ class AsyncEcomineClient:
             done, value = _settle(call, resp, attempt, self.retry)
             if done:
                 return value
-            await asyncio.sleep(self.retry.delay(attempt))
+            await asyncio.sleep(value)
         raise AssertionError("unreachable")
 
     async def recommend(self, request: RecommendRequest | None = None, **fields: Any) -> RecommendResponse:
@@ -317,6 +367,12 @@ class AsyncEcomineClient:
     async def models(self) -> ModelsResponse:
         return await self._run(_Calls.models())
 
+    async def limits(self) -> LimitsResponse:
+        """The server's per-request limits (``GET /v1/limits``); fetched once, then remembered."""
+        if self._limits is None:
+            self._limits = await self._run(_Calls.limits())
+        return self._limits
+
     async def health(self) -> HealthResponse:
         return await self._run(_Calls.health())
 
@@ -330,7 +386,13 @@ class AsyncEcomineClient:
 
         return list(await asyncio.gather(*(one(u) for u in user_ids)))
 
-    async def demand_chunked(self, item_ids: Sequence[str], *, chunk: int = 500, **fields: Any) -> list[DemandResponse]:
+    async def demand_chunked(self, item_ids: Sequence[str], *, chunk: int | None = None, **fields: Any) -> list[DemandResponse]:
+        """As `EcomineClient.demand_chunked`: chunks of the server's `max_demand_items` by default."""
+        if chunk is None:
+            try:
+                chunk = (await self.limits()).max_demand_items
+            except NotFoundError:
+                chunk = DEFAULT_LIMITS["max_demand_items"]
         return [await self.demand(item_ids=list(c), **fields) for c in _chunks(item_ids, chunk)]
 
     async def aclose(self) -> None:

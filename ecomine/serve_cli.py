@@ -36,6 +36,7 @@ __all__ = [
     "down",
     "status",
     "check",
+    "hash_key",
     "summarize",
     "wait_running",
     "models_url",
@@ -48,7 +49,8 @@ ECOMINE_IMPORT_PATH = "ecomine.serve.app:build"
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 
 serve_app = typer.Typer(
-    help="Run a Serve config: `up` (serve deploy / serve run), `down`, `status`, `check`.", no_args_is_help=True
+    help="Run a Serve config: `up` (serve deploy / serve run), `down`, `status`, `check`, `hash-key`.",
+    no_args_is_help=True,
 )
 console = Console()
 
@@ -232,6 +234,19 @@ def refusal_line(app: str, refused: dict[str, Any]) -> str:
     kept = f"; still serving {refused['serving']}" if refused.get("serving") else ""
     return (f"application {app!r}: {refused['deployment']} refused version {refused.get('version')}{file}: "
             f"{refused['reason'][:400]}{kept}")
+
+
+@serve_app.command("hash-key")
+def hash_key() -> None:
+    """Read an API key on stdin and print what auth.api_keys takes for it ('sha256:<hex>')."""
+    import sys
+
+    from ecomine.serve.security import key_hash
+
+    key = sys.stdin.readline().strip()
+    if not key:
+        raise ServeConfigError("hash-key: no key on stdin (echo -n KEY | ecomine serve hash-key)")
+    typer.echo(key_hash(key))
 
 
 @serve_app.command("check")

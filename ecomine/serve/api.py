@@ -4,8 +4,11 @@ Shared by the server (``ecomine.serve`` validates requests with them and
 answers with them) and the client SDK (``ecomine.client`` builds them). Only
 pydantic is imported here: no Ray, no torch, so the client installs light.
 
-Requests forbid unknown fields (a typo such as ``exlude`` is a 422 naming it);
-responses ignore unknown fields, so an older client reads a newer server.
+Requests forbid unknown fields (a typo such as ``exlude`` is a 422 naming it)
+and take numbers and booleans strictly (``k: "10"``, ``quantity: true`` or
+``price: false`` are 422s naming the field, not silently coerced; an integer is
+a valid float); NaN and Infinity are refused with a message saying so.
+Responses ignore unknown fields, so an older client reads a newer server.
 The caps below are hard protocol limits; a deployment's ``limits`` (see
 ``ecomine.serve.config.Limits``) may set tighter ones, also answered with 422.
 """
@@ -16,7 +19,7 @@ import math
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 __all__ = [
     "API_PREFIX",
@@ -26,6 +29,9 @@ __all__ = [
     "HARD_MAX_HORIZON",
     "HARD_MAX_ORDERS",
     "HARD_MAX_LINES",
+    "DEFAULT_HORIZON",
+    "DEFAULT_LIMITS",
+    "LimitsResponse",
     "ItemId",
     "UserId",
     "Variant",
@@ -67,6 +73,13 @@ HARD_MAX_ITEMS = 10_000  # item ids in one demand call, or in one exclude list
 HARD_MAX_HORIZON = 366
 HARD_MAX_ORDERS = 1000
 HARD_MAX_LINES = 1000
+DEFAULT_HORIZON = 7  # periods of a demand forecast when neither the request nor the served model says
+# A deployment's per-request limits when its config sets none (ecomine.serve.config.Limits; the SDK's
+# defaults, e.g. demand_chunked's chunk, come from the same numbers or from GET /v1/limits).
+DEFAULT_LIMITS = {
+    "max_body_bytes": 262_144, "max_history": 500, "max_k": 100, "max_exclude": 1000, "max_demand_items": 200,
+    "max_horizon": 90, "max_orders": 100, "max_order_lines": 200,
+}
 
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -75,6 +88,18 @@ Variant = Literal["champion", "challenger"]
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _no_nan(value: object) -> object:
+    """Before the bounds are checked (whose message would say 'greater than or equal to 0')."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{'NaN' if math.isnan(value) else 'Infinity'} is not allowed: give a finite number")
+    return value
+
+
+# strict: a JSON number only (an integer is fine), never a bool or a string; finite
+Number = Annotated[float, BeforeValidator(_no_nan), Field(strict=True)]
+Count = Annotated[int, Field(strict=True)]  # a JSON integer only: not "10", not true, not 2.0
 
 
 class _Response(BaseModel):
@@ -96,12 +121,12 @@ class _WhoAndWhat(_Request):
         max_length=HARD_MAX_HISTORY,
         description="item ids, oldest first; when given it is used instead of the stored history",
     )
-    k: int = Field(10, ge=1, le=HARD_MAX_K, description="how many items to return")
+    k: Count = Field(10, ge=1, le=HARD_MAX_K, description="how many items to return")
     exclude: list[ItemId] = Field(
         default_factory=list, max_length=HARD_MAX_ITEMS, description="item ids never to return"
     )
     exclude_history: bool | None = Field(
-        None, description="leave out items already in the history (default: the model's training spec)"
+        None, strict=True, description="leave out items already in the history (default: the model's training spec)"
     )
     categories: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(
         None, min_length=1, max_length=1000, description="only items of these categories (needs a catalogue)"
@@ -143,18 +168,15 @@ class RecommendResponse(_Response):
 # --------------------------------------------------------------------------- demand
 
 
-def _finite(value: float, what: str) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value}")
-    return value
-
-
 class DemandRequest(_Request):
     """POST /v1/demand: quantile forecasts of units sold per period."""
 
     item_ids: list[ItemId] = Field(min_length=1, max_length=HARD_MAX_ITEMS)
-    horizon: int = Field(7, ge=1, le=HARD_MAX_HORIZON, description="periods ahead (the model's frequency)")
-    quantiles: list[float] = Field(
+    horizon: Count | None = Field(
+        None, ge=1, le=HARD_MAX_HORIZON,
+        description="periods ahead (the model's frequency); default: the served model's own horizon",
+    )
+    quantiles: list[Number] = Field(
         default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=19, description="each in (0, 1), distinct"
     )
 
@@ -162,7 +184,6 @@ class DemandRequest(_Request):
     @classmethod
     def _quantiles(cls, v: list[float]) -> list[float]:
         for q in v:
-            _finite(q, "quantile")
             if not 0.0 < q < 1.0:
                 raise ValueError(f"quantile {q} is not in (0, 1)")
         if len(set(v)) != len(v):
@@ -193,13 +214,8 @@ class DemandResponse(_Response):
 
 class OrderLine(_Request):
     item_id: ItemId
-    quantity: int = Field(1, ge=1, le=1_000_000)
-    price: float | None = Field(None, ge=0, description="unit price; unknown when omitted")
-
-    @field_validator("price")
-    @classmethod
-    def _price(cls, v: float | None) -> float | None:
-        return None if v is None else _finite(v, "price")
+    quantity: Count = Field(1, ge=1, le=1_000_000)
+    price: Number | None = Field(None, ge=0, description="unit price; unknown when omitted")
 
 
 class Order(_Request):
@@ -243,10 +259,12 @@ class InsightsRequest(_WhoAndWhat):
     largest among the candidates. A signal that is unavailable leaves its factor at 1.
     """
 
-    horizon: int = Field(7, ge=1, le=HARD_MAX_HORIZON, description="periods of demand to add up")
-    demand_weight: float = Field(0.5, ge=0, le=1)
-    risk_weight: float = Field(0.5, ge=0, le=1)
-    candidates: int | None = Field(
+    horizon: Count | None = Field(
+        None, ge=1, le=HARD_MAX_HORIZON, description="periods of demand to add up; default: the demand model's horizon"
+    )
+    demand_weight: Number = Field(0.5, ge=0, le=1)
+    risk_weight: Number = Field(0.5, ge=0, le=1)
+    candidates: Count | None = Field(
         None, ge=1, le=HARD_MAX_K, description="recommendations to re-rank (default: 3 * k, at least 20)"
     )
 
@@ -393,8 +411,21 @@ class DriftResponse(_Response):
     tasks: dict[str, dict[str, DriftWindow]] = Field(description="task -> arm (champion, challenger) -> window")
 
 
+class LimitsResponse(_Response):
+    """``GET /v1/limits``: the per-request limits this deployment enforces (413 / 422 above them)."""
+
+    max_body_bytes: int = DEFAULT_LIMITS["max_body_bytes"]
+    max_history: int = DEFAULT_LIMITS["max_history"]
+    max_k: int = DEFAULT_LIMITS["max_k"]
+    max_exclude: int = DEFAULT_LIMITS["max_exclude"]
+    max_demand_items: int = DEFAULT_LIMITS["max_demand_items"]
+    max_horizon: int = DEFAULT_LIMITS["max_horizon"]
+    max_orders: int = DEFAULT_LIMITS["max_orders"]
+    max_order_lines: int = DEFAULT_LIMITS["max_order_lines"]
+
+
 class HealthResponse(_Response):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded", "unavailable"]
     tasks: list[str]
     ecomine: str
     detail: dict[str, str] = Field(default_factory=dict)

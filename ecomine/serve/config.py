@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ecomine.serve.api import DEFAULT_LIMITS as _DEFAULT_LIMITS
 from ecomine.serve.traffic import TrafficPolicy
 from ecomine.storage import S3Options
 
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_LOADERS",
     "deployment_name",
     "arm_init_kwargs",
+    "admission_limit",
     "colocated_user_config",
     "MemberArgs",
     "ArmArgs",
@@ -234,23 +236,48 @@ class RiskArgs(_OptionalTaskArgs):
 class Limits(_Strict):
     """Per-request limits (tighter than the API's hard caps); breaking one is a 413 or 422 naming the field."""
 
-    max_body_bytes: int = Field(262_144, ge=1024, le=64 * 1024 * 1024)
-    max_history: int = Field(500, ge=1, le=10_000)
-    max_k: int = Field(100, ge=1, le=1000)
-    max_exclude: int = Field(1000, ge=0, le=10_000)
-    max_demand_items: int = Field(200, ge=1, le=10_000)
-    max_horizon: int = Field(90, ge=1, le=366)
-    max_orders: int = Field(100, ge=1, le=1000)
-    max_order_lines: int = Field(200, ge=1, le=1000)
+    max_body_bytes: int = Field(_DEFAULT_LIMITS["max_body_bytes"], ge=1024, le=64 * 1024 * 1024)
+    max_history: int = Field(_DEFAULT_LIMITS["max_history"], ge=1, le=10_000)
+    max_k: int = Field(_DEFAULT_LIMITS["max_k"], ge=1, le=1000)
+    max_exclude: int = Field(_DEFAULT_LIMITS["max_exclude"], ge=0, le=10_000)
+    max_demand_items: int = Field(_DEFAULT_LIMITS["max_demand_items"], ge=1, le=10_000)
+    max_horizon: int = Field(_DEFAULT_LIMITS["max_horizon"], ge=1, le=366)
+    max_orders: int = Field(_DEFAULT_LIMITS["max_orders"], ge=1, le=1000)
+    max_order_lines: int = Field(_DEFAULT_LIMITS["max_order_lines"], ge=1, le=1000)
+
+
+_KEY_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class AuthArgs(_Strict):
-    """Bearer API keys for ``/v1/*``: from here and/or an environment variable of the ingress replica."""
+    """Bearer API keys for ``/v1/*``: from an environment variable or a file of the ingress replica;
+    inline keys only as sha256 hashes (a plain key in ``args`` shows in Ray's controller log).
+    No key anywhere means no authentication, and the ingress logs a warning line saying so."""
 
-    api_keys: list[SecretStr] = Field(default_factory=list, description="accepted keys (prefer the env variable)")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # an error never echoes a key
+
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="sha256 hashes of accepted keys, 'sha256:<64 hex>' (`ecomine serve hash-key` prints one)",
+    )
     api_keys_env: str | None = Field(
         "ECOMINE_API_KEYS", description="env variable with comma-separated keys; unset or empty: no keys from env"
     )
+    api_keys_file: str | None = Field(
+        None, description="a file with one key per line (e.g. a mounted Kubernetes secret), read by the ingress"
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for n, key in enumerate(keys):
+            if not _KEY_HASH.fullmatch(key.get_secret_value()):
+                raise ValueError(
+                    f"key {n} is not a sha256 hash: inline keys are written 'sha256:<64 hex>' (`ecomine serve "
+                    "hash-key` prints one), since a plain key in args shows in Ray's controller log; put plain "
+                    "keys in api_keys_env or api_keys_file"
+                )
+        return keys
 
 
 class IngressArgs(_Strict):
@@ -268,6 +295,58 @@ class IngressArgs(_Strict):
     max_queued_requests: int = Field(-1, ge=-1)
     runtime_env: dict[str, Any] | None = None
     model_timeout_s: float = Field(30.0, gt=0, description="longest wait for a model deployment's answer")
+    max_in_flight: int | None = Field(
+        None, ge=0,
+        description="prediction requests (POST /v1/*) inside one ingress replica at once; more are answered at "
+        "once with a JSON 503 and Retry-After, before their body is read. Unset: what the model arms can hold "
+        "(see admission_limit); 0 turns it off (Serve's own queue limits then answer overload)",
+    )
+    retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After (seconds) of an overload 503")
+    shed_hold_s: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="an overload 503 is sent after this long (0: at once), so callers that retry at once "
+        "without reading Retry-After come back at most 1/shed_hold_s times a second",
+    )
+
+    @model_validator(mode="after")
+    def _admission(self) -> IngressArgs:
+        if self.max_in_flight and self.max_in_flight >= self.max_ongoing_requests:
+            raise ValueError(
+                f"max_in_flight ({self.max_in_flight}) must be below max_ongoing_requests ({self.max_ongoing_requests}): "
+                "Serve queues what the replica does not take, and its own queue-limit 503s (text/plain, no "
+                "Retry-After, slow) would answer the overload instead"
+            )
+        return self
+
+
+def _replicas(res: ModelResources) -> int:
+    if res.autoscaling_config is not None:
+        return int(res.autoscaling_config.get("max_replicas") or 1)
+    return res.num_replicas if isinstance(res.num_replicas, int) else 1
+
+
+def admission_limit(args: AppArgs) -> int | None:
+    """The in-flight limit of one ingress replica (``ingress.max_in_flight``); None: admission off.
+
+    Unset, it is what the models can hold at once: the largest ``max_ongoing_requests`` x
+    replicas (autoscaling: ``max_replicas``) among the tasks, shared by the ingress replicas
+    (autoscaling: ``min_replicas`` of them; colocated: one task's ``max_ongoing_requests`` per ingress replica, whose arms they are),
+    and always below the ingress's own ``max_ongoing_requests``.
+    """
+    ing = args.ingress
+    if ing.max_in_flight == 0:
+        return None
+    if ing.max_in_flight is not None:
+        return ing.max_in_flight
+    tasks = args.tasks().values()
+    if ing.colocate:
+        limit = max(t.resources.max_ongoing_requests for t in tasks)
+    else:
+        ingress_replicas = int((ing.autoscaling_config or {}).get("min_replicas") or 1) if ing.autoscaling_config \
+            else (ing.num_replicas if isinstance(ing.num_replicas, int) else 1)
+        held = max(t.resources.max_ongoing_requests * _replicas(t.resources) for t in tasks)
+        limit = -(-held // max(1, ingress_replicas))
+    return max(1, min(limit, ing.max_ongoing_requests - 1)) if ing.max_ongoing_requests > 1 else 1
 
 
 def arm_init_kwargs(args: AppArgs, task: str, arm: str) -> dict[str, Any]:
@@ -302,14 +381,21 @@ class ObservabilityArgs(_Strict):
         "ECOMINE_USER_HASH_SALT", description="env variable holding the secret salt of logged user-id hashes"
     )
     shadow_keep: int = Field(50, ge=1, le=10_000, description="shadow comparisons kept for GET /v1/models")
+    require_salt: bool = Field(
+        False, description="refuse to start when the salt variable is unset (production); false: a random "
+        "per-replica salt and a warning line",
+    )
 
 
 class AppArgs(_Strict):
     """``args:`` of ``import_path: ecomine.serve.app:build``.
 
     Only ``registry`` and ``recommend`` are required; ``demand`` and ``risk`` are
-    optional (their routes answer 503 until configured).
+    optional (their routes answer 503 until configured). A validation error names the
+    field and never echoes the input (args carry keys; Ray prints the error in its logs).
     """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     registry: str = Field(description="registry root: a folder (relative: to the cluster's working dir) or s3://")
     s3: S3Options | None = Field(None, description="S3 client options (default: the AWS environment)")

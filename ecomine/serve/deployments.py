@@ -35,6 +35,7 @@ from ecomine.serve.runtime import (
     TASKS,
     ModelLoadError,
     ModelState,
+    demand_horizon,
     demand_job,
     finish_demand,
     finish_recommend,
@@ -177,6 +178,12 @@ class _ModelServer:
         if self._state is None:
             raise RuntimeError(f"{self.name}: no model loaded" + (f" ({self._last_error})" if self._last_error else ""))
 
+    async def ready(self) -> dict[str, Any]:
+        """Readiness of this replica (``GET /readyz``): a model is loaded. Cheap: no drift report."""
+        state = self._state
+        return {"deployment": self.name, "ready": state is not None,
+                "detail": state.label if state is not None else (self._last_error or "loading")}
+
     async def info(self) -> dict[str, Any]:
         """What this replica serves (the ``ArmInfo`` of ``GET /v1/models``)."""
         state, settings = self._state, self._settings
@@ -280,6 +287,7 @@ class _ModelServer:
         """A ``DemandRequest`` dict -> forecasts for every item (cold-start ones flagged), or
         ``{"error": ...}`` for a horizon beyond the model's."""
         state = self._current("demand")
+        req = {**req, "horizon": demand_horizon(state, req.get("horizon"))}  # unset: the model's own
         try:
             job = demand_job(state, req)
         except Rejected as exc:

@@ -9,9 +9,13 @@ looks up stored user histories, hands each call to the task's router
 request (``ecomine.serve.observability``). The FastAPI app is built in the
 replica (``__serve_build_asgi_app__``), from the app's args, never at import.
 
-Status codes: 200; 401 (API key); 413 (body size); 422 (invalid input: the
-``detail`` names the field); 503 (a task not configured, or its model
-unavailable); 504 (a model did not answer in ``ingress.model_timeout_s``).
+Status codes: 200; 400 (a body that is not UTF-8 or nests too deep, saying
+which); 401 (API key); 413 (body size); 415 (a Content-Type other than JSON);
+422 (invalid input: the
+``detail`` names the field); 503 (a task not configured, its model
+unavailable, or ``ingress.max_in_flight`` requests in flight already: then with
+``Retry-After``, answered before the body is read); 504 (a model did not answer
+in ``ingress.model_timeout_s``).
 """
 
 import asyncio
@@ -36,6 +40,7 @@ from ecomine.serve.api import (
     HealthResponse,
     InsightsRequest,
     InsightsResponse,
+    LimitsResponse,
     ModelsResponse,
     RecommendRequest,
     RecommendResponse,
@@ -43,20 +48,22 @@ from ecomine.serve.api import (
     RiskResponse,
 )
 from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
-from ecomine.serve.config import AppArgs
+from ecomine.serve.config import AppArgs, admission_limit
 from ecomine.serve.insights import NOT_CONFIGURED, compose
-from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt
+from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt, warn_event
 from ecomine.serve.router import HTTPError, TaskRouter, short
 from ecomine.serve.runtime import reconfigure_failure
-from ecomine.serve.security import GuardMiddleware, resolve_api_keys
+from ecomine.serve.security import AdmissionMiddleware, GuardMiddleware, resolve_api_keys
 from ecomine.serve.traffic import routing_key
 
 __all__ = ["Ingress", "NOT_CONFIGURED"]
 
 _ROUTES = (
     f"{API_PREFIX}/recommend", f"{API_PREFIX}/demand", f"{API_PREFIX}/risk", f"{API_PREFIX}/insights",
-    f"{API_PREFIX}/models", f"{API_PREFIX}/drift", "/healthz", "/docs", "/openapi.json",
+    f"{API_PREFIX}/models", f"{API_PREFIX}/drift", f"{API_PREFIX}/limits", "/healthz", "/readyz", "/docs",
+    "/openapi.json",
 )
+_PROBES = ("/healthz", "/readyz")  # not logged line by line
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RECOMMEND_FIELDS = tuple(RecommendResponse.model_fields)
 
@@ -68,6 +75,52 @@ def _invalid(loc: list[Any], msg: str) -> RequestValidationError:
 def _limit(value: int, limit: int, loc: list[Any], what: str) -> None:
     if value > limit:
         raise _invalid(loc, f"{value} {what} exceed this deployment's limit of {limit}")
+
+
+# (schema, property, JSON-schema keyword, Limits field): what the deployment enforces below the API's hard caps
+_ENFORCED = [
+    (schema, prop, key, limit)
+    for schema in ("RecommendRequest", "InsightsRequest")
+    for prop, key, limit in (("k", "maximum", "max_k"), ("history", "maxItems", "max_history"),
+                             ("exclude", "maxItems", "max_exclude"))
+] + [
+    ("InsightsRequest", "horizon", "maximum", "max_horizon"), ("InsightsRequest", "candidates", "maximum", "max_k"),
+    ("DemandRequest", "item_ids", "maxItems", "max_demand_items"), ("DemandRequest", "horizon", "maximum", "max_horizon"),
+    ("RiskRequest", "orders", "maxItems", "max_orders"), ("Order", "lines", "maxItems", "max_order_lines"),
+]
+
+
+def _cap(prop: dict[str, Any], key: str, value: int) -> None:
+    for node in [prop, *prop.get("anyOf", [])]:
+        if key in node:
+            node[key] = min(node[key], value)
+
+
+def _openapi(app: FastAPI, args: AppArgs, keys: bool) -> dict[str, Any]:
+    """FastAPI's schema with this deployment's limits in place of the API's hard caps, and the
+    API key as a Bearer ``securitySchemes`` entry (required on ``/v1`` routes when keys are set)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    limits = args.limits.model_dump()
+    components = schema.setdefault("components", {})
+    for name, prop, key, limit in _ENFORCED:
+        found = components.get("schemas", {}).get(name, {}).get("properties", {}).get(prop)
+        if found is not None:
+            _cap(found, key, limits[limit])
+    components["securitySchemes"] = {"apiKey": {
+        "type": "http", "scheme": "bearer",
+        "description": "an API key: 'Authorization: Bearer <key>' (auth.api_keys_env / auth.api_keys_file)",
+    }}
+    if keys:
+        for path, ops in schema.get("paths", {}).items():
+            if path.startswith(API_PREFIX + "/"):
+                for op in ops.values():
+                    op["security"] = [{"apiKey": []}]
+    app.openapi_schema = schema
+    return schema
 
 
 class _ObserveMiddleware:
@@ -121,10 +174,15 @@ class Ingress:
         # colocated arms load in the first reconfigure (the replica's start); otherwise it serves already
         self._configured = self._local is None
         self.metrics = ServeMetrics()
-        self.salt = resolve_salt(self.args.observability.user_hash_salt_env)
+        self.max_in_flight = admission_limit(self.args)
+        obs, auth = self.args.observability, self.args.auth
+        self.salt = resolve_salt(obs.user_hash_salt_env, required=obs.require_salt)
         self.keys = resolve_api_keys(
-            [k.get_secret_value() for k in self.args.auth.api_keys], self.args.auth.api_keys_env
+            [k.get_secret_value() for k in auth.api_keys], auth.api_keys_env, file=auth.api_keys_file
         )
+        if not self.keys:
+            warn_event("auth_off", reason=f"no API keys (auth.api_keys, ${auth.api_keys_env or '-'}, "
+                       f"auth.api_keys_file): every /v1 route is open to whoever reaches this port")
         self.routers = {
             task: TaskRouter(
                 task, task_args, handles[task], timeout_s=self.args.ingress.model_timeout_s, salt=self.salt,
@@ -183,7 +241,7 @@ class Ingress:
         self.metrics.request(route, status, state.get("model") or "-", state.get("variant") or "-", ms)
         if state.get("fallback_code"):
             self.metrics.fallback(route, state["fallback_code"])
-        if self.args.observability.log_requests and route != "/healthz":
+        if self.args.observability.log_requests and route not in _PROBES:
             log_event(
                 "request", route=route, method=scope.get("method"), status=status, ms=round(ms, 2),
                 request_id=state.get("request_id"), user=state.get("user"), variant=state.get("variant"),
@@ -243,7 +301,8 @@ class Ingress:
         router = self._router("demand")
         limits = self.args.limits
         _limit(len(req.item_ids), limits.max_demand_items, ["body", "item_ids"], "item ids")
-        _limit(req.horizon, limits.max_horizon, ["body", "horizon"], "periods (horizon)")
+        if req.horizon is not None:  # unset: the served model's own horizon
+            _limit(req.horizon, limits.max_horizon, ["body", "horizon"], "periods (horizon)")
         self._who(request, None)
         result, arm = await router.call(
             "forecast", req.model_dump(), key=routing_key(None, req.item_ids),
@@ -273,7 +332,8 @@ class Ingress:
 
     async def insights(self, req: InsightsRequest, request: Request) -> dict[str, Any]:
         limits = self.args.limits
-        _limit(req.horizon, limits.max_horizon, ["body", "horizon"], "periods (horizon)")
+        if req.horizon is not None:
+            _limit(req.horizon, limits.max_horizon, ["body", "horizon"], "periods (horizon)")
         if req.candidates is not None:
             _limit(req.candidates, limits.max_k, ["body", "candidates"], "candidates")
         pool = req.candidates or min(limits.max_k, max(3 * req.k, 20))
@@ -304,6 +364,15 @@ class Ingress:
             "last_reconfigure_error": self._reconfigure_error,
         }
 
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Every configured arm has a model loaded (``GET /readyz``); the body names those that do not."""
+        found = await asyncio.gather(*(r.readiness() for r in self.routers.values()))
+        arms = {name: r for per_task in found for name, r in per_task.items()}
+        ready = bool(arms) and all(r["ready"] for r in arms.values())
+        not_ready = {name: str(r.get("detail")) for name, r in arms.items() if not r["ready"]}
+        return ready, {"status": "ok" if ready else "unavailable", "tasks": list(self.routers),
+                       "ecomine": ecomine.__version__, "detail": not_ready}
+
     async def drift(self) -> dict[str, Any]:
         windows = await asyncio.gather(*(r.drift_windows() for r in self.routers.values()))
         return {"tasks": dict(zip(self.routers, windows))}
@@ -321,9 +390,13 @@ class Ingress:
             redoc_url=None,
         )
         errors = {
+            400: {"model": ErrorResponse, "description": "the body is not UTF-8, or nests deeper than 32 levels "
+                  "(detail says which); or a Content-Length that is no byte count"},
             401: {"model": ErrorResponse, "description": "missing or invalid API key"},
+            415: {"model": ErrorResponse, "description": "a Content-Type other than application/json"},
             413: {"model": ErrorResponse, "description": "request body too large"},
-            503: {"model": ErrorResponse, "description": "task not configured or model unavailable"},
+            503: {"model": ErrorResponse, "description": "task not configured, model unavailable, or overloaded "
+                  "(ingress.max_in_flight requests in flight: Retry-After says when to try again)"},
             504: {"model": ErrorResponse, "description": "the model did not answer in time"},
         }
 
@@ -384,11 +457,30 @@ class Ingress:
             """Each arm's live drift window: samples of its request features (what `ecomine monitor` reads)."""
             return await ingress.drift()
 
+        @app.get(f"{API_PREFIX}/limits", response_model=LimitsResponse, responses=errors, tags=["operations"])
+        async def limits() -> dict[str, Any]:
+            """The per-request limits this deployment enforces (the SDK sizes its chunks by them)."""
+            return ingress.args.limits.model_dump()
+
         @app.get("/healthz", response_model=HealthResponse, tags=["operations"])
         async def healthz() -> dict[str, Any]:
-            """Liveness of the ingress and the tasks it routes to (no API key needed)."""
+            """Liveness: the ingress answers (no API key needed; says nothing about the models, see /readyz)."""
             return {"status": "ok", "tasks": list(ingress.routers), "ecomine": ecomine.__version__}
+
+        @app.get("/readyz", response_model=HealthResponse, tags=["operations"],
+                 responses={503: {"model": HealthResponse, "description": "an arm has no model loaded (detail names it)"}})
+        async def readyz() -> JSONResponse:
+            """Readiness: 200 once every configured arm has a model loaded, else 503 naming the arms that do not."""
+            ready, body = await ingress.readiness()
+            return JSONResponse(body, status_code=200 if ready else 503)
+
+        app.openapi = lambda: _openapi(app, ingress.args, bool(ingress.keys))  # type: ignore[method-assign]
 
         app.add_middleware(GuardMiddleware, keys=self.keys, max_body_bytes=self.args.limits.max_body_bytes)
         app.add_middleware(_ObserveMiddleware, ingress=self)
+        if self.max_in_flight is not None:  # outermost: a refused request costs no request id, log line or parse
+            app.add_middleware(
+                AdmissionMiddleware, max_in_flight=self.max_in_flight, retry_after_s=self.args.ingress.retry_after_s,
+                hold_s=self.args.ingress.shed_hold_s, on_shed=self.metrics.shed,
+            )
         return app

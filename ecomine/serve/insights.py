@@ -31,10 +31,11 @@ def _signal(task: str, routers: dict[str, TaskRouter], answers: dict[str, Any]) 
     got = answers[task]
     if isinstance(got, BaseException):
         detail = got.detail if isinstance(got, HTTPError) else f"{type(got).__name__}: {short(got)}"
-        return {"status": "error", "detail": str(detail)}, None
+        return {"status": "error", "detail": f"{task}: {detail}"}, None
     answer = got[0]
-    if "error" in answer:  # e.g. a horizon beyond the demand model's
-        return {"status": "error", "detail": answer["error"]["msg"]}, None
+    if "error" in answer:  # e.g. a horizon beyond the demand model's: name the field and why
+        loc = [str(p) for p in answer["error"].get("loc", []) if p != "body"]
+        return {"status": "error", "detail": f"{task}: {'.'.join(loc) + ': ' if loc else ''}{answer['error']['msg']}"}, None
     return {"status": "used", "model": answer.get("model")}, answer
 
 

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
 from typing import Any
 
 __all__ = [
@@ -36,26 +37,38 @@ __all__ = [
     "hash_user_id",
     "resolve_salt",
     "log_event",
+    "warn_event",
     "ServeMetrics",
 ]
 
 LOGGER_NAME = "ray.serve.ecomine"
-DEFAULT_SALT = "ecomine-user-hash"
+DEFAULT_SALT = "ecomine-user-hash"  # public: never used to hash (kept for readers of old logs)
 _LATENCY_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 _BATCH = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 _AGREEMENT = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99]
 
 
-def resolve_salt(env_name: str | None, environ: dict[str, str] | None = None) -> str:
-    """The user-hash salt: the value of ``env_name`` when set, else ``DEFAULT_SALT``.
+def resolve_salt(env_name: str | None, environ: dict[str, str] | None = None, *, required: bool = False) -> str:
+    """The user-hash salt: the value of ``env_name`` when set.
 
-    With the default salt, hashes of guessable ids (``12345``) can be reversed by
-    trying ids; set a secret salt in production.
+    Unset, it fails closed: with ``required`` (``observability.require_salt``, set in
+    ``serve_configs/production.yaml``) a ValueError refuses to start; otherwise a random salt
+    is drawn for this replica (hashes then match only within one replica's lifetime, never
+    across replicas or restarts) and one warning line says so. The public ``DEFAULT_SALT`` is
+    never used: with it, hashes of guessable ids (``17850``) were reversed by trying every id.
     """
     env = os.environ if environ is None else environ
     if env_name and env.get(env_name):
         return env[env_name]
-    return DEFAULT_SALT
+    where = f"${env_name}" if env_name else "observability.user_hash_salt_env"
+    if required:
+        raise ValueError(
+            f"observability.user_hash_salt_env: {where} is unset, and observability.require_salt is true: "
+            "refusing to start; set a secret salt in the replicas' environment"
+        )
+    warn_event("user_hash_salt_random", reason=f"{where} is unset: logged user hashes use a random salt of this "
+               "replica (not comparable across replicas or restarts); set a secret salt")
+    return secrets.token_hex(16)
 
 
 def hash_user_id(user_id: str | None, salt: str) -> str | None:
@@ -77,6 +90,13 @@ def log_event(event: str, **fields: Any) -> str:
     """
     line = " ".join([f"ecomine.{event}", *(f"{k}={_format(v)}" for k, v in fields.items() if v is not None)])
     logging.getLogger(LOGGER_NAME).info(line)
+    return line
+
+
+def warn_event(event: str, **fields: Any) -> str:
+    """``log_event`` at WARNING: one line an operator should not miss."""
+    line = " ".join([f"ecomine.{event}", *(f"{k}={_format(v)}" for k, v in fields.items() if v is not None)])
+    logging.getLogger(LOGGER_NAME).warning(line)
     return line
 
 

@@ -156,6 +156,19 @@ class TaskRouter:
             out["shadow"] = self.recorder.summary()
         return out
 
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        """``{deployment: {ready, detail}}`` of each arm (an arm that does not answer in 5 s is not ready)."""
+        async def one(handle: Any, name: str) -> dict[str, Any]:
+            try:
+                return await asyncio.wait_for(_awaited(handle.ready.remote()), 5.0)
+            except Exception as exc:
+                return {"deployment": name, "ready": False, "detail": f"{type(exc).__name__}: {short(exc)}"}
+
+        arms = [one(self.champion, f"{self.task}-champion")]
+        if self.challenger is not None:
+            arms.append(one(self.challenger, f"{self.task}-challenger"))
+        return {r["deployment"]: r for r in await asyncio.gather(*arms)}
+
     async def drift_windows(self) -> dict[str, Any]:
         """Each arm's live drift window (``GET /v1/drift``)."""
         async def one(handle: Any, name: str) -> dict[str, Any]:

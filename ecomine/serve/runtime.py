@@ -55,6 +55,7 @@ __all__ = [
     "run_jobs",
     "plan_recommend",
     "finish_recommend",
+    "demand_horizon",
     "demand_job",
     "finish_demand",
     "risk_job",
@@ -434,9 +435,19 @@ def finish_recommend(state: ModelState, context: dict[str, Any], row: np.ndarray
     }
 
 
+def demand_horizon(state: ModelState, asked: int | None) -> int:
+    """The periods to forecast: what the request asked, else the served model's own horizon
+    (``max_horizon``; ``api.DEFAULT_HORIZON`` for a model that states none)."""
+    from ecomine.serve.api import DEFAULT_HORIZON
+
+    if asked is not None:
+        return int(asked)
+    return int(state.extra.get("max_horizon") or DEFAULT_HORIZON)
+
+
 def demand_job(state: ModelState, req: dict[str, Any]) -> tuple[list[str], int, list[float]]:
     """The forecast job; Rejected (422) for a horizon beyond what the model was trained for."""
-    horizon, limit = int(req["horizon"]), state.extra.get("max_horizon")
+    horizon, limit = demand_horizon(state, req.get("horizon")), state.extra.get("max_horizon")
     if limit is not None and horizon > limit:
         raise Rejected(
             ["body", "horizon"],
@@ -449,7 +460,7 @@ def finish_demand(state: ModelState, req: dict[str, Any], answer: dict[str, Any]
     return {
         **answer,
         "quantiles": list(req["quantiles"]),
-        "horizon": int(req["horizon"]),
+        "horizon": demand_horizon(state, req.get("horizon")),
         "freq": state.extra.get("freq"),
         "model": state.label,
         "versions": state.versions,

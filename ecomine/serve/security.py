@@ -1,27 +1,51 @@
-"""Protection in front of the ingress routes: API key and request body size.
+"""Protection in front of the ingress routes: admission (in-flight limit), API key, body size.
 
-Sits inside ``ecomine.serve`` as one ASGI middleware around the ingress app,
-so both checks run before FastAPI reads or validates anything (an unknown
+Sits inside ``ecomine.serve`` as ASGI middleware around the ingress app, so
+every check runs before FastAPI reads or validates anything (an unknown
 caller learns nothing about the API from validation errors). Ray-free.
 
-- API key: ``Authorization: Bearer <key>``, compared with ``hmac.compare_digest``
-  against every configured key (several keys allow rotation). Only paths under
+- Admission (``AdmissionMiddleware``, outermost): at most ``max_in_flight``
+  prediction requests (``POST /v1/*``) inside this replica at once; one more is
+  answered before its body is read, with a JSON 503 and ``Retry-After``, after
+  a short hold (``hold_s``, 50 ms by default). The hold is what keeps goodput
+  up against callers that retry at once, ignoring ``Retry-After``: an
+  immediate 503 sends such a caller straight back, and on 2 cores thousands of
+  refusals a second took the CPU from the admitted requests (the numbers are
+  in ``benchmarks/overload_bench.py``'s results); held, each refused caller
+  comes back at most ``1 / hold_s`` times a second.
+
+- API key: ``Authorization: Bearer <key>``; its sha256 is compared with
+  ``hmac.compare_digest`` against every configured key's (several keys allow
+  rotation; only digests are held). Only paths under
   ``/v1`` are protected; ``/healthz``, ``/docs`` and ``/openapi.json`` stay open
   for probes and readers. A missing or wrong key is a 401 with
   ``WWW-Authenticate: Bearer``.
 - Body size: a declared ``Content-Length`` above the limit is refused at once;
   a chunked body is counted as it arrives. Either way: 413, nothing parsed.
+- Body form (``POST /v1/*``): a ``Content-Type`` other than JSON is a 415; a
+  body that is not UTF-8, or that nests arrays/objects deeper than
+  ``max_depth``, a 400 whose ``detail`` says which and where, before the JSON
+  parser sees it (it would answer a generic 400, or recurse 10,000 levels).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-__all__ = ["resolve_api_keys", "bearer_ok", "GuardMiddleware"]
+__all__ = ["resolve_api_keys", "key_hash", "bearer_ok", "json_depth", "body_problem", "GuardMiddleware", "AdmissionMiddleware",
+           "OVERLOADED", "MAX_JSON_DEPTH"]
+
+MAX_JSON_DEPTH = 32  # the deepest request the API defines (risk: orders -> lines -> line) is 4
+_JSON_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+
+OVERLOADED = "overloaded: {n} requests in flight, this replica's limit (ingress.max_in_flight); retry after {s} s"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,21 +55,35 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def resolve_api_keys(
-    keys: Iterable[str] = (), env_name: str | None = None, environ: MutableMapping[str, str] | None = None
+    keys: Iterable[str] = (), env_name: str | None = None, environ: MutableMapping[str, str] | None = None,
+    file: str | None = None,
 ) -> list[bytes]:
-    """Every accepted key: those given plus a comma-separated list in ``$env_name``, if set.
-
-    No keys means no authentication.
-    """
+    """The sha256 digest of every accepted key: ``keys`` (``sha256:<hex>`` hashes, or plain keys),
+    a comma-separated list in ``$env_name``, and one key per line of ``file``. Only digests are
+    kept in memory. No keys means no authentication. A missing ``file`` is an OSError."""
     env = os.environ if environ is None else environ
-    found = [k for k in keys if k]
+    plain: list[str] = []
+    digests: list[bytes] = []
+    for k in keys:
+        if k.startswith("sha256:"):
+            digests.append(bytes.fromhex(k[len("sha256:"):]))
+        elif k:
+            plain.append(k)
     if env_name and env.get(env_name):
-        found.extend(part.strip() for part in env[env_name].split(",") if part.strip())
-    return [k.encode() for k in found]
+        plain.extend(part.strip() for part in env[env_name].split(",") if part.strip())
+    if file:
+        with open(file, encoding="utf-8") as f:
+            plain.extend(line.strip() for line in f if line.strip() and not line.startswith("#"))
+    return digests + [hashlib.sha256(k.encode()).digest() for k in plain]
+
+
+def key_hash(key: str) -> str:
+    """What ``auth.api_keys`` takes for ``key``: ``sha256:<64 hex>``."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def bearer_ok(header: str | None, keys: list[bytes]) -> bool:
-    """True when ``header`` is ``Bearer <one of keys>``; every key is compared in constant time."""
+    """True when ``header`` is ``Bearer <key>`` whose sha256 is one of ``keys``; compared in constant time."""
     if not keys:
         return True
     if not header:
@@ -53,11 +91,60 @@ def bearer_ok(header: str | None, keys: list[bytes]) -> bool:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return False
-    given = token.strip().encode()
+    given = hashlib.sha256(token.strip().encode()).digest()
     ok = False
     for key in keys:  # no early exit: timing does not tell which key (or whether any) matched
         ok |= hmac.compare_digest(given, key)
     return ok
+
+
+def json_depth(body: bytes, limit: int) -> int:
+    """How deep arrays/objects nest in ``body`` (strings skipped), counting only up to ``limit + 1``."""
+    if body.count(b"[") + body.count(b"{") <= limit:  # the common case, at C speed
+        return 0
+    depth = deepest = 0
+    in_string, skip = False, -1
+    for m in _JSON_STRUCTURE.finditer(body):
+        i = m.start()
+        if i == skip:
+            continue
+        c = body[i]
+        if in_string:
+            if c == 0x5C:  # backslash: the next byte is escaped
+                skip = i + 1
+            elif c == 0x22:
+                in_string = False
+        elif c == 0x22:
+            in_string = True
+        elif c in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif c in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def body_problem(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any] | None:
+    """The 400 ``detail`` entry for a JSON body that is not UTF-8 or nests too deep; None when fine."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return {"loc": ["body"], "msg": f"the body is not valid UTF-8: byte 0x{body[exc.start]:02x} at offset "
+                f"{exc.start} ({exc.reason})", "type": "invalid_utf8"}
+    if json_depth(body, max_depth) > max_depth:
+        return {"loc": ["body"], "msg": f"the body nests arrays/objects more than {max_depth} levels deep",
+                "type": "too_deep"}
+    return None
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return True  # no header: read as JSON, as FastAPI does
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -75,11 +162,13 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], headers: lis
 class GuardMiddleware:
     """ASGI middleware: API key on ``/v1/*``, then the body-size limit, then the app."""
 
-    def __init__(self, app: ASGIApp, *, keys: list[bytes], max_body_bytes: int, protected_prefix: str = "/v1") -> None:
+    def __init__(self, app: ASGIApp, *, keys: list[bytes], max_body_bytes: int, protected_prefix: str = "/v1",
+                 max_depth: int = MAX_JSON_DEPTH) -> None:
         self.app = app
         self.keys = keys
         self.max_body_bytes = max_body_bytes
         self.protected_prefix = protected_prefix
+        self.max_depth = max_depth
 
     def _relative_path(self, scope: Scope) -> str:
         path = scope.get("path", "")
@@ -94,7 +183,8 @@ class GuardMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path = self._relative_path(scope)
-        if self.keys and (path == self.protected_prefix or path.startswith(self.protected_prefix + "/")):
+        protected = path == self.protected_prefix or path.startswith(self.protected_prefix + "/")
+        if self.keys and protected:
             if not bearer_ok(headers.get("authorization"), self.keys):
                 await _send_json(
                     send, 401, {"detail": "missing or invalid API key: send 'Authorization: Bearer <key>'"},
@@ -116,6 +206,13 @@ class GuardMiddleware:
         if scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        checked = protected and scope.get("method") == "POST"
+        if checked and not _is_json(headers.get("content-type")):
+            await _send_json(send, 415, {"detail": [{
+                "loc": ["header", "content-type"], "type": "unsupported_media_type",
+                "msg": f"Content-Type {headers['content-type']!r} is not JSON: send 'Content-Type: application/json'",
+            }]})
+            return
         # Read the whole (bounded) body first, then replay it to the app.
         chunks: list[bytes] = []
         total = 0
@@ -131,7 +228,11 @@ class GuardMiddleware:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
-        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        whole = b"".join(chunks)
+        if checked and (problem := body_problem(whole, self.max_depth)) is not None:
+            await _send_json(send, 400, {"detail": [problem]})
+            return
+        replay = [{"type": "http.request", "body": whole, "more_body": False}]
 
         async def replay_receive() -> Message:
             if replay:
@@ -151,3 +252,58 @@ class GuardMiddleware:
                 }
             ]
         }
+
+
+class AdmissionMiddleware:
+    """ASGI middleware: at most ``max_in_flight`` ``POST`` requests under ``/v1`` at once (the rest: 503).
+
+    A refused request gets ``{"detail": ..., "request_id": null}`` (``ErrorResponse``) with
+    ``Retry-After: retry_after_s`` after ``hold_s`` seconds (0: at once); its body is never read. ``on_shed(path)`` is called for
+    each refusal (metrics). Other methods and paths (probes, ``/v1/models``, docs) always pass.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_in_flight: int, retry_after_s: int = 1, hold_s: float = 0.05,
+        protected_prefix: str = "/v1", on_shed: Callable[[str], None] | None = None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self.app = app
+        self.hold_s = hold_s
+        self.max_in_flight = max_in_flight
+        self.retry_after_s = retry_after_s
+        self.protected_prefix = protected_prefix
+        self.on_shed = on_shed
+        self.in_flight = 0  # one event loop per replica: a plain counter, no lock
+        self._body = json.dumps(
+            {"detail": OVERLOADED.format(n=max_in_flight, s=retry_after_s), "request_id": None}
+        ).encode()
+        self._headers = [
+            (b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode()),
+            (b"retry-after", str(retry_after_s).encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        root = scope.get("root_path", "") or ""
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if not path.startswith(self.protected_prefix + "/"):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            if self.hold_s > 0:  # not counted in flight: a held refusal costs a timer, no model time
+                await asyncio.sleep(self.hold_s)
+            await send({"type": "http.response.start", "status": 503, "headers": self._headers})
+            await send({"type": "http.response.body", "body": self._body})
+            if self.on_shed is not None:
+                self.on_shed(path)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -68,6 +68,39 @@ def test_503_and_connection_errors_are_retried() -> None:
     assert len(calls) == 3
 
 
+def test_retry_after_on_503_and_429_is_honoured_and_capped() -> None:
+    times: list[float] = []
+    script = [(503, {"detail": "overloaded"}, {"Retry-After": "1"}), (429, {"detail": "slow down"}, {"Retry-After": "7"}),
+              (200, OK, {})]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        import time
+
+        times.append(time.monotonic())
+        status, body, headers = script[len(times) - 1]
+        return httpx.Response(status, json=body, headers=headers)
+
+    # backoff alone would wait ~1 ms; the server's Retry-After (capped at 0.05 s here) decides
+    retry = Retry(attempts=3, backoff=0.001, max_backoff=0.002, max_retry_after=0.05)
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=retry) as c:
+        assert c.recommend(history=["A"]).model == "recommend/v1"
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(gaps) == 2 and all(0.05 <= g < 0.5 for g in gaps), gaps
+
+
+def test_retry_delay_reads_the_server_and_caps_it() -> None:
+    from ecomine.client import _retry_after
+
+    r = Retry(max_retry_after=10.0)
+    assert 3.0 <= r.delay(0, 3.0) <= 3.3 and 10.0 <= r.delay(0, 100.0) <= 11.0
+    assert r.delay(0) <= 0.2
+    assert _retry_after(httpx.Response(503, headers={"Retry-After": "2"})) == 2.0
+    assert _retry_after(httpx.Response(503, headers={"Retry-After": "soon"})) is None
+    assert _retry_after(httpx.Response(503)) is None
+    dated = _retry_after(httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}))
+    assert dated == 0.0  # a date in the past: retry at once
+
+
 def test_retries_run_out() -> None:
     handle, calls = _handler([httpx.ConnectError("refused")])
     with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c, pytest.raises(TransportError):
@@ -120,3 +153,35 @@ def test_public_all_is_complete() -> None:
 
     public = {n for n in dir(mod) if not n.startswith("_") and getattr(getattr(mod, n), "__module__", "") == mod.__name__}
     assert public <= set(mod.__all__)
+
+
+def test_demand_chunks_default_to_the_servers_limit() -> None:
+    from ecomine.serve.api import DEFAULT_LIMITS
+
+    seen: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/limits":
+            return httpx.Response(200, json={**DEFAULT_LIMITS, "max_demand_items": 7})
+        import json
+
+        n = len(json.loads(request.content)["item_ids"])
+        seen.append(n)
+        return httpx.Response(200, json={"quantiles": [0.5], "horizon": 1, "forecasts": [], "model": "m", "versions": []})
+
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c:
+        c.demand_chunked([f"I{i}" for i in range(20)])
+    assert seen == [7, 7, 6]
+
+    def old_server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/limits":
+            return httpx.Response(404, json={"detail": "Not Found"})
+        import json
+
+        seen.append(len(json.loads(request.content)["item_ids"]))
+        return httpx.Response(200, json={"quantiles": [0.5], "horizon": 1, "forecasts": [], "model": "m", "versions": []})
+
+    seen.clear()
+    with EcomineClient(transport=httpx.MockTransport(old_server), retry=FAST) as c:
+        c.demand_chunked([f"I{i}" for i in range(450)])
+    assert seen == [200, 200, 50] and DEFAULT_LIMITS["max_demand_items"] == 200

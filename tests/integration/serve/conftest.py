@@ -22,10 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
+from ecomine.serve.security import key_hash
 from tests.integration.serve.registry_setup import ServingData, build_serving_data
 
 STANDIN = "tests.integration.serve.standin_models"
 API_KEY = "test-key-5b0d"
+FILE_KEY = "file-key-93e1c7"  # a second key, in auth.api_keys_file (what a mounted secret looks like)
 REPO = Path(__file__).resolve().parents[3]
 # Replicas are tiny here: 0.1 CPU each keeps the whole package under 1 logical CPU.
 SMALL = {"num_cpus": 0.1, "max_ongoing_requests": 32}
@@ -69,6 +71,12 @@ def serve_base(ray_session) -> str:
     serve.shutdown()
 
 
+def api_keys_file(data: ServingData) -> Path:
+    path = data.registry.parent / "api-keys"
+    path.write_text(f"# one key per line\n{FILE_KEY}\n")
+    return path
+
+
 def full_args(data: ServingData) -> dict[str, Any]:
     return {
         "registry": str(data.registry),
@@ -83,7 +91,8 @@ def full_args(data: ServingData) -> dict[str, Any]:
         "demand": {"champion": {"version": data.dem_a}, "loader": f"{STANDIN}:load_forecaster", "resources": SMALL},
         "risk": {"champion": {"version": data.risk_a}, "loader": f"{STANDIN}:load_risk_model", "resources": SMALL},
         "limits": {"max_k": 50, "max_history": 100, "max_demand_items": 20, "max_body_bytes": 16384, "max_orders": 5},
-        "auth": {"api_keys": [API_KEY], "api_keys_env": None},
+        # inline keys are hashes only; the file holds a plain key, read by the ingress replica
+        "auth": {"api_keys": [key_hash(API_KEY)], "api_keys_env": None, "api_keys_file": str(api_keys_file(data))},
         "ingress": {"num_cpus": 0.05},
     }
 

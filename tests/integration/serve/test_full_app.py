@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 
 import httpx
 import pytest
 
 from ecomine.serve.api import DemandResponse, InsightsResponse, RecommendResponse, RiskResponse, ScoredItem
-from tests.integration.serve.conftest import API_KEY, ServeTarget, serve_log_lines
+from tests.integration.serve.conftest import API_KEY, FILE_KEY, ServeTarget, serve_log_lines
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +122,41 @@ def test_malformed_json_oversized_body_and_wrong_content_type(full: ServeTarget)
     r = httpx.post(full.url + "/v1/recommend", content=chunks(), headers={**full.headers, "content-type": "application/json"})
     assert r.status_code == 413
     r = httpx.post(full.url + "/v1/recommend", content=b"user_id=u", headers={**full.headers, "content-type": "text/plain"})
-    assert r.status_code == 422
+    assert r.status_code == 415 and r.json()["detail"][0]["loc"] == ["header", "content-type"]
+
+
+def test_strict_contracts_name_what_failed(full: ServeTarget, serving_data) -> None:
+    json_headers = {**full.headers, "content-type": "application/json"}
+    item = serving_data.items[0]
+    for route, body, loc in [
+        ("/v1/risk", {"orders": [{"lines": [{"item_id": item, "price": False}]}]}, ["body", "orders", 0, "lines", 0, "price"]),
+        ("/v1/risk", {"orders": [{"lines": [{"item_id": item, "quantity": True}]}]}, ["body", "orders", 0, "lines", 0, "quantity"]),
+        ("/v1/recommend", {"user_id": "u", "k": "10"}, ["body", "k"]),
+        ("/v1/demand", {"item_ids": [item], "horizon": True}, ["body", "horizon"]),
+    ]:
+        r = full.post(route, body)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, (body, r.text)
+    r = httpx.post(full.url + "/v1/risk", content=b'{"orders": [{"lines": [{"item_id": "a", "price": NaN}]}]}', headers=json_headers)
+    assert r.status_code == 422 and "NaN is not allowed" in r.json()["detail"][0]["msg"], r.text
+    r = httpx.post(full.url + "/v1/recommend", content=b'{"user_id": "\xff"}', headers=json_headers)
+    assert r.status_code == 400 and "not valid UTF-8" in r.json()["detail"][0]["msg"]
+    r = httpx.post(full.url + "/v1/recommend", content=b"[" * 5000 + b"]" * 5000, headers=json_headers)
+    assert r.status_code == 400 and "levels deep" in r.json()["detail"][0]["msg"]
+    # the default horizon is the served model's (the stand-in's 28), not a fixed 7
+    r = full.post("/v1/demand", {"item_ids": [item]})
+    assert r.status_code == 200 and r.json()["horizon"] == 28, r.text
+    limits = full.get("/v1/limits").json()
+    assert limits["max_demand_items"] == 20 and limits["max_k"] == 50
+    spec = httpx.get(full.url + "/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert spec["paths"]["/v1/recommend"]["post"]["security"] == [{"apiKey": []}]
+    assert {"400", "415"} <= set(spec["paths"]["/v1/recommend"]["post"]["responses"])
+    schemas = spec["components"]["schemas"]
+    assert schemas["RecommendRequest"]["properties"]["k"]["maximum"] == 50  # enforced, not the hard cap (1000)
+    assert schemas["DemandRequest"]["properties"]["item_ids"]["maxItems"] == 20
+    assert schemas["Order"]["properties"]["lines"]["maxItems"] == 200
+    ready = httpx.get(full.url + "/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok" and ready.json()["detail"] == {}
 
 
 JUNK = [
@@ -296,3 +331,26 @@ def test_request_logs_hash_the_user_id(full: ServeTarget, serving_data) -> None:
     assert lines and all("user=u_" in line for line in lines if "user=" in line)
     everything = serve_log_lines("full", "Ingress", "", timeout_s=0)
     assert not any(user in line for line in everything)
+
+
+def test_no_secret_reaches_the_serve_logs(full: ServeTarget, lean: ServeTarget) -> None:
+    """Every Serve log of the session (controller, proxy, every replica) is free of the keys the apps
+    were given; the open app and the salt-less apps said so in one warning line each."""
+    from pathlib import Path
+
+    import ray
+
+    r = httpx.post(full.url + "/v1/recommend", json={"user_id": "u"}, headers={"Authorization": f"Bearer {FILE_KEY}"})
+    assert r.status_code == 200, r.text  # the key from auth.api_keys_file is accepted
+    assert full.post("/v1/recommend", {"user_id": "u"}).status_code == 200  # and the inline hash's key
+    logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path()) / "serve"
+    files = sorted(p for p in logs.glob("*.log"))
+    assert any(p.name.startswith("controller_") for p in files) and any("_full_Ingress_" in p.name for p in files)
+    time.sleep(1.0)  # buffered replica logs
+    for path in files:
+        text = path.read_text(errors="replace")
+        for secret in (API_KEY, FILE_KEY):
+            assert secret not in text, f"{secret!r} in {path.name}"
+    assert serve_log_lines("lean", "Ingress", "ecomine.auth_off", timeout_s=5)
+    assert not serve_log_lines("full", "Ingress", "ecomine.auth_off", timeout_s=0)
+    assert serve_log_lines("full", "Ingress", "ecomine.user_hash_salt_random", timeout_s=5)

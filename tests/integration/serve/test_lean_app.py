@@ -69,3 +69,11 @@ def test_colocated_arms_run_inside_the_ingress(lean: ServeTarget) -> None:
     info = lean.get("/v1/models").json()["tasks"]["recommend"]
     assert info["champion"]["status"] == "ok" and info["champion"]["model"] == "recommend/rec-a"
     assert info["champion"]["deployment"] == "recommend-champion" and info["champion"]["max_batch_size"] == 32
+
+
+def test_readiness_needs_every_arm_and_liveness_does_not(lean: ServeTarget) -> None:
+    import httpx
+
+    assert httpx.get(lean.url + "/healthz").json()["status"] == "ok"
+    ready = httpx.get(lean.url + "/readyz")
+    assert ready.status_code == 200 and ready.json()["detail"] == {}

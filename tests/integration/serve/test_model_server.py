@@ -164,6 +164,10 @@ def test_colocated_arms_swap_through_the_ingress_user_config(serving_data) -> No
         # the first reconfigure (the replica starting) has nothing to keep: it raises
         fresh = Ingress.func_or_class.__new__(Ingress.func_or_class)
         await Ingress.func_or_class.__init__(fresh, args, None)
+        ready, body = await fresh.readiness()  # /readyz: no arm has a model yet
+        assert not ready and body["status"] == "unavailable"
+        assert set(body["detail"]) == {"recommend-champion", "recommend-challenger"}
+        assert (await ingress.readiness())[0] is True
         with pytest.raises(ValueError, match="the colocated arms are"):
             await fresh.reconfigure({"demand-champion": {"version": "x"}})
 

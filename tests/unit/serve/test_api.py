@@ -61,7 +61,7 @@ def test_responses_tolerate_fields_from_a_newer_server() -> None:
 
 def test_insights_defaults() -> None:
     req = api.InsightsRequest(user_id="u")
-    assert (req.horizon, req.demand_weight, req.risk_weight, req.candidates) == (7, 0.5, 0.5, None)
+    assert (req.horizon, req.demand_weight, req.risk_weight, req.candidates) == (None, 0.5, 0.5, None)  # the model's horizon
 
 
 def test_api_module_imports_neither_ray_nor_torch() -> None:
@@ -95,3 +95,47 @@ def test_package_all_resolves_lazily() -> None:
     assert "AppArgs" in dir(serve) and serve.AppArgs.__name__ == "AppArgs"
     with pytest.raises(AttributeError):
         serve.NoSuchThing  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "loc"),
+    [
+        (api.RiskRequest, {"orders": [{"lines": [{"item_id": "a", "price": False}]}]}, ("orders", 0, "lines", 0, "price")),
+        (api.RiskRequest, {"orders": [{"lines": [{"item_id": "a", "quantity": True}]}]}, ("orders", 0, "lines", 0, "quantity")),
+        (api.RiskRequest, {"orders": [{"lines": [{"item_id": "a", "quantity": "3"}]}]}, ("orders", 0, "lines", 0, "quantity")),
+        (api.RecommendRequest, {"user_id": "u", "k": "10"}, ("k",)),
+        (api.RecommendRequest, {"user_id": "u", "k": 10.0}, ("k",)),
+        (api.RecommendRequest, {"user_id": "u", "exclude_history": "true"}, ("exclude_history",)),
+        (api.DemandRequest, {"item_ids": ["a"], "horizon": True}, ("horizon",)),
+        (api.DemandRequest, {"item_ids": ["a"], "quantiles": ["0.5"]}, ("quantiles", 0)),
+        (api.InsightsRequest, {"user_id": "u", "demand_weight": True}, ("demand_weight",)),
+    ],
+)
+def test_no_silent_coercion(model, body, loc) -> None:
+    with pytest.raises(ValidationError) as e:
+        model.model_validate(body)
+    assert loc in _locs(e.value), _locs(e.value)
+
+
+def test_integers_are_numbers_and_nan_says_so() -> None:
+    line = api.OrderLine.model_validate({"item_id": "a", "price": 2, "quantity": 3})
+    assert line.price == 2.0 and line.quantity == 3
+    for value, word in ((float("nan"), "NaN is not allowed"), (float("inf"), "Infinity is not allowed"),
+                        (float("-inf"), "Infinity is not allowed")):
+        with pytest.raises(ValidationError) as e:
+            api.OrderLine.model_validate({"item_id": "a", "price": value})
+        assert word in str(e.value) and "greater than" not in str(e.value)
+        with pytest.raises(ValidationError, match=word):
+            api.DemandRequest.model_validate({"item_ids": ["a"], "quantiles": [value]})
+
+
+def test_demand_horizon_defaults_to_the_served_model() -> None:
+    assert api.DemandRequest(item_ids=["a"]).horizon is None
+    assert api.InsightsRequest(user_id="u").horizon is None
+
+
+def test_limits_response_matches_the_deployment_limits() -> None:
+    from ecomine.serve.config import Limits
+
+    assert set(api.LimitsResponse.model_fields) == set(Limits.model_fields)
+    assert api.LimitsResponse().model_dump() == Limits().model_dump() == api.DEFAULT_LIMITS

@@ -74,9 +74,26 @@ def test_resources_become_ray_actor_options() -> None:
     assert task.settings("champion").members[1].weight == 3
 
 
-def test_api_keys_are_secret_in_dumps() -> None:
-    args = AppArgs.model_validate({**MINIMAL, "auth": {"api_keys": ["s3cr3t"]}})
-    assert "s3cr3t" not in args.model_dump_json() and "s3cr3t" not in repr(args)
+def test_inline_api_keys_are_hashes_only_and_never_echoed() -> None:
+    from ecomine.serve.security import key_hash
+
+    hashed = key_hash("s3cr3t")
+    args = AppArgs.model_validate({**MINIMAL, "auth": {"api_keys": [hashed]}})
+    assert hashed not in args.model_dump_json() and hashed not in repr(args)
+    with pytest.raises(ValidationError) as e:
+        AppArgs.model_validate({**MINIMAL, "auth": {"api_keys": ["s3cr3t"]}})
+    assert "auth.api_keys" in _errors({**MINIMAL, "auth": {"api_keys": ["s3cr3t"]}})[0]
+    assert "not a sha256 hash" in str(e.value) and "s3cr3t" not in str(e.value)  # the error hides the input
+
+
+def test_production_configs_refuse_to_start_without_the_salt() -> None:
+    from ecomine.serve_cli import read_serve_config
+
+    for name in ("production.yaml", "kuberay-rayservice.yaml"):
+        args = AppArgs.model_validate(read_serve_config(REPO / "serve_configs" / name)["applications"][0]["args"])
+        assert args.observability.require_salt is True, name
+    local = AppArgs.model_validate(read_serve_config(REPO / "serve_configs" / "local.yaml")["applications"][0]["args"])
+    assert local.observability.require_salt is False
 
 
 # --------------------------------------------------------------------------- the shipped configs
@@ -191,3 +208,38 @@ def test_colocated_apps_carry_every_arm_in_the_ingress_user_config() -> None:
     assert arm_init_kwargs(args, "recommend", "champion")["catalogue_uri"] == "/c.parquet"
     assert arm_init_kwargs(args, "risk", "champion")["threshold"] == 0.4
     assert "catalogue_uri" not in arm_init_kwargs(args, "risk", "champion")
+
+
+def test_admission_limit_is_what_the_models_hold_and_below_the_ingress_queue() -> None:
+    from ecomine.serve.config import AppArgs, admission_limit
+
+    def args(**over):
+        base = {"registry": "r", "recommend": {"champion": {"version": "latest"}, "batching": {"max_batch_size": 4},
+                                                "resources": {"max_ongoing_requests": 4, "num_replicas": 3}}}
+        base.update(over)
+        return AppArgs.model_validate(base)
+
+    assert admission_limit(args()) == 12  # 4 in flight x 3 replicas, one ingress replica
+    assert admission_limit(args(ingress={"num_replicas": 2})) == 6  # shared by two ingress replicas
+    one = {"champion": {"version": "latest"}, "batching": {"max_batch_size": 4}, "resources": {"max_ongoing_requests": 4}}
+    # colocated arms scale with the ingress (their own num_replicas is refused): the arms of each ingress replica
+    assert admission_limit(args(ingress={"colocate": True}, recommend=one)) == 4
+    assert admission_limit(args(ingress={"max_ongoing_requests": 8})) == 7  # always below Serve's own queue
+    assert admission_limit(args(ingress={"max_in_flight": 5})) == 5
+    assert admission_limit(args(ingress={"max_in_flight": 0})) is None  # off
+    auto = {"champion": {"version": "latest"}, "batching": {"max_batch_size": 4},
+            "resources": {"max_ongoing_requests": 8, "autoscaling_config": {"min_replicas": 1, "max_replicas": 4}}}
+    assert admission_limit(args(recommend=auto)) == 32
+    with pytest.raises(ValueError, match=r"max_in_flight \(256\) must be below max_ongoing_requests \(256\)"):
+        args(ingress={"max_in_flight": 256})
+
+
+def test_hash_key_prints_what_auth_api_keys_takes() -> None:
+    from typer.testing import CliRunner
+
+    from ecomine.serve.security import key_hash
+    from ecomine.serve_cli import serve_app
+
+    out = CliRunner().invoke(serve_app, ["hash-key"], input="my-key\n")
+    assert out.exit_code == 0 and out.output.strip() == key_hash("my-key")
+    assert AppArgs.model_validate({**MINIMAL, "auth": {"api_keys": [out.output.strip()]}})

@@ -12,7 +12,19 @@ def test_user_hash_is_stable_salted_and_not_the_id() -> None:
     assert h == hash_user_id("12345", "salt-a") and h.startswith("u_") and len(h) == 18
     assert "12345" not in h and h != hash_user_id("12345", "salt-b") and h != hash_user_id("12346", "salt-a")
     assert hash_user_id(None, "s") is None
-    assert resolve_salt("SALT", {"SALT": "x"}) == "x" and resolve_salt("SALT", {}) == DEFAULT_SALT
+    assert resolve_salt("SALT", {"SALT": "x"}) == "x"
+
+
+def test_a_missing_salt_fails_closed(caplog) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"\$SALT is unset.*refusing to start"):
+        resolve_salt("SALT", {}, required=True)
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+        a, b = resolve_salt("SALT", {}), resolve_salt("SALT", {})
+    assert a != b and DEFAULT_SALT not in (a, b) and len(a) == 32  # random per replica, never the public one
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all(w.startswith("ecomine.user_hash_salt_random") and "\n" not in w for w in warnings)
 
 
 def test_log_line_format(caplog) -> None:

@@ -22,10 +22,22 @@ def client(keys: list[bytes], limit: int = 1024) -> TestClient:
     return TestClient(GuardMiddleware(app, keys=keys, max_body_bytes=limit))
 
 
-def test_keys_from_config_and_env() -> None:
+def _d(key: str) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(key.encode()).digest()
+
+
+def test_keys_from_config_env_and_file_are_held_as_digests(tmp_path) -> None:
+    from ecomine.serve.security import key_hash
+
     assert resolve_api_keys([], "K", {}) == []
-    assert resolve_api_keys(["a"], "K", {"K": " b , c ,"}) == [b"a", b"b", b"c"]
-    assert resolve_api_keys(["a"], None, {"K": "b"}) == [b"a"]
+    assert resolve_api_keys([key_hash("a")], "K", {"K": " b , c ,"}) == [_d("a"), _d("b"), _d("c")]
+    assert resolve_api_keys([key_hash("a")], None, {"K": "b"}) == [_d("a")]
+    secret = tmp_path / "keys"
+    secret.write_text("# rotated 2026-11\nfile-key-1\n\nfile-key-2\n")
+    assert resolve_api_keys([], None, {}, file=str(secret)) == [_d("file-key-1"), _d("file-key-2")]
+    assert key_hash("a") == "sha256:" + _d("a").hex()
 
 
 @pytest.mark.parametrize(
@@ -34,12 +46,12 @@ def test_keys_from_config_and_env() -> None:
      ("Basic k1", False), ("Bearer ", False), (None, False), ("", False)],
 )
 def test_bearer(header, ok: bool) -> None:
-    assert bearer_ok(header, [b"k1", b"k2"]) is ok
+    assert bearer_ok(header, [_d("k1"), _d("k2")]) is ok
     assert bearer_ok(header, []) is True  # no keys configured: open
 
 
 def test_only_v1_is_protected() -> None:
-    c = client([b"secret"])
+    c = client([_d("secret")])
     r = c.post("/v1/echo", content=b"x")
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer" and "Bearer" in r.json()["detail"]
     assert c.post("/v1/echo", content=b"xy", headers={"Authorization": "Bearer secret"}).json() == {"bytes": 2}
@@ -60,3 +72,85 @@ def test_body_limit_declared_and_streamed() -> None:
     assert r.status_code == 413 and "more than 1024" in r.json()["detail"][0]["msg"]
     r = c.post("/v1/echo", content=b"x", headers={"content-length": "abc"})
     assert r.status_code == 400
+
+
+def test_admission_sheds_over_the_limit_before_reading_the_body() -> None:
+    import asyncio
+
+    from ecomine.serve.security import AdmissionMiddleware
+
+    release = asyncio.Event()
+    entered: list[str] = []
+    read_bodies: list[str] = []
+
+    async def app(scope, receive, send) -> None:
+        entered.append(scope["path"])
+        if scope["path"] == "/v1/slow":
+            await release.wait()
+        message = await receive()
+        read_bodies.append(message.get("body", b"").decode())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    shed: list[str] = []
+    guard = AdmissionMiddleware(app, max_in_flight=2, retry_after_s=3, on_shed=shed.append)
+
+    async def call(path: str, method: str = "POST", body: bytes = b"{}") -> tuple[int, dict, bytes]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            read_bodies.append("<read by the middleware>") if path == "/v1/shed-me" else None
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await guard({"type": "http", "method": method, "path": path, "headers": []}, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+    async def scenario() -> None:
+        slow = [asyncio.create_task(call("/v1/slow")) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        assert guard.in_flight == 2
+        status, headers, body = await call("/v1/shed-me", body=b"not even json")
+        assert status == 503 and headers[b"retry-after"] == b"3" and headers[b"content-type"] == b"application/json"
+        import json
+
+        detail = json.loads(body)
+        assert detail["request_id"] is None and "2 requests in flight" in detail["detail"] and "retry after 3 s" in detail["detail"]
+        assert shed == ["/v1/shed-me"] and "/v1/shed-me" not in entered and "<read by the middleware>" not in read_bodies
+        # probes, reads and other methods always pass
+        assert (await call("/healthz", "GET"))[0] == 200 and (await call("/v1/models", "GET"))[0] == 200
+        assert (await call("/readyz", "POST"))[0] == 200
+        release.set()
+        assert [(await t)[0] for t in slow] == [200, 200]
+        assert guard.in_flight == 0 and (await call("/v1/again"))[0] == 200
+
+    asyncio.run(scenario())
+    with pytest.raises(ValueError, match="max_in_flight"):
+        AdmissionMiddleware(app, max_in_flight=0)
+
+
+def test_wrong_content_type_is_415_and_bad_bodies_are_400_naming_why() -> None:
+    from ecomine.serve.security import json_depth
+
+    c = client([])
+    r = c.post("/v1/echo", content=b"user_id=u", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and r.json()["detail"][0]["loc"] == ["header", "content-type"]
+    assert "application/json" in r.json()["detail"][0]["msg"]
+    for ok in ("application/json", "application/json; charset=utf-8", "application/merge-patch+json"):
+        assert c.post("/v1/echo", content=b"{}", headers={"content-type": ok}).status_code == 200, ok
+    json_headers = {"content-type": "application/json"}
+    r = c.post("/v1/echo", content=b'{"user_id": "\xff\xfe"}', headers=json_headers)
+    assert r.status_code == 400 and r.json()["detail"][0]["type"] == "invalid_utf8"
+    assert "byte 0xff at offset 13" in r.json()["detail"][0]["msg"]
+    r = c.post("/v1/echo", content=b"[" * 10_000 + b"]" * 10_000, headers=json_headers)  # 20 KB > 1 KiB
+    assert r.status_code == 413
+    deep = client([], limit=64 * 1024)
+    r = deep.post("/v1/echo", content=b"[" * 10_000 + b"]" * 10_000, headers=json_headers)
+    assert r.status_code == 400 and "more than 32 levels deep" in r.json()["detail"][0]["msg"]
+    # brackets inside strings do not count; escaped quotes do not end a string
+    assert json_depth(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"[[[[[[[[[["}', 3) == 1
+    assert json_depth(b'{"orders": [{"lines": [{"item_id": "a"}]}]}', 32) == 0  # few brackets: not even scanned
+    assert json_depth(b"[[[[[]]]]]", 3) == 4
+    assert deep.post("/v1/echo", content=b'{"a": [[[1]]]}', headers=json_headers).status_code == 200
