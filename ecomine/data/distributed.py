@@ -280,8 +280,8 @@ def _filesystem(uri: str, fmt: str) -> tuple[pafs.FileSystem | None, str]:
     o = S3Options().resolved()  # the same endpoint and credentials boto3 uses in ecomine.storage
     fs = pafs.S3FileSystem(
         access_key=o.access_key_id,
-        secret_key=o.secret_access_key,
-        session_token=o.session_token,
+        secret_key=o.secret_access_key.get_secret_value() if o.secret_access_key else None,
+        session_token=o.session_token.get_secret_value() if o.session_token else None,
         region=o.region or "us-east-1",
         endpoint_override=o.endpoint_url,
         connect_timeout=o.connect_timeout,

@@ -1,7 +1,10 @@
 """How ecomine reaches S3: :class:`S3Options` and one lazily created boto3 client per option set.
 
 Used by the S3 side of every storage function; the registry and serve pass the
-options down. boto3 is imported on first use, never at import.
+options down. boto3 is imported on first use, never at import. The secret key and
+session token are ``SecretStr``: repr, ``str`` and ``model_dump(mode="json")`` show
+``**********``; only :func:`_client` (and the pyarrow filesystem of
+``data.distributed``) read them with ``get_secret_value()``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import os
 import threading
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 __all__ = ["S3Options"]
 
@@ -28,8 +31,8 @@ class S3Options(BaseModel):
     endpoint_url: str | None = None
     region: str | None = None
     access_key_id: str | None = None
-    secret_access_key: str | None = Field(default=None, repr=False)
-    session_token: str | None = Field(default=None, repr=False)
+    secret_access_key: SecretStr | None = Field(default=None, repr=False)
+    session_token: SecretStr | None = Field(default=None, repr=False)
     connect_timeout: float = Field(default=2.0, gt=0)
     read_timeout: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=2, ge=1, description="total attempts per request, first included")
@@ -46,10 +49,19 @@ class S3Options(BaseModel):
                 or None,
                 "region": self.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
                 "access_key_id": self.access_key_id or env.get("AWS_ACCESS_KEY_ID") or None,
-                "secret_access_key": self.secret_access_key or env.get("AWS_SECRET_ACCESS_KEY") or None,
-                "session_token": self.session_token or env.get("AWS_SESSION_TOKEN") or None,
+                "secret_access_key": self.secret_access_key or _secret(env.get("AWS_SECRET_ACCESS_KEY")),
+                "session_token": self.session_token or _secret(env.get("AWS_SESSION_TOKEN")),
             }
         )
+
+
+def _secret(value: str | None) -> SecretStr | None:
+    # model_copy(update=...) does not validate, so values from the environment are wrapped here.
+    return SecretStr(value) if value else None
+
+
+def _reveal(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 _CLIENTS: dict[tuple[int, S3Options], Any] = {}
@@ -71,8 +83,8 @@ def _client(options: S3Options | None) -> Any:
 
             session = boto3.session.Session(
                 aws_access_key_id=resolved.access_key_id,
-                aws_secret_access_key=resolved.secret_access_key,
-                aws_session_token=resolved.session_token,
+                aws_secret_access_key=_reveal(resolved.secret_access_key),
+                aws_session_token=_reveal(resolved.session_token),
                 region_name=resolved.region,
             )
             client = session.client(

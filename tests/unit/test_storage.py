@@ -213,6 +213,29 @@ def test_s3_options_resolve_env_at_call_time(monkeypatch: pytest.MonkeyPatch) ->
     assert "hush" not in repr(S3Options().resolved())
 
 
+def test_s3_secrets_never_print_but_reach_the_boto3_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecomine.storage._options import _client
+
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"):
+        monkeypatch.delenv(name, raising=False)
+    options = S3Options(
+        endpoint_url="http://127.0.0.1:9", region="us-east-1", access_key_id="AKID",
+        secret_access_key="hush-key-4b1e", session_token="hush-token-0c9d",
+    )
+    printed = [repr(options), str(options), options.model_dump_json(), json.dumps(options.model_dump(mode="json")),
+               repr(options.model_dump()), repr(options.resolved()), options.resolved().model_dump_json()]
+    assert not [text for text in printed if "hush" in text]
+    assert S3Options(**options.model_dump()) == options  # a dict dump rebuilds the same options (serve's replicas)
+
+    creds = _client(options)._request_signer._credentials.get_frozen_credentials()
+    assert (creds.access_key, creds.secret_key, creds.token) == ("AKID", "hush-key-4b1e", "hush-token-0c9d")
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hush-env-77aa")
+    from_env = S3Options(endpoint_url="http://127.0.0.1:9", access_key_id="AKID").resolved()
+    assert "hush" not in repr(from_env) + from_env.model_dump_json()
+    assert _client(from_env)._request_signer._credentials.get_frozen_credentials().secret_key == "hush-env-77aa"
+
+
 def test_import_does_no_work() -> None:
     """Importing storage must not import boto3, create clients or touch the environment."""
     code = (
