@@ -128,6 +128,28 @@ class ModelSettings(ArmArgs, Batching):
     """The ``user_config`` of a model deployment (``reconfigure`` applies it in place)."""
 
 
+def _checked_autoscaling(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`autoscaling_config` checked against Ray Serve's own `AutoscalingConfig` at validation time,
+    not when Serve deploys it: Ray's model ignores unknown keys, so a typo (`max_replica: 4`)
+    would autoscale on Ray's defaults without a word."""
+    if value is None:
+        return None
+    from pydantic import ValidationError
+    from ray.serve.config import AutoscalingConfig
+
+    unknown = sorted(set(value) - set(AutoscalingConfig.model_fields))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown}; Ray Serve's autoscaling_config takes "
+                         f"{sorted(AutoscalingConfig.model_fields)}")
+    try:
+        AutoscalingConfig.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
+    return value
+
+
 class ModelResources(_Strict):
     """How a task's model deployments run (each arm gets these)."""
 
@@ -154,6 +176,11 @@ class ModelResources(_Strict):
         if self.autoscaling_config is not None and self.num_replicas not in (1, "auto"):
             raise ValueError("autoscaling_config replaces num_replicas: leave num_replicas unset")
         return self
+
+    @field_validator("autoscaling_config")
+    @classmethod
+    def _ray_autoscaling(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _checked_autoscaling(v)
 
     def actor_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"num_cpus": self.num_cpus}
@@ -318,6 +345,11 @@ class IngressArgs(_Strict):
             )
         return self
 
+    @field_validator("autoscaling_config")
+    @classmethod
+    def _ray_autoscaling(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _checked_autoscaling(v)
+
 
 def _replicas(res: ModelResources) -> int:
     if res.autoscaling_config is not None:
@@ -409,6 +441,19 @@ class AppArgs(_Strict):
     check_versions: bool = Field(
         True, description="resolve every version (and check ensemble vocabularies) when the app is built"
     )
+
+    @model_validator(mode="after")
+    def _colocated_scaling(self) -> AppArgs:
+        """Colocated arms live in the ingress replica: their own replica counts would be ignored."""
+        if self.ingress.colocate:
+            for name, task in self.tasks().items():
+                res = task.resources
+                if res.autoscaling_config is not None or res.num_replicas != 1:
+                    field = "autoscaling_config" if res.autoscaling_config is not None else "num_replicas"
+                    raise ValueError(
+                        f"{name}.resources.{field}: with ingress.colocate true the {name} model runs inside the "
+                        f"ingress replica and scales with it; set ingress.{field} instead, or ingress.colocate: false")
+        return self
 
     def tasks(self) -> dict[str, TaskArgs]:
         """The configured tasks, by name."""
