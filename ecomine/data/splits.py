@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ecomine.data.features import _instant
+from ecomine.data._frames import _instant
 
 __all__ = ["Splits", "leave_one_out", "temporal_split"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import polars as pl
 
-from ecomine.data.features import (
+from ecomine.data._frames import (
     _OKEY,
     _ROW,
     _codes,

@@ -67,7 +67,7 @@ def calendar_features(dates: np.ndarray, freq: str) -> np.ndarray:
     near the peak), month as sin/cos. Computed from dates alone, so the served
     model can build them for periods after its data.
     """
-    from ecomine.data.features import uk_bank_holidays
+    from ecomine.data.calendar import uk_bank_holidays
 
     d = np.asarray(dates, dtype="datetime64[D]")
     if d.size == 0:
