@@ -1,11 +1,12 @@
 """The risk model: an order line as text + numbers -> pretrained encoder + MLP head -> return probability.
 
-Sits in `models` between the data layer (`features.risk_examples`, `text.order_line_text`)
+Sits in `models` between the data layer (`risk_examples`, `text.order_line_text`)
 and the risk task (`ecomine.train.risk_task`) / the Serve loader (`load_risk_model`,
 named in `ecomine.serve.config.DEFAULT_LOADERS`). It owns what training and serving
-share: the numeric scaler, the calibrator, the torch module, the per-customer and
-per-item history state a served request is featurised against, and the version folder
-format (safetensors + JSON + parquet; no pickle).
+share: the torch module, the served `OrderRiskModel` and the version folder format
+(safetensors + JSON + parquet; no pickle). The inputs (numeric scaler, text, history
+state, request check) live in `risk_inputs`, the calibrator in `risk_calibration`;
+both are re-exported from here.
 
 Probabilities: the head's logit is trained with BCE, `pos_weight` and negative
 sampling distort it by known amounts (positives counted `pos_weight` times, negatives
@@ -17,9 +18,7 @@ before the fitted calibrator refines it.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,16 @@ import polars as pl
 import torch
 from torch import nn
 
-from ecomine.data.features import RISK_FEATURES
+from ecomine.data.risk_examples import RISK_FEATURES
+from ecomine.models.risk_calibration import Calibrator
+from ecomine.models.risk_inputs import (
+    NumericScaler,
+    history_state,
+    line_texts,
+    numeric_matrix,
+    order_lines_frame,
+    validate_orders,
+)
 
 __all__ = [
     "RiskModelConfig",
@@ -52,118 +60,6 @@ CALIBRATION = "calibration.json"
 CUSTOMERS = "customers.parquet"
 ITEMS = "items.parquet"
 ENCODER_DIR = "encoder"  # encoder config + tokenizer; its weights live in model.safetensors
-
-
-# --------------------------------------------------------------------------- numbers
-
-
-@dataclass
-class NumericScaler:
-    """Signed log1p, then standardise with train statistics; nulls -> 0 plus a 1 in a missing indicator."""
-
-    names: list[str]
-    mean: list[float]
-    std: list[float]
-
-    @classmethod
-    def fit(cls, raw: np.ndarray, names: list[str]) -> NumericScaler:
-        z = _slog(raw)
-        with np.errstate(all="ignore"):
-            mean = np.nan_to_num(np.nanmean(z, axis=0)) if len(z) else np.zeros(z.shape[1])
-            std = np.nan_to_num(np.nanstd(z, axis=0)) if len(z) else np.ones(z.shape[1])
-        return cls(names=list(names), mean=mean.tolist(), std=np.where(std > 1e-6, std, 1.0).tolist())
-
-    @property
-    def width(self) -> int:
-        return 2 * len(self.names)
-
-    def transform(self, raw: np.ndarray) -> np.ndarray:
-        """[n, F] with NaN for missing -> [n, 2F] float32: standardised values, then missing indicators."""
-        if raw.ndim != 2 or raw.shape[1] != len(self.names):
-            raise ValueError(f"numeric features: expected [n, {len(self.names)}] ({self.names}), got {raw.shape}")
-        z = (_slog(raw) - np.asarray(self.mean)) / np.asarray(self.std)
-        missing = ~np.isfinite(z)
-        return np.concatenate([np.where(missing, 0.0, z), missing], axis=1).astype(np.float32)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _slog(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-def numeric_matrix(frame: pl.DataFrame, names: list[str] | tuple[str, ...] = RISK_FEATURES) -> np.ndarray:
-    """The frame's feature columns as float64 [n, F], nulls as NaN."""
-    missing = [n for n in names if n not in frame.columns]
-    if missing:
-        raise ValueError(f"risk features: frame lacks column(s) {missing}")
-    return frame.select(pl.col(n).cast(pl.Float64) for n in names).to_numpy().astype(np.float64)
-
-
-# --------------------------------------------------------------------------- calibration
-
-
-@dataclass
-class Calibrator:
-    """Maps corrected logits to calibrated probabilities. Fitted on the validation split.
-
-    temperature: sigmoid(z / T); platt: sigmoid(a z + b); isotonic: monotone step map of
-    sigmoid(z) (stored as its knots); none: sigmoid(z).
-    """
-
-    kind: str = "none"
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def fit(cls, kind: str, logits: np.ndarray, labels: np.ndarray) -> Calibrator:
-        z, y = np.asarray(logits, np.float64), np.asarray(labels, np.float64)
-        if kind == "none" or len(z) == 0 or y.min() == y.max():
-            return cls("none" if kind == "none" else kind, {} if kind == "none" else _identity(kind))
-        if kind == "temperature":
-            from scipy.optimize import minimize_scalar
-
-            res = minimize_scalar(lambda lt: _nll(z / math.exp(lt), y), bounds=(-4.0, 4.0), method="bounded")
-            return cls(kind, {"temperature": float(math.exp(res.x))})
-        if kind == "platt":
-            from sklearn.linear_model import LogisticRegression
-
-            lr = LogisticRegression(C=1e6, max_iter=1000).fit(z.reshape(-1, 1), y)
-            return cls(kind, {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])})
-        if kind == "isotonic":
-            from sklearn.isotonic import IsotonicRegression
-
-            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(_sigmoid(z), y)
-            return cls(kind, {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()})
-        raise ValueError(f"calibration: unknown kind {kind!r}; use temperature | platt | isotonic | none")
-
-    def __call__(self, logits: np.ndarray) -> np.ndarray:
-        z = np.asarray(logits, np.float64)
-        p = self.params
-        if self.kind == "temperature":
-            return _sigmoid(z / p.get("temperature", 1.0))
-        if self.kind == "platt":
-            return _sigmoid(p.get("a", 1.0) * z + p.get("b", 0.0))
-        if self.kind == "isotonic" and p.get("x"):
-            return np.interp(_sigmoid(z), p["x"], p["y"])
-        return _sigmoid(z)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "params": self.params}
-
-
-def _identity(kind: str) -> dict[str, Any]:
-    return {"temperature": {"temperature": 1.0}, "platt": {"a": 1.0, "b": 0.0}}.get(kind, {})
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, np.float64)))  # overflow-free
-
-
-def _nll(z: np.ndarray, y: np.ndarray) -> float:
-    # log(1 + e^z) - y z, stably
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
 # --------------------------------------------------------------------------- the module
@@ -259,158 +155,6 @@ class RiskModel(nn.Module):
         return nn.functional.binary_cross_entropy_with_logits(z, labels, pos_weight=self.pos_weight)
 
 
-# --------------------------------------------------------------------------- text
-
-
-def line_texts(frame: pl.DataFrame, text: str) -> list[str]:
-    """The encoder's input per row: the whole order line (`order_line_text`) or the item title."""
-    if text == "line":
-        from ecomine.data.text import order_line_text
-
-        return order_line_text(frame).fill_null("").to_list()
-    if text == "item":
-        name = pl.coalesce(pl.col("item_text"), pl.col("item_id")) if "item_text" in frame.columns else pl.col("item_id")
-        return frame.select(name.str.replace_all(r"\s+", " ").str.strip_chars().fill_null("")).to_series().to_list()
-    raise ValueError(f"text: unknown kind {text!r}; use line | item")
-
-
-# --------------------------------------------------------------------------- history state
-
-
-def history_state(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(customers, items): the running totals `risk_examples` computes, as of the log's end.
-
-    customers: user_id, orders, lines, returns, qty_sum, first_ts, last_order_ts, country.
-    items: item_id, item_text, purchases, returns, price_sum.
-    """
-    buy, ret = pl.col("event") == "purchase", pl.col("event") == "return"
-    order_key = pl.coalesce(pl.col("order_id"), pl.lit("\x00") + pl.col("ts").cast(pl.String))
-    country = [pl.col("country").drop_nulls().mode().first().alias("country")] if "country" in events.columns else [
-        pl.lit(None, pl.String).alias("country")
-    ]
-    customers = (
-        events.group_by("user_id")
-        .agg(
-            order_key.filter(buy).n_unique().cast(pl.Int64).alias("orders"),
-            buy.sum().cast(pl.Int64).alias("lines"),
-            ret.sum().cast(pl.Int64).alias("returns"),
-            pl.col("quantity").filter(buy).sum().cast(pl.Float64).alias("qty_sum"),
-            pl.col("ts").min().alias("first_ts"),
-            pl.col("ts").filter(buy).max().alias("last_order_ts"),
-            *country,
-        )
-        .sort("user_id")
-    )
-    text = [pl.col("item_text").drop_nulls().mode().first().alias("item_text")] if "item_text" in events.columns else [
-        pl.lit(None, pl.String).alias("item_text")
-    ]
-    items = (
-        events.group_by("item_id")
-        .agg(
-            *text,
-            buy.sum().cast(pl.Int64).alias("purchases"),
-            ret.sum().cast(pl.Int64).alias("returns"),
-            pl.col("price").filter(buy).sum().cast(pl.Float64).alias("price_sum"),
-        )
-        .sort("item_id")
-    )
-    return customers, items
-
-
-# --------------------------------------------------------------------------- requests
-
-
-def validate_orders(orders: Any) -> list[dict[str, Any]]:
-    """Check request orders; ValueError naming `orders[i].lines[j].field` and the value."""
-    if not isinstance(orders, (list, tuple)):
-        raise ValueError(f"orders: expected a list of order dicts, got {type(orders).__name__}")
-    out = []
-    for i, o in enumerate(orders):
-        where = f"orders[{i}]"
-        if not isinstance(o, dict):
-            raise ValueError(f"{where}: expected a dict, got {type(o).__name__}")
-        for key in ("order_id", "user_id", "country"):
-            v = o.get(key)
-            if v is not None and not isinstance(v, str):
-                raise ValueError(f"{where}.{key}: expected a string or None, got {v!r}")
-        ts = o.get("ts")
-        if isinstance(ts, str):
-            try:
-                ts = datetime.fromisoformat(ts)
-            except ValueError:
-                raise ValueError(f"{where}.ts: not an ISO datetime: {ts!r}") from None
-        if ts is None:
-            ts = datetime.now(timezone.utc)
-        if not isinstance(ts, datetime):
-            raise ValueError(f"{where}.ts: expected a datetime, ISO string or None, got {ts!r}")
-        ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
-        lines = o.get("lines")
-        if not isinstance(lines, (list, tuple)) or not lines:
-            raise ValueError(f"{where}.lines: expected a non-empty list of lines, got {lines!r}")
-        clean = []
-        for j, line in enumerate(lines):
-            lw = f"{where}.lines[{j}]"
-            if not isinstance(line, dict):
-                raise ValueError(f"{lw}: expected a dict, got {type(line).__name__}")
-            item = line.get("item_id")
-            if not isinstance(item, str) or not item:
-                raise ValueError(f"{lw}.item_id: expected a non-empty string, got {item!r}")
-            q = line.get("quantity", 1)
-            if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 1:
-                raise ValueError(f"{lw}.quantity: expected an integer >= 1, got {q!r}")
-            price = line.get("price")
-            if price is not None and (
-                isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0
-            ):
-                raise ValueError(f"{lw}.price: expected a finite number >= 0 or None, got {price!r}")
-            clean.append({"item_id": item, "quantity": int(q), "price": None if price is None else float(price)})
-        out.append({**o, "ts": ts, "lines": clean})
-    return out
-
-
-def order_lines_frame(orders: list[dict[str, Any]], customers: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
-    """Validated orders -> one row per line with the RISK_FEATURES `risk_examples` would give it.
-
-    Defaults (documented behaviour, never an error): an unknown or missing customer has
-    no history (0 prior orders/lines/returns, null ratios, tenure 0); the order's country,
-    else the customer's usual country; an unknown item has null item features and its id
-    as text; a missing price is the item's mean price (null for an unknown item).
-    """
-    rows = [
-        {"__order": i, "user_id": o.get("user_id"), "ts": o["ts"], "req_country": o.get("country"),
-         "item_id": line["item_id"], "quantity": line["quantity"], "price": line["price"]}
-        for i, o in enumerate(orders) for line in o["lines"]
-    ]
-    schema = {"__order": pl.Int64, "user_id": pl.String, "ts": pl.Datetime("us", "UTC"), "req_country": pl.String,
-              "item_id": pl.String, "quantity": pl.Int64, "price": pl.Float64}
-    df = pl.DataFrame(rows, schema=schema)
-    cust = customers.with_columns(pl.col("first_ts", "last_order_ts").dt.cast_time_unit("us").dt.convert_time_zone("UTC"))
-    df = df.join(cust, on="user_id", how="left", maintain_order="left").join(
-        items.rename({"returns": "item_returns"}), on="item_id", how="left", maintain_order="left"
-    )
-    c = pl.col
-    lines = c("lines").fill_null(0)
-    item_lines = c("purchases").fill_null(0)
-    price = pl.coalesce(c("price"), pl.when(item_lines > 0).then(c("price_sum") / item_lines))
-    days = lambda e: e.dt.total_microseconds() / 86_400_000_000.0  # noqa: E731
-    return df.with_columns(price.alias("price")).select(
-        "__order", "user_id", "item_id", "item_text", "ts",
-        pl.coalesce(c("req_country"), c("country")).alias("country"),
-        "quantity", "price",
-        (c("quantity") * c("price")).alias("line_value"),
-        c("orders").fill_null(0).alias("cust_prior_orders"),
-        lines.alias("cust_prior_lines"),
-        c("returns").fill_null(0).alias("cust_prior_returns"),
-        pl.when(lines > 0).then(c("returns") / lines).alias("cust_prior_return_rate"),
-        days(c("ts") - c("last_order_ts")).clip(0).alias("cust_days_since_prev_order"),
-        days(c("ts") - c("first_ts")).clip(0).fill_null(0.0).alias("cust_tenure_days"),
-        item_lines.alias("item_prior_purchases"),
-        pl.when(item_lines > 0).then(c("item_returns") / item_lines).alias("item_prior_return_rate"),
-        pl.when(c("qty_sum") > 0).then(c("quantity") * lines / c("qty_sum")).alias("qty_rel_cust_mean"),
-        pl.when(c("price_sum") > 0).then(c("price") * item_lines / c("price_sum")).alias("price_rel_item_mean"),
-        c("ts").dt.hour().alias("hour"),
-        c("ts").dt.weekday().alias("day_of_week"),
-    )
 
 
 class OrderRiskModel:

@@ -317,7 +317,7 @@ class RiskTask:
         return out
 
     def validate(self, model, data: RiskData, spec, device) -> dict[str, float]:
-        from ecomine.models.risk import _sigmoid
+        from ecomine.models.risk_calibration import _sigmoid
         from ecomine.train.risk_eval import binary_metrics
 
         z = predict_logits(model, data, data.valid, device)
@@ -338,7 +338,7 @@ class RiskTask:
         return model.risk_calibration
 
     def evaluate(self, model, data: RiskData, spec) -> dict[str, Any]:
-        from ecomine.models.risk import _sigmoid
+        from ecomine.models.risk_calibration import _sigmoid
         from ecomine.train.risk_eval import (
             MODEL_NAME, binary_metrics, choose_threshold, decision_report, fit_lightgbm, fit_logistic_regression,
             reliability_bins,
