@@ -78,7 +78,10 @@ def drop_missing_optional(args: AppArgs) -> tuple[AppArgs, dict[str, str]]:
 
 
 def check_versions(args: AppArgs) -> dict[str, list[str]]:
-    """Resolve every configured version in the registry; compare a recommend ensemble's vocabularies.
+    """Resolve every configured version in the registry, verify its files' sha256 against its
+    manifest (``Registry.fetch``: in place on a folder registry; an S3 version is downloaded into
+    the building host's cache, which replicas on that host then reuse), and compare a recommend
+    ensemble's vocabularies - so a tampered version fails the build, not each replica at start.
 
     Returns ``{"recommend.champion": [version ids], ...}``. Raises BuildError naming the field.
     """
@@ -95,6 +98,7 @@ def check_versions(args: AppArgs) -> dict[str, list[str]]:
                 where = f"{task}.{arm}." + (f"members.{n}.version" if arm_args.is_ensemble else "version")
                 try:
                     mv = registry.get(task, member.version)
+                    registry.fetch(task, mv.version)
                 except (RegistryError, StorageError) as exc:
                     raise BuildError(f"{where}: {exc}") from None
                 versions.append(mv.version)
@@ -126,6 +130,7 @@ def _model_app(args: AppArgs, task: str, task_args: TaskArgs, arm: str, arm_args
         "ray_actor_options": res.actor_options(),
         "max_ongoing_requests": res.max_ongoing_requests,
         "max_queued_requests": res.max_queued_requests,
+        "max_surge_percent": res.max_surge_percent,
     }
     if res.autoscaling_config is not None:
         options["autoscaling_config"] = res.autoscaling_config
@@ -154,6 +159,7 @@ def build(args: AppArgs) -> "Application":
         "ray_actor_options": {"num_cpus": ing.num_cpus, **({"runtime_env": ing.runtime_env} if ing.runtime_env else {})},
         "max_ongoing_requests": ing.max_ongoing_requests,
         "max_queued_requests": ing.max_queued_requests,
+        "max_surge_percent": ing.max_surge_percent,
     }
     handles: dict[str, dict[str, Any]] | None = None
     if ing.colocate:  # the arms live in the ingress replica; their settings are its user_config

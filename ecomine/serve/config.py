@@ -128,6 +128,12 @@ class ModelSettings(ArmArgs, Batching):
     """The ``user_config`` of a model deployment (``reconfigure`` applies it in place)."""
 
 
+# Ray Serve's own default (0) stops a deployment's old replicas before their replacements start:
+# a change of `args` left a one-replica deployment (and the ingress) answering nothing for 10-16 s.
+SURGE = ("extra replicas (% of the target, rounded up) started during a redeploy that restarts replicas: "
+         "the old ones serve until the new are ready; needs room for them (CPUs, a GPU). 0: Ray's stop-then-start")
+
+
 def _checked_autoscaling(value: dict[str, Any] | None) -> dict[str, Any] | None:
     """`autoscaling_config` checked against Ray Serve's own `AutoscalingConfig` at validation time,
     not when Serve deploys it: Ray's model ignores unknown keys, so a typo (`max_replica: 4`)
@@ -163,6 +169,7 @@ class ModelResources(_Strict):
     max_ongoing_requests: int = Field(64, ge=1, description="in-flight requests per replica (>= max_batch_size)")
     max_queued_requests: int = Field(-1, ge=-1, description="queued at each caller before 503; -1: no limit")
     runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env of the replicas")
+    max_surge_percent: int = Field(100, ge=0, le=100, description=SURGE)
 
     @field_validator("num_replicas")
     @classmethod
@@ -321,6 +328,7 @@ class IngressArgs(_Strict):
     max_ongoing_requests: int = Field(256, ge=1)
     max_queued_requests: int = Field(-1, ge=-1)
     runtime_env: dict[str, Any] | None = None
+    max_surge_percent: int = Field(100, ge=0, le=100, description=SURGE)
     model_timeout_s: float = Field(30.0, gt=0, description="longest wait for a model deployment's answer")
     max_in_flight: int | None = Field(
         None, ge=0,
@@ -439,7 +447,8 @@ class AppArgs(_Strict):
     ingress: IngressArgs = Field(default_factory=IngressArgs)
     observability: ObservabilityArgs = Field(default_factory=ObservabilityArgs)
     check_versions: bool = Field(
-        True, description="resolve every version (and check ensemble vocabularies) when the app is built"
+        True, description="resolve every version, verify its files' sha256 and check ensemble vocabularies when the "
+        "app is built"
     )
 
     @model_validator(mode="after")
