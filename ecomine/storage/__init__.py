@@ -11,7 +11,8 @@ Exceptions, all carrying ``.uri`` and a one-line message naming the URI and the 
     ├── StorageNotFound               missing file, key, bucket or folder (also a FileNotFoundError)
     ├── StorageAccessDenied           permissions / credentials refused (also a PermissionError)
     ├── StorageUnreachable            the S3 endpoint cannot be reached (message names the endpoint)
-    └── StorageCorrupt                the bytes are there but do not parse (JSON, parquet)
+    ├── StorageCorrupt                the bytes are there but do not parse (JSON, parquet)
+    └── StorageConflict               a conditional write lost: the object exists, or changed since read
 
 Modules (each imported from here; import ``ecomine.storage``, not them)::
 
@@ -22,10 +23,13 @@ Modules (each imported from here; import ``ecomine.storage``, not them)::
     _s3          botocore errors mapped onto the family
     _read_write  one file or object: bytes, text, JSON, parquet, sha256
     _trees       folders and prefixes: exists, list, delete, copy
+    _conditional writes that race: create-if-absent, compare-and-swap (the registry's)
 """
 
+from ecomine.storage._conditional import create_json, read_json_tagged, swap_json
 from ecomine.storage._errors import (
     StorageAccessDenied,
+    StorageConflict,
     StorageCorrupt,
     StorageError,
     StorageNotFound,
@@ -55,6 +59,7 @@ __all__ = [
     "StorageAccessDenied",
     "StorageUnreachable",
     "StorageCorrupt",
+    "StorageConflict",
     "is_s3",
     "local_path",
     "join",
@@ -73,4 +78,7 @@ __all__ = [
     "delete_prefix",
     "sha256_file",
     "copy_tree",
+    "read_json_tagged",
+    "create_json",
+    "swap_json",
 ]

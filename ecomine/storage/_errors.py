@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["StorageError", "StorageNotFound", "StorageAccessDenied", "StorageUnreachable", "StorageCorrupt"]
+__all__ = [
+    "StorageError", "StorageNotFound", "StorageAccessDenied", "StorageUnreachable", "StorageCorrupt", "StorageConflict",
+]
 
 
 class StorageError(Exception):
@@ -40,3 +42,7 @@ class StorageUnreachable(StorageError):
 
 class StorageCorrupt(StorageError):
     """The object exists but its content does not parse as the expected format."""
+
+
+class StorageConflict(StorageError, FileExistsError):
+    """A conditional write found the object already there, or changed since it was read."""

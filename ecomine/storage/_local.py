@@ -15,18 +15,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ecomine.storage._errors import StorageAccessDenied, StorageError, StorageNotFound
+from ecomine.storage._errors import StorageAccessDenied, StorageConflict, StorageError, StorageNotFound
 
 __all__: list[str] = []  # helpers of the storage functions only; nothing public
 
-# Temp files of atomic local writes: ".<name>.<hex>.tmp" beside the target; hidden from list_prefix.
-_TMP_RE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+# Temp files of atomic local writes (".<name>.<hex>.tmp") and the lock files of compare-and-swap
+# writes (".<name>.ecomine-lock"), both beside their target; hidden from list_prefix and copies.
+_TMP_RE = re.compile(r"^\..+\.([0-9a-f]{12}\.tmp|ecomine-lock)$")
 
 
 def _local_error(uri: str, exc: OSError) -> StorageError:
     cause = exc.strerror or str(exc)
     if isinstance(exc, FileNotFoundError):
         return StorageNotFound(uri, f"not found ({cause})")
+    if isinstance(exc, FileExistsError):
+        return StorageConflict(uri, "already exists")
     if isinstance(exc, PermissionError):
         return StorageAccessDenied(uri, f"access denied ({cause})")
     if isinstance(exc, IsADirectoryError):
@@ -45,8 +48,12 @@ def _local_call(uri: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _atomic_local(path: Path) -> Iterator[IO[bytes]]:
-    """Yield a file that becomes ``path`` only if the block finishes; else nothing is left."""
+def _atomic_local(path: Path, *, exclusive: bool = False) -> Iterator[IO[bytes]]:
+    """Yield a file that becomes ``path`` only if the block finishes; else nothing is left.
+
+    ``exclusive``: only if ``path`` does not exist yet (FileExistsError otherwise): the temp
+    file is hard-linked into place, which, unlike ``os.replace``, refuses an existing name.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     # os.open with 0o666 lets the umask decide permissions, like a plain open() would.
@@ -56,7 +63,11 @@ def _atomic_local(path: Path) -> Iterator[IO[bytes]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

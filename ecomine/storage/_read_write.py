@@ -117,11 +117,15 @@ def read_json(uri: URI, *, options: S3Options | None = None) -> Any:
 def write_json(uri: URI, obj: Any, *, options: S3Options | None = None) -> str:
     """Write ``obj`` as JSON (sorted keys, indent 2, trailing newline); returns the sha256 hex."""
     text = _as_str(uri)
+    return write_bytes(text, _json_bytes(text, obj), options=options)
+
+
+def _json_bytes(uri: str, obj: Any) -> bytes:
+    """``obj`` as the JSON every storage writer produces: sorted keys, indent 2, trailing newline, UTF-8."""
     try:
-        content = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     except (TypeError, ValueError) as exc:
-        raise StorageError(text, f"cannot encode as JSON ({exc})") from exc
-    return write_text(text, content, options=options)
+        raise StorageError(uri, f"cannot encode as JSON ({exc})") from exc
 
 
 # --------------------------------------------------------------------------- parquet

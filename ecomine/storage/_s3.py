@@ -9,12 +9,20 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from ecomine.storage._errors import StorageAccessDenied, StorageError, StorageNotFound, StorageUnreachable
+from ecomine.storage._errors import (
+    StorageAccessDenied,
+    StorageConflict,
+    StorageError,
+    StorageNotFound,
+    StorageUnreachable,
+)
 
 __all__: list[str] = []  # helpers of the storage functions only; nothing public
 
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
+# A conditional PUT that lost: 412 (the condition failed), 409 (a concurrent conditional write won).
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _DENIED_CODES = {
     "AccessDenied",
     "403",
@@ -39,6 +47,8 @@ def _s3_error(uri: str, exc: Exception, client: Any) -> StorageError | None:
         if code in _NOT_FOUND_CODES:
             what = "bucket not found" if code == "NoSuchBucket" else "not found"
             return StorageNotFound(uri, f"{what} ({code}: {message})")
+        if code in _CONFLICT_CODES:
+            return StorageConflict(uri, f"conditional write refused ({code}: {message})")
         if code in _DENIED_CODES:
             return StorageAccessDenied(uri, f"access denied ({code}: {message})")
         return StorageError(uri, f"S3 error {code}: {message}")

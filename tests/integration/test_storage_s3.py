@@ -14,6 +14,7 @@ import pytest
 from ecomine import storage
 from ecomine.storage import (
     S3Options,
+    StorageConflict,
     StorageCorrupt,
     StorageError,
     StorageNotFound,
@@ -128,6 +129,29 @@ def test_explicit_options_reach_the_same_server(s3_server: str, s3_prefix: str) 
     uri = storage.join(s3_prefix, "explicit.txt")
     storage.write_text(uri, "ok", options=options)
     assert storage.read_text(uri) == "ok"  # and via the env defaults
+
+
+def test_conditional_writes_on_the_s3_server(s3_prefix: str) -> None:
+    """If-None-Match: * and If-Match: <ETag> as moto's server (and S3 since 2024) enforce them."""
+    manifest = storage.join(s3_prefix, "v1", "manifest.json")
+    storage.create_json(manifest, {"v": 1})
+    with pytest.raises(StorageConflict, match=r"manifest\.json: conditional write refused \(PreconditionFailed"):
+        storage.create_json(manifest, {"v": 2})
+    assert storage.read_json(manifest) == {"v": 1}
+
+    pointer = storage.join(s3_prefix, "stages", "production.json")
+    storage.swap_json(pointer, {"v": 1}, expected=None)
+    _, etag = storage.read_json_tagged(pointer)
+    assert etag.startswith('"') and etag.endswith('"')  # an S3 ETag, not a local sha256
+    storage.swap_json(pointer, {"v": 2}, expected=etag)
+    with pytest.raises(StorageConflict, match="PreconditionFailed"):
+        storage.swap_json(pointer, {"v": 3}, expected=etag)  # stale
+    assert storage.read_json(pointer) == {"v": 2}
+    _, current = storage.read_json_tagged(pointer)
+    storage.delete(pointer)
+    with pytest.raises(StorageConflict, match="deleted since it was read"):
+        storage.swap_json(pointer, {"v": 3}, expected=current)
+    assert not storage.exists(pointer)
 
 
 def _closed_port() -> int:

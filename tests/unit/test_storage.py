@@ -10,6 +10,7 @@ import pickle
 import pkgutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +19,7 @@ import pytest
 from ecomine import storage
 from ecomine.storage import (
     S3Options,
+    StorageConflict,
     StorageCorrupt,
     StorageError,
     StorageNotFound,
@@ -121,6 +123,54 @@ def test_unencodable_json_names_the_uri_and_writes_nothing(tmp_path: Path) -> No
     with pytest.raises(StorageError, match=r"bad\.json.*cannot encode as JSON"):
         storage.write_json(target, {"x": {1, 2}})
     assert _leftovers(tmp_path) == []
+
+
+def test_create_json_never_overwrites(base: str, tmp_path: Path) -> None:
+    uri = storage.join(base, "v1", "manifest.json")
+    storage.create_json(uri, {"v": 1})
+    with pytest.raises(StorageConflict, match=r"manifest\.json: already exists") as info:
+        storage.create_json(uri, {"v": 2})
+    assert isinstance(info.value, FileExistsError)
+    assert storage.read_json(uri) == {"v": 1}
+    assert _leftovers(tmp_path / "v1") == ["manifest.json"]  # no temp file left by the refused write
+
+
+def test_swap_json_writes_only_over_what_was_read(base: str, tmp_path: Path) -> None:
+    uri = storage.join(base, "stages", "production.json")
+    storage.swap_json(uri, {"v": 1}, expected=None)  # None: only while absent
+    obj, tag = storage.read_json_tagged(uri)
+    assert obj == {"v": 1}
+    storage.swap_json(uri, {"v": 2}, expected=tag)
+    with pytest.raises(StorageConflict, match="changed since it was read"):
+        storage.swap_json(uri, {"v": 3}, expected=tag)  # stale: another write went in
+    with pytest.raises(StorageConflict, match="already exists"):
+        storage.swap_json(uri, {"v": 3}, expected=None)
+    assert storage.read_json(uri) == {"v": 2}
+    assert storage.list_prefix(storage.join(base, "stages")) == [uri]  # the lock file is not listed
+    with pytest.raises(StorageNotFound):
+        storage.read_json_tagged(storage.join(base, "stages", "staging.json"))
+
+
+def test_swap_json_read_modify_write_loses_no_increment_under_threads(tmp_path: Path) -> None:
+    uri = tmp_path / "counter.json"
+    storage.create_json(uri, {"n": 0})
+
+    def add(times: int) -> None:
+        for _ in range(times):
+            while True:
+                obj, tag = storage.read_json_tagged(uri)
+                try:
+                    storage.swap_json(uri, {"n": obj["n"] + 1}, expected=tag)
+                    break
+                except StorageConflict:  # another thread's increment went in: read again
+                    continue
+
+    threads = [threading.Thread(target=add, args=(25,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert storage.read_json(uri) == {"n": 150}
 
 
 def test_list_prefix_is_recursive_sorted_full_uris_in_the_callers_style(base: str, tmp_path: Path) -> None:
