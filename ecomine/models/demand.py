@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecomine.data.calendar import calendar_columns
+
 __all__ = [
     "DemandConfig",
     "DemandForecastModel",
@@ -30,6 +32,7 @@ __all__ = [
     "calendar_features",
     "season_length",
     "period_dates",
+    "pinball_terms",
     "pinball_loss",
     "interpolate_quantiles",
     "profile_forecast",
@@ -64,46 +67,42 @@ def calendar_features(dates: np.ndarray, freq: str) -> np.ndarray:
 
     Day of week one-hot (7; constant Monday for weekly), UK bank holiday in the
     period, weeks to the next Christmas / 52 and its inverse 1/(1+weeks) (sharp
-    near the peak), month as sin/cos. Computed from dates alone, so the served
-    model can build them for periods after its data.
+    near the peak), month as sin/cos, weekend (daily). An encoding of the one
+    calendar (`ecomine.data.calendar.calendar_columns`), computed from dates alone,
+    so the served model can build it for periods after its data.
     """
-    from ecomine.data.calendar import uk_bank_holidays
-
     d = np.asarray(dates, dtype="datetime64[D]")
     if d.size == 0:
         return np.zeros((0, N_CALENDAR), np.float32)
-    years = d.astype("datetime64[Y]").astype(int) + 1970
-    hol = np.array(uk_bank_holidays(int(years.min()) - 1, int(years.max()) + 1), dtype="datetime64[D]")
-    span = 7 if freq == "1w" else 1
-    is_hol = np.zeros(d.shape, bool)
-    for k in range(span):
-        is_hol |= np.isin(d + k, hol)
-    dow = (d.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
-    xmas = np.array([np.datetime64(f"{y}-12-25") for y in years], dtype="datetime64[D]")
-    to_xmas = (xmas - d).astype(np.int64)
-    next_xmas = np.array([np.datetime64(f"{y + 1}-12-25") for y in years], dtype="datetime64[D]")
-    to_xmas = np.where(to_xmas < 0, (next_xmas - d).astype(np.int64), to_xmas)
-    weeks = to_xmas / 7.0
-    month = d.astype("datetime64[M]").astype(int) % 12
+    cal = calendar_columns(d, freq)
+    dow = cal["day_of_week"] - 1  # 0 = Monday
+    weeks = cal["days_to_christmas"] / 7.0
+    month = cal["month"] - 1
     out = np.zeros((d.size, N_CALENDAR), np.float32)
     out[np.arange(d.size), dow] = 1.0
-    out[:, 7] = is_hol
+    out[:, 7] = cal["is_uk_holiday"]
     out[:, 8] = weeks / 52.0
     out[:, 9] = 1.0 / (1.0 + weeks)
     out[:, 10] = np.sin(2 * np.pi * month / 12)
     out[:, 11] = np.cos(2 * np.pi * month / 12)
-    out[:, 12] = (dow >= 5) & (freq == "1d")
+    out[:, 12] = cal["is_weekend"] & (freq == "1d")
     return out
 
 
-def pinball_loss(pred, target, quantiles):
-    """Mean pinball (quantile) loss. pred [..., Q], target [...], quantiles [Q]; torch or numpy."""
+def pinball_terms(pred, target, quantiles):
+    """Pinball (quantile) loss of every point and level [..., Q]: pred [..., Q], target [...], quantiles [Q]; torch or numpy."""
     diff = target[..., None] - pred
     if isinstance(diff, np.ndarray):
         q = np.asarray(quantiles, dtype=diff.dtype)
-        return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
+        return np.maximum(q * diff, (q - 1) * diff)
     q = torch.as_tensor(quantiles, dtype=diff.dtype, device=diff.device)
-    return torch.maximum(q * diff, (q - 1) * diff).mean()
+    return torch.maximum(q * diff, (q - 1) * diff)
+
+
+def pinball_loss(pred, target, quantiles):
+    """Mean pinball (quantile) loss of `pinball_terms`: a float for numpy, a tensor for torch."""
+    terms = pinball_terms(pred, target, quantiles)
+    return float(np.mean(terms)) if isinstance(terms, np.ndarray) else terms.mean()
 
 
 @dataclass

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ecomine.models.demand import pinball_terms
+
 __all__ = [
     "MODEL_NAME",
     "naive_scale",
@@ -65,9 +67,7 @@ def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, quantiles: list[f
     if not np.isfinite(f).all():
         raise ValueError("forecast holds NaN or inf values")
     s = np.asarray(scale, np.float64)[:, None, None]
-    q = np.asarray(quantiles, np.float64)
-    diff = y[..., None] - f
-    loss = np.maximum(q * diff, (q - 1) * diff)  # [N, O, H, Q]
+    loss = pinball_terms(f, y, quantiles)  # [N, O, H, Q]
     p50 = f[..., quantiles.index(0.5)]
     total = y.sum()
     out: dict[str, Any] = {}
