@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecomine.specs.train import RECOMMEND_PRESETS
+
 __all__ = [
     "PAD_ID",
     "ItemVocab",
@@ -108,12 +110,12 @@ class RecommenderConfig:
 
 def recommend_small(n_items: int) -> RecommenderConfig:
     """CPU-sized preset: 2 layers, width 64, 50 items of context."""
-    return RecommenderConfig(n_items=n_items, hidden=64, layers=2, heads=2, max_len=50)
+    return RecommenderConfig(n_items=n_items, **RECOMMEND_PRESETS["recommend_small"])
 
 
 def recommend_base(n_items: int) -> RecommenderConfig:
     """GPU-sized preset: 4 layers, width 256, 200 items of context."""
-    return RecommenderConfig(n_items=n_items, hidden=256, layers=4, heads=4, max_len=200)
+    return RecommenderConfig(n_items=n_items, **RECOMMEND_PRESETS["recommend_base"])
 
 
 class SequentialRecommender(nn.Module):

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from ecomine.specs._base import StrictModel, check_name
 from ecomine.specs.augment import TrainAugmentSpec
 
-__all__ = ["DataWindow", "SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RecommendModelSpec",
+__all__ = ["DataWindow", "SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RECOMMEND_PRESETS", "RecommendModelSpec",
            "EarlyStoppingSpec", "OptimSpec", "ScalingSpec", "RunSpec", "EvalSpec", "DemandEvalSpec",
            "DemandModelSpec", "RiskThresholdSpec", "RiskSplitSpec", "RiskModelSpec", "ModelSpec", "TaskName",
            "task_metrics", "metric_mode", "TrainSpec"]
@@ -93,6 +93,13 @@ class LoraSpec(StrictModel):
     dropout: float = Field(0.05, ge=0, lt=1)
 
 
+# The recommender's named sizes: a spec's `preset` and `models.recommend.recommend_small()` / `recommend_base()`.
+RECOMMEND_PRESETS: dict[str, dict[str, int]] = {
+    "recommend_small": {"hidden": 64, "layers": 2, "heads": 2, "max_len": 50},  # CPU-sized
+    "recommend_base": {"hidden": 256, "layers": 4, "heads": 4, "max_len": 200},  # GPU-sized
+}
+
+
 class RecommendModelSpec(StrictModel):
     """The sequential recommender: backbone, knowledge transfer, repeats, loss."""
 
@@ -116,10 +123,7 @@ class RecommendModelSpec(StrictModel):
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("preset"):
-            sizes = {
-                "recommend_small": {"hidden": 64, "layers": 2, "heads": 2, "max_len": 50},
-                "recommend_base": {"hidden": 256, "layers": 4, "heads": 4, "max_len": 200},
-            }.get(data["preset"])
+            sizes = RECOMMEND_PRESETS.get(data["preset"])
             if sizes is not None:
                 given = data.get("backbone") or {}
                 data = {**data, "backbone": {"kind": "from_config", **sizes, **given}}

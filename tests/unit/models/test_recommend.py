@@ -172,3 +172,13 @@ def test_bert_backbone_spec_refuses_sampled_softmax():
 
     with pytest.raises(ValueError, match="arch bert trains with loss full_softmax"):
         RecommendModelSpec.model_validate({"backbone": {"kind": "from_config", "arch": "bert"}, "loss": "sampled_softmax"})
+
+
+def test_presets_are_one_table_read_by_specs_and_models() -> None:
+    from ecomine.models import recommend
+    from ecomine.specs.train import RECOMMEND_PRESETS, RecommendModelSpec
+
+    for name, sizes in RECOMMEND_PRESETS.items():
+        backbone = RecommendModelSpec.model_validate({"preset": name}).backbone
+        config = getattr(recommend, name)(n_items=10)
+        assert {k: getattr(backbone, k) for k in sizes} == sizes == {k: getattr(config, k) for k in sizes}
