@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ecomine.train.background import BackgroundThread
+
 __all__ = [
     "ModeResult",
     "bench_spec",
@@ -260,7 +262,7 @@ def interleaved_check(spec, data, *, blocks: int, steps_per_block: int) -> dict[
     }
 
 
-class _WorkerWatch:
+class _WorkerWatch(BackgroundThread):
     """Looks at the Ray Train worker process while it runs: CPU affinity, OS threads, CPU seconds.
 
     The worker is a grandchild of this driver (driver -> raylet -> worker) when
@@ -269,20 +271,9 @@ class _WorkerWatch:
     """
 
     def __init__(self, interval: float = 2.0) -> None:
-        import threading
-
+        super().__init__()
         self.interval = interval
         self.seen: dict[str, Any] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> _WorkerWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
     def _run(self) -> None:
         import psutil

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomine.specs import SpecError, TrainSpec
+from ecomine.train.background import BackgroundThread
 
 __all__ = [
     "TrainOutcome", "preflight", "check_cluster", "run_training", "run_name", "storage_path",
@@ -107,21 +107,12 @@ def _ensure_ray(address: str | None) -> None:
              configure_logging=False)
 
 
-class _ProgressTail:
+class _ProgressTail(BackgroundThread):
     """Tail the rank-0 progress file and render epoch / loss / metric with rich."""
 
     def __init__(self, path: Path, spec: TrainSpec, console) -> None:
+        super().__init__()
         self.path, self.spec, self.console = path, spec, console
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> _ProgressTail:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
     def _run(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
