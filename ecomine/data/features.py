@@ -179,20 +179,8 @@ def rfm_features(
     for a in attrs:
         out = out.join(_mode_by(df, "user_id", a), on="user_id", how="left")
     return out.select(
-        "user_id",
-        "recency_days",
-        "frequency",
-        "monetary",
-        "net_monetary",
-        "n_lines",
-        "n_items",
-        "avg_basket_size",
-        "avg_basket_value",
-        "n_returns",
-        "return_rate",
-        "tenure_days",
-        "fav_hour",
-        "fav_dow",
+        "user_id", "recency_days", "frequency", "monetary", "net_monetary", "n_lines", "n_items",
+        "avg_basket_size", "avg_basket_value", "n_returns", "return_rate", "tenure_days", "fav_hour", "fav_dow",
         *attrs,
     ).sort("user_id")
 
@@ -230,12 +218,5 @@ def item_catalogue(
     for a in attrs:
         stats = stats.join(_mode_by(events, "item_id", a), on="item_id", how="left")
     return stats.select(
-        "item_id",
-        "item_text",
-        *attrs,
-        "n_purchases",
-        "units_sold",
-        "first_seen",
-        "last_seen",
-        "median_price",
+        "item_id", "item_text", *attrs, "n_purchases", "units_sold", "first_seen", "last_seen", "median_price"
     ).sort("item_id")
