@@ -9,18 +9,23 @@ Layout::
     <root>/<task>/<version>/            weights (*.safetensors), config.json, vocabularies,
                                         metrics.json, extra files, manifest.json (written last)
     <root>/<task>/stages/<stage>.json   {"version", "previous": [older, ..., newest], "updated_at"}
+    <root>/<task>/.claims/<version>.json  S3 only: held while a writer registers that version
 
 A version exists once its ``manifest.json`` does: locally the folder is staged
 in ``<root>/<task>/.tmp-*`` and renamed into place; on S3 the manifest is the
-last object written. Stage pointers change with one atomic write.
+last object written, created only if absent (``If-None-Match: *``), after the writer
+has claimed the version the same way. Stage pointers change with one atomic
+compare-and-swap (S3 ``If-Match`` on the ETag; locally a locked compare-then-replace),
+so concurrent promotes and rollbacks never lose one another's history.
 
 Exceptions::
 
     RegistryError                 anything the registry refuses; names task, version, file
     ├── InvalidName               a task, version or stage name that is not allowed (also ValueError)
     ├── VersionNotFound           unknown task/version (lists the nearest), empty stage, nothing registered
-    ├── VersionExists             registering a version id that is taken
-    ├── StageError                rollback with no history, delete of a version a stage points at
+    ├── VersionExists             registering a version id that is taken (or being registered by another writer)
+    ├── StageError                rollback with no history, delete of a version a stage points at,
+    │                             a promote/rollback that kept losing the race to other writers
     └── ChecksumMismatch          a file differs from, is missing from, or is not in the manifest
     ecomine.storage.StorageError  passes through unchanged (unreachable S3, access denied, ...)
 

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ecomine import storage
-from ecomine.registry._commit import commit_local, commit_remote
+from ecomine.registry._commit import commit_local, commit_remote, leftover_error
 from ecomine.registry._errors import RegistryError, StageError, VersionExists, VersionNotFound
 from ecomine.registry._manifest import (
     MANIFEST_FILE,
@@ -40,7 +40,7 @@ from ecomine.registry._names import (
     _utcnow,
     new_version_id,
 )
-from ecomine.registry._stages import _MAX_HISTORY, _STAGES_DIR, StagePointer
+from ecomine.registry._stages import _STAGES_DIR, StagePointer, change_pointer, promoted, read_pointer, rolled_back
 from ecomine.storage import S3Options, StorageNotFound
 
 __all__ = ["Registry"]
@@ -89,6 +89,10 @@ class Registry:
 
     def _stage_uri(self, task: str, stage: str) -> str:
         return storage.join(self.root, task, _STAGES_DIR, f"{stage}.json")
+
+    def _claim_uri(self, task: str, version: str) -> str:
+        """S3 only: who is registering ``version`` (see ``_commit.commit_remote``)."""
+        return storage.join(self.root, task, ".claims", f"{version}.json")
 
     # ----------------------------------------------------------------- register
 
@@ -165,15 +169,12 @@ class Registry:
         target = self._version_uri(task, version)
         if storage.exists(storage.join(target, MANIFEST_FILE), options=self.s3):
             raise VersionExists(f"{label}: version already registered at {target}")
-        if storage.exists(target, options=self.s3):
-            raise RegistryError(
-                f"{label}: {target} holds files but no manifest (left by a failed registration?); "
-                "delete that folder or choose another version"
-            )
         if self.is_local:
+            if storage.exists(target):
+                raise leftover_error(label, target)
             manifest = commit_local(storage.local_path(self._task_uri(task)), version, src, draft)
-        else:
-            manifest = commit_remote(self._version_uri(task, version), src, rels, draft, self.s3)
+        else:  # checks for leftovers once it holds the claim: another writer's upload is no leftover
+            manifest = commit_remote(target, self._claim_uri(task, version), src, rels, draft, self.s3)
         return ModelVersion(**manifest.model_dump(), uri=self._version_uri(task, version), stages=[])
 
 
@@ -272,59 +273,48 @@ class Registry:
         """The pointer of ``stage`` for ``task``, or None if nothing was ever promoted there."""
         _check_name("task", task)
         _check_stage(stage)
-        uri = self._stage_uri(task, stage)
-        try:
-            raw = storage.read_json(uri, options=self.s3)
-        except StorageNotFound:
-            return None
-        try:
-            return StagePointer.model_validate(raw)
-        except ValidationError as exc:
-            raise RegistryError(f"{task}: stage pointer {uri} is invalid ({exc.errors()[0]['msg']})") from exc
+        return read_pointer(self._stage_uri(task, stage), task=task, options=self.s3)[0]
 
     def stages(self, task: str) -> dict[str, StagePointer]:
         """Every stage of ``task`` that holds a version."""
         return {name: p for name in STAGES if (p := self.stage(task, name)) is not None}
 
-    def _write_pointer(self, task: str, pointer: StagePointer) -> None:
-        storage.write_json(self._stage_uri(task, pointer.stage), pointer.model_dump(mode="json"), options=self.s3)
-
     def promote(self, task: str, ref: str, stage: Stage) -> StagePointer:
         """Point ``stage`` at the version ``ref`` names (one atomic write); the old one goes to history.
 
         ``ref`` may itself be a stage: ``promote(task, "staging", "production")``.
-        Promoting the version the stage already holds changes nothing.
+        Promoting the version the stage already holds changes nothing. Safe against
+        concurrent promotes and rollbacks: each lands, in some order, in the history.
         """
         _check_stage(stage)
         version = self.get(task, ref).version  # must be committed
-        current = self.stage(task, stage)
-        if current is not None and current.version == version:
-            return current
-        history = [*current.previous, current.version] if current is not None else []
-        pointer = StagePointer(stage=stage, version=version, previous=history[-_MAX_HISTORY:], updated_at=_utcnow())
-        self._write_pointer(task, pointer)
-        return pointer
+        return change_pointer(
+            self._stage_uri(task, stage), lambda current: promoted(current, stage, version),
+            task=task, stage=stage, doing=f"promoting {version}", options=self.s3,
+        )
 
     def rollback(self, task: str, stage: Stage) -> StagePointer:
-        """Point ``stage`` back at the version it held before (one atomic write)."""
+        """Point ``stage`` back at the version it held before (one atomic write).
+
+        Rolls back from the version the stage holds when called: if another writer
+        changes the stage meanwhile, StageError names both versions and nothing is rolled back.
+        """
         _check_stage(stage)
-        current = self.stage(task, stage)
-        if current is None:
-            raise StageError(f"stage {stage!r} of task {task!r} holds no version; nothing to roll back")
-        if not current.previous:
-            raise StageError(
-                f"stage {stage!r} of task {task!r} has no previous version to roll back to "
-                f"(it holds {current.version})"
-            )
-        target = current.previous[-1]
-        if target not in self._committed(task):
-            raise StageError(
-                f"stage {stage!r} of task {task!r} would roll back to {target}, which was deleted; "
-                "promote a version explicitly"
-            )
-        pointer = StagePointer(stage=stage, version=target, previous=current.previous[:-1], updated_at=_utcnow())
-        self._write_pointer(task, pointer)
-        return pointer
+        seen: list[str] = []
+
+        def back(current: StagePointer | None) -> StagePointer:
+            if current is not None and seen and current.version != seen[0]:
+                raise StageError(
+                    f"stage {stage!r} of task {task!r} changed while rolling back: it held {seen[0]}, "
+                    f"another writer pointed it at {current.version}; nothing was rolled back"
+                )
+            if current is not None:
+                seen.append(current.version)
+            return rolled_back(current, task=task, stage=stage, committed=lambda: self._committed(task))
+
+        return change_pointer(
+            self._stage_uri(task, stage), back, task=task, stage=stage, doing="rolling back", options=self.s3,
+        )
 
     # ----------------------------------------------------------------- fetch and verify
 
@@ -390,3 +380,4 @@ class Registry:
         else:
             storage.delete(storage.join(uri, MANIFEST_FILE), options=self.s3)
             storage.delete_prefix(uri, options=self.s3)
+            storage.delete(self._claim_uri(task, version), missing_ok=True, options=self.s3)  # if one was left

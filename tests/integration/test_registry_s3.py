@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,16 @@ import pytest
 from safetensors.numpy import save_file
 
 from ecomine import storage
-from ecomine.registry import ChecksumMismatch, Registry, StageError, VersionNotFound
+from ecomine.registry import (
+    ChecksumMismatch,
+    ModelVersion,
+    Registry,
+    RegistryError,
+    StageError,
+    VersionExists,
+    VersionNotFound,
+)
+from tests.registry_races import assert_nothing_lost, model_dir, race_register_and_promote
 
 pytestmark = pytest.mark.integration
 
@@ -83,18 +93,23 @@ def test_tampered_cached_copy_is_refused(s3_prefix: str, tmp_path: Path) -> None
         reg.fetch("risk", mv.version)
 
 
-def test_failed_registration_on_s3_leaves_nothing(
-    s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reg = Registry(s3_prefix + "/registry")
-    real = storage.write_json
+def _crash_before_the_manifest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registration fails at its commit: creating the manifest (written only if absent) raises."""
+    real = storage.create_json
 
     def fail_on_manifest(uri: object, obj: object, **kw: object) -> str:
         if str(uri).endswith("manifest.json"):
             raise storage.StorageError(str(uri), "simulated crash before the commit")
         return real(uri, obj, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(storage, "write_json", fail_on_manifest)
+    monkeypatch.setattr(storage, "create_json", fail_on_manifest)
+
+
+def test_failed_registration_on_s3_leaves_nothing(
+    s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = Registry(s3_prefix + "/registry")
+    _crash_before_the_manifest(monkeypatch)
     with pytest.raises(storage.StorageError, match="simulated crash"):
         reg.register("risk", make_model_dir(tmp_path / "src"), spec=SPEC, data_fingerprint="fp", metrics={}, version="v1")
     monkeypatch.undo()
@@ -118,3 +133,51 @@ def test_promote_rollback_delete_on_s3(s3_prefix: str, tmp_path: Path) -> None:
     reg.delete("risk", v2)
     assert [v.version for v in reg.list("risk")] == [v1]
     assert storage.list_prefix(f"{s3_prefix}/registry/risk/{v2}") == []
+
+
+def test_concurrent_registrations_and_promotions_on_s3_lose_nothing(s3_prefix: str, tmp_path: Path) -> None:
+    root = s3_prefix + "/registry"
+    versions, _seconds = race_register_and_promote(root, tmp_path, writers=6, processes=False)
+    assert_nothing_lost(Registry(root, cache_dir=tmp_path / "cache"), versions)
+    assert storage.list_prefix(f"{root}/recommend/.claims") == []  # every claim released
+
+
+def test_one_version_registered_concurrently_on_s3_commits_once(s3_prefix: str, tmp_path: Path) -> None:
+    reg = Registry(s3_prefix + "/registry", cache_dir=tmp_path / "cache")
+    sources = [model_dir(tmp_path / f"src{i}", seed=i) for i in range(4)]
+    barrier = threading.Barrier(len(sources))
+    outcomes: list[object] = []
+
+    def work(src: Path) -> None:
+        barrier.wait(timeout=60)
+        try:
+            outcomes.append(reg.register("risk", src, spec=SPEC, data_fingerprint="fp", metrics={}, version="same"))
+        except (VersionExists, StageError, storage.StorageError) as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in sources]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if isinstance(o, ModelVersion)]
+    assert len(winners) == 1 and all(isinstance(o, VersionExists) for o in outcomes if o is not winners[0]), outcomes
+    reg.fetch("risk", "same")  # the winner's files, not a mix: every checksum verifies
+    assert storage.list_prefix(s3_prefix + "/registry/risk/.claims") == []
+
+
+def test_a_failed_clean_up_is_reported_not_swallowed(s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = Registry(s3_prefix + "/registry")
+    def broken_delete_prefix(uri: object, **kw: object) -> int:
+        raise storage.StorageAccessDenied(str(uri), "access denied (simulated)")
+
+    _crash_before_the_manifest(monkeypatch)
+    monkeypatch.setattr(storage, "delete_prefix", broken_delete_prefix)
+    with pytest.raises(storage.StorageError, match="simulated crash") as info:
+        reg.register("risk", make_model_dir(tmp_path / "src"), spec=SPEC, data_fingerprint="fp", metrics={}, version="v1")
+    monkeypatch.undo()
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    assert f"could not remove the partial upload {s3_prefix}/registry/risk/v1/" in notes and "simulated" in notes
+    assert storage.list_prefix(f"{s3_prefix}/registry/risk/.claims") == []  # the claim still went
+    with pytest.raises(RegistryError, match="holds files but no manifest"):  # what the note warned of
+        reg.register("risk", make_model_dir(tmp_path / "src2"), spec=SPEC, data_fingerprint="fp", metrics={}, version="v1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import json
 import os
 import pkgutil
@@ -11,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from ecomine import registry as registry_module
+from ecomine.registry import _stages as stages_module
 from ecomine import storage
 from ecomine.registry import (
     ChecksumMismatch,
@@ -30,6 +33,7 @@ from ecomine.registry import (
     VersionNotFound,
     new_version_id,
 )
+from tests.registry_races import assert_nothing_lost, race_register_and_promote
 
 SPEC = {"task": "recommend", "model": {"kind": "from_config", "hidden_size": 32}, "train": {"epochs": 1}}
 
@@ -368,6 +372,68 @@ def test_same_name_registered_concurrently_commits_once(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "reg" / "recommend").iterdir()] == ["same"]
 
 
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_concurrent_registrations_and_promotions_lose_nothing(tmp_path: Path, processes: bool) -> None:
+    root = str(tmp_path / "reg")
+    versions, _seconds = race_register_and_promote(root, tmp_path, writers=6, processes=processes)
+    assert_nothing_lost(Registry(root), versions)
+
+
+def _lose_races(monkeypatch: pytest.MonkeyPatch, intruders: Iterator[Callable[[], object]], times: int) -> None:
+    """The next ``times`` stage-pointer writes lose a real race: an intruder changes the stage just before."""
+    real = storage.swap_json
+    state = {"left": times, "busy": False}
+
+    def racing(uri: object, obj: object, **kw: object) -> str:
+        if state["left"] and not state["busy"]:  # the intruder's own write goes straight through
+            state["left"], state["busy"] = state["left"] - 1, True
+            try:
+                next(intruders)()
+            finally:
+                state["busy"] = False
+        return real(uri, obj, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(storage, "swap_json", racing)
+
+
+def test_a_promote_that_loses_the_race_retries_and_keeps_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = Registry(tmp_path / "reg")
+    v1, v2, v3 = (register(reg, tmp_path, seed=i).version for i in range(3))
+    reg.promote("recommend", v1, "production")
+    _lose_races(monkeypatch, iter([lambda: reg.promote("recommend", v2, "production")]), times=1)
+    pointer = reg.promote("recommend", v3, "production")
+    assert (pointer.version, pointer.previous) == (v3, [v1, v2])  # a plain write would have dropped v2
+    assert reg.stage("recommend", "production") == pointer
+
+
+def test_a_rollback_that_loses_the_race_rolls_back_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = Registry(tmp_path / "reg")
+    v1, v2, v3 = (register(reg, tmp_path, seed=i).version for i in range(3))
+    reg.promote("recommend", v1, "production")
+    reg.promote("recommend", v2, "production")
+    _lose_races(monkeypatch, iter([lambda: reg.promote("recommend", v3, "production")]), times=1)
+    with pytest.raises(StageError, match=f"changed while rolling back: it held {v2}, another writer pointed it at {v3}"):
+        reg.rollback("recommend", "production")
+    pointer = reg.stage("recommend", "production")
+    assert pointer is not None and (pointer.version, pointer.previous) == (v3, [v1, v2])
+
+
+def test_a_promote_that_always_loses_gives_up_naming_stage_and_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = Registry(tmp_path / "reg")
+    v1, v2, v3 = (register(reg, tmp_path, seed=i).version for i in range(3))
+    reg.promote("recommend", v1, "production")
+    reg.promote("recommend", v2, "production")
+    monkeypatch.setattr(stages_module, "_SWAP_ATTEMPTS", 3)
+    flip = itertools.cycle([lambda: reg.promote("recommend", v1, "production"), lambda: reg.promote("recommend", v2, "production")])
+    _lose_races(monkeypatch, flip, times=3)
+    with pytest.raises(StageError, match=f"stage 'production' of task 'recommend': promoting {v3} lost the race to other writers 3 times"):
+        reg.promote("recommend", v3, "production")
+    pointer = reg.stage("recommend", "production")
+    assert pointer is not None and pointer.version == v1 and v3 not in pointer.previous  # nothing half-written
+
+
 def test_import_does_no_work() -> None:
     code = "import sys, ecomine.registry; assert 'boto3' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -386,6 +452,9 @@ def test_all_is_complete() -> None:
         }
         assert defined <= set(module.__all__), module.__name__
         exported |= set(module.__all__)
-    internal = {"source_files", "verify", "commit_local", "commit_remote"}  # used by Registry, not by callers
+    internal = {  # what the Registry uses from its modules; callers go through the Registry
+        "source_files", "verify", "commit_local", "commit_remote", "leftover_error",
+        "read_pointer", "change_pointer", "promoted", "rolled_back",
+    }
     assert exported - internal <= set(registry_module.__all__)
     assert all(hasattr(registry_module, name) for name in registry_module.__all__)
