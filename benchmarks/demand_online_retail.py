@@ -25,7 +25,7 @@ from rich.console import Console
 
 from ecomine.specs import TrainSpec
 from ecomine.train.demand_eval import MODEL_NAME, format_report
-from ecomine.train.metrics import report_json
+from ecomine.train.reports import report_json
 
 SETUPS = {
     # daily: 16 weekly patches of context; training windows every 2nd day keep an epoch ~15 s on 2 cores

@@ -2,7 +2,7 @@
 
 For machines without Ray or polars (a lent GPU box): the same model
 (`ecomine.models.recommend`), optimiser and schedule as the Ray Train loop, the
-same full-catalogue evaluation and baselines (`ecomine.train.metrics`,
+same full-catalogue evaluation and baselines (`ecomine.train.recommend_metrics`,
 `ecomine.models.recommend_baselines`). Prints the report table and writes JSON.
 
 Usage: python benchmarks/recommend_quality_plain.py --data data.npz --epochs 40 [--precision bf16] [--out report.json]
@@ -20,7 +20,8 @@ import torch
 
 from ecomine.models.recommend import SequentialRecommender, recommend_small
 from ecomine.models.recommend_baselines import fit_baselines
-from ecomine.train.metrics import evaluate_scorer, report_json
+from ecomine.train.reports import report_json
+from ecomine.train.recommend_metrics import evaluate_scorer
 
 
 def split(flat: np.ndarray, lens: np.ndarray) -> list[np.ndarray]:

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from ecomine.specs import TrainSpec, load_spec
-    from ecomine.train.evaluate import MODEL_NAME, best_baseline
+    from ecomine.train.recommend_eval import MODEL_NAME, best_baseline
     from ecomine.train.runner import run_training
 
     t0 = time.perf_counter()

@@ -36,7 +36,7 @@ def _loadavg() -> str:
 def _corrupted_spec(work: Path, since: date) -> str:
     """A DataSpec over a copy of the cleaned log whose purchases from `since` on have shuffled items."""
     from ecomine.specs import SpecDataRef
-    from ecomine.train.data import load_training_events
+    from ecomine.train.events import load_training_events
 
     events, _ = load_training_events(SpecDataRef(kind="spec", spec="online-retail"))
     late = (pl.col("ts") >= pl.lit(since).cast(pl.Datetime("us", "UTC"))) & (pl.col("event") == "purchase")

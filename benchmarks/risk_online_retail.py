@@ -65,7 +65,7 @@ def main() -> None:
     import ray
     from rich.console import Console
 
-    from ecomine.train.metrics import report_json
+    from ecomine.train.reports import report_json
     from ecomine.train.risk_eval import MODEL_NAME, format_report, write_reliability_plot
     from ecomine.train.risk_task import TASK
 

@@ -1,6 +1,6 @@
 """Training throughput: the recommender loop through Ray Train (1 worker) vs plain PyTorch.
 
-Beside the flow, not in it: prepares the data once (`ecomine.train.data`, via the task), times
+Beside the flow, not in it: prepares the data once (`ecomine.train.recommend_data`, via the task), times
 the same model/optimiser steps in this process, runs the real per-worker loop
 (`ecomine.train.loop` via `ecomine.train.runner.run_training`), and prints
 steady-state samples/s of both and their ratio (target >= 0.90).
@@ -109,7 +109,7 @@ def prepare(spec) -> tuple[Any, Any]:
     try:
         from ecomine.train.tasks import get_task
     except ModuleNotFoundError:
-        from ecomine.train.data import prepare_recommend_data
+        from ecomine.train.recommend_data import prepare_recommend_data
 
         data = prepare_recommend_data(spec)
         return data, data

@@ -57,8 +57,8 @@ def main() -> None:
 
     from ecomine.registry import Registry
     from ecomine.specs import TrainSpec
-    from ecomine.train.evaluate import MODEL_NAME
-    from ecomine.train.metrics import evaluate_scorer
+    from ecomine.train.recommend_eval import MODEL_NAME
+    from ecomine.train.recommend_metrics import evaluate_scorer
     from ecomine.train.recommend_task import TASK
     from ecomine.train.runner import run_training
     from ecomine.tuning import apply_overrides, load_campaign, run_campaign

@@ -226,7 +226,7 @@ def train(
 ) -> None:
     """Fine-tune through Ray Train, evaluate on the test split beside baselines, register."""
     from ecomine.specs import TrainSpec, load_spec
-    from ecomine.train.metrics import report_json
+    from ecomine.train.reports import report_json
     from ecomine.train.runner import run_baseline, run_training
     from ecomine.train.tasks import get_task
 
@@ -401,7 +401,7 @@ def ensemble_build(
                   + (f", promoted to {ens.promote}" if ens.promote else ""))
     if out is not None:
         from ecomine import storage
-        from ecomine.train.metrics import report_json
+        from ecomine.train.reports import report_json
 
         storage.write_json(str(out), {"version": outcome.version, "members": outcome.members, "versus_best_member": vs,
                                       "results": report_json(outcome.results)})
@@ -417,8 +417,9 @@ def bench_quality(
 ) -> None:
     """Train on a data set and print the model beside the baselines with ratios (both protocols)."""
     from ecomine.specs import TrainSpec, load_spec
-    from ecomine.train.evaluate import MODEL_NAME, best_baseline
-    from ecomine.train.metrics import format_report, report_json
+    from ecomine.train.recommend_eval import MODEL_NAME, best_baseline
+    from ecomine.train.reports import report_json
+    from ecomine.train.recommend_metrics import format_report
     from ecomine.train.runner import run_training
 
     if task != "recommend":

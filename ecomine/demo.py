@@ -178,8 +178,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     from ecomine.ensembles import build_ensemble
     from ecomine.registry import Registry
     from ecomine.specs import EnsembleSpec, TrainSpec
-    from ecomine.train.evaluate import MODEL_NAME, best_baseline
-    from ecomine.train.metrics import report_json
+    from ecomine.train.recommend_eval import MODEL_NAME, best_baseline
+    from ecomine.train.reports import report_json
     from ecomine.demo_serve import serve_and_call
     from ecomine.tuning import run_campaign
 

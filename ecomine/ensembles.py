@@ -150,8 +150,8 @@ def _fit_recommend(spec: EnsembleSpec, models: list, data) -> tuple[np.ndarray, 
 
 
 def _recommend_report(train_spec: TrainSpec, members, models, data, weights, temps):
-    from ecomine.train.evaluate import MODEL_NAME, evaluate_recommender
-    from ecomine.train.metrics import evaluate_scorer
+    from ecomine.train.recommend_eval import MODEL_NAME, evaluate_recommender
+    from ecomine.train.recommend_metrics import evaluate_scorer
 
     ks = train_spec.eval.ks
     mixture = RecommendMixture(models, weights, temps)
@@ -265,7 +265,7 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
     """Resolve, check, fit, evaluate and register; see the module docstring."""
     from ecomine.ensemble_manifest import EnsembleManifest, PinnedMember, content_digest, write_ensemble
     from ecomine.registry import Registry
-    from ecomine.train.metrics import report_json
+    from ecomine.train.reports import report_json
     from ecomine.train.tasks import get_task
 
     registry = Registry(spec.registry)

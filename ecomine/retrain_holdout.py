@@ -47,7 +47,7 @@ def ranks_as_served(state: Any, histories: list[list[str]], targets: list[str], 
     history with no item the version knows gets the popular-items fallback, as served.
     """
     from ecomine.serve.runtime import run_jobs
-    from ecomine.train.metrics import rank_of_targets
+    from ecomine.train.recommend_metrics import rank_of_targets
 
     vocab, popular = state.extra["vocab"], state.extra["popular"]
     n = len(vocab.items) + 1

@@ -171,7 +171,7 @@ def _read_inputs(spec: ScoreSpec, mv: Any) -> pl.DataFrame:
 
     from ecomine.data.features import user_sequences
     from ecomine.specs import TrainSpec
-    from ecomine.train.data import load_training_events
+    from ecomine.train.events import load_training_events
 
     ref = inputs.data
     if ref is None:

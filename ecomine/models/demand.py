@@ -6,7 +6,8 @@ training task (`ecomine.train.demand_task`). One global model over all items:
 scaled unit history; a head adds the item embedding (id 0 = unknown), the
 calendar of every horizon step, the last known price relative to the context
 and two seasonal profile values read from the context, and emits monotone
-quantiles per step. `DemandForecaster` (from `load_forecaster(folder)`) is
+quantiles per step. `DemandModel` (the network plus the series tails and
+fallback profiles a version stores; from `load_forecaster(folder)`) is
 what serving calls: forecasts from the end of the training data, with a
 category/global profile, flagged, for items the model cannot forecast.
 """
@@ -28,7 +29,7 @@ from ecomine.data.calendar import calendar_columns
 __all__ = [
     "DemandConfig",
     "DemandForecastModel",
-    "DemandForecaster",
+    "DemandModel",
     "calendar_features",
     "season_length",
     "period_dates",
@@ -236,8 +237,10 @@ def profile_forecast(profile: np.ndarray, start_slot: int, horizon: int, freq: s
 
 
 @dataclass
-class DemandForecaster:
+class DemandModel:
     """The served demand model: `forecast(item_ids, horizon, quantiles)` -> [n_items, n_quantiles, horizon].
+
+    Serve's `DemandForecaster` deployment (`ecomine.serve.deployments`) wraps one.
 
     Model items are forecast by the network from the stored tail of their series
     (the origin is the period after the training data); every other item gets
@@ -334,8 +337,8 @@ def save_forecaster(folder: Path, model, config: DemandConfig, *, items: list[st
     (folder / PROFILES).write_text(json.dumps({k: np.asarray(v).tolist() for k, v in profiles.items()}))
 
 
-def load_forecaster(folder: str | Path) -> DemandForecaster:
-    """A verified version folder -> `DemandForecaster` (the serve loader for task demand)."""
+def load_forecaster(folder: str | Path) -> DemandModel:
+    """A verified version folder -> `DemandModel` (the serve loader for task demand)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -347,7 +350,7 @@ def load_forecaster(folder: str | Path) -> DemandForecaster:
     series = load_file(str(folder / SERIES))
     items = json.loads((folder / ITEMS).read_text())
     profiles = {k: np.asarray(v, np.float64) for k, v in json.loads((folder / PROFILES).read_text()).items()}
-    return DemandForecaster(
+    return DemandModel(
         model=model, config=config, items=items["items"], tail_units=series["tail_units"].numpy(),
         price_rel=series["price_rel"].numpy(), origin=dt.date.fromisoformat(meta["origin"]),
         profiles=profiles, item_category=items.get("item_category", {}), fallback_items=items.get("fallback_items", []),

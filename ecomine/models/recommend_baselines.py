@@ -1,14 +1,14 @@
 """Next-item baselines: every recommendation report prints them beside the model, and they serve as versions.
 
 Sits in ``ecomine.models`` beside the transformer (``models.recommend``): each
-baseline is a scorer (the ``Scorer`` protocol of ``ecomine.train.metrics``) fitted on TRAINING sequences only (lists of
+baseline is a scorer (the ``Scorer`` protocol of ``ecomine.train.recommend_metrics``) fitted on TRAINING sequences only (lists of
 chronological int arrays of item ids) and scores the full catalogue, dense
 ``[batch, n_items]`` float32. ``pad_id`` (if given) is ignored in sequences and
 histories and scored ``-inf``, so it is never recommended.
 
 Every baseline ranks the whole catalogue: items a baseline knows nothing about
 for a user get a tiny popularity score, so they are ordered by popularity rather
-than tied (ties count against a model in :func:`~ecomine.train.metrics.rank_of_targets`).
+than tied (ties count against a model in :func:`~ecomine.train.recommend_metrics.rank_of_targets`).
 
 ``BaselineRecommender`` wraps a fitted baseline in the served model protocol
 (``score(histories, device=...)``), and ``save_baseline`` / ``load_baseline``

@@ -117,7 +117,7 @@ def prepare_demand_data(spec, events=None, fingerprint: str = "") -> DemandData:
     from ecomine.data.features import demand_series
     from ecomine.models.demand import calendar_features, period_dates, season_length
     from ecomine.specs import SpecError
-    from ecomine.train.data import load_training_events
+    from ecomine.train.events import load_training_events
     from ecomine.train.demand_eval import naive_scale
 
     m, ev_spec = spec.model, spec.model.eval
@@ -320,7 +320,7 @@ class DemandTask:
         return results
 
     def headline(self, results: dict[str, Any]) -> dict[str, Any]:
-        from ecomine.train.metrics import report_json
+        from ecomine.train.reports import report_json
 
         return report_json({MODEL_NAME: results[MODEL_NAME]})[MODEL_NAME]
 

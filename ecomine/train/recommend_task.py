@@ -1,7 +1,7 @@
 """The recommend task: purchase sequences -> next-item transformer, through the shared path.
 
 Implements `ecomine.train.tasks.Task` for `task: recommend`: leave-one-out id
-splits (`train.data`), GPT-2 item model (`models.recommend`), full-catalogue
+splits (`train.recommend_data`), GPT-2 item model (`models.recommend`), full-catalogue
 validation, test report beside popularity / item-kNN / own-history baselines.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ecomine.train.data import RecommendData, prepare_recommend_data
+from ecomine.train.recommend_data import RecommendData, prepare_recommend_data
 
 __all__ = ["RecommendTask", "TASK", "recommender_config", "augmented_copies"]
 
@@ -119,7 +119,7 @@ class RecommendTask:
         }
 
     def validate(self, model, prepared: _Prepared, spec, device) -> dict[str, float]:
-        from ecomine.train.metrics import evaluate_scorer
+        from ecomine.train.recommend_metrics import evaluate_scorer
 
         d = prepared.data
         res = evaluate_scorer(
@@ -134,13 +134,13 @@ class RecommendTask:
         return out
 
     def evaluate(self, model, prepared: _Prepared, spec) -> dict[str, Any]:
-        from ecomine.train.evaluate import evaluate_recommender
+        from ecomine.train.recommend_eval import evaluate_recommender
 
         return evaluate_recommender(model, prepared.data, ks=spec.eval.ks, split="test")
 
     def headline(self, results: dict[str, Any]) -> dict[str, Any]:
-        from ecomine.train.evaluate import MODEL_NAME
-        from ecomine.train.metrics import report_json
+        from ecomine.train.recommend_eval import MODEL_NAME
+        from ecomine.train.reports import report_json
 
         return report_json({MODEL_NAME: results[MODEL_NAME]})[MODEL_NAME]
 
@@ -162,7 +162,7 @@ class RecommendTask:
         return model
 
     def format_report(self, results: dict[str, Any], title: str):
-        from ecomine.train.metrics import format_report
+        from ecomine.train.recommend_metrics import format_report
 
         return format_report(results, title=title)
 

@@ -4,7 +4,7 @@ Sits in `train` beside the risk task (`ecomine.train.risk_task`), which calls it
 validation split (threshold) and the temporal test split (report). Baselines see the same
 numeric features and split as the model: logistic regression on the standardised,
 missing-indicator matrix; LightGBM on the raw values (it handles nulls itself).
-Results are `{name: metrics}` dicts that `ecomine.train.metrics.report_json` serialises.
+Results are `{name: metrics}` dicts that `ecomine.train.reports.report_json` serialises.
 """
 
 from __future__ import annotations

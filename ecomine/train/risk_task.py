@@ -147,7 +147,7 @@ def prepare_risk_data(spec, events: pl.DataFrame | None = None, fingerprint: str
     from ecomine.models.risk import NumericScaler, history_state, line_texts, numeric_matrix
     from ecomine.models.text_encoder import EncoderNotFound, resolve_encoder
     from ecomine.specs import SpecError
-    from ecomine.train.data import load_training_events
+    from ecomine.train.events import load_training_events
 
     ms = spec.model
     try:
@@ -377,7 +377,7 @@ class RiskTask:
         return results
 
     def headline(self, results: dict[str, Any]) -> dict[str, Any]:
-        from ecomine.train.metrics import report_json
+        from ecomine.train.reports import report_json
         from ecomine.train.risk_eval import MODEL_NAME
 
         r = results[MODEL_NAME]

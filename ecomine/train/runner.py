@@ -313,7 +313,7 @@ def _loop_state(checkpoint) -> dict[str, Any]:
 def register_trained(spec: TrainSpec, task, model, data, results, state, name: str, extra_tags: list[str] = ()) -> str:
     """Write the version folder in a temp dir and hand it to the registry (atomic there)."""
     from ecomine.registry import Registry
-    from ecomine.train.metrics import report_json
+    from ecomine.train.reports import report_json
     from ecomine.train.profiles import write_profile
 
     with tempfile.TemporaryDirectory(prefix="ecomine-version-") as tmp:

@@ -10,7 +10,7 @@ import pytest
 from ecomine.registry import Registry
 from ecomine.specs import SpecError, TrainSpec
 from ecomine.train.recommend_task import TASK
-from ecomine.train.evaluate import MODEL_NAME
+from ecomine.train.recommend_eval import MODEL_NAME
 from ecomine.train.runner import run_training
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,8 @@ def registry_root(tmp_path_factory) -> Path:
     from ecomine.models.recommend import ItemVocab, RecommenderConfig, SequentialRecommender, save_recommender
     from ecomine.registry import Registry
     from ecomine.specs import TrainSpec
-    from ecomine.train.data import load_training_events, prepare_recommend_data
+    from ecomine.train.events import load_training_events
+    from ecomine.train.recommend_data import prepare_recommend_data
 
     root = tmp_path_factory.mktemp("ens") / "registry"
     registry = Registry(root)

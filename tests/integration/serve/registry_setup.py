@@ -47,7 +47,8 @@ def build_serving_data(root: Path) -> ServingData:
     from ecomine.models.recommend import ItemVocab, SequentialRecommender, recommend_small, save_recommender
     from ecomine.registry import Registry
     from ecomine.specs import TrainSpec
-    from ecomine.train.data import load_training_events, prepare_recommend_data
+    from ecomine.train.events import load_training_events
+    from ecomine.train.recommend_data import prepare_recommend_data
 
     spec = TrainSpec.model_validate({"data": SYNTH, "optim": {"epochs": 1}, "run": {"registry": str(root / "registry")}})
     events, fingerprint = load_training_events(spec.data)

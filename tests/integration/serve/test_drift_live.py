@@ -41,7 +41,8 @@ def drift_app(serve_base: str, tmp_path_factory: pytest.TempPathFactory):
     from ecomine.registry import Registry
     from ecomine.serve.app import build
     from ecomine.specs import TrainSpec
-    from ecomine.train.data import load_training_events, prepare_recommend_data
+    from ecomine.train.events import load_training_events
+    from ecomine.train.recommend_data import prepare_recommend_data
     from ecomine.train.profiles import recommend_profile
 
     root = tmp_path_factory.mktemp("drift")

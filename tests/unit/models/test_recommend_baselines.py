@@ -15,7 +15,7 @@ from ecomine.models.recommend_baselines import (
     UserHistory,
     fit_baselines,
 )
-from ecomine.train.metrics import Scorer, evaluate_scorer
+from ecomine.train.recommend_metrics import Scorer, evaluate_scorer
 
 
 def seqs(*lists: list[int]) -> list[np.ndarray]:

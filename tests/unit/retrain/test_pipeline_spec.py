@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ecomine.specs import DataWindow, PipelineSpec, SpecError, SyntheticDataRef, load_spec
-from ecomine.train.data import load_training_events
+from ecomine.train.events import load_training_events
 
 REPO = Path(__file__).resolve().parents[3]
 TRAIN = {"kind": "train", "task": "recommend", "data": {"kind": "synthetic", "users": 60, "items": 20, "days": 90}}

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ecomine.models.demand import (
     DemandConfig,
     DemandForecastModel,
-    DemandForecaster,
+    DemandModel,
     calendar_features,
     interpolate_quantiles,
     load_forecaster,
@@ -283,7 +283,7 @@ def test_saved_forecaster_contract(tmp_path: Path, trained, data, spec) -> None:
 def test_forecaster_flags_fallback_items_of_the_panel(trained, data) -> None:
     cfg = trained.config
     k = len(data.items)
-    fc = DemandForecaster(
+    fc = DemandModel(
         model=trained, config=cfg, items=data.items, tail_units=np.zeros((k, cfg.context_length), np.float32),
         price_rel=np.zeros(k, np.float32), origin=dt.date(2024, 1, 1),
         profiles={PROFILE_GLOBAL: np.tile([[0.0, 1.0, 3.0]], (7, 1)), "toys": np.tile([[1.0, 2.0, 5.0]], (7, 1))},

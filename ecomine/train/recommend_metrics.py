@@ -37,7 +37,6 @@ __all__ = [
     "ranking_metrics",
     "evaluate_scorer",
     "format_report",
-    "report_json",
 ]
 
 PROTOCOLS: tuple[str, ...] = ("all_items", "new_items")
@@ -230,25 +229,6 @@ def evaluate_scorer(
     new_items = ranking_metrics(np.concatenate(new_ranks) if new_ranks else empty, ks)
     new_items["n_dropped"] = n_dropped
     return {"all_items": all_items, "new_items": new_items}
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    return value
-
-
-def report_json(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """``{name: evaluate_scorer(...)}`` as plain JSON types; NaN/inf become ``None``."""
-    return _json_value(results)
 
 
 def format_report(

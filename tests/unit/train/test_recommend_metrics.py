@@ -15,15 +15,15 @@ from hypothesis.extra import numpy as hnp
 from rich.console import Console
 from rich.table import Table
 
-from ecomine.train import metrics
-from ecomine.train.metrics import (
+from ecomine.train import recommend_metrics as metrics
+from ecomine.train.recommend_metrics import (
     Scorer,
     evaluate_scorer,
     format_report,
     rank_of_targets,
     ranking_metrics,
-    report_json,
 )
+from ecomine.train.reports import report_json
 
 
 class RowsScorer:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ecomine.train.data import RecommendData
+from ecomine.train.recommend_data import RecommendData
 
 __all__ = ["evaluate_recommender", "best_baseline", "MODEL_NAME"]
 
@@ -21,7 +21,7 @@ MODEL_NAME = "ecomine (transformer)"
 def evaluate_recommender(model, data: RecommendData, *, ks: list[int], split: str = "test") -> dict[str, Any]:
     """{name: {"all_items": metrics, "new_items": metrics}} for the model and every baseline."""
     from ecomine.models.recommend_baselines import fit_baselines
-    from ecomine.train.metrics import evaluate_scorer
+    from ecomine.train.recommend_metrics import evaluate_scorer
 
     histories = data.test_histories if split == "test" else data.valid_histories
     targets = data.test_targets if split == "test" else data.valid_targets
