@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import holidays
 import numpy as np
 import polars as pl
 
@@ -27,81 +28,16 @@ DEMAND_COVARIATES: tuple[str, ...] = (
 )
 
 
-def _easter(year: int) -> dt.date:
-    # Anonymous Gregorian algorithm (Meeus/Jones/Butcher).
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    g = (b - (b + 8) // 25 + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    l_ = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * l_) // 451
-    month, day = divmod(h + l_ - 7 * m + 114, 31)
-    return dt.date(year, month, day + 1)
+def uk_bank_holidays(start_year: int = 2009, end_year: int = 2030) -> list[dt.date]:
+    """England & Wales bank holidays in [start_year, end_year], sorted: the days banks close.
 
-
-def _observed(days: list[dt.date]) -> list[dt.date]:
-    """Move weekend holidays to the next weekday not already a holiday."""
-    taken = {d for d in days if d.weekday() < 5}
-    out = sorted(taken)
-    for d in sorted(x for x in days if x.weekday() >= 5):
-        s = d
-        while s.weekday() >= 5 or s in taken:
-            s += dt.timedelta(days=1)
-        taken.add(s)
-        out.append(s)
-    return sorted(out)
-
-
-def _first_monday(year: int, month: int) -> dt.date:
-    d = dt.date(year, month, 1)
-    return d + dt.timedelta(days=(7 - d.weekday()) % 7)
-
-
-def _last_monday(year: int, month: int) -> dt.date:
-    d = dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
-    return d - dt.timedelta(days=d.weekday())
-
-
-# One-off changes to the England & Wales calendar (moved or extra days).
-_MOVED = {
-    dt.date(2012, 5, 28): dt.date(2012, 6, 4),  # Spring holiday -> Diamond Jubilee weekend
-    dt.date(2020, 5, 4): dt.date(2020, 5, 8),  # Early May -> VE Day 75
-    dt.date(2022, 5, 30): dt.date(2022, 6, 2),  # Spring holiday -> Platinum Jubilee
-}
-_EXTRA = (
-    dt.date(2011, 4, 29),  # Royal wedding
-    dt.date(2012, 6, 5),  # Diamond Jubilee
-    dt.date(2022, 6, 3),  # Platinum Jubilee
-    dt.date(2022, 9, 19),  # State funeral of Queen Elizabeth II
-    dt.date(2023, 5, 8),  # Coronation of King Charles III
-)
-
-
-def uk_bank_holidays(start_year: int = 2009, end_year: int = 2027) -> list[dt.date]:
-    """England & Wales bank holidays, computed from the statutory rules.
-
-    Rules (New Year, Good Friday, Easter Monday, early-May, spring, summer,
-    Christmas, Boxing Day, with weekend substitutes) hold for any year; the
-    one-off moves and extra days (jubilees, royal events) are hard-coded and
-    known for 2009-2027 only.
+    From the `holidays` package (statutory rules, substitute days and the one-off
+    changes - jubilees, royal events - it keeps up to date). It also lists a
+    holiday that falls on a weekend on its calendar date; only its weekday
+    substitute is a bank holiday, so weekend dates are left out.
     """
-    out: list[dt.date] = []
-    for y in range(start_year, end_year + 1):
-        easter = _easter(y)
-        fixed = [
-            easter - dt.timedelta(days=2),
-            easter + dt.timedelta(days=1),
-            _first_monday(y, 5),
-            _last_monday(y, 5),
-            _last_monday(y, 8),
-        ]
-        days = _observed([dt.date(y, 1, 1)]) + fixed + _observed(
-            [dt.date(y, 12, 25), dt.date(y, 12, 26)]
-        )
-        days = [_MOVED.get(d, d) for d in days] + [d for d in _EXTRA if d.year == y]
-        out.extend(days)
-    return sorted(set(out))
+    days = holidays.country_holidays("GB", subdiv="ENG", years=range(start_year, end_year + 1))
+    return sorted(d for d in days if d.weekday() < 5)
 
 
 def calendar_columns(dates: np.ndarray, freq: str) -> dict[str, np.ndarray]:

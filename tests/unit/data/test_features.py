@@ -259,6 +259,14 @@ def test_uk_bank_holidays_known_years() -> None:
     assert dt.date(2012, 5, 28) not in hol and dt.date(2020, 5, 4) not in hol
 
 
+def test_uk_bank_holidays_go_on_past_the_former_table() -> None:
+    # the hand-written table ended in 2027: every later day was silently "not a holiday"
+    hol = set(uk_bank_holidays(2028, 2035))
+    assert all(sum(1 for d in hol if d.year == y) == 8 for y in range(2028, 2036))
+    assert {dt.date(2030, 4, 19), dt.date(2030, 4, 22), dt.date(2032, 12, 27), dt.date(2032, 12, 28)} <= hol
+    assert all(d.weekday() < 5 for d in hol)
+
+
 # ----------------------------------------------------------------------- risk
 
 
