@@ -50,7 +50,11 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
 
 
 def reliability_bins(labels: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> dict[str, list[float]]:
-    """Quantile-binned reliability curve (mean predicted vs observed rate, count per bin)."""
+    """Quantile-binned reliability curve (mean predicted vs observed rate, count per bin).
+
+    Kept by hand: `sklearn.calibration.calibration_curve(strategy="quantile")` gives the
+    same two curves (tested) but not the count per bin, which the report and plot show.
+    """
     y, p = np.asarray(labels, np.float64), np.asarray(probs, np.float64)
     if len(p) == 0:
         return {"mean_predicted": [], "fraction_positive": [], "count": []}
@@ -74,19 +78,20 @@ def choose_threshold(labels: np.ndarray, probs: np.ndarray, *, target_precision:
     cost_ratio (false-negative cost / false-positive cost): the threshold minimising
     cost_ratio * FN + FP. Flag when probability >= threshold.
     """
+    from sklearn.metrics import precision_recall_curve
+
     if (target_precision is None) == (cost_ratio is None):
         raise ValueError("choose_threshold: give exactly one of target_precision or cost_ratio")
     y, p = np.asarray(labels, np.int64), np.asarray(probs, np.float64)
     if len(y) == 0 or y.sum() == 0:
         return {"threshold": 0.5, "rule": "default (no positives to choose on)", "met": False}
-    order = np.argsort(-p, kind="stable")
-    ps, ys = p[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(ps) != 0), len(ps) - 1]  # flag everything >= ps[last]
-    tp = np.cumsum(ys)[last]
-    fp = (last + 1) - tp
-    thr = ps[last]
+    precision, recall, thr = precision_recall_curve(y, p)
+    # every distinct probability as a threshold, highest first (flag p >= thr); the curve's
+    # last point (nothing flagged) has no threshold
+    precision, recall, thr = precision[-2::-1], recall[-2::-1], thr[::-1]
+    tp = np.rint(recall * y.sum())
+    fp = (len(p) - np.searchsorted(np.sort(p), thr, side="left")) - tp  # flagged - true positives
     if target_precision is not None:
-        precision = tp / (tp + fp)
         ok = np.flatnonzero(precision >= target_precision)
         if len(ok):
             k = ok[-1]  # lowest threshold still at the target
@@ -100,7 +105,7 @@ def choose_threshold(labels: np.ndarray, probs: np.ndarray, *, target_precision:
     k = int(np.argmin(cost))
     flag_none = float(cost_ratio * y.sum())
     if flag_none <= cost[k]:  # flagging nothing is cheapest: a threshold above every probability
-        return {"threshold": float(np.nextafter(ps[0], np.inf)), "rule": f"cost_ratio {cost_ratio}", "met": True,
+        return {"threshold": float(np.nextafter(thr[0], np.inf)), "rule": f"cost_ratio {cost_ratio}", "met": True,
                 "valid_cost": flag_none}
     return {"threshold": float(thr[k]), "rule": f"cost_ratio {cost_ratio}", "met": True, "valid_cost": float(cost[k]),
             "valid_precision": float(tp[k] / (tp[k] + fp[k])), "valid_recall": float(tp[k] / y.sum())}

@@ -346,3 +346,56 @@ def test_lora_task_prepares_trains_evaluates_saves_and_loads(tiny_encoder: str, 
     trial = spec.model_copy(update={"model": spec.model.model_copy(update={"negative_sample": 1.0})})
     adapted = TASK.adapt(data, trial)
     assert adapted.input_ids is data.input_ids and len(adapted.train_index) == len(data.train)
+
+
+def _threshold_sweep_by_hand(labels, probs, target_precision=None, cost_ratio=None):
+    """The former hand-written sweep, the reference choose_threshold must keep agreeing with."""
+    y, p = np.asarray(labels, np.int64), np.asarray(probs, np.float64)
+    order = np.argsort(-p, kind="stable")
+    ps, ys = p[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(ps) != 0), len(ps) - 1]
+    tp = np.cumsum(ys)[last]
+    fp = (last + 1) - tp
+    thr = ps[last]
+    if target_precision is not None:
+        precision = tp / (tp + fp)
+        ok = np.flatnonzero(precision >= target_precision)
+        k = ok[-1] if len(ok) else int(np.argmax(precision))
+        return float(thr[k]), float(precision[k]), float(tp[k] / y.sum())
+    cost = cost_ratio * (y.sum() - tp) + fp
+    k = int(np.argmin(cost))
+    return (float(np.nextafter(ps[0], np.inf)), None, None) if cost_ratio * y.sum() <= cost[k] else (
+        float(thr[k]), float(tp[k] / (tp[k] + fp[k])), float(tp[k] / y.sum()))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_threshold_sweep_through_sklearn_matches_the_hand_sweep(seed) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 400))
+    y = (rng.random(n) < rng.uniform(0.05, 0.6)).astype(np.int64)
+    y[0] = 1
+    p = np.clip(0.3 * y + rng.random(n) * 0.7, 0, 1)
+    if seed % 2:
+        p = np.round(p, 1)  # many ties
+    for rule in ({"target_precision": 0.5}, {"target_precision": 0.8}, {"target_precision": 0.999},
+                 {"cost_ratio": 0.2}, {"cost_ratio": 1.0}, {"cost_ratio": 7.0}):
+        got = choose_threshold(y, p, **rule)
+        want = _threshold_sweep_by_hand(y, p, **rule)
+        assert got["threshold"] == want[0], rule
+        if want[1] is not None:
+            assert got["valid_precision"] == pytest.approx(want[1]) and got["valid_recall"] == pytest.approx(want[2])
+
+
+def test_reliability_bins_agree_with_sklearns_calibration_curve() -> None:
+    from sklearn.calibration import calibration_curve
+
+    from ecomine.train.risk_eval import reliability_bins
+
+    rng = np.random.default_rng(3)
+    p = rng.beta(1, 6, size=2000)
+    y = (rng.random(2000) < p).astype(np.int64)
+    bins = reliability_bins(y, p, n_bins=10)
+    frac, mean = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    np.testing.assert_allclose(bins["mean_predicted"], mean)
+    np.testing.assert_allclose(bins["fraction_positive"], frac)
+    assert sum(bins["count"]) == 2000 and len(bins["count"]) == 10
