@@ -18,15 +18,15 @@ Id 0 is padding; items are 1..n_items (see `ItemVocab`).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from ecomine.specs.train import RECOMMEND_PRESETS
+from ecomine.models.recommend_bert import MaskedItemRecommender
+from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, left_pad, recommend_base, recommend_small
 
 __all__ = [
     "PAD_ID",
@@ -42,9 +42,6 @@ __all__ = [
     "save_recommender",
     "load_recommender",
 ]
-
-PAD_ID = 0
-
 
 @dataclass
 class ItemVocab:
@@ -82,40 +79,6 @@ class ItemVocab:
     @classmethod
     def from_json(cls, data: dict) -> ItemVocab:
         return cls(items=list(data["items"]), texts=list(data.get("texts") or []))
-
-
-@dataclass
-class RecommenderConfig:
-    """Every hyperparameter of the model, stored as config.json beside the weights."""
-
-    n_items: int
-    hidden: int = 64
-    layers: int = 2
-    heads: int = 2
-    max_len: int = 50
-    dropout: float = 0.1
-    repeat: bool = True
-    loss: Literal["full_softmax", "sampled_softmax"] = "full_softmax"
-    num_negatives: int = 1000
-    arch: Literal["gpt2", "bert"] = "gpt2"  # bert: models.recommend_bert.MaskedItemRecommender
-    mask_prob: float = 0.2
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
-
-    @classmethod
-    def load(cls, path: str | Path) -> RecommenderConfig:
-        return cls(**json.loads(Path(path).read_text()))
-
-
-def recommend_small(n_items: int) -> RecommenderConfig:
-    """CPU-sized preset: 2 layers, width 64, 50 items of context."""
-    return RecommenderConfig(n_items=n_items, **RECOMMEND_PRESETS["recommend_small"])
-
-
-def recommend_base(n_items: int) -> RecommenderConfig:
-    """GPU-sized preset: 4 layers, width 256, 200 items of context."""
-    return RecommenderConfig(n_items=n_items, **RECOMMEND_PRESETS["recommend_base"])
 
 
 class SequentialRecommender(nn.Module):
@@ -257,20 +220,9 @@ class SequentialRecommender(nn.Module):
 def build_recommender(config: RecommenderConfig) -> nn.Module:
     """The model class of `config.arch`: the causal GPT-2 recommender or the masked-item BERT one."""
     if config.arch == "bert":
-        from ecomine.models.recommend_bert import MaskedItemRecommender
-
         return MaskedItemRecommender(config)
     return SequentialRecommender(config)
 
-
-def left_pad(histories: list[np.ndarray], max_len: int) -> torch.Tensor:
-    """Keep each history's last `max_len` items, left-padded with PAD_ID."""
-    out = torch.zeros(len(histories), max_len, dtype=torch.long)
-    for r, h in enumerate(histories):
-        h = np.array(h[-max_len:], dtype=np.int64)  # a copy: Ray hands out read-only arrays
-        if len(h):
-            out[r, max_len - len(h) :] = torch.from_numpy(h)
-    return out
 
 
 def training_windows(sequences: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:

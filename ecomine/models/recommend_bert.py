@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ecomine.models.recommend import PAD_ID, RecommenderConfig, left_pad
+from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, left_pad
 
 __all__ = ["MaskedItemRecommender"]
 
