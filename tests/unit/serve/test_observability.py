@@ -36,7 +36,31 @@ def test_log_line_format(caplog) -> None:
     assert caplog.records[-1].getMessage() == line
 
 
+def _every_metric(m: ServeMetrics) -> list:
+    return [
+        m.request("/v1/recommend", 200, "recommend/v1", "champion", 3.0), m.fallback("/v1/recommend", "cold_start"),
+        m.batch("recommend-champion", 4), m.shadow("recommend", 0.5), m.swap("recommend-champion"),
+        m.reconfigure("recommend-champion", failed=True), m.reconfigure("recommend-champion", failed=False),
+        m.shed("/v1/recommend"), m.drift("recommend-champion", "recommend", [{"feature": "n", "psi": 0.1, "ks": None}]),
+    ]
+
+
 def test_metrics_never_break_serving_outside_ray() -> None:
+    import ray
+
     m = ServeMetrics()
-    m.request("/v1/recommend", 200, "recommend/v1", "champion", 3.0)  # no Ray here: silently skipped
-    m.batch("recommend-champion", 4)
+    assert _every_metric(m) == [None] * 9  # every metric records outside a Ray worker ...
+    assert m._ready() and not ray.is_initialized()  # ... and none of them starts Ray
+
+
+class _NoMetricsBackend(ServeMetrics):
+    """Ray's metrics failing to build (an old Ray, a worker without its metrics agent)."""
+
+    def _make(self) -> None:
+        raise RuntimeError("no metrics backend")
+
+
+def test_metrics_that_cannot_be_built_are_skipped_not_raised() -> None:
+    m = _NoMetricsBackend()
+    assert _every_metric(m) == [None] * 9
+    assert not m._ready()
