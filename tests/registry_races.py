@@ -13,6 +13,7 @@ import multiprocessing
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from safetensors.numpy import save_file
 
 from ecomine.registry import Registry
 
-__all__ = ["model_dir", "race_register_and_promote", "assert_nothing_lost"]
+__all__ = ["model_dir", "in_threads", "race_register_and_promote", "assert_nothing_lost"]
 
 TASK = "recommend"
 
@@ -33,6 +34,27 @@ def model_dir(folder: Path, seed: int) -> Path:
     save_file({"head.weight": weights}, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({"seed": seed}))
     return folder
+
+
+def in_threads(work: Callable[[Any], object], items: Sequence[Any]) -> list[object]:
+    """``work(item)`` for every item, each in its own thread, all released at once; what each
+    returned or raised, in the order they finished."""
+    barrier = threading.Barrier(len(items))
+    outcomes: list[object] = []
+
+    def run(item: Any) -> None:
+        barrier.wait(timeout=60)
+        try:
+            outcomes.append(work(item))
+        except Exception as exc:  # returned to the caller, who asserts on it
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=run, args=(item,)) for item in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
 
 
 def _writer(root: str, src: str, seed: int, barrier: Any, out: Any) -> None:

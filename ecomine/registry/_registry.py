@@ -115,49 +115,24 @@ class Registry:
         ``manifest.json``); pickle-format files (.bin, .pt, .pkl, ...) are refused and
         ``*.safetensors`` headers are checked. On any failure nothing is registered.
         """
-        if isinstance(tags, str):
-            raise RegistryError(f"{task}: tags must be a list of strings, not the string {tags!r}")
-        tag_list = [str(t) for t in tags]
-        if version is not None:
-            return self._register(task, files_dir, spec, data_fingerprint, metrics, tag_list, version, parent, notes)
-        for attempt in range(3):  # a generated id: on the rare collision, draw another
-            try:
-                return self._register(
-                    task, files_dir, spec, data_fingerprint, metrics, tag_list, new_version_id(), parent, notes
-                )
-            except VersionExists:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _register(
-        self,
-        task: str,
-        files_dir: str | os.PathLike[str],
-        spec: Mapping[str, Any] | BaseModel,
-        data_fingerprint: str,
-        metrics: Mapping[str, Any],
-        tag_list: list[str],
-        version: str,
-        parent: str | None,
-        notes: str | None,
-    ) -> ModelVersion:
         _check_name("task", task)
-        _check_version(version)
+        if version is not None:
+            _check_version(version)
         if parent is not None:
             _check_name("parent version", parent)
+        label = f"{task}/{version}" if version is not None else task
+        if isinstance(tags, str):
+            raise RegistryError(f"{label}: tags must be a list of strings, not the string {tags!r}")
+        tag_list = [str(t) for t in tags]
         src = Path(files_dir)
-        label = f"{task}/{version}"
         rels = source_files(src, label)
         if not isinstance(data_fingerprint, str) or not data_fingerprint:
             raise RegistryError(f"{label}: data_fingerprint must be a non-empty string")
         if any(not t or t != t.strip() for t in tag_list):
             raise RegistryError(f"{label}: tags must be non-empty strings without surrounding spaces: {tag_list}")
-        now = _utcnow()
         draft = {
             "task": task,
-            "version": version,
-            "created_at": now,
+            "created_at": _utcnow(),
             "spec": _as_json_dict("spec", spec),
             "data_fingerprint": data_fingerprint,
             "metrics": _as_json_dict("metrics", metrics),
@@ -166,17 +141,33 @@ class Registry:
             "parent": parent,
             "notes": notes,
         }
+        if version is not None:
+            return self._commit(task, version, src, rels, draft)
+        for attempt in range(3):  # a generated id: on the rare collision, draw another
+            try:
+                return self._commit(task, new_version_id(), src, rels, draft)
+            except VersionExists:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _commit(self, task: str, version: str, src: Path, rels: list[str], draft: dict[str, Any]) -> ModelVersion:
+        """Bring the checked files of ``src`` in as ``task/version``; VersionExists if it is taken."""
+        label = f"{task}/{version}"
+        draft = {**draft, "version": version}
         target = self._version_uri(task, version)
-        if storage.exists(storage.join(target, MANIFEST_FILE), options=self.s3):
+        manifest_uri = storage.join(target, MANIFEST_FILE)
+        # Locally a version folder appears whole (renamed in with its manifest), so one without
+        # a manifest is a leftover; on S3 that is checked once the claim is held (commit_remote).
+        if self.is_local and storage.exists(target) and not storage.exists(manifest_uri):
+            raise leftover_error(label, target)
+        if storage.exists(manifest_uri, options=self.s3):
             raise VersionExists(f"{label}: version already registered at {target}")
         if self.is_local:
-            if storage.exists(target):
-                raise leftover_error(label, target)
             manifest = commit_local(storage.local_path(self._task_uri(task)), version, src, draft)
-        else:  # checks for leftovers once it holds the claim: another writer's upload is no leftover
+        else:
             manifest = commit_remote(target, self._claim_uri(task, version), src, rels, draft, self.s3)
-        return ModelVersion(**manifest.model_dump(), uri=self._version_uri(task, version), stages=[])
-
+        return ModelVersion(**manifest.model_dump(), uri=target, stages=[])
 
     # ----------------------------------------------------------------- reading
 

@@ -24,16 +24,8 @@ from ecomine.storage._s3 import _s3_call
 from ecomine.storage._uri import URI, _as_str, _parse
 
 __all__ = [
-    "open_write",
-    "read_bytes",
-    "write_bytes",
-    "read_text",
-    "write_text",
-    "read_json",
-    "write_json",
-    "read_parquet",
-    "write_parquet",
-    "sha256_file",
+    "open_write", "read_bytes", "write_bytes", "read_text", "write_text",
+    "read_json", "write_json", "read_parquet", "write_parquet", "sha256_file",
 ]
 
 _CHUNK = 1 << 20

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from ecomine.registry import (
     VersionExists,
     VersionNotFound,
 )
-from tests.registry_races import assert_nothing_lost, model_dir, race_register_and_promote
+from tests.registry_races import assert_nothing_lost, in_threads, model_dir, race_register_and_promote
 
 pytestmark = pytest.mark.integration
 
@@ -145,21 +144,9 @@ def test_concurrent_registrations_and_promotions_on_s3_lose_nothing(s3_prefix: s
 def test_one_version_registered_concurrently_on_s3_commits_once(s3_prefix: str, tmp_path: Path) -> None:
     reg = Registry(s3_prefix + "/registry", cache_dir=tmp_path / "cache")
     sources = [model_dir(tmp_path / f"src{i}", seed=i) for i in range(4)]
-    barrier = threading.Barrier(len(sources))
-    outcomes: list[object] = []
-
-    def work(src: Path) -> None:
-        barrier.wait(timeout=60)
-        try:
-            outcomes.append(reg.register("risk", src, spec=SPEC, data_fingerprint="fp", metrics={}, version="same"))
-        except (VersionExists, StageError, storage.StorageError) as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=work, args=(s,)) for s in sources]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = in_threads(
+        lambda src: reg.register("risk", src, spec=SPEC, data_fingerprint="fp", metrics={}, version="same"), sources
+    )
     winners = [o for o in outcomes if isinstance(o, ModelVersion)]
     assert len(winners) == 1 and all(isinstance(o, VersionExists) for o in outcomes if o is not winners[0]), outcomes
     reg.fetch("risk", "same")  # the winner's files, not a mix: every checksum verifies

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import itertools
 import json
 import os
-import pkgutil
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,7 +30,8 @@ from ecomine.registry import (
     VersionNotFound,
     new_version_id,
 )
-from tests.registry_races import assert_nothing_lost, race_register_and_promote
+from tests.package_exports import module_exports
+from tests.registry_races import assert_nothing_lost, in_threads, race_register_and_promote
 
 SPEC = {"task": "recommend", "model": {"kind": "from_config", "hidden_size": 32}, "train": {"epochs": 1}}
 
@@ -326,47 +324,14 @@ def test_version_ids_sort_by_time_and_do_not_collide() -> None:
     assert all(re.fullmatch(registry_module.NAME_PATTERN, i) for i in ids)
 
 
-def test_concurrent_registrations_get_distinct_versions(tmp_path: Path) -> None:
-    reg = Registry(tmp_path / "reg")
-    sources = [make_model_dir(tmp_path / f"src{i}", seed=i) for i in range(6)]
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def work(src: Path) -> None:
-        try:
-            results.append(reg.register("recommend", src, spec=SPEC, data_fingerprint="fp", metrics={}).version)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(s,)) for s in sources]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert len(set(results)) == 6
-    assert sorted(v.version for v in reg.list("recommend")) == sorted(results)
-    for version in results:
-        reg.fetch("recommend", version)  # each is whole and verifies
-
-
 def test_same_name_registered_concurrently_commits_once(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "reg")
     sources = [make_model_dir(tmp_path / f"src{i}", seed=i) for i in range(4)]
-    outcomes: list[object] = []
-
-    def work(src: Path) -> None:
-        try:
-            outcomes.append(reg.register("recommend", src, spec=SPEC, data_fingerprint="fp", metrics={}, version="same"))
-        except (VersionExists, RegistryError) as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=work, args=(s,)) for s in sources]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = in_threads(
+        lambda src: reg.register("recommend", src, spec=SPEC, data_fingerprint="fp", metrics={}, version="same"), sources
+    )
     assert sum(isinstance(o, registry_module.ModelVersion) for o in outcomes) == 1
+    assert sum(isinstance(o, VersionExists) for o in outcomes) == 3, outcomes
     assert [v.version for v in reg.list()] == ["same"]
     reg.fetch("recommend", "same")
     assert [p.name for p in (tmp_path / "reg" / "recommend").iterdir()] == ["same"]
@@ -441,20 +406,8 @@ def test_import_does_no_work() -> None:
 
 def test_all_is_complete() -> None:
     """Every public name defined in a registry module is in its ``__all__``; the package re-exports them."""
-    modules = [importlib.import_module(f"ecomine.registry.{m.name}") for m in pkgutil.iter_modules(registry_module.__path__)]
-    assert modules, "ecomine.registry has no modules"
-    exported = set()
-    for module in modules:
-        defined = {
-            name
-            for name, value in vars(module).items()
-            if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
-        }
-        assert defined <= set(module.__all__), module.__name__
-        exported |= set(module.__all__)
     internal = {  # what the Registry uses from its modules; callers go through the Registry
         "source_files", "verify", "commit_local", "commit_remote", "leftover_error",
         "read_pointer", "change_pointer", "promoted", "rolled_back",
     }
-    assert exported - internal <= set(registry_module.__all__)
-    assert all(hasattr(registry_module, name) for name in registry_module.__all__)
+    assert module_exports(registry_module) - internal <= set(registry_module.__all__)

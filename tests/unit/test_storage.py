@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import pickle
-import pkgutil
 import subprocess
 import sys
 import threading
@@ -25,6 +23,7 @@ from ecomine.storage import (
     StorageNotFound,
 )
 from ecomine.storage._s3 import _s3_error
+from tests.package_exports import module_exports
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -298,17 +297,7 @@ def test_import_does_no_work() -> None:
 
 def test_all_is_complete() -> None:
     """Every public name defined in a storage module is in its ``__all__`` and in the package's."""
-    modules = [importlib.import_module(f"ecomine.storage.{m.name}") for m in pkgutil.iter_modules(storage.__path__)]
-    assert modules, "ecomine.storage has no modules"
-    for module in modules:
-        defined = {
-            name
-            for name, value in vars(module).items()
-            if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
-        }
-        assert defined <= set(module.__all__), module.__name__
-        assert set(module.__all__) <= set(storage.__all__), module.__name__
-    assert all(hasattr(storage, name) for name in storage.__all__)
+    assert module_exports(storage) <= set(storage.__all__)
 
 
 @pytest.mark.parametrize(
