@@ -62,6 +62,13 @@ class SearchDim(StrictModel):
             raise ValueError(f"loguniform: low must be > 0, got {self.loguniform[0]}")
         return self
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        # the schema says what _from_text accepts too, or an editor flags every `loguniform 1e-4 3e-3`
+        mapping = handler.resolve_ref_schema(handler(core_schema))
+        text = {"type": "string", "pattern": rf"^\s*({'|'.join(_DIM_KINDS)}) ", "description": "e.g. loguniform 1e-4 3e-3"}
+        return {"anyOf": [mapping, text], "description": mapping.get("description", "")}
+
     def kind(self) -> str:
         return next(k for k in _DIM_KINDS if getattr(self, k) is not None)
 
