@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 from pathlib import Path
@@ -83,5 +85,12 @@ def test_unknown_spec_field_is_one_line(tmp_path: Path) -> None:
 
 
 def test_schema_prints_json() -> None:
+    from ecomine.specs import DataSpec, spec_models
+
     r = run_cli("schema", "data")
-    assert r.returncode == 0 and '"DataSpec"' in r.stdout
+    assert r.returncode == 0 and json.loads(r.stdout) == DataSpec.model_json_schema(by_alias=True)
+    everything = run_cli("schema")
+    assert everything.returncode == 0
+    assert json.loads(everything.stdout) == {k: m.model_json_schema(by_alias=True) for k, m in spec_models().items()}
+    bad = run_cli("schema", "nope")
+    assert bad.returncode == 2 and "unknown spec kind 'nope'" in bad.stderr

@@ -84,7 +84,7 @@ def test_every_packaged_yaml_loads() -> None:
         load_spec(path, models[kind])
 
 
-def test_json_schema_for_every_kind() -> None:
+def test_json_schema_for_every_kind_is_an_object_schema() -> None:
     for name, model in spec_models().items():
         schema = model.model_json_schema(by_alias=True)
         assert schema["type"] == "object", name
@@ -102,3 +102,44 @@ def test_every_shipped_train_config_loads_and_round_trips() -> None:
         assert spec.task == name and spec.model.kind == name
         again = TrainSpec.model_validate(yaml.safe_load(dump_spec(spec)))
         assert again == spec
+
+
+def _yaml_as_an_editor_reads_it(path: Path):
+    """The YAML's values as JSON types: dates stay strings (as a YAML language server sees them)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return yaml.load(path.read_text(), Loader=Loader)
+
+
+SHIPPED = {
+    "data": ["ecomine/datasets/*.yaml"], "train": ["train_configs/*.yaml"], "tune": ["tune/*.yaml"],
+    "ensemble": ["ensembles/*.yaml"], "pipeline": ["pipelines/*.yaml"], "score": ["score_configs/*.yaml"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SHIPPED))
+def test_json_schema_accepts_every_shipped_example_and_refuses_bad_ones(kind: str) -> None:
+    """The schema `ecomine schema` prints is the one an editor checks YAML against: it must accept
+    every shipped file of its kind, and refuse an unknown key and a value of the wrong type."""
+    import jsonschema
+
+    model = spec_models()[kind]
+    schema = model.model_json_schema(by_alias=True)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    files = sorted(p for pattern in SHIPPED[kind] for p in REPO.glob(pattern))
+    assert files, kind
+    for path in files:
+        doc = _yaml_as_an_editor_reads_it(path)
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+        assert errors == [], (path.name, errors[:3])
+        assert list(validator.iter_errors({**doc, "no_such_key": 1})), (path.name, "unknown key accepted")
+        first = next(k for k, v in doc.items() if isinstance(v, (dict, list)))
+        assert list(validator.iter_errors({**doc, first: 12345})), (path.name, f"{first}: 12345 accepted")
