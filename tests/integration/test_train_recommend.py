@@ -3,6 +3,7 @@ recover from a worker failure, resume an interrupted run, refuse bad specs befor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,11 @@ def test_worker_failure_recovers_from_checkpoint(ray_session, tmp_path: Path, da
     assert (tmp_path / "runs" / "fault" / ".fault-drill-epoch-2").exists()
     # epoch 1 came from before the failure (restored from its checkpoint), 2-3 after it
     assert [h["epoch"] for h in out.history] == [1, 2, 3]
+    # what tells resume from restart: each epoch trained once - a restart from scratch would
+    # train epoch 1 again after the failure (1, 1, 2, 3 in the progress file; its history, [1, 2, 3], looks the same)
+    progress = (tmp_path / "runs" / "fault" / "progress.jsonl").read_text().splitlines()
+    trained = [json.loads(line)["epoch"] for line in progress if '"train_loss"' in line]
+    assert trained == [1, 2, 3]
 
 
 def test_interrupted_run_resumes_with_same_name(ray_session, tmp_path: Path, data) -> None:
