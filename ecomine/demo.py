@@ -222,7 +222,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     console.print(f"rows {report.rows_read:,} -> kept {report.rows_out:,}; dropped {report.dropped}; changed {report.changed}")
     stages.append(_Stage("clean", time.perf_counter() - t, {"rows_out": report.rows_out, "dropped": report.dropped}))
 
-    if not ray.is_initialized():
+    ray_is_ours = not ray.is_initialized()
+    if ray_is_ours:
         console.print("starting a local Ray ...")
         from ecomine.train.runner import ray_address
 
@@ -350,7 +351,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         "demand_items": plotted[:2], "demand_horizon": size.demand_horizon, "risky_country": RISKY_COUNTRY,
         "country": mine["country"][0] if "country" in mine.columns else None,
     }
-    answers = serve_and_call(registry, sample, console, challenger=outcome.version)  # the single model in shadow
+    answers = serve_and_call(registry, sample, console, challenger=outcome.version,  # the single model in shadow
+                             ray_is_ours=ray_is_ours)
     stages.append(_Stage("serve", time.perf_counter() - t, answers))
 
     plots = {"training_curve": out / "training_curve.png", "demand_forecast": out / "demand_forecast.png",
@@ -365,7 +367,31 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     _print_summary(console, vs_baselines, summary["seconds"], out, plots)
+    if ray_is_ours:
+        ray.shutdown()  # Serve (its app was deleted) goes with it, before the next steps are printed
+    _print_next_steps(console, registry, sample["history"][-2:])
     return summary
+
+
+def serve_command(registry: Path) -> str:
+    """The command that serves the demo's versions with serve_configs/local.yaml (which reads ./registry)."""
+    import shlex
+
+    return f"ECOMINE_REGISTRY={shlex.quote(str(registry))} ecomine serve up serve_configs/local.yaml --blocking"
+
+
+def _print_next_steps(console, registry: Path, history: list[str]) -> None:
+    import json
+
+    console.print("[bold]serve what the demo trained[/] (serve_configs/local.yaml reads ./registry by default):")
+    console.print(f"  {serve_command(registry)}", soft_wrap=True, markup=False)
+    console.print("[bold]then call it[/] (another terminal):", soft_wrap=True)
+    for line in ("curl -s localhost:8000/v1/models",
+                 "curl -s localhost:8000/v1/recommend -H 'content-type: application/json' "
+                 f"-d '{json.dumps({'history': history, 'k': 5})}'",
+                 "python -c \"from ecomine.client import EcomineClient; "
+                 "print(EcomineClient(base_url='http://127.0.0.1:8000').models())\""):
+        console.print(f"  {line}", soft_wrap=True, markup=False)
 
 
 def _print_summary(console, vs: dict[str, Any], seconds: float, out: Path, plots: dict[str, Path]) -> None:

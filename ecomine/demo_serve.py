@@ -30,10 +30,12 @@ def _local_serve_args() -> dict[str, Any]:
     return yaml.safe_load(path.read_text())["applications"][0]["args"]
 
 
-def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenger: str | None = None) -> dict[str, Any]:
+def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenger: str | None = None,
+                   ray_is_ours: bool = False) -> dict[str, Any]:
     """Deploy serve_configs/local.yaml's app on the demo registry (the production version of each task; for
-    recommend that is the demo's ensemble version), call every route through the SDK, then shut Serve down.
-    `challenger`: a recommend version served beside it in shadow."""
+    recommend that is the demo's ensemble version), call every route through the SDK, then take it down.
+    `challenger`: a recommend version served beside it in shadow. `ray_is_ours`: the demo started this
+    Ray and shuts it down after, which takes Serve with it."""
     from ray import serve
 
     from ecomine.client import EcomineClient
@@ -100,8 +102,11 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
                 console.print(f"   {r.order_id:>18}  p={r.probability:.3f}  flagged={r.flagged} (threshold {r.threshold:.3f})")
             answers["insights"] = c.insights(history=history, k=5).model_dump(mode="json")
     finally:
-        if started_here:
+        if started_here and not ray_is_ours:
             serve.shutdown()
         else:
+            # On the demo's own Ray, ray.shutdown() stops Serve: serve.shutdown() here would have the
+            # controller killed inside its own graceful_shutdown call, which the raylet reports as a
+            # "(raylet) Task ServeController.graceful_shutdown failed" line after the demo's summary.
             serve.delete("ecomine-demo")
     return answers
