@@ -99,7 +99,20 @@ def _no_nan(value: object) -> object:
 
 # strict: a JSON number only (an integer is fine), never a bool or a string; finite
 Number = Annotated[float, BeforeValidator(_no_nan), Field(strict=True)]
-Count = Annotated[int, Field(strict=True)]  # a JSON integer only: not "10", not true, not 2.0
+def _whole_number(value: object) -> object:
+    """JSON has one number type: `10.0` is the integer 10 (as JSON Schema's "integer" says), `10.5` is not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]  # a JSON integer: not "10", not true
+# Bounds inside a nested type go before the validator: after it, pydantic writes them into the
+# OpenAPI document as raw `ge`/`gt` keys instead of `minimum`/`exclusiveMinimum`.
+Price = Annotated[float, Field(strict=True, ge=0), BeforeValidator(_no_nan)]
+Horizon = Annotated[int, Field(strict=True, ge=1, le=HARD_MAX_HORIZON), BeforeValidator(_whole_number)]
+Candidates = Annotated[int, Field(strict=True, ge=1, le=HARD_MAX_K), BeforeValidator(_whole_number)]
+Quantile = Annotated[float, Field(strict=True, gt=0, lt=1), BeforeValidator(_no_nan)]
 
 
 class _Response(BaseModel):
@@ -111,6 +124,12 @@ class _Response(BaseModel):
 
 class _WhoAndWhat(_Request):
     """Fields shared by /v1/recommend and /v1/insights."""
+
+    # the OpenAPI document says what `_someone` checks: a user id or a history (not null), or both
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+        {"required": ["history"], "properties": {"history": {"type": "array"}}},
+    ]})
 
     user_id: UserId | None = Field(
         None,
@@ -172,12 +191,12 @@ class DemandRequest(_Request):
     """POST /v1/demand: quantile forecasts of units sold per period."""
 
     item_ids: list[ItemId] = Field(min_length=1, max_length=HARD_MAX_ITEMS)
-    horizon: Count | None = Field(
-        None, ge=1, le=HARD_MAX_HORIZON,
-        description="periods ahead (the model's frequency); default: the served model's own horizon",
+    horizon: Horizon | None = Field(
+        None, description="periods ahead (the model's frequency); default: the served model's own horizon",
     )
-    quantiles: list[Number] = Field(
-        default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=19, description="each in (0, 1), distinct"
+    quantiles: list[Quantile] = Field(
+        default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=19, description="each in (0, 1), distinct",
+        json_schema_extra={"uniqueItems": True}
     )
 
     @field_validator("quantiles")
@@ -215,7 +234,8 @@ class DemandResponse(_Response):
 class OrderLine(_Request):
     item_id: ItemId
     quantity: Count = Field(1, ge=1, le=1_000_000)
-    price: Number | None = Field(None, ge=0, description="unit price; unknown when omitted")
+    # the bound on the number itself: on the Optional it is left out of the OpenAPI document
+    price: Price | None = Field(None, description="unit price; unknown when omitted")
 
 
 class Order(_Request):
@@ -259,13 +279,13 @@ class InsightsRequest(_WhoAndWhat):
     largest among the candidates. A signal that is unavailable leaves its factor at 1.
     """
 
-    horizon: Count | None = Field(
-        None, ge=1, le=HARD_MAX_HORIZON, description="periods of demand to add up; default: the demand model's horizon"
+    horizon: Horizon | None = Field(
+        None, description="periods of demand to add up; default: the demand model's horizon"
     )
     demand_weight: Number = Field(0.5, ge=0, le=1)
     risk_weight: Number = Field(0.5, ge=0, le=1)
-    candidates: Count | None = Field(
-        None, ge=1, le=HARD_MAX_K, description="recommendations to re-rank (default: 3 * k, at least 20)"
+    candidates: Candidates | None = Field(
+        None, description="recommendations to re-rank (default: 3 * k, at least 20)"
     )
 
 
