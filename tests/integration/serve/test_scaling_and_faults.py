@@ -6,7 +6,9 @@
   performance is measured, not asserted);
 - a redeploy that changes `args` under load: no failed request, none stalled over 2 s;
 - one of two replicas killed under a request stream: at most 1 % failed on the wire, none
-  through the SDK (it retries), 2 replicas running again within 60 s.
+  through the SDK (it retries), 2 replicas running again within 60 s;
+- overload past the ingress's in-flight limit: the excess answered 503 in JSON with
+  Retry-After, everything else 200.
 
 The tests share one app and run in file order; each brings it to the shape it needs.
 """
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "autoscale_bench.py"
 APP = "autoscale"
+MAX_IN_FLIGHT = 24  # above every other test's load here; the overload test goes past it
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,7 @@ def _args(serving_data, *, max_k: int = 50, replicas: int | None = None) -> dict
         },
         "limits": {"max_k": max_k},
         "auth": {"api_keys_env": None},
-        "ingress": {"num_cpus": 0.05, "colocate": False},
+        "ingress": {"num_cpus": 0.05, "colocate": False, "max_in_flight": MAX_IN_FLIGHT},
         "observability": {"log_requests": False},
     }
 
@@ -169,3 +172,32 @@ def test_killing_one_of_two_replicas_costs_at_most_1pc_on_the_wire_and_nothing_t
     assert recovered_s is not None, "the killed replica was not replaced within 60 s"
     assert wire.failed <= 0.01 * n, wire.errors[:5]
     assert not sdk_errors and sdk_ok[0] > 0, sdk_errors[:5]
+
+
+def test_overload_past_the_in_flight_limit_answers_json_503s_with_retry_after(bench, app):
+    import httpx
+
+    url = f"{app['url']}/v1/recommend"
+    answers: list[tuple[int, str, str | None]] = []
+    lock, stop = threading.Lock(), threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                r = http.post(url, content=app["bodies"][0], headers={"content-type": "application/json"})
+                with lock:
+                    answers.append((r.status_code, r.headers.get("content-type", ""), r.headers.get("retry-after")))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(3 * MAX_IN_FLIGHT)]
+    for t in threads:
+        t.start()
+    time.sleep(4.0)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    codes = {code for code, _, _ in answers}
+    shed = [a for a in answers if a[0] == 503]
+    print(f"[overload] {len(answers)} answers: {sum(a[0] == 200 for a in answers)} x 200, {len(shed)} x 503")
+    assert codes <= {200, 503}, codes
+    assert shed and all(ct.startswith("application/json") and ra and int(ra) >= 1 for _, ct, ra in shed), shed[:3]
+    assert sum(a[0] == 200 for a in answers) > 0  # the admitted ones are still served
