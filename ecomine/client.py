@@ -244,12 +244,11 @@ def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-class EcomineClient:
-    """Blocking client. `EcomineClient(base_url="http://127.0.0.1:8000", api_key=...)`.
+class _Client:
+    """What both clients hold: the retry policy, the server's limits once fetched, one httpx client
+    (`_HTTP`: blocking or asyncio; `transport` of the matching kind, e.g. `httpx.MockTransport`)."""
 
-    Methods take either a request model or its fields as keyword arguments:
-    `client.recommend(user_id="17850", k=10)`.
-    """
+    _HTTP: type[httpx.Client] | type[httpx.AsyncClient]
 
     def __init__(
         self,
@@ -258,11 +257,21 @@ class EcomineClient:
         api_key: str | None = None,
         timeout: float | httpx.Timeout = 10.0,
         retry: Retry = Retry(),
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.retry = retry
         self._limits: LimitsResponse | None = None
-        self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
+        self._http = self._HTTP(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
+
+
+class EcomineClient(_Client):
+    """Blocking client. `EcomineClient(base_url="http://127.0.0.1:8000", api_key=...)`.
+
+    Methods take either a request model or its fields as keyword arguments:
+    `client.recommend(user_id="17850", k=10)`.
+    """
+
+    _HTTP = httpx.Client
 
     def _run(self, call: _Call) -> Any:
         for attempt in range(self.retry.attempts):
@@ -324,21 +333,10 @@ class EcomineClient:
         self.close()
 
 
-class AsyncEcomineClient:
+class AsyncEcomineClient(_Client):
     """The same API for asyncio: `await client.recommend(user_id=..., k=10)`."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str = "http://127.0.0.1:8000",
-        api_key: str | None = None,
-        timeout: float | httpx.Timeout = 10.0,
-        retry: Retry = Retry(),
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.retry = retry
-        self._limits: LimitsResponse | None = None
-        self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
+    _HTTP = httpx.AsyncClient
 
     async def _run(self, call: _Call) -> Any:
         for attempt in range(self.retry.attempts):
