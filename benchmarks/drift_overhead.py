@@ -15,7 +15,6 @@ import json
 import os
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     from ecomine.data.drift import PROFILE_FILE, build_profile, popularity_ranks, recommend_observation
     from ecomine.models.recommend import ItemVocab, SequentialRecommender, recommend_small, save_recommender, load_recommender
     from ecomine.serve.monitor import ArmMonitor
-    from ecomine.serve.runtime import Member, build_state, finish_recommend, plan_recommend, run_jobs
+    from ecomine.serve.answers import finish_recommend, plan_recommend
+    from ecomine.serve.runtime import Member, build_state, run_jobs
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

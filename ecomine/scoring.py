@@ -209,7 +209,8 @@ def score_table(state: ModelState, spec: ScoreSpec, table: pa.Table | pl.DataFra
 
 
 def _recommend(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
-    from ecomine.serve.runtime import finish_recommend, plan_recommend, run_jobs
+    from ecomine.serve.answers import finish_recommend, plan_recommend
+    from ecomine.serve.runtime import run_jobs
 
     plans = []
     for items in df["items"].to_list():
@@ -239,7 +240,8 @@ def _quantile_column(q: float) -> str:
 
 def _demand(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
     from ecomine.serve.ranking import Rejected
-    from ecomine.serve.runtime import demand_job, run_jobs
+    from ecomine.serve.answers import demand_job
+    from ecomine.serve.runtime import run_jobs
 
     req = {"item_ids": df["item_id"].to_list(), "horizon": spec.horizon, "quantiles": spec.quantiles}
     try:
@@ -260,7 +262,8 @@ def _risk(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
     from pydantic import ValidationError
 
     from ecomine.serve.api import Order
-    from ecomine.serve.runtime import risk_job, run_jobs
+    from ecomine.serve.answers import risk_job
+    from ecomine.serve.runtime import run_jobs
 
     # One order per line, checked by the API's own request model and completed as the ingress
     # completes a request (ts: now when absent): its probability is that line's.

@@ -31,21 +31,8 @@ from ecomine.serve.config import DEFAULT_LOADERS, ModelSettings
 from ecomine.serve.monitor import ArmMonitor
 from ecomine.serve.observability import ServeMetrics, log_event
 from ecomine.serve.ranking import Rejected
-from ecomine.serve.runtime import (
-    TASKS,
-    ModelLoadError,
-    ModelState,
-    demand_horizon,
-    demand_job,
-    finish_demand,
-    finish_recommend,
-    finish_risk,
-    load_state,
-    plan_recommend,
-    reconfigure_failure,
-    risk_job,
-    run_jobs,
-)
+from ecomine.serve.answers import demand_horizon, demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend, risk_job
+from ecomine.serve.runtime import TASKS, ModelLoadError, ModelState, load_state, reconfigure_failure, run_jobs
 
 __all__ = ["ModelLoadError", "Recommender", "DemandForecaster", "RiskScorer", "Ensemble", "model_deployment",
            "DRIFT_PUBLISH_S"]

@@ -4,8 +4,8 @@ Sits in ``ecomine.serve`` under ``deployments`` (which wraps it in Serve
 replicas with batching and in-place swaps). It resolves and fetches versions
 from the registry (every sha256 verified), loads them with the task's loader,
 checks that an ensemble's members fit together, and turns requests into
-answers: one batch of jobs at a time (``run_jobs``), then the per-request
-ranking, filters and fallbacks. Ray-free, so it runs in unit tests and on any
+answers: one batch of jobs at a time (``run_jobs``); ``serve.answers`` turns a
+request into a job and a job's result into the answer. Ray-free, so it runs in unit tests and on any
 machine with torch.
 
 Loader protocol (``TaskArgs.loader``, default ``config.DEFAULT_LOADERS``): a
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ecomine.models import ensemble as ensemble_math
-from ecomine.serve.ranking import FALLBACK_REASONS, Catalogue, Rejected, popular_fill, top_k
+from ecomine.serve.ranking import Catalogue
 
 __all__ = [
     "TASKS",
@@ -53,13 +53,6 @@ __all__ = [
     "load_state",
     "build_state",
     "run_jobs",
-    "plan_recommend",
-    "finish_recommend",
-    "demand_horizon",
-    "demand_job",
-    "finish_demand",
-    "risk_job",
-    "finish_risk",
 ]
 
 TASKS = ("recommend", "demand", "risk")
@@ -378,108 +371,3 @@ def run_jobs(jobs: list[tuple[ModelState, Any]]) -> list[Any]:
         for i, answer in zip(idx, answers):
             results[i] = answer
     return results
-
-
-# --------------------------------------------------------------------------- requests in, answers out
-
-
-def plan_recommend(state: ModelState, req: dict[str, Any]) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """Encode a recommend request: ``(job, context)``; the job (history ids) is None for a fallback.
-
-    ``req`` is a ``RecommendRequest`` dict whose ``history`` the ingress resolved, with
-    ``fallback_reason`` set when there was none to personalise from. Raises Rejected.
-    """
-    x = state.extra
-    vocab, catalogue = x["vocab"], x["catalogue"]
-    history = req.get("history") or []
-    ids = vocab.encode(history)
-    exclude_history = req.get("exclude_history")
-    if exclude_history is None:
-        exclude_history = x["exclude_history"]
-    banned = [vocab.encode(req.get("exclude") or [])]
-    if exclude_history:
-        banned.append(ids)
-    reason = req.get("fallback_reason")
-    if reason is None and len(ids) == 0:
-        reason = "empty_history" if not history else "no_known_items"
-    context = {
-        "k": int(req.get("k", 10)),
-        "banned": np.unique(np.concatenate(banned)),
-        "allowed": catalogue.allowed(req.get("categories")),
-        "reason": reason,
-        "unknown": list(dict.fromkeys(h for h in history if vocab.id_of(h) is None))[:100],
-    }
-    return (None if reason is not None else ids), context
-
-
-def finish_recommend(state: ModelState, context: dict[str, Any], row: np.ndarray | None) -> dict[str, Any]:
-    """The answer to a planned request, from its score row (None: the popular-items fallback)."""
-    x = state.extra
-    vocab, catalogue = x["vocab"], x["catalogue"]
-    reason = context["reason"]
-    if row is None:
-        chosen, scores = popular_fill(x["popular"], context["k"], banned=context["banned"], allowed=context["allowed"])
-    else:
-        chosen, scores = top_k(row, context["k"], banned=context["banned"], allowed=context["allowed"])
-    return {
-        "items": [
-            {"item_id": vocab.items[i - 1], "score": float(s), **catalogue.describe(int(i))}
-            for i, s in zip(chosen.tolist(), scores.tolist())
-        ],
-        "model": state.label,
-        "versions": state.versions,
-        "fallback": reason is not None,
-        "fallback_code": reason,
-        "fallback_reason": FALLBACK_REASONS.get(reason) if reason else None,
-        "unknown_items": context["unknown"],
-    }
-
-
-def demand_horizon(state: ModelState, asked: int | None) -> int:
-    """The periods to forecast: what the request asked, else the served model's own horizon
-    (``max_horizon``; ``api.DEFAULT_HORIZON`` for a model that states none)."""
-    from ecomine.serve.api import DEFAULT_HORIZON
-
-    if asked is not None:
-        return int(asked)
-    return int(state.extra.get("max_horizon") or DEFAULT_HORIZON)
-
-
-def demand_job(state: ModelState, req: dict[str, Any]) -> tuple[list[str], int, list[float]]:
-    """The forecast job; Rejected (422) for a horizon beyond what the model was trained for."""
-    horizon, limit = demand_horizon(state, req.get("horizon")), state.extra.get("max_horizon")
-    if limit is not None and horizon > limit:
-        raise Rejected(
-            ["body", "horizon"],
-            f"horizon {horizon} is beyond what {state.label} was trained for (at most {limit} periods of {state.extra.get('freq')})",
-        )
-    return list(req["item_ids"]), horizon, list(req["quantiles"])
-
-
-def finish_demand(state: ModelState, req: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **answer,
-        "quantiles": list(req["quantiles"]),
-        "horizon": demand_horizon(state, req.get("horizon")),
-        "freq": state.extra.get("freq"),
-        "model": state.label,
-        "versions": state.versions,
-        "fallback": any(f["fallback"] for f in answer["forecasts"]),
-    }
-
-
-def risk_job(req: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(req["orders"])
-
-
-def finish_risk(state: ModelState, orders: list[dict[str, Any]], probs: list[float]) -> dict[str, Any]:
-    thr = float(state.extra["threshold"])
-    return {
-        "results": [
-            {"order_id": o.get("order_id"), "probability": p, "flagged": p >= thr, "threshold": thr}
-            for o, p in zip(orders, probs)
-        ],
-        "model": state.label,
-        "versions": state.versions,
-    }
-

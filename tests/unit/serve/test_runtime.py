@@ -13,18 +13,8 @@ import pytest
 
 from ecomine.models.recommend import ItemVocab
 from ecomine.serve.ranking import Rejected
-from ecomine.serve.runtime import (
-    Member,
-    ModelLoadError,
-    build_state,
-    demand_job,
-    finish_demand,
-    finish_recommend,
-    finish_risk,
-    import_loader,
-    plan_recommend,
-    run_jobs,
-)
+from ecomine.serve.answers import demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend
+from ecomine.serve.runtime import Member, ModelLoadError, build_state, import_loader, run_jobs
 
 ITEMS = ["a", "b", "c", "d", "e"]
 
