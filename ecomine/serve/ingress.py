@@ -53,6 +53,7 @@ from ecomine.serve.insights import NOT_CONFIGURED, compose
 from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt, warn_event
 from ecomine.serve.router import HTTPError, TaskRouter, short
 from ecomine.serve.runtime import reconfigure_failure
+from ecomine.serve.openapi_doc import deployment_openapi
 from ecomine.serve.security import AdmissionMiddleware, GuardMiddleware, resolve_api_keys
 from ecomine.serve.traffic import routing_key
 
@@ -75,52 +76,6 @@ def _invalid(loc: list[Any], msg: str) -> RequestValidationError:
 def _limit(value: int, limit: int, loc: list[Any], what: str) -> None:
     if value > limit:
         raise _invalid(loc, f"{value} {what} exceed this deployment's limit of {limit}")
-
-
-# (schema, property, JSON-schema keyword, Limits field): what the deployment enforces below the API's hard caps
-_ENFORCED = [
-    (schema, prop, key, limit)
-    for schema in ("RecommendRequest", "InsightsRequest")
-    for prop, key, limit in (("k", "maximum", "max_k"), ("history", "maxItems", "max_history"),
-                             ("exclude", "maxItems", "max_exclude"))
-] + [
-    ("InsightsRequest", "horizon", "maximum", "max_horizon"), ("InsightsRequest", "candidates", "maximum", "max_k"),
-    ("DemandRequest", "item_ids", "maxItems", "max_demand_items"), ("DemandRequest", "horizon", "maximum", "max_horizon"),
-    ("RiskRequest", "orders", "maxItems", "max_orders"), ("Order", "lines", "maxItems", "max_order_lines"),
-]
-
-
-def _cap(prop: dict[str, Any], key: str, value: int) -> None:
-    for node in [prop, *prop.get("anyOf", [])]:
-        if key in node:
-            node[key] = min(node[key], value)
-
-
-def _openapi(app: FastAPI, args: AppArgs, keys: bool) -> dict[str, Any]:
-    """FastAPI's schema with this deployment's limits in place of the API's hard caps, and the
-    API key as a Bearer ``securitySchemes`` entry (required on ``/v1`` routes when keys are set)."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    from fastapi.openapi.utils import get_openapi
-
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    limits = args.limits.model_dump()
-    components = schema.setdefault("components", {})
-    for name, prop, key, limit in _ENFORCED:
-        found = components.get("schemas", {}).get(name, {}).get("properties", {}).get(prop)
-        if found is not None:
-            _cap(found, key, limits[limit])
-    components["securitySchemes"] = {"apiKey": {
-        "type": "http", "scheme": "bearer",
-        "description": "an API key: 'Authorization: Bearer <key>' (auth.api_keys_env / auth.api_keys_file)",
-    }}
-    if keys:
-        for path, ops in schema.get("paths", {}).items():
-            if path.startswith(API_PREFIX + "/"):
-                for op in ops.values():
-                    op["security"] = [{"apiKey": []}]
-    app.openapi_schema = schema
-    return schema
 
 
 class _ObserveMiddleware:
@@ -474,7 +429,7 @@ class Ingress:
             ready, body = await ingress.readiness()
             return JSONResponse(body, status_code=200 if ready else 503)
 
-        app.openapi = lambda: _openapi(app, ingress.args, bool(ingress.keys))  # type: ignore[method-assign]
+        app.openapi = lambda: deployment_openapi(app, ingress.args, bool(ingress.keys))  # type: ignore[method-assign]
 
         app.add_middleware(GuardMiddleware, keys=self.keys, max_body_bytes=self.args.limits.max_body_bytes)
         app.add_middleware(_ObserveMiddleware, ingress=self)
