@@ -70,7 +70,8 @@ def _app_args(cfg: dict[str, Any]):
 
 
 def _current_settings(cfg: dict[str, Any], task: str, arm: str) -> tuple[str, dict[str, Any]]:
-    from ecomine.serve.config import colocated_user_config, deployment_name
+    from ecomine.serve.arm_options import colocated_user_config
+    from ecomine.serve.config import deployment_name
 
     args = _app_args(cfg)
     tasks = args.tasks()
@@ -93,7 +94,7 @@ def swap_served_version(
     Returns ``{"deployment", "previous", "version", "seconds"}``. ServeConfigError when the
     app is missing, the replica refuses the version, or it is not serving it in time.
     """
-    from ecomine.serve.config import colocated_user_config
+    from ecomine.serve.arm_options import colocated_user_config
 
     t0, sent = time.monotonic(), time.time()
     client, details, apps = _running_app(address, app)

@@ -17,7 +17,8 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ecomine.serve.config import AppArgs, ArmArgs, TaskArgs, arm_init_kwargs, colocated_user_config, deployment_name
+from ecomine.serve.arm_options import arm_init_kwargs, colocated_user_config
+from ecomine.serve.config import AppArgs, ArmArgs, TaskArgs, deployment_name
 
 if TYPE_CHECKING:
     from ray.serve import Application

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ecomine.serve.config import AppArgs, arm_init_kwargs, deployment_name
+from ecomine.serve.arm_options import arm_init_kwargs
+from ecomine.serve.config import AppArgs, deployment_name
 
 __all__ = ["LocalHandle", "local_arms", "local_handles", "reconfigure_arms"]
 

@@ -33,9 +33,6 @@ __all__ = [
     "TASKS",
     "DEFAULT_LOADERS",
     "deployment_name",
-    "arm_init_kwargs",
-    "admission_limit",
-    "colocated_user_config",
     "MemberArgs",
     "ArmArgs",
     "Batching",
@@ -334,7 +331,7 @@ class IngressArgs(_Strict):
         None, ge=0,
         description="prediction requests (POST /v1/*) inside one ingress replica at once; more are answered at "
         "once with a JSON 503 and Retry-After, before their body is read. Unset: what the model arms can hold "
-        "(see admission_limit); 0 turns it off (Serve's own queue limits then answer overload)",
+        "(see serve.arm_options.admission_limit); 0 turns it off (Serve's own queue limits then answer overload)",
     )
     retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After (seconds) of an overload 503")
     shed_hold_s: float = Field(
@@ -357,62 +354,6 @@ class IngressArgs(_Strict):
     @classmethod
     def _ray_autoscaling(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         return _checked_autoscaling(v)
-
-
-def _replicas(res: ModelResources) -> int:
-    if res.autoscaling_config is not None:
-        return int(res.autoscaling_config.get("max_replicas") or 1)
-    return res.num_replicas if isinstance(res.num_replicas, int) else 1
-
-
-def admission_limit(args: AppArgs) -> int | None:
-    """The in-flight limit of one ingress replica (``ingress.max_in_flight``); None: admission off.
-
-    Unset, it is what the models can hold at once: the largest ``max_ongoing_requests`` x
-    replicas (autoscaling: ``max_replicas``) among the tasks, shared by the ingress replicas
-    (autoscaling: ``min_replicas`` of them; colocated: one task's ``max_ongoing_requests`` per ingress replica, whose arms they are),
-    and always below the ingress's own ``max_ongoing_requests``.
-    """
-    ing = args.ingress
-    if ing.max_in_flight == 0:
-        return None
-    if ing.max_in_flight is not None:
-        return ing.max_in_flight
-    tasks = args.tasks().values()
-    if ing.colocate:
-        limit = max(t.resources.max_ongoing_requests for t in tasks)
-    else:
-        ingress_replicas = int((ing.autoscaling_config or {}).get("min_replicas") or 1) if ing.autoscaling_config \
-            else (ing.num_replicas if isinstance(ing.num_replicas, int) else 1)
-        held = max(t.resources.max_ongoing_requests * _replicas(t.resources) for t in tasks)
-        limit = -(-held // max(1, ingress_replicas))
-    return max(1, min(limit, ing.max_ongoing_requests - 1)) if ing.max_ongoing_requests > 1 else 1
-
-
-def arm_init_kwargs(args: AppArgs, task: str, arm: str) -> dict[str, Any]:
-    """The constructor arguments of one arm's model deployment (``deployments._ModelServer``)."""
-    task_args = args.tasks()[task]
-    kwargs: dict[str, Any] = {
-        "registry": args.registry,
-        "name": deployment_name(task, arm),
-        "task": task,
-        "loader": task_args.loader,
-        "s3": args.s3.model_dump() if args.s3 else None,
-    }
-    if isinstance(task_args, RecommendArgs):
-        kwargs["catalogue_uri"] = task_args.catalogue_uri
-    if isinstance(task_args, RiskArgs):
-        kwargs["threshold"] = task_args.threshold
-    return kwargs
-
-
-def colocated_user_config(args: AppArgs) -> dict[str, dict[str, Any]]:
-    """The Ingress deployment's ``user_config`` when arms are colocated: settings by deployment name."""
-    return {
-        deployment_name(task, arm): task_args.settings(arm).model_dump(exclude_none=True)
-        for task, task_args in args.tasks().items()
-        for arm in task_args.arms()
-    }
 
 
 class ObservabilityArgs(_Strict):

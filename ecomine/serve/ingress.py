@@ -48,7 +48,8 @@ from ecomine.serve.api import (
     RiskResponse,
 )
 from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
-from ecomine.serve.config import AppArgs, admission_limit
+from ecomine.serve.arm_options import admission_limit
+from ecomine.serve.config import AppArgs
 from ecomine.serve.insights import NOT_CONFIGURED, compose
 from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt, warn_event
 from ecomine.serve.router import HTTPError, TaskRouter, short

@@ -193,7 +193,7 @@ def test_a_broken_config_names_the_file_and_field(tmp_path: Path) -> None:
 
 
 def test_colocated_apps_carry_every_arm_in_the_ingress_user_config() -> None:
-    from ecomine.serve.config import arm_init_kwargs, colocated_user_config
+    from ecomine.serve.arm_options import arm_init_kwargs, colocated_user_config
 
     args = AppArgs.model_validate({
         "registry": "/r",
@@ -211,7 +211,8 @@ def test_colocated_apps_carry_every_arm_in_the_ingress_user_config() -> None:
 
 
 def test_admission_limit_is_what_the_models_hold_and_below_the_ingress_queue() -> None:
-    from ecomine.serve.config import AppArgs, admission_limit
+    from ecomine.serve.arm_options import admission_limit
+    from ecomine.serve.config import AppArgs
 
     def args(**over):
         base = {"registry": "r", "recommend": {"champion": {"version": "latest"}, "batching": {"max_batch_size": 4},

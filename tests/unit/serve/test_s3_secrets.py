@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ecomine.serve.config import AppArgs, arm_init_kwargs
+from ecomine.serve.arm_options import arm_init_kwargs
+from ecomine.serve.config import AppArgs
 from ecomine.storage import S3Options
 
 SECRET, TOKEN = "hush-app-secret-7f3a", "hush-app-token-91c2"
