@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 
 from ecomine.datasets.synthetic import SynthParams, generate
@@ -37,7 +36,7 @@ def make_spec(tmp_path: Path) -> TrainSpec:
     })
 
 
-def test_risk_trains_calibrates_registers_and_serves(ray_session, tmp_path: Path) -> None:
+def test_risk_trains_calibrates_registers_and_scores_orders(ray_session, tmp_path: Path) -> None:
     spec = make_spec(tmp_path)
     data = TASK.prepare(spec)
     out = run_training(spec, data=data)
@@ -67,7 +66,8 @@ def test_risk_trains_calibrates_registers_and_serves(ray_session, tmp_path: Path
     auc = roc_auc_score(high, p)
     assert auc > 0.7, auc
 
-    # the serving contract: order dicts in, one probability per order out
+    # the loader's contract: order dicts in, one probability per order out (through Serve: test_demo, which
+    # serves the demo's trained risk and demand models, and the retrain loop's risk pipeline)
     lines = data.test_keys.head(3).rows(named=True)
     orders = [{"order_id": r["order_id"], "user_id": r["user_id"], "ts": r["ts"] + timedelta(days=1), "country": None,
                "lines": [{"item_id": r["item_id"], "quantity": 1, "price": None}]} for r in lines]
