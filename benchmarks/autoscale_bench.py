@@ -50,6 +50,7 @@ class ClosedLoop:
         self.url, self.bodies, self.timeout_s = url, bodies, timeout_s
         self.done: list[tuple[float, bool, float]] = []
         self.errors: list[str] = []
+        self.refused: list[tuple[int, str, str | None]] = []  # (status, content-type, Retry-After) of each non-200
         self._lock = threading.Lock()
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
 
@@ -66,13 +67,16 @@ class ClosedLoop:
                 try:
                     r = client.post(self.url, content=body, headers=headers)
                     ok, why = r.status_code == 200, f"{r.status_code} {r.text[:200]}"
+                    answer = (r.status_code, r.headers.get("content-type", ""), r.headers.get("retry-after"))
                 except httpx.HTTPError as exc:
-                    ok, why = False, repr(exc)
+                    ok, why, answer = False, repr(exc), None
                 t1 = time.monotonic()
                 with self._lock:
                     self.done.append((t1, ok, t1 - t0))
                     if not ok:
                         self.errors.append(why)
+                        if answer is not None:
+                            self.refused.append(answer)
 
     def resize(self, n: int) -> None:
         while len(self._threads) > n:
