@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import serve_bench as sb  # noqa: E402
+
+# py-spy installs beside the interpreter (`pip install py-spy` into the venv), which need not be on PATH
+PY_SPY = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}") or "py-spy"
 
 __all__ = ["STAGES", "stage_of", "main"]
 
@@ -100,7 +104,7 @@ def profile_point(url: str, concurrency: int, duration_s: float, bodies: Path, r
     before = {pid: _cpu_s(pid) for pid in procs}
     sampled = {pid: name for pid, name in procs.items() if name.startswith(("ServeReplica", "ProxyActor"))}
     spies = {
-        pid: subprocess.Popen(["py-spy", "record", "--nonblocking", "--format", "raw", "-r", str(rate), "-d", f"{duration_s:g}",
+        pid: subprocess.Popen([PY_SPY, "record", "--nonblocking", "--format", "raw", "-r", str(rate), "-d", f"{duration_s:g}",
                                "-p", str(pid), "-o", str(out / f"{pid}.txt")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for pid in sampled
     }
