@@ -209,7 +209,9 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     # Tune's default random search draws from an unseeded generator: `seed:` would say nothing.
-    search_alg = BasicVariantGenerator(random_state=spec.seed)
+    # A generator ignores TuneConfig.max_concurrent_trials (Tune warns and runs every trial at
+    # once), so the limit goes to the generator itself.
+    search_alg = BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent)
     if spec.search == "optuna":
         try:
             from ray.tune.search.optuna import OptunaSearch
@@ -233,7 +235,8 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
             param_space=_search_space(spec),
             tune_config=tune.TuneConfig(
                 metric=key, mode=mode, scheduler=scheduler, search_alg=search_alg,
-                num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent,
+                num_samples=spec.num_samples,
+                max_concurrent_trials=None if isinstance(search_alg, BasicVariantGenerator) else spec.max_concurrent,
                 time_budget_s=spec.time_budget_s,
                 # A stopped trial's process must exit: its Ray Train controller (and the
                 # placement group holding the workers' CPUs) is owned by it. A reused

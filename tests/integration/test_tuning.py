@@ -63,6 +63,10 @@ def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path) -> None:
     assert sorted(trials["config.optim.lr"].to_list()) == [1e-7, 1e-2, 1e-2], trials  # the seed holds
     frozen = trials.filter(pl.col("config.optim.lr") == 1e-7)["epoch"].to_list()
     assert frozen == [1] and out.stopped_early >= 1, trials  # ASHA cut the frozen trial at its first rung
+    # max_concurrent: 1 held (a search generator ignores Tune's own limit): no trial reported while another ran
+    spans = frame.group_by("trial_id").agg(pl.col("timestamp").min().alias("first"),
+                                           pl.col("timestamp").max().alias("last")).sort("first")
+    assert (spans["first"].shift(-1).drop_nulls() >= spans["last"].head(spans.height - 1)).all(), spans
     assert frame.height >= 3 and "val_ndcg@10" in frame.columns
     assert frame["error"].is_null().all(), frame["error"].drop_nulls().to_list()
     assert out.plot_png.stat().st_size > 5_000
