@@ -38,16 +38,15 @@ from ecomine.serve.api import (
     DEFAULT_LIMITS,
     DemandRequest,
     DemandResponse,
-    HealthResponse,
     InsightsRequest,
     InsightsResponse,
     LimitsResponse,
-    ModelsResponse,
     RecommendRequest,
     RecommendResponse,
     RiskRequest,
     RiskResponse,
 )
+from ecomine.serve.api_status import HealthResponse, ModelsResponse
 
 __all__ = [
     "EcomineClient",

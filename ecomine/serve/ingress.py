@@ -35,18 +35,16 @@ from ecomine.serve.api import (
     API_PREFIX,
     DemandRequest,
     DemandResponse,
-    DriftResponse,
     ErrorResponse,
-    HealthResponse,
     InsightsRequest,
     InsightsResponse,
     LimitsResponse,
-    ModelsResponse,
     RecommendRequest,
     RecommendResponse,
     RiskRequest,
     RiskResponse,
 )
+from ecomine.serve.api_status import DriftResponse, HealthResponse, ModelsResponse
 from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
 from ecomine.serve.arm_options import admission_limit
 from ecomine.serve.config import AppArgs

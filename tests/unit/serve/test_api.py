@@ -66,7 +66,7 @@ def test_insights_defaults() -> None:
 
 def test_api_module_imports_neither_ray_nor_torch() -> None:
     code = (
-        "import sys, ecomine.serve.api, ecomine.serve.traffic, ecomine.serve.config, ecomine.serve;"
+        "import sys, ecomine.serve.api, ecomine.serve.api_status, ecomine.serve.traffic, ecomine.serve.config, ecomine.serve;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'torch', 'fastapi')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -74,7 +74,7 @@ def test_api_module_imports_neither_ray_nor_torch() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("module", ["api", "traffic", "config", "ranking", "security", "observability", "runtime"])
+@pytest.mark.parametrize("module", ["api", "api_status", "traffic", "config", "ranking", "security", "observability", "runtime"])
 def test_all_is_complete(module: str) -> None:
     import importlib
     import inspect
