@@ -5,16 +5,18 @@ training task (`ecomine.train.demand_task`). One global model over all items:
 `transformers.PatchTSTModel` (random init, no download) encodes an item's
 scaled unit history; a head adds the item embedding (id 0 = unknown), the
 calendar of every horizon step, the last known price relative to the context
-and two seasonal profile values read from the context, and emits monotone
+and three seasonal profile values read from the context, and emits monotone
 quantiles per step. `DemandModel` (the network plus the series tails and
 fallback profiles a version stores; from `load_forecaster(folder)`) is
 what serving calls: forecasts from the end of the training data, with a
-category/global profile, flagged, for items the model cannot forecast.
+category/global profile, flagged, for items the model cannot forecast; and
+`explain`, which `ecomine.models.demand_explain` answers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from ecomine.data.calendar import calendar_columns
+from ecomine.models.demand_explain import explain_forecast
 
 __all__ = [
     "DemandConfig",
@@ -164,8 +167,14 @@ class DemandForecastModel(nn.Module):
         mean = x @ (onehot / onehot.sum(1, keepdim=True)).T  # [B, H]
         return torch.stack([last, mean, x[:, -m:].mean(1, keepdim=True).expand_as(last)], dim=-1)
 
-    def quantiles_scaled(self, past, item, future_cov, price_rel):
-        """Quantiles of units / scale: [B, H, Q], non-negative and non-decreasing in Q; plus scale [B]."""
+    def quantiles_scaled(self, past, item, future_cov, price_rel, *, flat_profile=None):
+        """Quantiles of units / scale: [B, H, Q], non-negative and non-decreasing in Q; plus scale [B].
+
+        `flat_profile` (bool [B], or None as in training) is the explanations' hook
+        (`demand_explain`): where True, the three seasonal profile values are replaced
+        by the row's context mean on the same scale, i.e. a profile with no season in
+        it. It has to sit here because the profile is computed inside the model.
+        """
         c = self.config
         scale = past.abs().mean(1) + SCALE_FLOOR
         x = past / scale[:, None]
@@ -175,7 +184,11 @@ class DemandForecastModel(nn.Module):
         if self.training and c.item_dropout > 0:
             item = torch.where(torch.rand(item.shape, device=item.device) < c.item_dropout, 0, item)
         B, H = past.shape[0], c.horizon
-        prof = torch.log1p(self._profile(x))
+        prof = self._profile(x)
+        if flat_profile is not None:
+            flat = x.mean(1)[:, None, None].expand_as(prof)
+            prof = torch.where(flat_profile[:, None, None], flat, prof)
+        prof = torch.log1p(prof)
         feats = torch.cat([
             h[:, None, :].expand(B, H, -1),
             self.items(item)[:, None, :].expand(B, H, -1),
@@ -188,8 +201,8 @@ class DemandForecastModel(nn.Module):
         rest = torch.nn.functional.softplus(raw[..., 1:])
         return torch.cumsum(torch.cat([first, rest], dim=-1), dim=-1), scale
 
-    def forward(self, past, item, future_cov, price_rel, target=None):
-        q, scale = self.quantiles_scaled(past, item, future_cov, price_rel)
+    def forward(self, past, item, future_cov, price_rel, target=None, *, flat_profile=None):
+        q, scale = self.quantiles_scaled(past, item, future_cov, price_rel, flat_profile=flat_profile)
         if target is None:
             return q * scale[:, None, None]
         return pinball_loss(q, target / scale[:, None], self.quantile_levels)
@@ -280,9 +293,8 @@ class DemandModel:
             self._index_cache = {item: k for k, item in enumerate(self.items) if item not in skip}
         return self._index_cache
 
-    def forecast(self, item_ids: list[str], horizon: int, quantiles: list[float] | None = None) -> np.ndarray:
-        """Quantile forecasts [n_items, n_quantiles, horizon]: finite, >= 0, non-decreasing in quantile."""
-        quantiles = list(self.config.quantiles if quantiles is None else quantiles)
+    def check_request(self, horizon: int, quantiles: list[float]) -> None:
+        """ValueError naming `horizon` or `quantiles` when this model cannot answer them."""
         if not isinstance(horizon, (int, np.integer)) or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         if horizon > self.max_horizon:
@@ -290,17 +302,39 @@ class DemandModel:
         bad = [q for q in quantiles if not (isinstance(q, (int, float)) and 0.0 < q < 1.0)]
         if bad:
             raise ValueError(f"quantiles must lie in (0, 1), got {bad}")
+
+    def network_inputs(self, item_ids: list[str]) -> tuple[list[int], dict[str, np.ndarray]]:
+        """The positions in `item_ids` the network forecasts, and their inputs (`DemandForecastModel.predict`'s)."""
+        index = self._index
+        rows = [r for r, i in enumerate(item_ids) if i in index]
+        k = np.array([index[item_ids[r]] for r in rows], dtype=np.int64)
+        cov = calendar_features(period_dates(self.origin, self.config.horizon, self.freq), self.freq)
+        return rows, {"past": self.tail_units[k], "item": k + 1, "future_cov": np.repeat(cov[None], len(k), 0),
+                      "price_rel": self.price_rel[k]}
+
+    def finish(self, out: np.ndarray, horizon: int, quantiles: list[float]) -> np.ndarray:
+        """Trained-level forecasts [n, max_horizon, trained Q] -> the answer [n, len(quantiles), horizon]."""
+        out = np.maximum(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+        out = interpolate_quantiles(out, self.config.quantiles, sorted(quantiles))
+        if list(quantiles) != sorted(quantiles):  # answer in the caller's order
+            order = np.argsort(np.argsort(quantiles))
+            out = out[..., order]
+        return np.ascontiguousarray(out[:, :horizon, :].transpose(0, 2, 1))
+
+    def average_calendar(self) -> np.ndarray:
+        """[N_CALENDAR]: the calendar of no date in particular (the mean over the year from the origin; read-only)."""
+        return _average_calendar(self.origin, self.freq)
+
+    def forecast(self, item_ids: list[str], horizon: int, quantiles: list[float] | None = None) -> np.ndarray:
+        """Quantile forecasts [n_items, n_quantiles, horizon]: finite, >= 0, non-decreasing in quantile."""
+        quantiles = list(self.config.quantiles if quantiles is None else quantiles)
+        self.check_request(horizon, quantiles)
         ids = [str(i) for i in item_ids]
         index = self._index
         out = np.zeros((len(ids), self.config.horizon, len(self.config.quantiles)), np.float64)
-        rows = [k for k, i in enumerate(ids) if i in index]
+        rows, inputs = self.network_inputs(ids)
         if rows:
-            k = np.array([index[ids[r]] for r in rows])
-            cov = calendar_features(period_dates(self.origin, self.config.horizon, self.freq), self.freq)
-            pred = self.model.predict(
-                self.tail_units[k], k + 1, np.repeat(cov[None], len(k), 0), self.price_rel[k],
-            )
-            out[rows] = pred
+            out[rows] = self.model.predict(**inputs)
         slot = int(_slot(np.datetime64(self.origin, "D"), self.freq))
         for r, i in enumerate(ids):
             if i not in index:
@@ -308,12 +342,20 @@ class DemandModel:
                 prof = self.profiles.get(cat) if cat is not None else None
                 prof = self.profiles["__global__"] if prof is None else prof
                 out[r] = profile_forecast(prof, slot, self.config.horizon, self.freq)
-        out = np.maximum(np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
-        out = interpolate_quantiles(out, self.config.quantiles, sorted(quantiles))
-        if list(quantiles) != sorted(quantiles):  # answer in the caller's order
-            order = np.argsort(np.argsort(quantiles))
-            out = out[..., order]
-        return np.ascontiguousarray(out[:, :horizon, :].transpose(0, 2, 1))
+        return self.finish(out, horizon, quantiles)
+
+    def explain(self, item_ids: list[str], horizon: int, quantile: float = 0.5) -> list[dict[str, Any]]:
+        """What drives each item's forecast at `quantile`: `ecomine.models.demand_explain.explain_forecast`."""
+        return explain_forecast(self, item_ids, horizon, quantile=quantile)
+
+
+@functools.lru_cache(maxsize=16)
+def _average_calendar(origin: dt.date, freq: str) -> np.ndarray:
+    # 52 weeks of periods: every weekday equally often, every month, one Christmas and its run-up
+    n = 364 if freq == "1d" else 52
+    mean = calendar_features(period_dates(origin, n, freq), freq).mean(0)
+    mean.flags.writeable = False  # shared by every caller through the cache
+    return mean
 
 
 def _slot(date: np.datetime64, freq: str) -> int:
