@@ -167,13 +167,16 @@ class DemandForecastModel(nn.Module):
         mean = x @ (onehot / onehot.sum(1, keepdim=True)).T  # [B, H]
         return torch.stack([last, mean, x[:, -m:].mean(1, keepdim=True).expand_as(last)], dim=-1)
 
-    def quantiles_scaled(self, past, item, future_cov, price_rel, *, flat_profile=None):
+    def quantiles_scaled(self, past, item, future_cov, price_rel, *, flat_profile=None, past_index=None):
         """Quantiles of units / scale: [B, H, Q], non-negative and non-decreasing in Q; plus scale [B].
 
-        `flat_profile` (bool [B], or None as in training) is the explanations' hook
-        (`demand_explain`): where True, the three seasonal profile values are replaced
-        by the row's context mean on the same scale, i.e. a profile with no season in
-        it. It has to sit here because the profile is computed inside the model.
+        Two hooks for the explanations (`demand_explain`), both None in training,
+        where nothing changes. `flat_profile` (bool [B]): where True, the three
+        seasonal profile values are replaced by the row's context mean on the same
+        scale, a profile with no season in it (it has to sit here: the profile is
+        computed inside the model). `past_index` (long [B]): row b reads history
+        past[past_index[b]], so the 32 coalitions of an item, which hold only two
+        distinct histories, encode each once (the encoder is half the cost).
         """
         c = self.config
         scale = past.abs().mean(1) + SCALE_FLOOR
@@ -181,9 +184,11 @@ class DemandForecastModel(nn.Module):
         z = torch.log1p(x)
         enc = self.encoder(past_values=z[:, :, None]).last_hidden_state  # [B, 1, P, d]
         h = torch.nn.functional.gelu(self.pool(enc.flatten(1)))  # [B, hidden]
+        if past_index is not None:
+            scale, x, h = scale[past_index], x[past_index], h[past_index]
         if self.training and c.item_dropout > 0:
             item = torch.where(torch.rand(item.shape, device=item.device) < c.item_dropout, 0, item)
-        B, H = past.shape[0], c.horizon
+        B, H = x.shape[0], c.horizon
         prof = self._profile(x)
         if flat_profile is not None:
             flat = x.mean(1)[:, None, None].expand_as(prof)
@@ -201,8 +206,9 @@ class DemandForecastModel(nn.Module):
         rest = torch.nn.functional.softplus(raw[..., 1:])
         return torch.cumsum(torch.cat([first, rest], dim=-1), dim=-1), scale
 
-    def forward(self, past, item, future_cov, price_rel, target=None, *, flat_profile=None):
-        q, scale = self.quantiles_scaled(past, item, future_cov, price_rel, flat_profile=flat_profile)
+    def forward(self, past, item, future_cov, price_rel, target=None, *, flat_profile=None, past_index=None):
+        q, scale = self.quantiles_scaled(past, item, future_cov, price_rel, flat_profile=flat_profile,
+                                         past_index=past_index)
         if target is None:
             return q * scale[:, None, None]
         return pinball_loss(q, target / scale[:, None], self.quantile_levels)

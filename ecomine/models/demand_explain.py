@@ -113,7 +113,8 @@ def coalition_forecasts(model: DemandModel, item_ids: list[str], horizon: int, q
 
     Returns (rows, v) with v [len(rows), 2**G, horizon] in `_coalitions` order
     (v[:, -1]: the actual inputs, v[:, 0]: all at reference), from ONE forward
-    pass of len(rows) * 2**G rows under no_grad.
+    pass of len(rows) * 2**G rows under no_grad (the encoder reads the 2 distinct
+    histories of each item once: `past_index`).
     """
     rows, x = model.network_inputs(item_ids)
     n, G = len(rows), len(GROUPS)
@@ -128,17 +129,19 @@ def coalition_forecasts(model: DemandModel, item_ids: list[str], horizon: int, q
     cov = np.asarray(x["future_cov"], np.float32)
     cov_ref = np.broadcast_to(model.average_calendar().astype(np.float32), cov.shape)
     keep = {g: present[None, :, j] for j, g in enumerate(GROUPS)}  # [1, S] per group
-    batch = {
-        "past": np.where(keep["recent_level"][..., None], past[:, None], past_ref[:, None]),
+    rows_of = np.arange(n)[:, None]
+    batch = {  # [n, S, ...]; the histories stay [2n, C]: row (i, s) reads i (actual) or n + i (reference)
+        "past": np.concatenate([past, past_ref]),
+        "past_index": np.where(keep["recent_level"], rows_of, n + rows_of),
         "item": np.where(keep["item"], np.asarray(x["item"])[:, None], 0),
         "future_cov": np.where(keep["calendar"][..., None, None], cov[:, None], cov_ref[:, None]),
         "price_rel": np.where(keep["price"], np.asarray(x["price_rel"], np.float32)[:, None], 0.0),
-        "flat_profile": np.broadcast_to(~keep["seasonal_values"], (n, S)),
+        "flat_profile": np.repeat(~keep["seasonal_values"], n, axis=0),
     }
     net = model.model
     device = next(net.parameters()).device
-    dtypes = {"item": torch.long, "flat_profile": torch.bool}
-    tensors = {k: torch.as_tensor(np.ascontiguousarray(v.reshape(n * S, *v.shape[2:])),
+    dtypes = {"item": torch.long, "past_index": torch.long, "flat_profile": torch.bool}
+    tensors = {k: torch.as_tensor(np.ascontiguousarray(v if k == "past" else v.reshape(n * S, *v.shape[2:])),
                                   dtype=dtypes.get(k, torch.float32), device=device) for k, v in batch.items()}
     was = net.training
     net.eval()

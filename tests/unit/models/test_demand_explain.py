@@ -61,6 +61,10 @@ def test_training_path_is_unchanged_by_the_hook(fc) -> None:
     with torch.no_grad():
         assert torch.equal(net.eval()(**batch), net(**batch, flat_profile=off))
         assert not torch.equal(net(**batch), net(**batch, flat_profile=~off))
+        # past_index: rows reading a shared history get what they would get from their own copy of it
+        idx = torch.tensor([0, 0, 3, 1, 3, 2])
+        shared = net(batch["past"][:4], batch["item"], batch["future_cov"], batch["price_rel"], past_index=idx)
+        torch.testing.assert_close(shared, net(**{**batch, "past": batch["past"][idx]}))
     target = torch.rand(6, H) * 20
     torch.manual_seed(1)
     a = net.train()(**batch, target=target)
@@ -132,7 +136,7 @@ def test_known_answers_flat_series_unchanged_price_and_a_tripled_last_week(fc) -
 
 def test_one_forward_pass_for_every_item_and_every_coalition(fc) -> None:
     calls: list[int] = []
-    hook = fc.model.register_forward_hook(lambda mod, args, kwargs, out: calls.append(kwargs["past"].shape[0]),
+    hook = fc.model.register_forward_hook(lambda mod, args, kwargs, out: calls.append(kwargs["item"].shape[0]),
                                           with_kwargs=True)
     try:
         ids = known(fc)[:5]
