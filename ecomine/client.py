@@ -3,6 +3,11 @@
 The last step of the flow (serve -> client). It imports nothing from Ray or
 torch: only httpx and the request/response models the server itself uses
 (`ecomine.serve.api`), so a caller gets the same pydantic types back.
+Every prediction takes ``explain=True`` (``client.recommend(user_id="u1", explain=True)``):
+the answer then carries typed explanations - ``ScoredItem.because`` (history items and
+their contributions), ``ItemForecast.drivers`` (what moved the p50), ``OrderRisk.lines``
+(features and words per order line); a model that cannot explain is a ``ValidationError``
+naming ``explain``.
 
 Exceptions (one tree, httpx style)::
 

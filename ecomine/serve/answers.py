@@ -70,6 +70,7 @@ def finish_recommend(state: ModelState, context: dict[str, Any], row: np.ndarray
         "fallback_code": reason,
         "fallback_reason": FALLBACK_REASONS.get(reason) if reason else None,
         "unknown_items": context["unknown"],
+        "explanation": None,  # serve.explain fills it for explain: true
     }
 
 

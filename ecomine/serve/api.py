@@ -38,14 +38,19 @@ __all__ = [
     "Variant",
     "RecommendRequest",
     "ScoredItem",
+    "HistoryContribution",
     "RecommendResponse",
     "DemandRequest",
     "ItemForecast",
+    "DemandDriver",
     "DemandResponse",
     "OrderLine",
     "Order",
     "RiskRequest",
     "OrderRisk",
+    "FeatureContribution",
+    "TokenContribution",
+    "LineExplanation",
     "RiskResponse",
     "InsightsRequest",
     "InsightItem",
@@ -68,6 +73,9 @@ DEFAULT_HORIZON = 7  # periods of a demand forecast when neither the request nor
 DEFAULT_LIMITS = {
     "max_body_bytes": 262_144, "max_history": 500, "max_k": 100, "max_exclude": 1000, "max_demand_items": 200,
     "max_horizon": 90, "max_orders": 100, "max_order_lines": 200,
+    # explain: true - how much of an answer is explained (each bounds one batched forward pass)
+    "max_explain_items": 10, "max_explain_history": 50, "max_explain_contributors": 3, "max_explain_lines": 20,
+    "max_explain_tokens": 8,
 }
 
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -147,8 +155,22 @@ class _WhoAndWhat(_Request):
         return self
 
 
+Explain = Annotated[bool, Field(strict=True)]
+_EXPLAIN = "also say why (see the response's explanation fields); costs one extra batched pass; a model that cannot explain is a 422"
+
+
 class RecommendRequest(_WhoAndWhat):
     """POST /v1/recommend: the next items a user is likely to want."""
+
+    explain: Explain = Field(False, description=_EXPLAIN + " (the popularity baseline, a fallback answer: nothing to explain)")
+
+
+class HistoryContribution(_Response):
+    """One history item's part in a recommendation: what removing it from the history takes off the score."""
+
+    item_id: str
+    contribution: float = Field(description="score with the history minus score without this item (probability units)")
+    title: str | None = None
 
 
 class ScoredItem(_Response):
@@ -160,6 +182,9 @@ class ScoredItem(_Response):
     title: str | None = None
     category: str | None = None
     price: float | None = None
+    because: list[HistoryContribution] | None = Field(
+        None, description="explain: the history items that raised this item's score most (occlusion), largest first"
+    )
 
 
 class RecommendResponse(_Response):
@@ -170,6 +195,7 @@ class RecommendResponse(_Response):
     fallback: bool = Field(False, description="true when the answer is popular items, not a personal ranking")
     fallback_reason: str | None = None
     unknown_items: list[str] = Field(default_factory=list, description="history items the model does not know (ignored)")
+    explanation: str | None = Field(None, description="explain: how the contributions were computed, or why there are none")
     request_id: str = ""
 
 
@@ -187,6 +213,7 @@ class DemandRequest(_Request):
         default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, max_length=19, description="each in (0, 1), distinct",
         json_schema_extra={"uniqueItems": True}
     )
+    explain: Explain = Field(False, description=_EXPLAIN + " (the p50 drivers of each forecast the network made)")
 
     @field_validator("quantiles")
     @classmethod
@@ -199,10 +226,22 @@ class DemandRequest(_Request):
         return sorted(v)
 
 
+class DemandDriver(_Response):
+    """One input group's part in a forecast: the p50 with it minus the p50 with it at its reference."""
+
+    input: str = Field(description="recent_level, seasonal_values, calendar, price or item")
+    effect: float = Field(description="mean over the horizon of p50 - p50 with this input at its reference (units)")
+    by_step: list[float] = Field(description="the same per period")
+    reference: str = Field(description="what the input was replaced with")
+
+
 class ItemForecast(_Response):
     item_id: str
     values: list[list[float]] = Field(description="[quantile][period]: one row per requested quantile, ascending")
     fallback: bool = Field(False, description="true when the model does not know the item (cold-start profile)")
+    drivers: list[DemandDriver] | None = Field(
+        None, description="explain: what moved this item's p50, largest |effect| first (empty for a fallback item)"
+    )
 
 
 class DemandResponse(_Response):
@@ -239,6 +278,29 @@ class RiskRequest(_Request):
     """POST /v1/risk: probability that each order is returned / cancelled."""
 
     orders: list[Order] = Field(min_length=1, max_length=HARD_MAX_ORDERS)
+    explain: Explain = Field(False, description=_EXPLAIN + " (per line: features and text tokens, integrated gradients)")
+
+
+class FeatureContribution(_Response):
+    name: str
+    value: float | None = Field(None, description="the feature's value for this line (null: unknown)")
+    contribution: float = Field(description="what it added to the line's probability (negative: lowered it)")
+
+
+class TokenContribution(_Response):
+    token: str
+    contribution: float = Field(description="what this word of the line's text added to its probability")
+
+
+class LineExplanation(_Response):
+    """Why one order line scored what it did: contributions sum to probability - baseline_probability."""
+
+    item_id: str
+    probability: float = Field(description="this line's return probability")
+    baseline_probability: float = Field(description="the probability of a reference line: mean features, empty text")
+    features: list[FeatureContribution]
+    tokens: list[TokenContribution] = Field(description="the text's largest contributions (|contribution| first)")
+    residual: float = Field(0.0, description="probability - baseline - the contributions' sum (how exact they are)")
 
 
 class OrderRisk(_Response):
@@ -246,6 +308,8 @@ class OrderRisk(_Response):
     probability: float
     flagged: bool = Field(description="probability >= threshold")
     threshold: float
+    lines: list[LineExplanation] | None = Field(None, description="explain: per order line, what pushed it up or down")
+    truncated: bool | None = Field(None, description="explain: lines beyond the deployment's max_explain_lines are not explained")
 
 
 class RiskResponse(_Response):
@@ -319,6 +383,11 @@ class LimitsResponse(_Response):
     max_horizon: int = DEFAULT_LIMITS["max_horizon"]
     max_orders: int = DEFAULT_LIMITS["max_orders"]
     max_order_lines: int = DEFAULT_LIMITS["max_order_lines"]
+    max_explain_items: int = DEFAULT_LIMITS["max_explain_items"]
+    max_explain_history: int = DEFAULT_LIMITS["max_explain_history"]
+    max_explain_contributors: int = DEFAULT_LIMITS["max_explain_contributors"]
+    max_explain_lines: int = DEFAULT_LIMITS["max_explain_lines"]
+    max_explain_tokens: int = DEFAULT_LIMITS["max_explain_tokens"]
 
 
 class ErrorDetail(_Response):

@@ -275,6 +275,13 @@ class Limits(_Strict):
     max_horizon: int = Field(_DEFAULT_LIMITS["max_horizon"], ge=1, le=366)
     max_orders: int = Field(_DEFAULT_LIMITS["max_orders"], ge=1, le=1000)
     max_order_lines: int = Field(_DEFAULT_LIMITS["max_order_lines"], ge=1, le=1000)
+    # explain: true - recommendations explained, history items tried, contributors kept per item,
+    # order lines explained, text tokens kept per line
+    max_explain_items: int = Field(_DEFAULT_LIMITS["max_explain_items"], ge=1, le=1000)
+    max_explain_history: int = Field(_DEFAULT_LIMITS["max_explain_history"], ge=1, le=1000)
+    max_explain_contributors: int = Field(_DEFAULT_LIMITS["max_explain_contributors"], ge=1, le=100)
+    max_explain_lines: int = Field(_DEFAULT_LIMITS["max_explain_lines"], ge=1, le=1000)
+    max_explain_tokens: int = Field(_DEFAULT_LIMITS["max_explain_tokens"], ge=0, le=512)
 
 
 _KEY_HASH = re.compile(r"sha256:[0-9a-f]{64}")

@@ -32,6 +32,7 @@ from ecomine.serve.monitor import ArmMonitor
 from ecomine.serve.observability import ServeMetrics, log_event
 from ecomine.serve.ranking import Rejected
 from ecomine.serve.answers import demand_horizon, demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend, risk_job
+from ecomine.serve.explain import explain_request
 from ecomine.serve.runtime import TASKS, ModelLoadError, ModelState, load_state, reconfigure_failure, run_jobs
 
 __all__ = ["ModelLoadError", "Recommender", "DemandForecaster", "RiskScorer", "Ensemble", "model_deployment",
@@ -256,12 +257,25 @@ class _ModelServer:
             raise RuntimeError(f"{self.name}: no model loaded yet" + (f" ({self._last_error})" if self._last_error else ""))
         return state
 
+    async def _explained(self, state: ModelState, req: dict[str, Any]) -> dict[str, Any]:
+        """An ``explain`` request (it carries the ingress's max_explain_* limits): off the batcher, since
+        one explanation is a batch of its own; a model that cannot explain is an error answer (422)."""
+        asked = req["explain"]
+        try:
+            answer, observed = await asyncio.to_thread(explain_request, state, req, dict(asked) if isinstance(asked, dict) else {})
+        except Rejected as exc:
+            return {"error": exc.to_dict()}
+        self._observe(state, state.task, *observed)
+        return answer
+
     # ----------------------------------------------------------------- request methods (called through handles)
 
     async def recommend(self, req: dict[str, Any]) -> dict[str, Any]:
         """A ``RecommendRequest`` dict whose history the ingress resolved -> the answer dict,
         or ``{"error": {loc, msg, type}}`` for input only the model can judge (unknown category)."""
         state = self._current("recommend")
+        if req.get("explain"):
+            return await self._explained(state, req)
         try:
             job, context = plan_recommend(state, req)
         except Rejected as exc:
@@ -274,6 +288,8 @@ class _ModelServer:
         """A ``DemandRequest`` dict -> forecasts for every item (cold-start ones flagged), or
         ``{"error": ...}`` for a horizon beyond the model's."""
         state = self._current("demand")
+        if req.get("explain"):
+            return await self._explained(state, req)
         req = {**req, "horizon": demand_horizon(state, req.get("horizon"))}  # unset: the model's own
         try:
             job = demand_job(state, req)
@@ -284,8 +300,10 @@ class _ModelServer:
         return finish_demand(state, req, answer)
 
     async def score(self, req: dict[str, Any]) -> dict[str, Any]:
-        """A ``RiskRequest`` dict -> a probability and a decision per order."""
+        """A ``RiskRequest`` dict -> a probability and a decision per order (with ``explain``: per line, why)."""
         state = self._current("risk")
+        if req.get("explain"):
+            return await self._explained(state, req)
         orders = risk_job(req)
         probs = await self._predict(state, orders)
         self._observe(state, "risk", orders, probs)

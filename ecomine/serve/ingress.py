@@ -228,6 +228,12 @@ class Ingress:
             return [], "unknown_user"
         return list(stored), None
 
+    def _explain(self, asked: bool) -> dict[str, int] | bool:
+        """What a model deployment needs of ``explain: true``: this deployment's max_explain_* limits."""
+        if not asked:
+            return False
+        return {k: v for k, v in self.args.limits.model_dump().items() if k.startswith("max_explain_")}
+
     def _recommend_payload(self, req: RecommendRequest | InsightsRequest, k: int) -> tuple[dict[str, Any], str]:
         limits = self.args.limits
         _limit(req.k, limits.max_k, ["body", "k"], "items (k)")
@@ -236,6 +242,7 @@ class Ingress:
         payload = {
             "history": history, "k": k, "exclude": list(req.exclude), "exclude_history": req.exclude_history,
             "categories": req.categories, "fallback_reason": fallback,
+            "explain": self._explain(getattr(req, "explain", False)),
         }
         return payload, routing_key(req.user_id, history)
 
@@ -259,7 +266,7 @@ class Ingress:
             _limit(req.horizon, limits.max_horizon, ["body", "horizon"], "periods (horizon)")
         self._who(request, None)
         result, arm = await router.call(
-            "forecast", req.model_dump(), key=routing_key(None, req.item_ids),
+            "forecast", {**req.model_dump(), "explain": self._explain(req.explain)}, key=routing_key(None, req.item_ids),
             request_id=request.state.request_id, user_hash=None,
         )
         if "error" in result:
@@ -279,8 +286,11 @@ class Ingress:
         user_hash = self._who(request, first_user)
         key = routing_key(first_user, [o.order_id or "" for o in req.orders])
         result, arm = await router.call(
-            "score", {"orders": orders}, key=key, request_id=request.state.request_id, user_hash=user_hash
+            "score", {"orders": orders, "explain": self._explain(req.explain)}, key=key,
+            request_id=request.state.request_id, user_hash=user_hash,
         )
+        if "error" in result:
+            raise _invalid(result["error"]["loc"], result["error"]["msg"])
         self._mark(request, result, arm)
         return {**result, "variant": arm, "request_id": request.state.request_id}
 

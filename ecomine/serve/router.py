@@ -88,7 +88,9 @@ class TaskRouter:
         arm = self.arm_for(key)
         shadow = None
         if self.recorder is not None and shadow_sampled(key, request_id, self.policy):
-            shadow = asyncio.ensure_future(self._remote(self.challenger, method, payload))
+            # a shadow answer is compared, never shown: it does not pay for an explanation
+            quiet = {**payload, "explain": False} if payload.get("explain") else payload
+            shadow = asyncio.ensure_future(self._remote(self.challenger, method, quiet))
         handle = self.champion if arm == "champion" else self.challenger
         try:
             result = await self._remote(handle, method, payload)
