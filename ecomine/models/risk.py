@@ -135,8 +135,14 @@ class RiskModel(nn.Module):
             self.encoder.eval()  # a frozen encoder never drops out
         return self
 
-    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def pool(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+             *, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean of the encoder's last hidden states over the attended tokens [B, dim].
+
+        `inputs_embeds` (word embeddings instead of ids) is the path integrated gradients
+        walks in `risk_explain`.
+        """
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
@@ -199,10 +205,21 @@ class OrderRiskModel:
         if not orders:
             return np.zeros(0)
         frame = order_lines_frame(orders, self.customers, self.items)
-        p = np.clip(self.line_probabilities(frame), 0.0, 1.0)
-        keep = np.zeros(len(orders))
-        np.add.at(keep, frame["__order"].to_numpy(), np.log1p(-np.minimum(p, 1 - 1e-12)))
+        return self.order_probabilities(self.line_probabilities(frame), frame["__order"].to_numpy(), len(orders))
+
+    @staticmethod
+    def order_probabilities(line_p: np.ndarray, order_of_line: np.ndarray, n_orders: int) -> np.ndarray:
+        """P(any line of the order returned) = 1 - prod(1 - p_line), per order [n_orders]."""
+        p = np.clip(line_p, 0.0, 1.0)
+        keep = np.zeros(n_orders)
+        np.add.at(keep, order_of_line, np.log1p(-np.minimum(p, 1 - 1e-12)))
         return 1.0 - np.exp(keep)
+
+    def explain(self, orders: list[dict[str, Any]], **limits: Any) -> list[dict[str, Any]]:
+        """Per order line, the numeric features and words that moved its probability (`risk_explain`)."""
+        from ecomine.models.risk_explain import explain_orders  # so that scoring never loads captum
+
+        return explain_orders(self, orders, **limits)
 
 
 # --------------------------------------------------------------------------- version folder
