@@ -45,6 +45,7 @@ _COMMANDS: dict[str, str] = {
     "retrain": "ecomine.retrain_cli:retrain",
     "monitor": "ecomine.monitor_cli:monitor",
     "score": "ecomine.score_cli:score",
+    "explain": "ecomine.explain_cli:explain",
 }
 
 
