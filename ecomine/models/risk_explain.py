@@ -40,7 +40,7 @@ def explain_orders(
     model: OrderRiskModel,
     orders: list[dict[str, Any]],
     *,
-    steps: int = 16,
+    steps: int = 32,
     max_lines: int = 20,
     max_tokens: int = 8,
     max_features: int | None = None,
@@ -63,8 +63,10 @@ def explain_orders(
     forward only (its pooled vectors cached as scoring caches them) and IG walks the
     head's inputs (pooled text vector, numeric) from the same baseline: the same
     baseline_probability, the text as one `text_contribution`, the features along a
-    different path. `steps`: Gauss-Legendre points on the path (see the README's
-    explanation figures for residual against cost).
+    different path. `steps`: Gauss-Legendre points on the path. Measured with
+    all-MiniLM-L6-v2 (benchmarks/explain_faithfulness_risk.py): 32 leaves |residual| / |p -
+    p_base| at median 0.1%, p90 under 0.5% (16: median 2%, p90 4-12%) for about twice 16's
+    cost; the pooled path is exact to 1e-4 at any steps and costs a few ms.
     """
     _check_limit("steps", steps, 1)
     _check_limit("max_lines", max_lines, 1)
