@@ -227,10 +227,15 @@ class DemandRequest(_Request):
 
 
 class DemandDriver(_Response):
-    """One input group's part in a forecast: the p50 with it minus the p50 with it at its reference."""
+    """One input group's part in a forecast: its exact Shapley value against the reference inputs.
+
+    That is the p50 with the input as it is minus with it at its reference, averaged over every
+    combination of the other inputs being as they are or at theirs; the drivers add up:
+    ``baseline + sum(by_step) = p50``.
+    """
 
     input: str = Field(description="recent_level, seasonal_values, calendar, price or item")
-    effect: float = Field(description="mean over the horizon of p50 - p50 with this input at its reference (units)")
+    effect: float = Field(description="mean over the horizon of this input's Shapley value on the p50 (units)")
     by_step: list[float] = Field(description="the same per period")
     reference: str = Field(description="what the input was replaced with")
 
@@ -241,6 +246,9 @@ class ItemForecast(_Response):
     fallback: bool = Field(False, description="true when the model does not know the item (cold-start profile)")
     drivers: list[DemandDriver] | None = Field(
         None, description="explain: what moved this item's p50, largest |effect| first (empty for a fallback item)"
+    )
+    baseline: list[float] | None = Field(
+        None, description="explain: the p50 per period with every input at its reference (the drivers start here)"
     )
 
 

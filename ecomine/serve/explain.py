@@ -8,9 +8,11 @@ methods are the models' own (``models.recommend_explain``: occlusion over the hi
 gradients); this module applies them to what is served:
 
 - the answer is the plain call's answer (the same code path), with explanation fields added;
-- an ensemble explains through its members' weighted contributions: for recommend exactly
-  (occlusion of the weighted mixture is the weighted sum of the members' occlusions), for
-  demand and risk the members' contributions weighted like their predictions;
+- an ensemble explains through its members' weighted contributions: exactly for recommend
+  (occlusion of the weighted mixture is the weighted sum of the members' occlusions) and for
+  demand (Shapley values are linear in the model; the answer re-sorts crossing quantiles,
+  which can move a p50 off the weighted one); for risk the members' line contributions
+  weighted like their probabilities (an ensemble's recalibration applies to orders, not lines);
 - a model that cannot explain (the popularity baseline, a loader's object without
   ``explain``) is refused with a message naming it: the route answers 422 on ``explain``.
 
@@ -134,14 +136,17 @@ def explain_demand(state: ModelState, job: tuple[list[str], int, list[float]]) -
     forecasts = []
     for r, f in enumerate(answer["forecasts"]):
         merged: dict[str, dict[str, Any]] = {}
+        baseline = np.zeros(horizon)
         for w, found in zip(state.weights, per_member):
+            baseline = baseline + w * np.asarray(found[r].get("baseline", found[r]["values"]), dtype=np.float64)[:horizon]
             for d in found[r].get("drivers") or []:
                 slot = merged.setdefault(d["input"], {"input": d["input"], "effect": 0.0,
                                                       "by_step": np.zeros(horizon), "reference": d["reference"]})
                 slot["effect"] += w * float(d["effect"])
                 slot["by_step"] = slot["by_step"] + w * np.asarray(d["by_step"], dtype=np.float64)[:horizon]
         drivers = sorted(merged.values(), key=lambda d: -abs(d["effect"]))
-        forecasts.append({**f, "drivers": [] if f["fallback"] else [{**d, "by_step": d["by_step"].tolist()} for d in drivers]})
+        forecasts.append({**f, "baseline": baseline.tolist(),
+                          "drivers": [] if f["fallback"] else [{**d, "by_step": d["by_step"].tolist()} for d in drivers]})
     return {**answer, "forecasts": forecasts}
 
 
