@@ -352,11 +352,12 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         "country": mine["country"][0] if "country" in mine.columns else None,
     }
     answers = serve_and_call(registry, sample, console, challenger=outcome.version,  # the single model in shadow
-                             ray_is_ours=ray_is_ours)
+                             ray_is_ours=ray_is_ours, risk_drivers_png=out / "risk_drivers.png")
     stages.append(_Stage("serve", time.perf_counter() - t, answers))
 
     plots = {"training_curve": out / "training_curve.png", "demand_forecast": out / "demand_forecast.png",
-             "risk_calibration": out / "risk_calibration.png", "campaign": camp.plot_png}
+             "risk_calibration": out / "risk_calibration.png", "campaign": camp.plot_png,
+             "risk_drivers": out / "risk_drivers.png"}
     summary = {
         "seconds": round(time.perf_counter() - t_all, 1),
         "size": asdict(size),

@@ -1,5 +1,8 @@
 """The demo's serving stage: deploy serve_configs/local.yaml's app on the demo registry and call every route.
 
+Each task is also called once with ``explain: true`` and its explanation printed (why this
+item, what drives this forecast, why this order is risky); the risk line's drivers go to a PNG.
+
 Part of `ecomine demo` (`ecomine.demo` runs the stages in order); kept apart
 because it is the one stage that talks to Ray Serve and the client SDK.
 """
@@ -9,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["serve_and_call"]
+__all__ = ["serve_and_call", "plot_risk_drivers"]
 
 
 def _free_port() -> int:
@@ -30,8 +33,60 @@ def _local_serve_args() -> dict[str, Any]:
     return yaml.safe_load(path.read_text())["applications"][0]["args"]
 
 
+def plot_risk_drivers(line: Any, out: Path, *, title: str) -> None:
+    """A horizontal bar per feature and word of one explained order line (``LineExplanation``), in probability units."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [(f"{f.name} = {f.value:g}" if f.value is not None else f"{f.name} (unknown)", f.contribution)
+            for f in line.features[:8]]
+    bars += [(f"word '{t.token}'", t.contribution) for t in line.tokens[:5]]
+    bars.sort(key=lambda b: abs(b[1]))
+    fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(bars) + 1.6))
+    ax.barh([b[0] for b in bars], [b[1] for b in bars], color=["#c0392b" if b[1] > 0 else "#2e86c1" for b in bars])
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_xlabel(f"contribution to the return probability (baseline {line.baseline_probability:.3f} -> {line.probability:.3f})")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _explain_each_task(c, sample: dict[str, Any], orders: list[dict[str, Any]], console, out: Path | None) -> dict[str, Any]:
+    """One explained call per route, printed; the risk drivers' PNG when ``out`` is given."""
+    titles, history = sample["titles"], sample["history"]
+    found: dict[str, Any] = {}
+    rec = c.recommend(history=history, k=3, explain=True)
+    found["recommend"] = rec.model_dump(mode="json")
+    top = rec.items[0]
+    because = ", ".join(f"{titles.get(b.item_id, b.item_id)[:30]} (+{b.contribution:.4f})" for b in top.because or [])
+    console.print(f"[bold]why[/] {titles.get(top.item_id, top.item_id)[:40]} (score {top.score:.4f}): "
+                  f"because the customer bought {because or 'nothing that raised it'}")
+    dem = c.demand(item_ids=sample["demand_items"][:1], horizon=sample["demand_horizon"], explain=True)
+    found["demand"] = dem.model_dump(mode="json")
+    f = dem.forecasts[0]
+    drivers = ", ".join(f"{d.input} {d.effect:+.2f}" for d in (f.drivers or [])[:3])
+    console.print(f"[bold]what drives[/] the p50 of {f.item_id} (units per period, vs a reference input): {drivers or '-'}")
+    risk = c.risk(orders=orders[-1:], explain=True)
+    found["risk"] = risk.model_dump(mode="json")
+    result = risk.results[0]
+    line = (result.lines or [None])[0]
+    if line is not None:
+        pushes = [(f.name, f.contribution) for f in line.features[:3]] + [(f"'{t.token}'", t.contribution) for t in line.tokens[:2]]
+        pushes.sort(key=lambda p: -abs(p[1]))
+        console.print(f"[bold]why risky[/] {result.order_id} (line p={line.probability:.3f}, reference "
+                      f"{line.baseline_probability:.3f}): " + ", ".join(f"{n} {v:+.3f}" for n, v in pushes))
+        if out is not None:
+            plot_risk_drivers(line, out, title=f"why order {result.order_id} is risky: {line.item_id}")
+            found["risk_drivers_png"] = str(out)
+    return found
+
+
 def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenger: str | None = None,
-                   ray_is_ours: bool = False) -> dict[str, Any]:
+                   ray_is_ours: bool = False, risk_drivers_png: Path | None = None) -> dict[str, Any]:
     """Deploy serve_configs/local.yaml's app on the demo registry (the production version of each task; for
     recommend that is the demo's ensemble version), call every route through the SDK, then take it down.
     `challenger`: a recommend version served beside it in shadow. `ray_is_ours`: the demo started this
@@ -66,7 +121,7 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
         started_here, prefix = True, "/"
     serve.run(build(args), name="ecomine-demo", route_prefix=prefix)
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::", None) else http.host
-    answers: dict[str, Any] = {"url": f"http://{host}:{http.port}{prefix.rstrip('/')}"}
+    answers: dict[str, Any] = {"url": f"http://{host}:{http.port}{prefix.rstrip('/')}", "sample_history": list(sample["history"])}
     titles, history, user = sample["titles"], sample["history"], sample["user"]
     try:
         with EcomineClient(base_url=answers["url"], timeout=60) as c:
@@ -101,6 +156,7 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
             for r in risk.results:
                 console.print(f"   {r.order_id:>18}  p={r.probability:.3f}  flagged={r.flagged} (threshold {r.threshold:.3f})")
             answers["insights"] = c.insights(history=history, k=5).model_dump(mode="json")
+            answers["explained"] = _explain_each_task(c, sample, orders, console, risk_drivers_png)
     finally:
         if started_here and not ray_is_ours:
             serve.shutdown()

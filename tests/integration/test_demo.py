@@ -21,7 +21,7 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
         "synthetic log", "clean", "train recommend", "train demand", "train risk", "tune", "ensemble", "registry",
         "serve",
     ]
-    assert set(saved["plots"]) == {"training_curve", "demand_forecast", "risk_calibration", "campaign"}
+    assert set(saved["plots"]) == {"training_curve", "demand_forecast", "risk_calibration", "campaign", "risk_drivers"}
     for png in saved["plots"].values():
         assert Path(png).stat().st_size > 5_000
     reports = saved["reports"]
@@ -53,3 +53,19 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
     assert risk["versions"] == registry["risk"] and len(risk["results"]) == 2
     assert all(0.0 <= r["probability"] <= 1.0 for r in risk["results"])
     assert served["insights"]["items"] and served["insights"]["unavailable"] == []
+    # one explained call per task, by the real models the demo trained (explain: true through the SDK)
+    why = served["explained"]
+    assert why["recommend"]["explanation"].startswith("occlusion") and why["recommend"]["items"][0]["because"] is not None
+    assert all(b["item_id"] in served_history(saved) for it in why["recommend"]["items"] for b in it["because"] or [])
+    drivers = why["demand"]["forecasts"][0]["drivers"]
+    assert {d["input"] for d in drivers} == {"recent_level", "seasonal_values", "calendar", "price", "item"}
+    line = why["risk"]["results"][0]["lines"][0]
+    assert line["features"] and 0.0 <= line["probability"] <= 1.0
+    assert abs(line["residual"]) <= 0.1 * abs(line["probability"] - line["baseline_probability"]) + 1e-3  # complete
+    assert Path(why["risk_drivers_png"]).stat().st_size > 5_000
+
+
+def served_history(saved: dict) -> set[str]:
+    """The history the demo's explained recommend call sent (its sample customer's last ten items)."""
+    serve = next(s for s in saved["stages"] if s["name"] == "serve")["info"]
+    return set(serve["sample_history"])
