@@ -109,6 +109,8 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
     for task in ("demand", "risk"):
         args[task] = {"champion": {"version": "production"}, "resources": small}
     args["ingress"] = {**args.get("ingress", {}), "num_cpus": 0.1}
+    # the demo shows the words of a risky line too (an encoder pass per request: off in local.yaml for its cost)
+    args["limits"] = {**args.get("limits", {}), "max_explain_tokens": 8}
     port = _free_port()
     from ray.serve.context import _get_global_client
 

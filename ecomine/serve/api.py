@@ -75,7 +75,9 @@ DEFAULT_LIMITS = {
     "max_horizon": 90, "max_orders": 100, "max_order_lines": 200,
     # explain: true - how much of an answer is explained (each bounds one batched forward pass)
     "max_explain_items": 10, "max_explain_history": 50, "max_explain_contributors": 3, "max_explain_lines": 20,
-    "max_explain_tokens": 8,
+    # words cost an integrated-gradient pass through the text encoder: 50-330x a plain call on a
+    # CPU (benchmarks/explain_faithfulness_risk.py); 0 attributes the line's text as a whole
+    "max_explain_tokens": 0,
 }
 
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -306,9 +308,16 @@ class LineExplanation(_Response):
     item_id: str
     probability: float = Field(description="this line's return probability")
     baseline_probability: float = Field(description="the probability of a reference line: mean features, empty text")
-    features: list[FeatureContribution]
-    tokens: list[TokenContribution] = Field(description="the text's largest contributions (|contribution| first)")
-    residual: float = Field(0.0, description="probability - baseline - the contributions' sum (how exact they are)")
+    features: list[FeatureContribution] = Field(description="every numeric feature, |contribution| first")
+    text_contribution: float = Field(0.0, description="what the line's text as a whole added (its words split it)")
+    tokens: list[TokenContribution] = Field(
+        default_factory=list,
+        description="the text's words with the largest |contribution| (none unless the deployment's max_explain_tokens > 0)",
+    )
+    unlisted_contribution: float = Field(0.0, description="what the features and words not listed add together")
+    residual: float = Field(
+        0.0, description="integration error: probability - baseline_probability - features - text_contribution"
+    )
 
 
 class OrderRisk(_Response):

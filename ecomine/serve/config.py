@@ -281,7 +281,7 @@ class Limits(_Strict):
     max_explain_history: int = Field(_DEFAULT_LIMITS["max_explain_history"], ge=1, le=1000)
     max_explain_contributors: int = Field(_DEFAULT_LIMITS["max_explain_contributors"], ge=1, le=100)
     max_explain_lines: int = Field(_DEFAULT_LIMITS["max_explain_lines"], ge=1, le=1000)
-    max_explain_tokens: int = Field(_DEFAULT_LIMITS["max_explain_tokens"], ge=0, le=512)
+    max_explain_tokens: int = Field(_DEFAULT_LIMITS["max_explain_tokens"], ge=0, le=512)  # 0: text as a whole (cheap)
 
 
 _KEY_HASH = re.compile(r"sha256:[0-9a-f]{64}")

@@ -166,7 +166,8 @@ def explain_risk(state: ModelState, orders: list[dict[str, Any]], limits: Explai
         for li, line in enumerate(first["lines"]):
             feats: dict[str, dict[str, Any]] = {}
             toks: dict[str, float] = {}
-            acc = {"probability": 0.0, "baseline_probability": 0.0, "residual": 0.0}
+            acc = {"probability": 0.0, "baseline_probability": 0.0, "text_contribution": 0.0,
+                   "unlisted_contribution": 0.0, "residual": 0.0}
             for w, found in zip(state.weights, per_member):
                 ml = found[o]["lines"][li]
                 for key in acc:

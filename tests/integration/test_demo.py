@@ -60,7 +60,7 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
     drivers = why["demand"]["forecasts"][0]["drivers"]
     assert {d["input"] for d in drivers} == {"recent_level", "seasonal_values", "calendar", "price", "item"}
     line = why["risk"]["results"][0]["lines"][0]
-    assert line["features"] and 0.0 <= line["probability"] <= 1.0
+    assert line["features"] and line["tokens"] and 0.0 <= line["probability"] <= 1.0
     assert abs(line["residual"]) <= 0.1 * abs(line["probability"] - line["baseline_probability"]) + 1e-3  # complete
     assert Path(why["risk_drivers_png"]).stat().st_size > 5_000
 

@@ -85,4 +85,4 @@ def test_models_that_cannot_explain_are_a_422_naming_explain(full: ServeTarget, 
         with pytest.raises(ValidationError, match="explain"):
             c.risk(orders=[{"lines": [{"item_id": serving_data.items[0]}]}], explain=True)
     limits = full.get("/v1/limits").json()
-    assert limits["max_explain_items"] == 10 and limits["max_explain_tokens"] == 8
+    assert limits["max_explain_items"] == 10 and limits["max_explain_tokens"] == 0  # words are opt-in (their cost)
