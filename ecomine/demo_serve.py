@@ -68,7 +68,7 @@ def _explain_each_task(c, sample: dict[str, Any], orders: list[dict[str, Any]], 
     dem = c.demand(item_ids=sample["demand_items"][:1], horizon=sample["demand_horizon"], explain=True)
     found["demand"] = dem.model_dump(mode="json")
     f = dem.forecasts[0]
-    drivers = ", ".join(f"{d.input} {d.effect:+.2f}" for d in (f.drivers or [])[:3])
+    drivers = ", ".join(f"{d.input} {d.effect:+.3g}" for d in (f.drivers or [])[:3])
     console.print(f"[bold]what drives[/] the p50 of {f.item_id} (units per period, vs a reference input): {drivers or '-'}")
     risk = c.risk(orders=orders[-1:], explain=True)
     found["risk"] = risk.model_dump(mode="json")
