@@ -37,7 +37,7 @@ RUN: dict[str, str] = {
 HELP: tuple[str, ...] = (
     "data profile", "data build", "data synth", "train", "evaluate", "ensemble build", "tune",
     "registry list", "registry show", "registry promote", "registry rollback",
-    "serve check", "serve up", "serve status", "serve down", "monitor", "retrain", "score",
+    "serve check", "serve up", "serve status", "serve down", "monitor", "retrain", "score", "explain",
     "bench quality", "bench serve",
 )
 
