@@ -6,7 +6,8 @@ named in `ecomine.serve.config.DEFAULT_LOADERS`). It owns what training and serv
 share: the torch module, the served `OrderRiskModel` and the version folder format
 (safetensors + JSON + parquet; no pickle). The inputs (numeric scaler, text, history
 state, request check) live in `risk_inputs`, the calibrator in `risk_calibration`;
-both are re-exported from here.
+both are re-exported from here. `load_risk_model` also opens the non-neural versions
+of `risk_lightgbm` (a folder holding `lightgbm.json`).
 
 Probabilities: the head's logit is trained with BCE, `pos_weight` and negative
 sampling distort it by known amounts (positives counted `pos_weight` times, negatives
@@ -35,8 +36,10 @@ from ecomine.models.risk_inputs import (
     line_texts,
     numeric_matrix,
     order_lines_frame,
+    order_probabilities,
     validate_orders,
 )
+from ecomine.models.risk_lightgbm import LIGHTGBM_FILE, LightGBMRiskModel, load_lightgbm_risk
 
 __all__ = [
     "RiskModelConfig",
@@ -207,13 +210,7 @@ class OrderRiskModel:
         frame = order_lines_frame(orders, self.customers, self.items)
         return self.order_probabilities(self.line_probabilities(frame), frame["__order"].to_numpy(), len(orders))
 
-    @staticmethod
-    def order_probabilities(line_p: np.ndarray, order_of_line: np.ndarray, n_orders: int) -> np.ndarray:
-        """P(any line of the order returned) = 1 - prod(1 - p_line), per order [n_orders]."""
-        p = np.clip(line_p, 0.0, 1.0)
-        keep = np.zeros(n_orders)
-        np.add.at(keep, order_of_line, np.log1p(-np.minimum(p, 1 - 1e-12)))
-        return 1.0 - np.exp(keep)
+    order_probabilities = staticmethod(order_probabilities)  # 1 - prod(1 - p_line), `risk_inputs`
 
     def explain(self, orders: list[dict[str, Any]], **limits: Any) -> list[dict[str, Any]]:
         """Per order line, the numeric features and words that moved its probability (`risk_explain`)."""
@@ -249,12 +246,15 @@ def save_risk_model(folder: str | Path, module, *, scaler: NumericScaler, calibr
     items.write_parquet(folder / ITEMS)
 
 
-def load_risk_model(folder: str | Path) -> OrderRiskModel:
-    """A verified version folder (checksums are the registry's job) -> OrderRiskModel."""
+def load_risk_model(folder: str | Path) -> OrderRiskModel | LightGBMRiskModel:
+    """A verified version folder (checksums are the registry's job) -> OrderRiskModel, or LightGBMRiskModel
+    where the folder holds `lightgbm.json` (a `model.classifier: lightgbm` version; `models.risk_lightgbm`)."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     folder = Path(folder)
+    if (folder / LIGHTGBM_FILE).exists():
+        return load_lightgbm_risk(folder)
     for name in (WEIGHTS, CONFIG, SCALER, CALIBRATION, CUSTOMERS, ITEMS, ENCODER_DIR):
         if not (folder / name).exists():
             raise FileNotFoundError(f"risk model folder {folder}: missing {name}")

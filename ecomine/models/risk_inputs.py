@@ -19,7 +19,10 @@ import polars as pl
 
 from ecomine.data.risk_examples import RISK_FEATURES
 
-__all__ = ["NumericScaler", "numeric_matrix", "line_texts", "history_state", "validate_orders", "order_lines_frame"]
+__all__ = [
+    "NumericScaler", "numeric_matrix", "line_texts", "history_state", "validate_orders", "order_lines_frame",
+    "order_probabilities",
+]
 
 
 # --------------------------------------------------------------------------- numbers
@@ -222,3 +225,15 @@ def order_lines_frame(orders: list[dict[str, Any]], customers: pl.DataFrame, ite
         c("ts").dt.hour().alias("hour"),
         c("ts").dt.weekday().alias("day_of_week"),
     )
+
+
+def order_probabilities(line_p: np.ndarray, order_of_line: np.ndarray, n_orders: int) -> np.ndarray:
+    """P(any line of the order returned) = 1 - prod(1 - p_line), per order [n_orders].
+
+    Lines are treated as independent given their features; every served risk model
+    (encoder or LightGBM) turns its line probabilities into order probabilities here.
+    """
+    p = np.clip(line_p, 0.0, 1.0)
+    keep = np.zeros(n_orders)
+    np.add.at(keep, order_of_line, np.log1p(-np.minimum(p, 1 - 1e-12)))
+    return 1.0 - np.exp(keep)
