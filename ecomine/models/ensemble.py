@@ -145,8 +145,9 @@ def fit_quantile_weights(preds: np.ndarray, actual: np.ndarray, quantiles: list[
     """Simplex weights minimising the mean pinball loss of the weighted mean forecast (an exact LP).
 
     `preds` [M, N, Q] (members, forecast points, quantiles), `actual` [N].
-    Variables: w (M), u+ and u- (N*Q residual parts); minimise
-    sum_q sum_n tau_q u+ + (1 - tau_q) u-  subject to  sum_m w_m pred - u+ + u- = y,  sum w = 1.
+    Variables: w (M), u+ and u- (N*Q residual parts); with sum_m w_m pred - u+ + u- = y, u+ is the
+    over-forecast and u- the under-forecast, so minimise sum_q sum_n (1 - tau_q) u+ + tau_q u-
+    (pinball charges tau for falling short, 1 - tau for overshooting), subject to sum w = 1.
     """
     from scipy.optimize import linprog
     from scipy.sparse import csr_matrix, hstack, identity, vstack
@@ -157,7 +158,7 @@ def fit_quantile_weights(preds: np.ndarray, actual: np.ndarray, quantiles: list[
     eye = identity(n * q, format="csr")
     a_eq = hstack([a_w, -eye, eye], format="csr")
     b_eq = np.repeat(np.asarray(actual, dtype=np.float64), q)
-    cost = np.concatenate([np.zeros(m), np.tile(tau, n), np.tile(1 - tau, n)])
+    cost = np.concatenate([np.zeros(m), np.tile(1 - tau, n), np.tile(tau, n)])
     simplex = csr_matrix(np.concatenate([np.ones(m), np.zeros(2 * n * q)])[None, :])
     res = linprog(cost, A_eq=vstack([a_eq, simplex]), b_eq=np.concatenate([b_eq, [1.0]]), bounds=(0, None), method="highs")
     if not res.success:

@@ -84,6 +84,25 @@ def test_quantile_weights_prefer_the_calibrated_member_and_stay_monotone():
     assert np.all(np.diff(mixed, axis=-1) >= 0)
 
 
+def test_quantile_weights_minimise_the_pinball_itself_not_its_mirror():
+    # two members biased in opposite directions: the best mix is interior and known by search; a fit
+    # that charged tau for overshooting (the levels mirrored) would pick a corner here
+    from ecomine.models.demand import pinball_loss
+
+    rng = np.random.default_rng(7)
+    qs = [0.1, 0.5, 0.9]
+    y = rng.gamma(2.0, 3.0, 600)
+    z = np.array([-1.2816, 0.0, 1.2816])
+    low = np.maximum(0, 0.7 * y[:, None] + z * 1.0 + rng.normal(0, 1, (600, 1)))
+    high = np.maximum(0, 1.4 * y[:, None] + z * 3.0 + rng.normal(0, 1, (600, 1)))
+    preds = np.stack([low, high])
+    w = fit_quantile_weights(preds, y, qs)
+    grid = np.linspace(0, 1, 101)
+    losses = [pinball_loss(g * low + (1 - g) * high, y, qs) for g in grid]
+    assert pinball_loss(w[0] * low + w[1] * high, y, qs) <= min(losses) + 1e-9
+    assert 0.05 < w[0] < 0.95
+
+
 def test_softmax_and_weighted_combination() -> None:
     p = softmax_rows(np.array([[-np.inf, 0.0, 0.0], [-np.inf, 1.0, -np.inf]]))
     assert p.tolist() == [[0.0, 0.5, 0.5], [0.0, 1.0, 0.0]]
