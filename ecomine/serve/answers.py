@@ -61,7 +61,7 @@ def finish_recommend(state: ModelState, context: dict[str, Any], row: np.ndarray
         chosen, scores = top_k(row, context["k"], banned=context["banned"], allowed=context["allowed"])
     return {
         "items": [
-            {"item_id": vocab.items[i - 1], "score": float(s), **catalogue.describe(int(i))}
+            {"item_id": vocab.items[i - 1], "score": float(s), **catalogue.describe(int(i)), "because": None}
             for i, s in zip(chosen.tolist(), scores.tolist())
         ],
         "model": state.label,

@@ -24,8 +24,9 @@ EXAMPLES = int(os.environ.get("ECOMINE_FUZZ_EXAMPLES", "25"))
 
 
 # What a schema cannot say: what the served models decide - a category the catalogue lacks, a
-# horizon beyond the demand model's (each a 422 naming the field and what would be accepted).
-SERVED_MODEL_FIELDS = {("body", "categories"), ("body", "horizon")}
+# horizon beyond the demand model's, explain on a model that cannot (each a 422 naming the field
+# and what would be accepted).
+SERVED_MODEL_FIELDS = {("body", "categories"), ("body", "horizon"), ("body", "explain")}
 
 
 def _fuzzer(operation, mode, label: str, full, cases: dict[str, int]):
