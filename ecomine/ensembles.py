@@ -169,7 +169,7 @@ def _recommend_report(train_spec: TrainSpec, members, models, data, weights, tem
 def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Quantile weights minimising validation pinball (scaled per item, as the report scores it)."""
     from ecomine.models.ensemble import combine_quantiles, fit_quantile_weights
-    from ecomine.train.demand_eval import MODEL_NAME, forecast_metrics
+    from ecomine.train.demand_eval import MODEL_NAMES, forecast_metrics
     from ecomine.train.demand_task import TASK, _actuals, _model_forecasts
 
     first = specs[0].model
@@ -203,7 +203,7 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
     results = {"ensemble": forecast_metrics(y_test, combine_quantiles(test, weights, axis=-1), qs, data.scale)}
     for mv, f, w in zip(members, test, weights):
         results[f"member {mv.version} (w {w:.2f})"] = forecast_metrics(y_test, f, qs, data.scale)
-    results.update({k: v for k, v in baselines.items() if k != MODEL_NAME})
+    results.update({k: v for k, v in baselines.items() if k not in MODEL_NAMES.values()})
     pins = [{"weight": float(w), "temperature": 1.0} for w in weights]
     return pins, results, {"fit": fit_info}
 
@@ -212,17 +212,27 @@ def _fit_risk(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[di
     """Mixture of the members' calibrated probabilities (EM on the validation likelihood), then one Platt recalibration."""
     from ecomine.models.ensemble import apply_platt, fit_mixture_weights, fit_platt, mix
     from ecomine.train.risk_eval import MODEL_NAME, binary_metrics, choose_threshold, decision_report
-    from ecomine.train.risk_task import TASK, predict_logits
+    from ecomine.train.risk_task import TASK, predict_logits, reads_same_split
 
-    def probs(split) -> list[np.ndarray]:
+    for i, s in enumerate(specs[1:], 1):
+        if not reads_same_split(s, specs[0]):
+            field = next((f"model.{f}" for f in ("horizon_days", "label", "split")
+                          if getattr(s.model, f) != getattr(specs[0].model, f)), "data")
+            raise SpecError(f"members[{i}]: {field} differs from the first member's; risk members must be "
+                            "scored on one validation and test split")
+    # each member reads its own inputs of the same lines: text vectors of its own encoder, or
+    # none for LightGBM (data prepared for the first member is reused wherever it serves)
+    views = [TASK.adapt(data, s) for s in specs]
+
+    def probs(split: str) -> list[np.ndarray]:
         out = []
-        for m, s in zip(models, specs):
-            cal, _ = TASK.calibrate(m, data, s)
-            out.append(np.clip(cal(predict_logits(m, data, split)), 1e-7, 1 - 1e-7))
+        for m, s, d in zip(models, specs, views):
+            cal, _ = TASK.calibrate(m, d, s)
+            out.append(np.clip(cal(predict_logits(m, d, getattr(d, split))), 1e-7, 1 - 1e-7))
         return out
 
     y_val, y_test = data.valid.labels.astype(bool), data.test.labels
-    val = probs(data.valid)
+    val = probs("valid")
     if spec.fit.method == "uniform":
         weights = np.full(len(models), 1.0 / len(models))
     else:
@@ -231,7 +241,7 @@ def _fit_risk(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[di
     val_mix = apply_platt(mix(val, weights), a, b)
     t = specs[0].model.threshold
     thr = choose_threshold(y_val, val_mix, target_precision=t.target_precision, cost_ratio=t.cost_ratio)
-    test = probs(data.test)
+    test = probs("test")
     p_test = apply_platt(mix(test, weights), a, b)
     baselines = TASK.evaluate(models[0], data, specs[0])
     results = {"ensemble": {**binary_metrics(y_test, p_test), "threshold_rule": thr,

@@ -180,6 +180,9 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     mode = spec.mode or base.watch()[1]
     key = val_metric_name(metric)
     preflight(base)
+    if getattr(base.model, "forecaster", None) == "lightgbm":
+        raise SpecError(f"{path}: base.model.forecaster: lightgbm fits without Ray Train; a campaign searches "
+                        "PatchTST runs (train a LightGBM version with `ecomine train`)")
     if not ray.is_initialized():
         ray.init(address=resolve_address(ray_address), configure_logging=False, log_to_driver=False)
     check_cluster(base)

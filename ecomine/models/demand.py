@@ -10,7 +10,9 @@ quantiles per step. `DemandModel` (the network plus the series tails and
 fallback profiles a version stores; from `load_forecaster(folder)`) is
 what serving calls: forecasts from the end of the training data, with a
 category/global profile, flagged, for items the model cannot forecast; and
-`explain`, which `ecomine.models.demand_explain` answers.
+`explain`, which `ecomine.models.demand_explain` answers. A LightGBM version
+(`models.demand_lightgbm`: the same `predict` arguments) is served by the same
+`PanelForecaster` code as a `LightGBMDemandModel`, which has no `explain`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from ecomine.models.demand_explain import explain_forecast
 __all__ = [
     "DemandConfig",
     "DemandForecastModel",
+    "PanelForecaster",
     "DemandModel",
+    "LightGBMDemandModel",
     "calendar_features",
     "season_length",
     "period_dates",
@@ -256,18 +260,19 @@ def profile_forecast(profile: np.ndarray, start_slot: int, horizon: int, freq: s
 
 
 @dataclass
-class DemandModel:
-    """The served demand model: `forecast(item_ids, horizon, quantiles)` -> [n_items, n_quantiles, horizon].
+class PanelForecaster:
+    """A served demand version: `forecast(item_ids, horizon, quantiles)` -> [n_items, n_quantiles, horizon].
 
     Serve's `DemandForecaster` deployment (`ecomine.serve.deployments`) wraps one.
 
-    Model items are forecast by the network from the stored tail of their series
-    (the origin is the period after the training data); every other item gets
-    its category's profile (or the global one), and `known_items` says False.
+    Model items are forecast by `model.predict` (the PatchTST network or the
+    LightGBM boosters, same arguments) from the stored tail of their series (the
+    origin is the period after the training data); every other item gets its
+    category's profile (or the global one), and `known_items` says False.
     """
 
-    model: Any
-    config: DemandConfig
+    model: Any  # DemandForecastModel | demand_lightgbm.LightGBMForecaster
+    config: Any  # DemandConfig | demand_lightgbm.LightGBMDemandConfig: read are horizon, quantiles, freq
     items: list[str]  # panel items; index + 1 is the embedding id
     tail_units: np.ndarray  # [n_items, context_length]
     price_rel: np.ndarray  # [n_items]
@@ -327,10 +332,6 @@ class DemandModel:
             out = out[..., order]
         return np.ascontiguousarray(out[:, :horizon, :].transpose(0, 2, 1))
 
-    def average_calendar(self) -> np.ndarray:
-        """[N_CALENDAR]: the calendar of no date in particular (the mean over the year from the origin; read-only)."""
-        return _average_calendar(self.origin, self.freq)
-
     def forecast(self, item_ids: list[str], horizon: int, quantiles: list[float] | None = None) -> np.ndarray:
         """Quantile forecasts [n_items, n_quantiles, horizon]: finite, >= 0, non-decreasing in quantile."""
         quantiles = list(self.config.quantiles if quantiles is None else quantiles)
@@ -350,9 +351,26 @@ class DemandModel:
                 out[r] = profile_forecast(prof, slot, self.config.horizon, self.freq)
         return self.finish(out, horizon, quantiles)
 
+
+@dataclass
+class DemandModel(PanelForecaster):
+    """A PatchTST version served (`load_forecaster`): the panel forecast, and `explain`."""
+
+    def average_calendar(self) -> np.ndarray:
+        """[N_CALENDAR]: the calendar of no date in particular (the mean over the year from the origin; read-only)."""
+        return _average_calendar(self.origin, self.freq)
+
     def explain(self, item_ids: list[str], horizon: int, quantile: float = 0.5) -> list[dict[str, Any]]:
         """What drives each item's forecast at `quantile`: `ecomine.models.demand_explain.explain_forecast`."""
         return explain_forecast(self, item_ids, horizon, quantile=quantile)
+
+
+@dataclass
+class LightGBMDemandModel(PanelForecaster):
+    """A LightGBM version served (`load_forecaster` on a folder with `lightgbm.json`).
+
+    No `explain`: serving refuses `explain: true` for it (a 422 naming the model).
+    """
 
 
 @functools.lru_cache(maxsize=16)
@@ -369,14 +387,22 @@ def _slot(date: np.datetime64, freq: str) -> int:
     return int((date.astype(np.int64) + 3) % 7) if freq == "1d" else 0
 
 
-def save_forecaster(folder: Path, model, config: DemandConfig, *, items: list[str], tail_units: np.ndarray,
+def save_forecaster(folder: Path, model, config, *, items: list[str], tail_units: np.ndarray,
                     price_rel: np.ndarray, origin: dt.date, profiles: dict[str, np.ndarray],
                     item_category: dict[str, str | None], fallback_items: list[str], extra: dict[str, Any] | None = None) -> None:
-    """Write model.safetensors, series.safetensors, config.json, items.json, profiles.json (no pickle)."""
+    """Write the model's files, series.safetensors, config.json, items.json, profiles.json (no pickle).
+
+    The model's files: model.safetensors for the PatchTST network (`config` a
+    `DemandConfig`), or `lightgbm.json` and its boosters' text files for a
+    `LightGBMForecaster` (`config` its `LightGBMDemandConfig`).
+    """
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
+    if isinstance(model, nn.Module):
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
+    else:
+        model.save(folder)
     save_file({"tail_units": torch.as_tensor(np.ascontiguousarray(tail_units, np.float32)),
                "price_rel": torch.as_tensor(np.ascontiguousarray(price_rel, np.float32))}, str(folder / SERIES))
     (folder / CONFIG).write_text(json.dumps(
@@ -385,20 +411,27 @@ def save_forecaster(folder: Path, model, config: DemandConfig, *, items: list[st
     (folder / PROFILES).write_text(json.dumps({k: np.asarray(v).tolist() for k, v in profiles.items()}))
 
 
-def load_forecaster(folder: str | Path) -> DemandModel:
-    """A verified version folder -> `DemandModel` (the serve loader for task demand)."""
+def load_forecaster(folder: str | Path) -> PanelForecaster:
+    """A verified version folder -> `DemandModel`, or `LightGBMDemandModel` where `lightgbm.json` is (the serve loader for task demand)."""
     from safetensors.torch import load_file
+
+    from ecomine.models.demand_lightgbm import LIGHTGBM_FILE, load_lightgbm_forecaster
 
     folder = Path(folder)
     meta = json.loads((folder / CONFIG).read_text())
-    config = DemandConfig(**meta["model"])
-    model = DemandForecastModel(config)
-    model.load_state_dict(load_file(str(folder / WEIGHTS)))
-    model.eval()
+    served: type[PanelForecaster]
+    if (folder / LIGHTGBM_FILE).exists():
+        model: Any = load_lightgbm_forecaster(folder)
+        config, served = model.config, LightGBMDemandModel
+    else:
+        config, served = DemandConfig(**meta["model"]), DemandModel
+        model = DemandForecastModel(config)
+        model.load_state_dict(load_file(str(folder / WEIGHTS)))
+        model.eval()
     series = load_file(str(folder / SERIES))
     items = json.loads((folder / ITEMS).read_text())
     profiles = {k: np.asarray(v, np.float64) for k, v in json.loads((folder / PROFILES).read_text()).items()}
-    return DemandModel(
+    return served(
         model=model, config=config, items=items["items"], tail_units=series["tail_units"].numpy(),
         price_rel=series["price_rel"].numpy(), origin=dt.date.fromisoformat(meta["origin"]),
         profiles=profiles, item_category=items.get("item_category", {}), fallback_items=items.get("fallback_items", []),

@@ -13,10 +13,11 @@ from pydantic import Field, field_validator, model_validator
 
 from ecomine.specs._base import StrictModel, check_name
 from ecomine.specs.augment import TrainAugmentSpec
+from ecomine.specs.boosters import DemandLightGBMSpec, RiskLightGBMSpec
 
 __all__ = ["DataWindow", "SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RECOMMEND_PRESETS", "RecommendModelSpec",
            "EarlyStoppingSpec", "OptimSpec", "ScalingSpec", "RunSpec", "EvalSpec", "DemandEvalSpec",
-           "DemandModelSpec", "RiskThresholdSpec", "RiskSplitSpec", "RiskModelSpec", "ModelSpec", "TaskName",
+           "DemandLightGBMSpec", "DemandModelSpec", "RiskThresholdSpec", "RiskSplitSpec", "RiskLightGBMSpec", "RiskModelSpec", "ModelSpec", "TaskName",
            "task_metrics", "metric_mode", "TrainSpec"]
 
 
@@ -227,9 +228,16 @@ class DemandEvalSpec(StrictModel):
 
 
 class DemandModelSpec(StrictModel):
-    """Demand forecaster: PatchTST encoder + quantile head over a global item panel (task: demand)."""
+    """Demand forecaster over a global item panel (task: demand): PatchTST encoder + quantile head, or LightGBM."""
 
     kind: Literal["demand"] = "demand"
+    forecaster: Literal["patchtst", "lightgbm"] = Field(
+        "patchtst", description="patchtst: the transformer, trained by Ray Train; lightgbm: lag-feature quantile "
+        "boosters fitted on the driver (no Ray), e.g. the non-neural member of an ensemble"
+    )
+    lightgbm: DemandLightGBMSpec | None = Field(
+        None, description="forecaster lightgbm only: its settings (unset: the defaults)"
+    )
     preset: Literal["demand_small", "demand_base"] | None = Field(
         None, description="named backbone sizes; explicit fields override"
     )
@@ -284,6 +292,12 @@ class DemandModelSpec(StrictModel):
             raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
         if self.patch_length > self.context_length:
             raise ValueError(f"patch_length ({self.patch_length}) exceeds context_length ({self.context_length})")
+        if self.lightgbm is not None and self.forecaster != "lightgbm":
+            raise ValueError(f"lightgbm: settings of forecaster lightgbm, but forecaster is {self.forecaster!r}")
+        need = 28 if self.freq == "1d" else 4  # models.demand_lightgbm.history_needed: four seasons
+        if self.forecaster == "lightgbm" and self.context_length < need:
+            raise ValueError(f"context_length ({self.context_length}): forecaster lightgbm reads {need} periods "
+                             f"of history ({self.freq})")
         return self
 
 
@@ -327,9 +341,14 @@ class RiskSplitSpec(StrictModel):
 
 
 class RiskModelSpec(StrictModel):
-    """Return / cancellation risk of an order line: text encoder + numeric features -> MLP -> logit."""
+    """Return / cancellation risk of an order line: text encoder + numeric features -> MLP -> logit, or LightGBM."""
 
     kind: Literal["risk"] = "risk"
+    classifier: Literal["encoder", "lightgbm"] = Field(
+        "encoder", description="encoder: the text encoder + MLP head, trained by Ray Train; lightgbm: a booster over "
+        "the numeric features fitted on the driver (no Ray, no text), e.g. the non-neural member of an ensemble"
+    )
+    lightgbm: RiskLightGBMSpec | None = Field(None, description="classifier lightgbm only: its settings (unset: the defaults)")
     text_encoder: str = Field("default", description="default | local folder | s3:// prefix | hub id")
     mode: Literal["frozen", "lora", "full"] = Field(
         "frozen", description="frozen: pooled text vectors computed once, only the head trains; "
@@ -383,6 +402,14 @@ class RiskModelSpec(StrictModel):
         if any(h < 1 for h in v):
             raise ValueError(f"hidden sizes must be >= 1, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _classifier_fields(self) -> RiskModelSpec:
+        if self.lightgbm is not None and self.classifier != "lightgbm":
+            raise ValueError(f"lightgbm: settings of classifier lightgbm, but classifier is {self.classifier!r}")
+        if self.classifier == "lightgbm" and not self.numeric_features:
+            raise ValueError("numeric_features: false leaves classifier lightgbm nothing to read (it sees no text)")
+        return self
 
 
 TaskName = Literal["recommend", "demand", "risk"]

@@ -8,7 +8,7 @@ does. Point baselines (zero, seasonal naive, moving average) use their point as
 every quantile: their pinball is defined, their coverage is not (reported as
 None). LightGBM is a direct multi-horizon lag-feature model (horizon step as a
 feature, item as categorical): an L1 model for p50 and quantile models for the
-outer levels.
+outer levels, `models.demand_lightgbm`'s, with the evaluation's settings.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ecomine.models.demand import pinball_terms
 
 __all__ = [
     "MODEL_NAME",
+    "MODEL_NAMES",
     "naive_scale",
     "forecast_metrics",
     "seasonal_naive",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 MODEL_NAME = "patchtst"
+# a version's own report row by `model.forecaster` (a LightGBM version's row is not the `lightgbm` baseline's)
+MODEL_NAMES = {"patchtst": MODEL_NAME, "lightgbm": "lightgbm_forecaster"}
 
 
 def quantile_key(q: float) -> str:
@@ -109,65 +112,34 @@ def moving_average(units: np.ndarray, origins: np.ndarray, horizon: int, window:
     return np.repeat(mean[..., None], horizon, axis=-1)
 
 
-def _lgb_features(units: np.ndarray, price_rel: np.ndarray, cov: np.ndarray, items: np.ndarray,
-                  origins: np.ndarray, horizon: int, season: int, n_lags: int) -> np.ndarray:
-    """Rows (item, origin, step) -> lag / calendar features [n * H, F]; item id is column 0."""
-    n = len(items)
-    lags = units[items[:, None], origins[:, None] - np.arange(1, n_lags + 1)[None, :]]  # [n, L]
-    long = max(4 * season, 4)
-    hist = units[items[:, None], origins[:, None] + np.arange(-long, 0)[None, :]]
-    steps = np.arange(horizon)
-    same_slot = units[items[:, None], origins[:, None] - season + (steps % season)[None, :]]  # [n, H]
-    slot_idx = origins[:, None, None] - season * np.arange(1, 5)[None, None, :] + (steps % season)[None, :, None]
-    slot_mean = units[items[:, None, None], slot_idx].mean(axis=-1)  # [n, H]: last 4 seasons' same slot
-    tcov = cov[origins[:, None] + steps[None, :]]  # [n, H, C]
-    base = np.concatenate([
-        items[:, None].astype(np.float64), lags, hist[:, -season:].mean(1, keepdims=True),
-        hist.mean(1, keepdims=True), (hist > 0).mean(1, keepdims=True), price_rel[items, origins][:, None],
-    ], axis=1)
-    rows = np.concatenate([
-        np.repeat(base[:, None, :], horizon, axis=1),
-        np.broadcast_to(steps[None, :, None], (n, horizon, 1)),
-        same_slot[..., None], slot_mean[..., None], tcov,
-    ], axis=-1)
-    return rows.reshape(n * horizon, -1)
-
-
 def lightgbm_forecasts(units: np.ndarray, price_rel: np.ndarray, cov: np.ndarray, train_pairs: np.ndarray,
                        eval_origins: np.ndarray, horizon: int, season: int, quantiles: list[float], *,
                        rounds: int = 300, max_rows: int = 300_000, seed: int = 0, threads: int = 1) -> np.ndarray:
     """Fit LightGBM on the training windows, forecast every item at `eval_origins`: [N, O, H, Q].
 
-    p50 comes from an L1 model, every other level from a quantile model at that
-    level; outputs are clipped at 0 and sorted so levels never cross.
+    The model of `models.demand_lightgbm` (the servable LightGBM version is the
+    same model with its own settings), on windows of just the history its
+    features read, so it also scores spans shorter than the task's context.
     """
-    import lightgbm as lgb
+    from ecomine.models.demand_lightgbm import LightGBMDemandConfig, fit_lightgbm_forecaster, history_needed
 
-    n_lags = max(2 * season, 4)
-    need = max(n_lags, 4 * season, 4)
+    need = history_needed(season)
     pairs = train_pairs[train_pairs[:, 1] >= need]
     if len(pairs) == 0:
         raise ValueError("lightgbm baseline: no training window has enough history for its lag features")
-    X = _lgb_features(units, price_rel, cov, pairs[:, 0], pairs[:, 1], horizon, season, n_lags)
-    y = (pairs[:, 1][:, None] + np.arange(horizon)[None, :])
-    y = units[pairs[:, 0][:, None], y].reshape(-1)
-    rng = np.random.default_rng(seed)
-    if len(y) > max_rows:
-        keep = rng.choice(len(y), max_rows, replace=False)
-        X, y = X[keep], y[keep]
+    config = LightGBMDemandConfig(n_items=units.shape[0], horizon=horizon, context_length=need, quantiles=list(quantiles),
+                                  freq="1d" if season == 7 else "1w", season=season, rounds=rounds, max_rows=max_rows,
+                                  seed=seed, threads=threads)
+    steps = np.arange(horizon)
+
+    def windows(items: np.ndarray, origins: np.ndarray) -> dict[str, np.ndarray]:
+        return {"past": units[items[:, None], origins[:, None] + np.arange(-need, 0)[None, :]], "item": items,
+                "future_cov": cov[origins[:, None] + steps[None, :]], "price_rel": price_rel[items, origins]}
+
+    target = units[pairs[:, 0][:, None], pairs[:, 1][:, None] + steps[None, :]]
+    model = fit_lightgbm_forecaster(config, **windows(pairs[:, 0], pairs[:, 1]), target=target)
     n_items = units.shape[0]
-    items = np.repeat(np.arange(n_items), len(eval_origins))
-    origins = np.tile(eval_origins, n_items)
-    Xe = _lgb_features(units, price_rel, cov, items, origins, horizon, season, n_lags)
-    out = np.zeros((len(Xe), len(quantiles)))
-    for k, q in enumerate(quantiles):
-        params = {"objective": "l1"} if q == 0.5 else {"objective": "quantile", "alpha": q}
-        params.update(learning_rate=0.05, num_leaves=31, min_data_in_leaf=50, feature_fraction=0.8,
-                      bagging_fraction=0.8, bagging_freq=1, seed=seed, num_threads=threads, verbose=-1)
-        booster = lgb.train(params, lgb.Dataset(X, y, categorical_feature=[0], free_raw_data=False),
-                            num_boost_round=rounds)
-        out[:, k] = booster.predict(Xe)
-    out = np.sort(np.maximum(out, 0.0), axis=1)
+    out = model.predict(**windows(np.repeat(np.arange(n_items), len(eval_origins)), np.tile(eval_origins, n_items)))
     return out.reshape(n_items, len(eval_origins), horizon, len(quantiles))
 
 

@@ -7,6 +7,11 @@ time, leakage-free: test = rolling origins over the last `eval.test_periods`
 refit), validation = origins just before the first test target, training
 windows (context, horizon) end before the first validation target. Items with
 too little history are forecast by a category/global profile and flagged.
+
+`model.forecaster: lightgbm` fits `models.demand_lightgbm` on the same training
+windows instead (`fit_lightgbm`, called by the runner without Ray Train); its
+`predict` takes the network's window arrays, so validation, evaluation, saving
+and the ensemble build below treat both forecasters alike.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ecomine.train.demand_eval import MODEL_NAME
+from ecomine.train.demand_eval import MODEL_NAMES
 
-__all__ = ["DemandData", "DemandTask", "TASK", "prepare_demand_data", "data_key", "demand_config", "fallback_profiles",
-           "PROFILE_GLOBAL"]
+__all__ = ["DemandData", "DemandTask", "TASK", "prepare_demand_data", "data_key", "demand_config", "lightgbm_config",
+           "fit_lightgbm", "model_name", "fallback_profiles", "PROFILE_GLOBAL"]
 
 PROFILE_GLOBAL = "__global__"
 
@@ -204,6 +209,34 @@ def demand_config(spec, n_items: int):
     )
 
 
+def lightgbm_config(spec, n_items: int):
+    """The `LightGBMDemandConfig` of a spec with `model.forecaster: lightgbm` (unset `model.lightgbm`: defaults)."""
+    from ecomine.models.demand import season_length
+    from ecomine.models.demand_lightgbm import LightGBMDemandConfig
+    from ecomine.specs import DemandLightGBMSpec
+
+    m = spec.model
+    settings = (m.lightgbm or DemandLightGBMSpec()).model_dump()
+    return LightGBMDemandConfig(n_items=n_items, horizon=m.horizon, context_length=m.context_length,
+                                quantiles=list(m.quantiles), freq=m.freq, season=season_length(m.freq),
+                                seed=spec.optim.seed, **settings)
+
+
+def fit_lightgbm(spec, data: DemandData):
+    """A `LightGBMForecaster` fitted on the training windows (the PatchTST network's, targets before validation)."""
+    from ecomine.models.demand_lightgbm import fit_lightgbm_forecaster
+
+    pairs = data.train_pairs
+    arrays = _window_arrays(data, pairs[:, 0], pairs[:, 1], data.context_length, data.horizon)
+    target = data.units[pairs[:, 0][:, None], pairs[:, 1][:, None] + np.arange(data.horizon)[None, :]]
+    return fit_lightgbm_forecaster(lightgbm_config(spec, len(data.items)), **arrays, target=target)
+
+
+def model_name(spec) -> str:
+    """The report row of the spec's own model: `patchtst`, or `lightgbm_forecaster` (the `lightgbm` row is the baseline)."""
+    return MODEL_NAMES[spec.model.forecaster]
+
+
 def _window_arrays(d: DemandData, items: np.ndarray, origins: np.ndarray, C: int, H: int) -> dict[str, np.ndarray]:
     past = d.units[items[:, None], origins[:, None] + np.arange(-C, 0)[None, :]]
     return {
@@ -279,6 +312,9 @@ class DemandTask:
         H = spec.model.horizon
         f = _model_forecasts(model, data, data.valid_origins, spec, data.profiles_eval, device=device)
         res = forecast_metrics(_actuals(data, data.valid_origins, H), f, list(spec.model.quantiles), data.scale)
+        if not isinstance(model, torch.nn.Module):  # LightGBM has no training-scale loss: its scaled pinball
+            return {"loss": res["pinball"], "pinball": res["pinball"], "wape": res["wape"], "mase": res["mase"],
+                    "coverage": res["coverage"]}
         # loss: the training objective (pinball in the model's per-window scale) on the validation windows
         N = len(data.items)
         items = np.repeat(np.arange(N), len(data.valid_origins))
@@ -304,9 +340,10 @@ class DemandTask:
             return np.repeat(p[..., None], len(qs), axis=-1)
 
         f = _model_forecasts(model, data, origins, spec, data.profiles_eval)
-        results: dict[str, Any] = {MODEL_NAME: forecast_metrics(y, f, qs, data.scale)}
-        results[MODEL_NAME].update(n_items=len(data.items), n_fallback=int(data.fallback.sum()),
-                                   n_origins=len(origins), horizon=H, freq=m.freq)
+        name = model_name(spec)
+        results: dict[str, Any] = {name: forecast_metrics(y, f, qs, data.scale)}
+        results[name].update(n_items=len(data.items), n_fallback=int(data.fallback.sum()),
+                             n_origins=len(origins), horizon=H, freq=m.freq)
         results["zero"] = forecast_metrics(y, np.zeros((*y.shape, len(qs))), qs, data.scale, point_only=True)
         results["seasonal_naive"] = forecast_metrics(y, point(seasonal_naive(data.units, origins, H, season)),
                                                      qs, data.scale, point_only=True)
@@ -322,7 +359,8 @@ class DemandTask:
     def headline(self, results: dict[str, Any]) -> dict[str, Any]:
         from ecomine.train.reports import report_json
 
-        return report_json({MODEL_NAME: results[MODEL_NAME]})[MODEL_NAME]
+        name = next(n for n in MODEL_NAMES.values() if n in results)
+        return report_json({name: results[name]})[name]
 
     def save(self, folder: Path, model, data: DemandData, spec) -> None:
         from ecomine.models.demand import save_forecaster
@@ -331,8 +369,9 @@ class DemandTask:
         step = 7 if data.freq == "1w" else 1
         origin = data.start + dt.timedelta(days=step * T)
         known = {i: c for i, c in zip(data.items, data.category)}
+        config = model.config if spec.model.forecaster == "lightgbm" else demand_config(spec, len(data.items))
         save_forecaster(
-            Path(folder), model, demand_config(spec, len(data.items)), items=data.items,
+            Path(folder), model, config, items=data.items,
             tail_units=data.units[:, T - C:], price_rel=data.price_rel[:, T], origin=origin,
             profiles=data.profiles_end, fallback_items=[i for i, f in zip(data.items, data.fallback) if f],
             item_category={**data.other_categories, **{k: v for k, v in known.items() if v is not None}},
@@ -340,7 +379,7 @@ class DemandTask:
         )
 
     def load(self, folder: Path, spec=None, data: DemandData | None = None):
-        """The version folder's torch model (what `evaluate` takes); the served form is `load_forecaster`."""
+        """The version folder's torch model or LightGBM forecaster (what `evaluate` takes); the served form is `load_forecaster`."""
         from ecomine.models.demand import load_forecaster
 
         return load_forecaster(folder).model

@@ -9,6 +9,12 @@ affordable on two cores). After training, `evaluate` fits the calibrator and the
 decision threshold on the validation split and reports the test split beside
 logistic regression and LightGBM on the same features; `save` writes them with the
 model (`ecomine.models.risk`).
+
+`model.classifier: lightgbm` swaps the encoder for a booster over the same raw features
+(`ecomine.models.risk_lightgbm`), fitted on the driver by `fit_lightgbm_classifier`
+(`train.runner.run_lightgbm`): prepare then skips the text, and `predict_logits`,
+calibration, evaluation and save dispatch on the model, so both kinds go through one
+report and one version format family (what `ecomine ensemble build` mixes).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +30,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["RiskSplitArrays", "RiskData", "RiskTask", "TASK", "split_windows", "prepare_risk_data", "predict_logits"]
+__all__ = [
+    "RiskSplitArrays", "RiskData", "RiskTask", "TASK", "split_windows", "prepare_risk_data", "predict_logits",
+    "fit_lightgbm_classifier", "reads_same_split",
+]
 
 
 @dataclass
@@ -189,8 +199,10 @@ def prepare_risk_data(spec, events: pl.DataFrame | None = None, fingerprint: str
     raws = [numeric_matrix(f, RISK_FEATURES) for f in (train, valid, test)]
     scaler = NumericScaler.fit(raws[0], list(RISK_FEATURES))
     index: dict[str, int] = {}
+    reads_text = ms.classifier != "lightgbm"
     text_idx = [
         np.fromiter((index.setdefault(t, len(index)) for t in line_texts(f, ms.text)), np.int64, count=f.height)
+        if reads_text else np.zeros(f.height, np.int64)
         for f in (train, valid, test)
     ]
     texts = list(index)
@@ -211,7 +223,9 @@ def prepare_risk_data(spec, events: pl.DataFrame | None = None, fingerprint: str
     data = _resample(data, spec)
     t0 = time.perf_counter()
     config = model_config(spec, data)
-    if ms.mode == "frozen":
+    if not reads_text:
+        pass  # a booster reads no text: no vectors, no tokens
+    elif ms.mode == "frozen":
         data.embeddings = _encode(texts, config, ms.encode_batch_size)
     else:
         from transformers import AutoTokenizer
@@ -227,10 +241,20 @@ def prepare_risk_data(spec, events: pl.DataFrame | None = None, fingerprint: str
 
 
 def _prepared_for(spec) -> dict[str, Any]:
+    """The spec fields the prepared arrays depend on (a LightGBM spec's arrays depend on no text field)."""
     m = spec.model
-    return {"data": spec.data.model_dump(mode="json"), "text_encoder": m.text_encoder, "text": m.text,
-            "max_length": m.max_length, "frozen": m.mode == "frozen", "horizon_days": m.horizon_days, "label": m.label,
-            "split": m.split.model_dump(mode="json")}
+    out = {"data": spec.data.model_dump(mode="json"), "horizon_days": m.horizon_days, "label": m.label,
+           "split": m.split.model_dump(mode="json")}
+    if m.classifier != "lightgbm":
+        out.update(text_encoder=m.text_encoder, text=m.text, max_length=m.max_length, frozen=m.mode == "frozen")
+    return out
+
+
+def reads_same_split(a, b) -> bool:
+    """Two risk specs cut the same train / validation / test lines (same data, horizon, label, split)."""
+    keys = ("data", "horizon_days", "label", "split")
+    pa, pb = _prepared_for(a), _prepared_for(b)
+    return all(pa[k] == pb[k] for k in keys)
 
 
 def _resample(data: RiskData, spec) -> RiskData:
@@ -267,9 +291,13 @@ def _inputs(data: RiskData, split: RiskSplitArrays, rows: np.ndarray, device, nu
 
 
 def predict_logits(model, data: RiskData, split: RiskSplitArrays, device=None, batch_size: int | None = None) -> np.ndarray:
-    """Corrected logits (head logit + logit_offset) of every line of `split`."""
+    """Corrected logits (head logit + logit_offset) of every line of `split`; a LightGBM booster reads `split.raw`."""
     import torch
 
+    from ecomine.models.risk_lightgbm import RiskBooster
+
+    if isinstance(model, RiskBooster):
+        return model.logits(split.raw)
     device = device or torch.device("cpu")
     batch_size = batch_size or (4096 if data.embeddings is not None else 64)
     numeric = model.config.n_numeric > 0
@@ -291,9 +319,11 @@ class RiskTask:
         return prepare_risk_data(spec)
 
     def adapt(self, data: RiskData, spec) -> RiskData:
-        # a campaign prepares once: sampling / pos_weight / head settings re-cut cheaply,
-        # anything the arrays or text vectors depend on means preparing again
-        if data.prepared_for != _prepared_for(spec):
+        # a campaign (or an ensemble build) prepares once: sampling / pos_weight / head settings
+        # re-cut cheaply, anything the arrays or text vectors depend on means preparing again;
+        # a LightGBM spec reads any prepared text or none
+        need = _prepared_for(spec)
+        if any(data.prepared_for.get(k) != v for k, v in need.items()):
             return prepare_risk_data(spec)
         return _resample(data, spec)
 
@@ -349,7 +379,7 @@ class RiskTask:
         cal, thr = self.calibrate(model, data, spec)
         z_test = predict_logits(model, data, data.test)
         # "uncalibrated": the head's own output, before the prior correction and the calibrator
-        p_test, p_raw = cal(z_test), _sigmoid(z_test - model.config.logit_offset)
+        p_test, p_raw = cal(z_test), _sigmoid(z_test - _logit_offset(model))
         results: dict[str, Any] = {
             MODEL_NAME: {
                 **binary_metrics(y_test, p_test),
@@ -388,12 +418,13 @@ class RiskTask:
 
     def save(self, folder: Path, model, data: RiskData, spec) -> None:
         from ecomine.models.risk import save_risk_model
+        from ecomine.models.risk_lightgbm import RiskBooster, save_lightgbm_risk
         from ecomine.train.risk_eval import write_reliability_plot
 
         cal, thr = self.calibrate(model, data, spec)
-        save_risk_model(
-            folder, model, scaler=data.scaler, calibrator=cal, threshold=thr["threshold"],
-            customers=data.customers, items=data.items,
+        save = save_lightgbm_risk if isinstance(model, RiskBooster) else partial(save_risk_model, scaler=data.scaler)
+        save(
+            folder, model, calibrator=cal, threshold=thr["threshold"], customers=data.customers, items=data.items,
             meta={"threshold_rule": thr, "windows": data.windows, "horizon_days": spec.model.horizon_days},
         )
         if getattr(model, "risk_results", None):
@@ -403,6 +434,11 @@ class RiskTask:
         from ecomine.models.risk import load_risk_model
 
         loaded = load_risk_model(folder)
+        if hasattr(loaded, "booster"):  # a LightGBM version reads the raw features, in its own order
+            if loaded.booster.config.features != data.scaler.names:
+                raise ValueError(f"the LightGBM version reads features {loaded.booster.config.features}, "
+                                 f"the data has {data.scaler.names}")
+            return loaded.booster
         if loaded.scaler.names != data.scaler.names or not np.allclose(loaded.scaler.mean, data.scaler.mean, atol=1e-6):
             raise ValueError("the numeric feature scaling of the data no longer matches the model's (different training data)")
         return loaded.module
@@ -414,6 +450,26 @@ class RiskTask:
 
     def fingerprint(self, data: RiskData) -> str:
         return data.fingerprint
+
+
+def _logit_offset(model) -> float:
+    """The prior correction inside `predict_logits`' output (torch module or LightGBM booster)."""
+    offset = getattr(model, "logit_offset", None)
+    return float(offset) if offset is not None else float(model.config.logit_offset)
+
+
+def fit_lightgbm_classifier(spec, data: RiskData):
+    """`model.classifier: lightgbm`: a booster on the training lines the encoder would see (`data.train_index`:
+    negatives sampled, capped), weighted and prior-corrected by the same pos_weight / offset, early-stopped
+    on the validation split. Returns a `models.risk_lightgbm.RiskBooster`."""
+    from ecomine.models.risk_lightgbm import RiskLightGBMConfig, fit_risk_booster
+    from ecomine.specs import RiskLightGBMSpec
+
+    settings = spec.model.lightgbm or RiskLightGBMSpec()
+    config = RiskLightGBMConfig(**settings.model_dump(), seed=spec.optim.seed, pos_weight=data.pos_weight,
+                                logit_offset=data.logit_offset, features=list(data.scaler.names))
+    rows = data.train_index
+    return fit_risk_booster(config, data.train.raw[rows], data.train.labels[rows], data.valid.raw, data.valid.labels)
 
 
 TASK = RiskTask()

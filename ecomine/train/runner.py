@@ -24,7 +24,7 @@ from ecomine.train.background import BackgroundThread
 
 __all__ = [
     "TrainOutcome", "preflight", "check_cluster", "run_training", "run_name", "storage_path",
-    "register_trained", "best_checkpoint_state", "ray_address", "run_baseline",
+    "register_trained", "best_checkpoint_state", "ray_address", "run_baseline", "run_lightgbm",
 ]
 
 
@@ -164,6 +164,11 @@ def run_training(
     from ecomine.train.loop import load_checkpoint_dir, train_loop_per_worker, val_metric_name
     from ecomine.train.tasks import get_task
 
+    booster = next((f for f in ("forecaster", "classifier") if getattr(spec.model, f, None) == "lightgbm"), None)
+    if booster is not None:
+        if callbacks:
+            raise SpecError(f"model.{booster}: lightgbm fits without Ray Train, so a tune campaign cannot search it")
+        return run_lightgbm(spec, data=data, evaluate=evaluate)
     t0 = time.perf_counter()
     task = get_task(spec.task)
     preflight(spec)
@@ -277,6 +282,38 @@ def run_baseline(spec: TrainSpec, kind: str) -> TrainOutcome:
     version = None
     if spec.run.register_model:
         version = register_trained(spec, task, model, data, results, state, name, extra_tags=["baseline", f"baseline:{kind}"])
+    return TrainOutcome(run_name=name, results=results, history=state["history"], version=version,
+                        registry=spec.run.registry, best_epoch=None, seconds=time.perf_counter() - t0)
+
+
+def run_lightgbm(spec: TrainSpec, *, data=None, evaluate: bool = True) -> TrainOutcome:
+    """A demand spec with `model.forecaster: lightgbm` or a risk spec with `model.classifier: lightgbm`:
+    fit on the driver, validate, evaluate, register.
+
+    No Ray (`run_training` comes here for such a spec): the boosters fit on the same
+    prepared data (demand windows, risk temporal split) the neural model would see,
+    in a few boosting passes. The version is an ordinary version of its task (same data
+    fingerprint and report), so it serves on its own and joins ensembles.
+    """
+    from ecomine.train.tasks import get_task
+
+    if spec.task == "demand":
+        from ecomine.train.demand_task import fit_lightgbm as fit
+    else:
+        from ecomine.train.risk_task import fit_lightgbm_classifier as fit
+    t0 = time.perf_counter()
+    task = get_task(spec.task)
+    data = task.adapt(data, spec) if data is not None else task.prepare(spec)
+    model = fit(spec, data)
+    metric = spec.watch()[0]
+    val = task.validate(model, data, spec, "cpu")
+    state = {"best": val.get(metric), "best_epoch": None, "history": [{"epoch": 0, **{f"val_{k}": v for k, v in val.items()}}]}
+    name = run_name(spec)
+    version, results = None, {}
+    if evaluate:
+        results = task.evaluate(model, data, spec)
+        if spec.run.register_model:
+            version = register_trained(spec, task, model, data, results, state, name, extra_tags=["lightgbm"])
     return TrainOutcome(run_name=name, results=results, history=state["history"], version=version,
                         registry=spec.run.registry, best_epoch=None, seconds=time.perf_counter() - t0)
 
