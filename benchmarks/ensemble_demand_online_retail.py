@@ -1,16 +1,24 @@
-"""A demand ensemble against its best member on Online Retail (top 500 stock codes, weekly, h=4).
+"""A demand ensemble against its best member: Online Retail (top 500 stock codes, weekly, h=4) and a synthetic daily log.
 
-Trains `--members` demand versions through the shared path (`run_training`: Ray Train, best
-checkpoint, registry in a temporary folder) that differ where demand members may differ -
-seed, size preset (`demand_small` / `demand_base`), learning rate - while forecasting alike
-(same frequency, horizon, quantiles, context), then `ecomine ensemble build`s them
-(`build_ensemble`: weights on the simplex minimising validation scaled pinball, quantiles
-re-sorted) and prints the test report with the ensemble / best-member ratio of scaled
-pinball (issue 12's target: <= 0.97). The weekly setup is `demand_online_retail.py`'s.
+For each data shape, trains `--members` PatchTST demand versions through the shared path
+(`run_training`: Ray Train, best checkpoint, registry in a temporary folder) that differ where
+demand members may differ - seed, size preset (`demand_small` / `demand_base`), learning rate -
+plus, unless `--no-lightgbm`, one LightGBM version (`model.forecaster: lightgbm`, the same
+`run_training` call: fitted on the driver on the same training windows, registered with the same
+report), all forecasting alike (same frequency, horizon, quantiles, context). Then
+`ecomine ensemble build`s them (`build_ensemble`: weights on the simplex minimising validation
+scaled pinball, quantiles re-sorted) and prints the test report: each member's and the ensemble's
+scaled pinball and the ensemble / best-member ratio (issue 12's target: <= 0.97).
 
-Usage: python benchmarks/ensemble_demand_online_retail.py [--epochs 10] [--members 3]
+Shapes: `online-retail` is `demand_online_retail.py`'s weekly setup; `synthetic` is the seeded
+synthetic log (2,000 users, 300 items, 365 days), daily, h=14, context 56. `--valid-origins`
+sets `model.eval.valid_origins` (the origins the weights are fitted on; each one more moves the
+training cut one origin step earlier).
+
+Usage: python benchmarks/ensemble_demand_online_retail.py [--epochs 10] [--members 2]
+       [--shapes online-retail synthetic] [--valid-origins 2] [--no-lightgbm]
        [--json benchmarks/results/ensemble_demand_online_retail.json]
-Needs /work/shared/data/online_retail (the `online-retail` DataSpec preset).
+Needs /work/shared/data/online_retail (the `online-retail` DataSpec preset) for that shape.
 """
 
 from __future__ import annotations
@@ -27,55 +35,105 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # (seed, preset, lr): members that differ in what an ensemble can use
 VARIANTS = [(0, "demand_small", 2e-3), (1, "demand_base", 1e-3), (2, "demand_small", 4e-3), (3, "demand_base", 2e-3)]
+SYNTHETIC = {
+    "data": {"kind": "synthetic", "users": 2000, "items": 300, "days": 365, "seed": 0},
+    "model": {"preset": "demand_small", "freq": "1d", "horizon": 14, "context_length": 56, "patch_length": 7,
+              "patch_stride": 7, "top_items": 300, "min_history": 8,
+              "eval": {"test_periods": 56, "origin_every": 7, "valid_origins": 2, "train_stride": 2,
+                       "lightgbm_rounds": 200, "lightgbm_max_rows": 200_000}},
+}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--members", type=int, default=3, choices=range(2, len(VARIANTS) + 1))
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-
-    from rich.console import Console
-
+def base_spec(shape: str, epochs: int, root: Path, valid_origins: int):
+    """The shape's PatchTST TrainSpec as a dict (members are variations of it)."""
     import demand_online_retail as base
+    from ecomine.specs import TrainSpec
+
+    if shape == "online-retail":
+        raw = base.spec_for("1w", epochs, root).model_dump(mode="json")
+    else:
+        raw = TrainSpec.model_validate({
+            "task": "demand", **SYNTHETIC,
+            "optim": {"epochs": epochs, "batch_size": 256, "lr": 2e-3, "early_stopping": {"metric": "pinball", "patience": 3}},
+            "scaling": {"num_workers": 1, "cpus_per_worker": 1},
+            "run": {"storage": str(root / "runs"), "registry": str(root / "registry")},
+        }).model_dump(mode="json")
+    raw["model"]["eval"]["valid_origins"] = valid_origins
+    return raw
+
+
+def run_shape(shape: str, args, console) -> dict:
     from ecomine.ensembles import build_ensemble, versus_best_member
-    from ecomine.specs import EnsembleSpec
+    from ecomine.specs import EnsembleSpec, TrainSpec
     from ecomine.train.reports import report_json
     from ecomine.train.runner import run_training
 
-    console = Console(width=160)
     rows, t_all = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ecomine-demand-ensemble-") as tmp:
         root = Path(tmp)
+        raw0 = base_spec(shape, args.epochs, root, args.valid_origins)
+        variants = [("patchtst", s, p, lr) for s, p, lr in VARIANTS[: args.members]]
+        if args.lightgbm:
+            variants.append(("lightgbm", 0, None, None))
         versions = []
-        for seed, preset, lr in VARIANTS[: args.members]:
-            spec = base.spec_for("1w", args.epochs, root)
-            raw = spec.model_dump(mode="json")
-            raw["model"]["preset"] = preset
-            raw["optim"].update(seed=seed, lr=lr)
-            raw["run"]["name"] = f"demand-or-1w-{seed}"
+        for kind, seed, preset, lr in variants:
+            raw = json.loads(json.dumps(raw0))
+            if kind == "lightgbm":
+                raw["model"]["forecaster"] = "lightgbm"
+                raw["model"]["lightgbm"] = {"rounds": 300, "threads": 1}
+            else:
+                raw["model"]["preset"] = preset
+                raw["optim"].update(seed=seed, lr=lr)
+            raw["run"]["name"] = f"demand-{shape}-{kind}-{seed}"
             t0 = time.perf_counter()
-            outcome = run_training(type(spec).model_validate(raw), console=None)
+            outcome = run_training(TrainSpec.model_validate(raw), console=None)
             versions.append(outcome.version)
-            rows.append({"version": outcome.version, "seed": seed, "preset": preset, "lr": lr,
+            rows.append({"version": outcome.version, "forecaster": kind, "seed": seed, "preset": preset, "lr": lr,
                          "seconds": round(time.perf_counter() - t0, 1), "best_epoch": outcome.best_epoch,
-                         "load1": os.getloadavg()[0]})
-            console.print(f"member {outcome.version}: seed {seed}, {preset}, lr {lr:g}, best epoch {outcome.best_epoch}, "
-                          f"{rows[-1]['seconds']:.0f} s (load {rows[-1]['load1']:.2f})")
+                         "loadavg": open("/proc/loadavg").read().split()[:3]})
+            console.print(f"{shape} member {outcome.version}: {kind}, seed {seed}, {preset}, lr {lr}, "
+                          f"best epoch {outcome.best_epoch}, {rows[-1]['seconds']:.0f} s (load {rows[-1]['loadavg']})")
         spec = EnsembleSpec(task="demand", registry=str(root / "registry"), members=[{"version": v} for v in versions])
         t0 = time.perf_counter()
         out = build_ensemble(spec, console=console)
         console.print(out.report)
         versus = versus_best_member("demand", out.results)
+        load = open("/proc/loadavg").read().split()[:3]
         for v in versus:
-            console.print(f"{v['metric']}: ensemble {v['ensemble']:.4f} vs best member {v['member']:.4f} "
+            console.print(f"{shape} {v['metric']}: ensemble {v['ensemble']:.4f} vs best member {v['member']:.4f} "
                           f"({v['best_member']}): {v['ratio']:.3f}x ({v['better']} is better); "
                           f"fit + test {time.perf_counter() - t0:.0f} s; total {time.perf_counter() - t_all:.0f} s; "
-                          f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-        summary = {"members": rows, "weights": [m["weight"] for m in out.members], "versus_best_member": versus,
-                   "results": report_json(out.results), "seconds": round(time.perf_counter() - t_all, 1),
-                   "command": "python benchmarks/ensemble_demand_online_retail.py " + " ".join(argv or sys.argv[1:])}
+                          f"load {load} on {os.cpu_count()} cores")
+        for mv, pin in zip(rows, out.members):
+            mv["weight"] = pin["weight"]
+        members_test = {k: v["pinball"] for k, v in out.results.items() if k.startswith("member ")}
+        return {"members": rows, "weights": [m["weight"] for m in out.members], "versus_best_member": versus,
+                "member_test_pinball": members_test, "ensemble_test_pinball": out.results["ensemble"]["pinball"],
+                "results": report_json(out.results), "seconds": round(time.perf_counter() - t_all, 1),
+                "loadavg_end": load}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--members", type=int, default=2, choices=range(1, len(VARIANTS) + 1),
+                    help="PatchTST members (the LightGBM one comes on top)")
+    ap.add_argument("--shapes", nargs="+", default=["online-retail", "synthetic"], choices=["online-retail", "synthetic"])
+    ap.add_argument("--valid-origins", type=int, default=2)
+    ap.add_argument("--no-lightgbm", dest="lightgbm", action="store_false")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.members + args.lightgbm < 2:
+        ap.error("an ensemble needs at least 2 members")
+
+    from rich.console import Console
+
+    console = Console(width=160)
+    t0 = time.perf_counter()
+    summary = {shape: run_shape(shape, args, console) for shape in args.shapes}
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary["machine"] = f"{os.cpu_count()} cores"
+    summary["command"] = "python benchmarks/ensemble_demand_online_retail.py " + " ".join(argv or sys.argv[1:])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2, default=float))
