@@ -86,7 +86,7 @@ def cluster():
             except subprocess.TimeoutExpired:
                 continue
         deadline = time.monotonic() + 15
-        while (left := _ours(temp)) and time.monotonic() < deadline:
+        while _ours(temp) and time.monotonic() < deadline:
             time.sleep(0.5)
         for pid in _ours(temp):  # anything of ours that left the process group
             try:
