@@ -1,0 +1,142 @@
+"""A risk ensemble against its best member: Online Retail returns and a synthetic log.
+
+For each data shape, trains risk versions through the shared path (`run_training`: Ray Train
+for the text-encoder members, the driver for LightGBM; best checkpoint; registry in a temporary
+folder) that differ where risk members may differ - the frozen text encoder + MLP head at two
+head shapes / seeds / learning rates, and one LightGBM booster over the same numeric features
+(`model.classifier: lightgbm`) - all on one split and label. Then `ecomine ensemble build`s them
+(`build_ensemble`: mixture weights on the simplex maximising the validation likelihood of the
+members' calibrated probabilities, one Platt recalibration) and prints the test report: each
+member's and the ensemble's PR-AUC and the ensemble / best-member ratio (issue 12's target:
+PR-AUC >= 1.02x).
+
+Shapes: `online-retail` is `risk_online_retail.py`'s setup (item returns within 60 days, train
+before 2011-06-02, test 2011-08-01 .. 2011-10-09); `synthetic` is the seeded synthetic log
+(3,000 users, 400 items, 365 days; order cancellations within 30 days, line text).
+
+Usage: python benchmarks/ensemble_risk_online_retail.py [--epochs 5] [--shapes online-retail synthetic]
+       [--no-lightgbm] [--json benchmarks/results/ensemble_risk_online_retail.json]
+Needs /work/shared/data/online_retail (the `online-retail` DataSpec preset) for that shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# (seed, head hidden sizes, dropout, lr): encoder members that differ in what an ensemble can use
+VARIANTS = [(0, [256, 64], 0.3, 1e-3), (1, [128], 0.1, 2e-3)]
+SHAPES = {
+    "online-retail": {
+        "data": {"kind": "spec", "spec": "online-retail"},
+        "model": {"text": "item", "max_length": 32, "horizon_days": 60, "label": "item_return",
+                  "split": {"train_end": "2011-06-02", "label_cutoff": "2011-08-01", "test_start": "2011-08-01",
+                            "test_end": "2011-10-10", "valid_days": 30}},
+    },
+    "synthetic": {
+        "data": {"kind": "synthetic", "users": 3000, "items": 400, "days": 365, "seed": 0},
+        "model": {"text": "line", "max_length": 64, "horizon_days": 30, "split": {"test_days": 60, "valid_days": 30}},
+    },
+}
+
+
+def member_spec(shape: str, kind: str, variant, epochs: int, root: Path):
+    from ecomine.specs import TrainSpec
+
+    base = SHAPES[shape]
+    model = {**base["model"], "calibration": "temperature", "threshold": {"cost_ratio": 20}}
+    optim = {"epochs": epochs, "batch_size": 1024, "weight_decay": 0.05,
+             "early_stopping": {"metric": "pr_auc", "patience": 2}}
+    if kind == "lightgbm":
+        model.update(classifier="lightgbm", lightgbm={"threads": 1})
+        optim["seed"] = 0
+        name = f"risk-{shape}-lightgbm"
+    else:
+        seed, hidden, dropout, lr = variant
+        model.update(mode="frozen", hidden=hidden, dropout=dropout, numeric_features=True)
+        optim.update(seed=seed, lr=lr)
+        name = f"risk-{shape}-encoder-{seed}"
+    return TrainSpec.model_validate({
+        "task": "risk", "data": base["data"], "model": model, "optim": optim,
+        "scaling": {"num_workers": 1, "cpus_per_worker": 1},
+        "run": {"name": name, "storage": str(root / "runs"), "registry": str(root / "registry")},
+    })
+
+
+def run_shape(shape: str, args, console) -> dict:
+    from ecomine.ensembles import build_ensemble, versus_best_member
+    from ecomine.specs import EnsembleSpec
+    from ecomine.train.reports import report_json
+    from ecomine.train.risk_task import TASK
+    from ecomine.train.runner import run_training
+
+    rows, t_all = [], time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ecomine-risk-ensemble-") as tmp:
+        root = Path(tmp)
+        plan = [("encoder", v) for v in VARIANTS[: args.members]] + ([("lightgbm", None)] if args.lightgbm else [])
+        data, versions = None, []
+        for kind, variant in plan:
+            spec = member_spec(shape, kind, variant, args.epochs, root)
+            t0 = time.perf_counter()
+            if data is None:
+                data = TASK.prepare(spec)  # one split and label for all: prepared once, adapted per member
+            outcome = run_training(spec, data=TASK.adapt(data, spec), console=None)
+            versions.append(outcome.version)
+            rows.append({"version": outcome.version, "classifier": kind, "variant": variant,
+                         "seconds": round(time.perf_counter() - t0, 1), "best_epoch": outcome.best_epoch,
+                         "loadavg": open("/proc/loadavg").read().split()[:3]})
+            console.print(f"{shape} member {outcome.version}: {kind} {variant or ''}, best epoch {outcome.best_epoch}, "
+                          f"{rows[-1]['seconds']:.0f} s (load {rows[-1]['loadavg']})")
+        spec = EnsembleSpec(task="risk", registry=str(root / "registry"), members=[{"version": v} for v in versions])
+        t0 = time.perf_counter()
+        out = build_ensemble(spec, console=console)
+        console.print(out.report)
+        versus = versus_best_member("risk", out.results)
+        load = open("/proc/loadavg").read().split()[:3]
+        for v in versus:
+            console.print(f"{shape} {v['metric']}: ensemble {v['ensemble']:.4f} vs best member {v['member']:.4f} "
+                          f"({v['best_member']}): {v['ratio']:.3f}x ({v['better']} is better); "
+                          f"fit + test {time.perf_counter() - t0:.0f} s; total {time.perf_counter() - t_all:.0f} s; "
+                          f"load {load} on {os.cpu_count()} cores")
+        for mv, pin in zip(rows, out.members):
+            mv["weight"] = pin["weight"]
+        return {"members": rows, "weights": [m["weight"] for m in out.members], "versus_best_member": versus,
+                "sizes": {s: {"lines": len(getattr(data, s)), "positives": int(getattr(data, s).labels.sum())}
+                          for s in ("train", "valid", "test")},
+                "results": report_json(out.results), "seconds": round(time.perf_counter() - t_all, 1),
+                "loadavg_end": load}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--members", type=int, default=2, choices=range(0, len(VARIANTS) + 1),
+                    help="text-encoder members (the LightGBM one comes on top)")
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--no-lightgbm", dest="lightgbm", action="store_false")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.members + args.lightgbm < 2:
+        ap.error("an ensemble needs at least 2 members")
+
+    from rich.console import Console
+
+    console = Console(width=160)
+    t0 = time.perf_counter()
+    summary = {shape: run_shape(shape, args, console) for shape in args.shapes}
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary["machine"] = f"{os.cpu_count()} cores"
+    summary["command"] = "python benchmarks/ensemble_risk_online_retail.py " + " ".join(argv or sys.argv[1:])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
