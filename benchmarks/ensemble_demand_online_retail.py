@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -63,10 +62,10 @@ def base_spec(shape: str, epochs: int, root: Path, valid_origins: int):
 
 
 def run_shape(shape: str, args, console) -> dict:
-    from ecomine.ensembles import build_ensemble, versus_best_member
-    from ecomine.specs import EnsembleSpec, TrainSpec
-    from ecomine.train.reports import report_json
+    from ecomine.specs import TrainSpec
     from ecomine.train.runner import run_training
+
+    from ensemble_bench import ensemble_versus_best, train_member
 
     rows, t_all = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ecomine-demand-ensemble-") as tmp:
@@ -75,7 +74,6 @@ def run_shape(shape: str, args, console) -> dict:
         variants = [("patchtst", s, p, lr) for s, p, lr in VARIANTS[: args.members]]
         if args.lightgbm:
             variants.append(("lightgbm", 0, None, None))
-        versions = []
         for kind, seed, preset, lr in variants:
             raw = json.loads(json.dumps(raw0))
             if kind == "lightgbm":
@@ -85,32 +83,14 @@ def run_shape(shape: str, args, console) -> dict:
                 raw["model"]["preset"] = preset
                 raw["optim"].update(seed=seed, lr=lr)
             raw["run"]["name"] = f"demand-{shape}-{kind}-{seed}"
-            t0 = time.perf_counter()
-            outcome = run_training(TrainSpec.model_validate(raw), console=None)
-            versions.append(outcome.version)
-            rows.append({"version": outcome.version, "forecaster": kind, "seed": seed, "preset": preset, "lr": lr,
-                         "seconds": round(time.perf_counter() - t0, 1), "best_epoch": outcome.best_epoch,
-                         "loadavg": open("/proc/loadavg").read().split()[:3]})
-            console.print(f"{shape} member {outcome.version}: {kind}, seed {seed}, {preset}, lr {lr}, "
-                          f"best epoch {outcome.best_epoch}, {rows[-1]['seconds']:.0f} s (load {rows[-1]['loadavg']})")
-        spec = EnsembleSpec(task="demand", registry=str(root / "registry"), members=[{"version": v} for v in versions])
-        t0 = time.perf_counter()
-        out = build_ensemble(spec, console=console)
-        console.print(out.report)
-        versus = versus_best_member("demand", out.results)
-        load = open("/proc/loadavg").read().split()[:3]
-        for v in versus:
-            console.print(f"{shape} {v['metric']}: ensemble {v['ensemble']:.4f} vs best member {v['member']:.4f} "
-                          f"({v['best_member']}): {v['ratio']:.3f}x ({v['better']} is better); "
-                          f"fit + test {time.perf_counter() - t0:.0f} s; total {time.perf_counter() - t_all:.0f} s; "
-                          f"load {load} on {os.cpu_count()} cores")
-        for mv, pin in zip(rows, out.members):
-            mv["weight"] = pin["weight"]
-        members_test = {k: v["pinball"] for k, v in out.results.items() if k.startswith("member ")}
-        return {"members": rows, "weights": [m["weight"] for m in out.members], "versus_best_member": versus,
-                "member_test_pinball": members_test, "ensemble_test_pinball": out.results["ensemble"]["pinball"],
-                "results": report_json(out.results), "seconds": round(time.perf_counter() - t_all, 1),
-                "loadavg_end": load}
+            rows.append({"forecaster": kind, "seed": seed, "preset": preset, "lr": lr})
+            spec = TrainSpec.model_validate(raw)
+            train_member(shape, f"{kind}, seed {seed}, {preset}, lr {lr}", rows[-1],
+                         lambda: run_training(spec, console=None), console)
+        summary, out = ensemble_versus_best("demand", shape, root / "registry", rows, console, t_all)
+        summary["member_test_pinball"] = {k: v["pinball"] for k, v in out.results.items() if k.startswith("member ")}
+        summary["ensemble_test_pinball"] = out.results["ensemble"]["pinball"]
+        return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,18 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.members + args.lightgbm < 2:
         ap.error("an ensemble needs at least 2 members")
 
-    from rich.console import Console
+    from ensemble_bench import run_shapes
 
-    console = Console(width=160)
-    t0 = time.perf_counter()
-    summary = {shape: run_shape(shape, args, console) for shape in args.shapes}
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    summary["machine"] = f"{os.cpu_count()} cores"
-    summary["command"] = "python benchmarks/ensemble_demand_online_retail.py " + " ".join(argv or sys.argv[1:])
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2, default=float))
-    return 0
+    return run_shapes("ensemble_demand_online_retail.py", args, argv, run_shape)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ Needs /work/shared/data/online_retail (the `online-retail` DataSpec preset) for 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # (seed, head hidden sizes, dropout, lr): encoder members that differ in what an ensemble can use
 VARIANTS = [(0, [256, 64], 0.3, 1e-3), (1, [128], 0.1, 2e-3)]
@@ -69,47 +69,27 @@ def member_spec(shape: str, kind: str, variant, epochs: int, root: Path):
 
 
 def run_shape(shape: str, args, console) -> dict:
-    from ecomine.ensembles import build_ensemble, versus_best_member
-    from ecomine.specs import EnsembleSpec
-    from ecomine.train.reports import report_json
     from ecomine.train.risk_task import TASK
     from ecomine.train.runner import run_training
+
+    from ensemble_bench import ensemble_versus_best, train_member
 
     rows, t_all = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ecomine-risk-ensemble-") as tmp:
         root = Path(tmp)
         plan = [("encoder", v) for v in VARIANTS[: args.members]] + ([("lightgbm", None)] if args.lightgbm else [])
-        data, versions = None, []
+        data = None
         for kind, variant in plan:
             spec = member_spec(shape, kind, variant, args.epochs, root)
-            t0 = time.perf_counter()
             if data is None:
                 data = TASK.prepare(spec)  # one split and label for all: prepared once, adapted per member
-            outcome = run_training(spec, data=TASK.adapt(data, spec), console=None)
-            versions.append(outcome.version)
-            rows.append({"version": outcome.version, "classifier": kind, "variant": variant,
-                         "seconds": round(time.perf_counter() - t0, 1), "best_epoch": outcome.best_epoch,
-                         "loadavg": open("/proc/loadavg").read().split()[:3]})
-            console.print(f"{shape} member {outcome.version}: {kind} {variant or ''}, best epoch {outcome.best_epoch}, "
-                          f"{rows[-1]['seconds']:.0f} s (load {rows[-1]['loadavg']})")
-        spec = EnsembleSpec(task="risk", registry=str(root / "registry"), members=[{"version": v} for v in versions])
-        t0 = time.perf_counter()
-        out = build_ensemble(spec, console=console)
-        console.print(out.report)
-        versus = versus_best_member("risk", out.results)
-        load = open("/proc/loadavg").read().split()[:3]
-        for v in versus:
-            console.print(f"{shape} {v['metric']}: ensemble {v['ensemble']:.4f} vs best member {v['member']:.4f} "
-                          f"({v['best_member']}): {v['ratio']:.3f}x ({v['better']} is better); "
-                          f"fit + test {time.perf_counter() - t0:.0f} s; total {time.perf_counter() - t_all:.0f} s; "
-                          f"load {load} on {os.cpu_count()} cores")
-        for mv, pin in zip(rows, out.members):
-            mv["weight"] = pin["weight"]
-        return {"members": rows, "weights": [m["weight"] for m in out.members], "versus_best_member": versus,
-                "sizes": {s: {"lines": len(getattr(data, s)), "positives": int(getattr(data, s).labels.sum())}
-                          for s in ("train", "valid", "test")},
-                "results": report_json(out.results), "seconds": round(time.perf_counter() - t_all, 1),
-                "loadavg_end": load}
+            rows.append({"classifier": kind, "variant": variant})
+            train_member(shape, f"{kind} {variant or ''}", rows[-1],
+                         lambda: run_training(spec, data=TASK.adapt(data, spec), console=None), console)
+        summary, _ = ensemble_versus_best("risk", shape, root / "registry", rows, console, t_all)
+        summary["sizes"] = {s: {"lines": len(getattr(data, s)), "positives": int(getattr(data, s).labels.sum())}
+                            for s in ("train", "valid", "test")}
+        return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,18 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.members + args.lightgbm < 2:
         ap.error("an ensemble needs at least 2 members")
 
-    from rich.console import Console
+    from ensemble_bench import run_shapes
 
-    console = Console(width=160)
-    t0 = time.perf_counter()
-    summary = {shape: run_shape(shape, args, console) for shape in args.shapes}
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    summary["machine"] = f"{os.cpu_count()} cores"
-    summary["command"] = "python benchmarks/ensemble_risk_online_retail.py " + " ".join(argv or sys.argv[1:])
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2, default=float))
-    return 0
+    return run_shapes("ensemble_risk_online_retail.py", args, argv, run_shape)
 
 
 if __name__ == "__main__":

@@ -214,7 +214,10 @@ class DemandEvalSpec(StrictModel):
     origin_every: int | None = Field(
         None, ge=1, description="periods between test origins (default: 7 daily, 1 weekly)"
     )
-    valid_origins: int = Field(2, ge=1, description="validation origins just before the test period")
+    valid_origins: int = Field(
+        2, ge=1, description="validation origins just before the test period (early stopping; an ensemble's weights "
+        "are fitted on them: members trained with more, e.g. 8, give it more to fit on at the cost of an earlier cut)"
+    )
     train_stride: int = Field(1, ge=1, description="periods between the origins of training windows")
     zero_window_keep: float = Field(
         0.1, ge=0, le=1, description="share of all-zero training windows kept (sampled, seeded)"
