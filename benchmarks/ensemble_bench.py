@@ -34,15 +34,15 @@ def train_member(shape: str, what: str, row: dict[str, Any], train: Callable[[],
 
 
 def ensemble_versus_best(task: str, shape: str, registry: Path, rows: list[dict[str, Any]], console,
-                         t_all: float) -> tuple[dict[str, Any], Any]:
-    """Build the ensemble of `rows`' versions; (the shape's summary, the EnsembleOutcome)."""
+                         t_all: float, data: Any = None) -> tuple[dict[str, Any], Any]:
+    """Build the ensemble of `rows`' versions (on `data` when the caller prepared it); (summary, EnsembleOutcome)."""
     from ecomine.ensembles import build_ensemble, versus_best_member
     from ecomine.specs import EnsembleSpec
     from ecomine.train.reports import report_json
 
     spec = EnsembleSpec(task=task, registry=str(registry), members=[{"version": r["version"]} for r in rows])
     t0 = time.perf_counter()
-    out = build_ensemble(spec, console=console)
+    out = build_ensemble(spec, console=console, data=data)
     console.print(out.report)
     versus = versus_best_member(task, out.results)
     load = loadavg()

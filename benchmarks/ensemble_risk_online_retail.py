@@ -86,7 +86,7 @@ def run_shape(shape: str, args, console) -> dict:
             rows.append({"classifier": kind, "variant": variant})
             train_member(shape, f"{kind} {variant or ''}", rows[-1],
                          lambda: run_training(spec, data=TASK.adapt(data, spec), console=None), console)
-        summary, _ = ensemble_versus_best("risk", shape, root / "registry", rows, console, t_all)
+        summary, _ = ensemble_versus_best("risk", shape, root / "registry", rows, console, t_all, data=data)
         summary["sizes"] = {s: {"lines": len(getattr(data, s)), "positives": int(getattr(data, s).labels.sum())}
                             for s in ("train", "valid", "test")}
         return summary

@@ -271,8 +271,13 @@ def _format(task_name: str, results: dict[str, Any], title: str):
     return get_task(task_name).format_report(results, title=title)
 
 
-def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble spec") -> EnsembleOutcome:
-    """Resolve, check, fit, evaluate and register; see the module docstring."""
+def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble spec", data=None) -> EnsembleOutcome:
+    """Resolve, check, fit, evaluate and register; see the module docstring.
+
+    `data` may pass the task's data prepared for one of the members (a driver that just
+    trained them holds it: the risk text vectors cost minutes); it is adapted to the first
+    member's spec and still has to carry every member's data fingerprint.
+    """
     from ecomine.ensemble_manifest import EnsembleManifest, PinnedMember, content_digest, write_ensemble
     from ecomine.registry import Registry
     from ecomine.train.reports import report_json
@@ -287,7 +292,7 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
     task = get_task(spec.task)
     if console is not None:
         console.print(f"ensemble of {len(members)} {spec.task} versions: " + ", ".join(mv.version for mv in members))
-    data = task.prepare(specs[0])
+    data = task.prepare(specs[0]) if data is None else task.adapt(data, specs[0])
     fingerprint = task.fingerprint(data)
     for i, mv in enumerate(members):
         if mv.data_fingerprint != fingerprint:

@@ -247,3 +247,26 @@ def test_evaluate_names_an_ensemble_version_in_one_line(registry_root):
     ens = next(mv for mv in Registry(registry_root).list("recommend") if "ensemble" in mv.tags)
     result = CliRunner().invoke(app, ["evaluate", ens.version, "--registry", str(registry_root)])
     assert result.exit_code != 0 and "is an ensemble version" in str(result.exception)
+
+
+def test_prepared_data_is_reused_and_must_be_the_members_data(registry_root, tmp_path):
+    """`build_ensemble(..., data=)` skips preparing again, fits the same weights, and refuses another data set."""
+    from ecomine.ensemble_manifest import read_ensemble
+    from ecomine.ensembles import build_ensemble
+    from ecomine.registry import Registry
+    from ecomine.specs import EnsembleSpec, SpecError, TrainSpec
+    from ecomine.train.tasks import get_task
+
+    task = get_task("recommend")
+    spec = EnsembleSpec(task="recommend", registry=str(registry_root), members=[{"version": "rec-a"}, {"version": "rec-b"}])
+    fresh = build_ensemble(spec)
+    same = build_ensemble(spec, data=task.prepare(TrainSpec.model_validate({"data": SYNTH})))
+    registry = Registry(registry_root)
+    w = [[m.weight for m in read_ensemble(registry.fetch("recommend", o.version)).members] for o in (fresh, same)]
+    assert np.allclose(w[0], w[1], atol=1e-9)
+    assert fresh.results["ensemble"]["all_items"]["NDCG@10"] == same.results["ensemble"]["all_items"]["NDCG@10"]
+    before = {v.version for v in registry.list("recommend")}
+    other = task.prepare(TrainSpec.model_validate({"data": {**SYNTH, "seed": 7}}))
+    with pytest.raises(SpecError, match=r"members\[0\]: recommend/rec-a was trained on other data"):
+        build_ensemble(spec, data=other)
+    assert {v.version for v in registry.list("recommend")} == before  # nothing registered
