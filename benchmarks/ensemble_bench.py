@@ -15,11 +15,23 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["loadavg", "train_member", "ensemble_versus_best", "run_shapes"]
+__all__ = ["loadavg", "parse_args", "train_member", "ensemble_versus_best", "run_shapes"]
 
 
 def loadavg() -> list[str]:
     return open("/proc/loadavg").read().split()[:3]
+
+
+def parse_args(ap, argv: list[str] | None, shapes: list[str]):
+    """`ap` (the script's own --epochs / --members ...) plus what both share: --shapes, --no-lightgbm, --json;
+    refuses fewer than two members."""
+    ap.add_argument("--shapes", nargs="+", default=list(shapes), choices=list(shapes))
+    ap.add_argument("--no-lightgbm", dest="lightgbm", action="store_false", help="no LightGBM member")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.members + args.lightgbm < 2:
+        ap.error("an ensemble needs at least 2 members")
+    return args
 
 
 def train_member(shape: str, what: str, row: dict[str, Any], train: Callable[[], Any], console) -> str:

@@ -16,7 +16,7 @@ sets `model.eval.valid_origins` (the origins the weights are fitted on; each one
 training cut one origin step earlier).
 
 Usage: python benchmarks/ensemble_demand_online_retail.py [--epochs 10] [--members 2]
-       [--shapes online-retail synthetic] [--valid-origins 2] [--no-lightgbm]
+       [--shapes online-retail synthetic] [--valid-origins 8] [--no-lightgbm]
        [--json benchmarks/results/ensemble_demand_online_retail.json]
 Needs /work/shared/data/online_retail (the `online-retail` DataSpec preset) for that shape.
 """
@@ -98,16 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--members", type=int, default=2, choices=range(1, len(VARIANTS) + 1),
                     help="PatchTST members (the LightGBM one comes on top)")
-    ap.add_argument("--shapes", nargs="+", default=["online-retail", "synthetic"], choices=["online-retail", "synthetic"])
-    ap.add_argument("--valid-origins", type=int, default=2)
-    ap.add_argument("--no-lightgbm", dest="lightgbm", action="store_false")
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    if args.members + args.lightgbm < 2:
-        ap.error("an ensemble needs at least 2 members")
+    ap.add_argument("--valid-origins", type=int, default=8,
+                    help="members' model.eval.valid_origins, the origins the weights are fitted on (their own default: 2)")
 
-    from ensemble_bench import run_shapes
+    from ensemble_bench import parse_args, run_shapes
 
+    args = parse_args(ap, argv, ["online-retail", "synthetic"])
     return run_shapes("ensemble_demand_online_retail.py", args, argv, run_shape)
 
 

@@ -29,15 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from risk_online_retail import ONLINE_RETAIL_RISK  # noqa: E402 (the benchmarks folder is on the path just above)
+
 # (seed, head hidden sizes, dropout, lr): encoder members that differ in what an ensemble can use
 VARIANTS = [(0, [256, 64], 0.3, 1e-3), (1, [128], 0.1, 2e-3)]
 SHAPES = {
-    "online-retail": {
-        "data": {"kind": "spec", "spec": "online-retail"},
-        "model": {"text": "item", "max_length": 32, "horizon_days": 60, "label": "item_return",
-                  "split": {"train_end": "2011-06-02", "label_cutoff": "2011-08-01", "test_start": "2011-08-01",
-                            "test_end": "2011-10-10", "valid_days": 30}},
-    },
+    "online-retail": ONLINE_RETAIL_RISK,
     "synthetic": {
         "data": {"kind": "synthetic", "users": 3000, "items": 400, "days": 365, "seed": 0},
         "model": {"text": "line", "max_length": 64, "horizon_days": 30, "split": {"test_days": 60, "valid_days": 30}},
@@ -97,15 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--members", type=int, default=2, choices=range(0, len(VARIANTS) + 1),
                     help="text-encoder members (the LightGBM one comes on top)")
-    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    ap.add_argument("--no-lightgbm", dest="lightgbm", action="store_false")
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    if args.members + args.lightgbm < 2:
-        ap.error("an ensemble needs at least 2 members")
+    from ensemble_bench import parse_args, run_shapes
 
-    from ensemble_bench import run_shapes
-
+    args = parse_args(ap, argv, list(SHAPES))
     return run_shapes("ensemble_risk_online_retail.py", args, argv, run_shape)
 
 

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _spec(name: str, args):
@@ -32,10 +35,9 @@ def _spec(name: str, args):
         data = {"kind": "synthetic", "users": 400, "items": 120, "days": 240, "seed": 0}
         model = {"text": "line", "max_length": 64, "horizon_days": 30, "split": {"test_days": 30, "valid_days": 30}}
     else:
-        data = {"kind": "spec", "spec": "online-retail"}
-        model = {"text": "item", "max_length": 32, "horizon_days": 60, "label": "item_return",
-                 "split": {"train_end": "2011-06-02", "label_cutoff": "2011-08-01", "test_start": "2011-08-01",
-                           "test_end": "2011-10-10", "valid_days": 30}}
+        from risk_online_retail import ONLINE_RETAIL_RISK
+
+        data, model = ONLINE_RETAIL_RISK["data"], ONLINE_RETAIL_RISK["model"]
     return TrainSpec.model_validate({
         "task": "risk", "data": data,
         "model": {**model, "mode": "frozen", "hidden": [64], "dropout": 0.1, "pos_weight": "auto",
