@@ -242,7 +242,26 @@ def train(
 
         storage.write_json(str(report), report_json(outcome.results))
     where = f"registered {train_spec.task}/{outcome.version} in {outcome.registry}" if outcome.version else "not registered"
-    console.print(f"[green]done[/] in {outcome.seconds:.0f}s; best epoch {outcome.best_epoch}; {where}")
+    _print_time_to_quality(outcome, train_spec.watch()[0])
+    stopped = {"plateau": "validation stopped improving", "budget": "stopped on the optim.max_minutes budget",
+               "epochs": "reached optim.epochs"}.get(outcome.stopped_on or "")
+    console.print(f"[green]done[/] in {outcome.seconds:.0f}s; best epoch {outcome.best_epoch}"
+                  f"{f' ({stopped})' if stopped else ''}; {where}")
+
+
+def _print_time_to_quality(outcome, metric: str) -> None:
+    """Validation metric against minutes of training (also time_to_quality.json in the run and the version)."""
+    from rich.table import Table
+
+    rows = outcome.time_to_quality(metric)
+    if not rows:
+        return
+    table = Table(title=f"time to quality: validation {metric} against minutes")
+    for col in ("epoch", "minutes", metric, "best so far"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["epoch"]), f"{r['minutes']:.1f}", f"{r[f'val_{metric}']:.4f}", f"{r['best']:.4f}")
+    console.print(table)
 
 
 @app.command()

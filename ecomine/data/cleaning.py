@@ -112,10 +112,16 @@ def mark_row_drops(df: pl.DataFrame, spec: DataSpec) -> pl.DataFrame:
     for p in c.non_product_patterns:
         non_product = non_product | pl.col("item_id").str.contains(p).fill_null(False)
     checks.append(("non_product", non_product))
+    # a missing price or quantity is bad only where the source has that column: a source without one (a
+    # sequences file, a click log) says nothing about price, and its rows are not all "non-positive"
+    def missing(column: str) -> pl.Expr:
+        mapping = [i for i, src in enumerate(spec.sources) if column in src.mapped_columns()]
+        return pl.col(column).is_null() & pl.col(SOURCE).is_in(mapping)
+
     if c.drop_non_positive_price:
-        checks.append(("non_positive_price", pl.col("price").is_null() | (pl.col("price") <= 0)))
+        checks.append(("non_positive_price", missing("price") | (pl.col("price") <= 0)))
     if c.drop_non_positive_quantity:
-        checks.append(("non_positive_quantity", pl.col("quantity").is_null() | (pl.col("quantity") <= 0)))
+        checks.append(("non_positive_quantity", missing("quantity") | (pl.col("quantity") <= 0)))
     if c.max_quantity is not None:
         checks.append(("quantity_outlier", pl.col("quantity") > c.max_quantity))
     reason = pl.lit(None, dtype=pl.String)

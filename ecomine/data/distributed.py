@@ -31,7 +31,7 @@ from ecomine.data.cleaning import (
     mark_overlap,
     mark_row_drops,
 )
-from ecomine.data.readers import DROP, SOURCE, DataError, local_source_path, to_canonical
+from ecomine.data.readers import DROP, SOURCE, DataError, local_source_path, read_source, to_canonical
 from ecomine.data.schema import EVENT_COLUMNS, EVENT_DTYPE
 from ecomine.specs import DataSpec, SourceSpec, SpecError, expand_uri
 
@@ -297,6 +297,9 @@ def _read(src: SourceSpec, uri: str, task: dict[str, Any]) -> ray.data.Dataset:
         fmt = src.resolved_format()
     except ValueError as e:
         raise DataError(str(e)) from None
+    if fmt == "sequences":
+        # a line per user cannot be split into blocks by bytes: parsed once here, the mapping runs per block
+        return ray.data.from_arrow(read_source(src).to_arrow())
     fs, path = _filesystem(uri, fmt)
     if fmt == "parquet":
         return ray.data.read_parquet(path, filesystem=fs, file_extensions=None, **task)

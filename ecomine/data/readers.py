@@ -1,4 +1,4 @@
-"""Readers: source files (csv | parquet | jsonl, local or s3://) -> canonical events.
+"""Readers: source files (csv | parquet | jsonl | sequences, local or s3://) -> canonical events.
 
 First step of the data flow. `read_source` loads one file as it is; `to_canonical`
 maps, coerces and labels its rows per the DataSpec. Both work on one batch at a
@@ -41,14 +41,8 @@ def local_source_path(uri: str, fmt: str) -> Path:
     return path
 
 
-def read_source(source: SourceSpec) -> pl.DataFrame:
-    """Read one source file as it is (no mapping yet)."""
-    try:
-        uri = expand_uri(source.uri)
-        fmt = source.resolved_format()
-    except (SpecError, ValueError) as e:
-        raise DataError(str(e)) from None
-    data: bytes | str
+def _read_bytes(uri: str, fmt: str) -> bytes:
+    """The whole file at a local path or s3:// URI; DataError when missing or empty."""
     if uri.startswith("s3://"):
         from ecomine import storage
 
@@ -58,7 +52,41 @@ def read_source(source: SourceSpec) -> pl.DataFrame:
             raise DataError(str(e)) from None
         if not data:
             raise DataError(f"{uri}: file is empty")
-        handle: io.BytesIO | str = io.BytesIO(data)
+        return data
+    return local_source_path(uri, fmt).read_bytes()
+
+
+def _read_sequences(source: SourceSpec, uri: str) -> pl.DataFrame:
+    """A `format: sequences` file (and its item attributes) as rows of user_id, item_id, ts, item_text."""
+    from ecomine.data.sequences import parse_item_attributes, parse_sequences
+
+    try:
+        attributes = None
+        if source.item_attributes is not None:
+            attr_uri = expand_uri(source.item_attributes)
+            attributes = parse_item_attributes(_read_bytes(attr_uri, "json"), attr_uri)
+        raw = _read_bytes(uri, "sequences")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{uri}: not UTF-8 text (byte {e.start})") from None
+        return parse_sequences(text, uri, attributes)
+    except (SpecError, ValueError) as e:
+        raise DataError(str(e)) from None
+
+
+def read_source(source: SourceSpec) -> pl.DataFrame:
+    """Read one source file as it is (no mapping yet)."""
+    try:
+        uri = expand_uri(source.uri)
+        fmt = source.resolved_format()
+    except (SpecError, ValueError) as e:
+        raise DataError(str(e)) from None
+    if fmt == "sequences":
+        return _read_sequences(source, uri)
+    handle: io.BytesIO | str
+    if uri.startswith("s3://"):
+        handle = io.BytesIO(_read_bytes(uri, fmt))
     else:
         handle = str(local_source_path(uri, fmt))
     try:
@@ -173,14 +201,15 @@ def to_canonical(df: pl.DataFrame, source: SourceSpec, spec: DataSpec, *, source
     quantities here: the sign in the source only restated the event type.
     """
     uri = expand_uri(source.uri)
-    wanted = {**{k: v for k, v in source.columns.items()}, **source.keep}
+    columns = source.mapped_columns()
+    wanted = {**columns, **source.keep}
     missing = {name: col for name, col in wanted.items() if col not in df.columns}
     if missing:
         name, col = next(iter(missing.items()))
         raise DataError(
             f"{uri}: column '{col}' (mapped to {name}) not found; columns are {df.columns}"
         )
-    exprs = [_coerce(df, col, name, uri, source) for name, col in source.columns.items() if name != "event"]
+    exprs = [_coerce(df, col, name, uri, source) for name, col in columns.items() if name != "event"]
     for name, col in source.keep.items():
         exprs.append(pl.col(col).alias(name))
     out = df.select(exprs)
@@ -188,8 +217,8 @@ def to_canonical(df: pl.DataFrame, source: SourceSpec, spec: DataSpec, *, source
         if name not in out.columns and name != "event":
             out = out.with_columns(pl.lit(None, dtype=dtype).alias(name))
     # Event type: from a mapped column, else the default; then the rules.
-    if "event" in source.columns:
-        col = source.columns["event"]
+    if "event" in columns:
+        col = columns["event"]
         values = df.get_column(col).cast(pl.String).str.strip_chars()
         mapping = {**{e: e for e in EVENT_TYPES}, **source.event_values}
         unknown = sorted(set(values.drop_nulls().unique().to_list()) - set(mapping))

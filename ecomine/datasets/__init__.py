@@ -11,7 +11,11 @@ from pathlib import Path
 
 __all__ = ["DATA_PRESETS", "resolve_data_spec_path"]
 
-DATA_PRESETS: dict[str, str] = {"online-retail": "online_retail.yaml"}
+DATA_PRESETS: dict[str, str] = {
+    "online-retail": "online_retail.yaml",
+    "amazon-toys": "amazon_toys.yaml",
+    "amazon-sports": "amazon_sports.yaml",
+}
 
 
 def resolve_data_spec_path(name_or_path: str) -> Path:

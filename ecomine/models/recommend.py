@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ecomine.models.recommend_bert import MaskedItemRecommender
-from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, left_pad, recommend_base, recommend_small
+from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, batch_width, left_pad, recommend_base, recommend_small
 
 __all__ = [
     "PAD_ID",
@@ -167,9 +167,10 @@ class SequentialRecommender(nn.Module):
             out = out.index_fill(-1, torch.tensor([PAD_ID], device=out.device), float("-inf"))
         return out
 
-    def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Training forward = the loss (what DDP wraps)."""
-        return self.loss(ids, targets)
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        """Training forward = the loss (what DDP wraps), times `weight` (the batch's share of targets
+        against an average batch, under a length-bucketed order: see RecommendTask.epoch_order)."""
+        return self.loss(ids, targets) * weight
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Next-item cross-entropy over the full catalogue (or sampled negatives), mean over real targets.
@@ -213,7 +214,7 @@ class SequentialRecommender(nn.Module):
     @torch.inference_mode()
     def score(self, histories: list[np.ndarray], *, device: str | torch.device = "cpu") -> np.ndarray:
         """[B, V] next-item scores for each history (the Scorer protocol of train.metrics)."""
-        ids = left_pad(histories, self.config.max_len).to(device)
+        ids = left_pad(histories, batch_width(histories, self.config.max_len)).to(device)
         return self.logits(ids, last_only=True)[:, 0].float().cpu().numpy()
 
 

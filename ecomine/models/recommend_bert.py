@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, left_pad
+from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, batch_width, left_pad
 
 __all__ = ["MaskedItemRecommender"]
 
@@ -57,8 +57,8 @@ class MaskedItemRecommender(nn.Module):
         """[N, H] -> [N, n_items + 1] scores (the [MASK] row of the embedding table is never a candidate)."""
         return torch.addmm(self.out_bias, h, self.item_embeddings.weight[: self.config.n_items + 1].T)
 
-    def forward(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.loss(ids, targets)
+    def forward(self, ids: torch.Tensor, targets: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        return self.loss(ids, targets) * weight
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Masked-item cross-entropy over the window's sequence (inputs shifted by one + the final target)."""
@@ -73,7 +73,7 @@ class MaskedItemRecommender(nn.Module):
     @torch.inference_mode()
     def score(self, histories: list[np.ndarray], *, device: str | torch.device = "cpu") -> np.ndarray:
         """[B, n_items + 1] scores of the item after each history (padding -inf)."""
-        ids = left_pad(histories, self.config.max_len - 1)
+        ids = left_pad(histories, batch_width(histories, self.config.max_len - 1))
         ids = torch.cat([ids, torch.full((len(histories), 1), self.mask_id, dtype=torch.long)], dim=1).to(device)
         out = self._project(self._hidden(ids)[:, -1])
         out[:, PAD_ID] = float("-inf")

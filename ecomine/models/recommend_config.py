@@ -17,7 +17,7 @@ import torch
 
 from ecomine.specs.train import RECOMMEND_PRESETS
 
-__all__ = ["PAD_ID", "RecommenderConfig", "recommend_small", "recommend_base", "left_pad"]
+__all__ = ["PAD_ID", "RecommenderConfig", "recommend_small", "recommend_base", "left_pad", "batch_width"]
 
 PAD_ID = 0
 
@@ -64,3 +64,9 @@ def left_pad(histories: list[np.ndarray], max_len: int) -> torch.Tensor:
         if len(h):
             out[r, max_len - len(h) :] = torch.from_numpy(h)
     return out
+
+
+def batch_width(histories: list[np.ndarray], max_len: int) -> int:
+    """Columns a batch of histories needs: its longest history, at most `max_len` (padding-only
+    columns change no score, since positions count from the first real item)."""
+    return max(1, min(max_len, max((len(h) for h in histories), default=1)))

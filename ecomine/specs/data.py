@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ecomine.specs._base import StrictModel, expand_uri
 
 __all__ = ["EventType", "CanonicalColumn", "Condition", "EventRule", "SourceSpec", "CleaningSpec", "DataSpec",
-           "DEFAULT_NON_PRODUCT_ITEMS", "DEFAULT_NON_PRODUCT_PATTERNS"]
+           "DEFAULT_NON_PRODUCT_ITEMS", "DEFAULT_NON_PRODUCT_PATTERNS", "SEQUENCE_COLUMNS"]
 
 EventType = Literal["view", "click", "cart", "purchase", "return", "review"]
 CanonicalColumn = Literal[
@@ -27,6 +27,9 @@ DEFAULT_NON_PRODUCT_ITEMS = [
     "PADS", "B", "TEST001", "TEST002", "ADJUST", "ADJUST2",
 ]
 DEFAULT_NON_PRODUCT_PATTERNS = [r"^gift_\d+", r"^DCGS", r"^(?i:test)"]
+
+# The columns a `format: sequences` file yields, each mapped to itself (ecomine.data.sequences).
+SEQUENCE_COLUMNS: dict[str, str] = {"user_id": "user_id", "item_id": "item_id", "ts": "ts", "item_text": "item_text"}
 
 
 class Condition(StrictModel):
@@ -91,11 +94,18 @@ class SourceSpec(StrictModel):
     """One input file/URI and how its columns map onto the canonical events."""
 
     uri: str = Field(description="path, file:// or s3:// URI; ${VAR:-default} is expanded")
-    format: Literal["csv", "parquet", "jsonl"] | None = Field(
-        None, description="inferred from the suffix when omitted"
+    format: Literal["csv", "parquet", "jsonl", "sequences"] | None = Field(
+        None, description="inferred from the suffix when omitted (.txt: sequences); sequences: one line per user, "
+        "'user_id item_id item_id ...' oldest first (ecomine.data.sequences)"
     )
     columns: dict[CanonicalColumn, str] = Field(
-        description="canonical column -> source column (user_id, item_id and ts required)"
+        default_factory=dict,
+        description="canonical column -> source column (user_id, item_id and ts required; format sequences: "
+        "none, its columns are user_id, item_id, ts = position in the line, item_text = attributes)",
+    )
+    item_attributes: str | None = Field(
+        None, description="format sequences only: a JSON {item_id: [attribute ids]} path or s3:// URI whose "
+        "attributes become each item's text"
     )
     keep: dict[str, str] = Field(
         default_factory=dict, description="attribute name -> source column kept beside the events"
@@ -109,11 +119,31 @@ class SourceSpec(StrictModel):
 
     @field_validator("columns")
     @classmethod
-    def _required_columns(cls, v: dict[str, str]) -> dict[str, str]:
+    def _required_columns(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        fmt, uri = info.data.get("format"), str(info.data.get("uri", ""))
+        if fmt == "sequences" or (fmt is None and uri.lower().endswith(".txt")):
+            if v:
+                raise ValueError("format sequences has fixed columns (user_id, item_id, ts, item_text); leave "
+                                 "columns out")
+            return v
         missing = [c for c in ("user_id", "item_id", "ts") if c not in v]
         if missing:
             raise ValueError(f"columns must map {missing}")
         return v
+
+    @model_validator(mode="after")
+    def _attributes_need_sequences(self) -> SourceSpec:
+        if self.item_attributes is not None and not self.is_sequences():
+            raise ValueError("item_attributes applies to format sequences only")
+        return self
+
+    def is_sequences(self) -> bool:
+        """A `format: sequences` file (given, or inferred from a .txt suffix)."""
+        return self.format == "sequences" or (self.format is None and self.uri.lower().endswith(".txt"))
+
+    def mapped_columns(self) -> dict[str, str]:
+        """canonical column -> source column (a sequences file's are fixed: ecomine.data.sequences)."""
+        return dict(SEQUENCE_COLUMNS) if self.is_sequences() else dict(self.columns)
 
     @field_validator("keep")
     @classmethod
@@ -129,6 +159,8 @@ class SourceSpec(StrictModel):
         suffix = expand_uri(self.uri).rsplit(".", 1)[-1].lower()
         if suffix in ("csv", "parquet", "jsonl"):
             return suffix
+        if suffix == "txt":
+            return "sequences"
         if suffix in ("ndjson", "json"):
             return "jsonl"
         raise ValueError(f"cannot infer format of {self.uri!r}; set 'format'")

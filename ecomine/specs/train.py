@@ -146,16 +146,27 @@ class EarlyStoppingSpec(StrictModel):
 
 
 class OptimSpec(StrictModel):
-    """AdamW with warm-up and a schedule."""
+    """AdamW with warm-up and a schedule; training stops on the epoch cap, a validation plateau or a time budget."""
 
     lr: float = Field(1e-3, gt=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    schedule: Literal["linear", "cosine", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="warm-up as a share of all steps (epochs x steps)")
+    warmup_epochs: float | None = Field(
+        None, ge=0, description="warm-up in epochs instead of warmup_ratio (what a constant schedule under a "
+        "large epoch cap needs: 5 % of 200 epochs would be 10 epochs of warm-up)"
+    )
+    schedule: Literal["linear", "cosine", "constant"] = Field(
+        "cosine", description="after warm-up: linear / cosine decay to zero at the last epoch, or constant "
+        "(then epochs is a cap and early_stopping or max_minutes ends the run)"
+    )
     grad_clip: float | None = Field(1.0, gt=0)
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, description="passes over the training data (with schedule constant: the cap)")
     batch_size: int = Field(128, ge=1)
     early_stopping: EarlyStoppingSpec | None = Field(default_factory=EarlyStoppingSpec)
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget of the training loop: no epoch starts that the last epoch's "
+        "time says would end past it; the best checkpoint is kept and the run says it stopped on budget"
+    )
     seed: int = 0
 
 

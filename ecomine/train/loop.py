@@ -27,6 +27,7 @@ __all__ = [
     "save_checkpoint_dir",
     "load_checkpoint_dir",
     "lr_lambda",
+    "stop_reason",
     "FaultDrill",
 ]
 
@@ -88,6 +89,16 @@ def train_step(
     scaler.update()
     scheduler.step()
     return float(loss.detach())
+
+
+def stop_reason(*, plateau: bool, elapsed_s: float, epoch_s: float, budget_s: float | None) -> str | None:
+    """Why training stops after this epoch: "plateau" (no validation gain for `patience` epochs), "budget"
+    (another epoch as long as this one would end past `max_minutes`), or None (go on)."""
+    if plateau:
+        return "plateau"
+    if budget_s is not None and elapsed_s + epoch_s > budget_s:
+        return "budget"
+    return None
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -191,10 +202,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     per_rank = n_examples // world  # equal step counts on every rank keep DDP in lock-step
     steps_per_epoch = max(1, math.ceil(per_rank / opt.batch_size))
     total = steps_per_epoch * opt.epochs
+    warmup = int(opt.warmup_epochs * steps_per_epoch) if opt.warmup_epochs is not None else int(opt.warmup_ratio * total)
     params = [p for p in core.parameters() if p.requires_grad]  # frozen encoders / LoRA train a subset
     optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(opt.schedule, int(opt.warmup_ratio * total), total)
+        optimizer, lr_lambda(opt.schedule, warmup, total)
     )
     use_amp = spec.scaling.use_gpu and spec.scaling.mixed_precision != "no"
     amp_dtype = torch.bfloat16 if spec.scaling.mixed_precision == "bf16" else torch.float16
@@ -203,7 +215,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     metric, mode = spec.watch()
     watch = val_metric_name(metric)
     es = opt.early_stopping
-    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": []}
+    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": [],
+                             "elapsed_s": 0.0, "stopped_on": None}
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
@@ -211,7 +224,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         scheduler.last_epoch = state["epoch"] * steps_per_epoch
         state.pop("optimizer", None)
 
+    budget_s = opt.max_minutes * 60 if opt.max_minutes is not None else None
+    started = time.perf_counter() - state.get("elapsed_s", 0.0)  # a resumed run counts the time before the failure
     for epoch in range(state["epoch"], opt.epochs):
+        epoch_t0 = time.perf_counter()
         drill = spec.run.fail_once_at_epoch
         if drill is not None and epoch + 1 == drill and rank == 0:
             marker = Path(config["run_dir"]) / f".fault-drill-epoch-{drill}"
@@ -222,7 +238,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         model.train()
         t0 = time.perf_counter()
         rng = np.random.default_rng(opt.seed * 1000 + epoch)
-        order = rng.permutation(n_examples)[rank * per_rank : (rank + 1) * per_rank]
+        # a task may order its examples (recommend: length buckets); the default is a plain shuffle
+        ordering = getattr(task, "epoch_order", None)
+        full = ordering(data, rng, opt.batch_size) if ordering is not None else rng.permutation(n_examples)
+        order = full[rank * per_rank : (rank + 1) * per_rank]
         losses = []
         for s in range(steps_per_epoch):
             idx = order[s * opt.batch_size : (s + 1) * opt.batch_size]
@@ -254,7 +273,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 state.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
             else:
                 state["bad_epochs"] += 1
-            stop = es is not None and state["bad_epochs"] >= es.patience
+            now = time.perf_counter()
+            metrics["elapsed_s"] = now - started
+            reason = stop_reason(
+                plateau=es is not None and state["bad_epochs"] >= es.patience,
+                elapsed_s=now - started, epoch_s=now - epoch_t0, budget_s=budget_s,
+            )
+            stop = reason is not None
+            state.update(elapsed_s=now - started, stopped_on=reason if stop else None)
             state["history"].append(metrics)
             _progress(config.get("progress_file"), metrics)
         state["epoch"] = epoch + 1
@@ -262,6 +288,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             flag = torch.tensor([1.0 if stop else 0.0], device=device)
             torch.distributed.broadcast(flag, src=0)
             stop = bool(flag.item())
+        if rank == 0 and not stop and epoch + 1 == opt.epochs:
+            state["stopped_on"] = "epochs"
         last = stop or epoch + 1 == opt.epochs
         checkpoint = None
         if rank == 0 and ((epoch + 1) % spec.run.checkpoint_every == 0 or last):
@@ -269,6 +297,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             save_checkpoint_dir(Path(tmp), core, optimizer, state)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         metrics["stopped_early"] = stop and epoch + 1 < opt.epochs
+        if rank == 0 and last:
+            metrics["stopped_on"] = state["stopped_on"]
         ray.train.report(metrics, checkpoint=checkpoint)
         if stop:
             break

