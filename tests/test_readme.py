@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 ECOMINE = str(Path(sys.executable).with_name("ecomine"))
 SHARED_DATA = REPO.parent / "shared" / "data" / "online_retail"
+SHARED_AMAZON = REPO.parent / "shared" / "data" / "amazon_5core"
 
 # Run as written (a few seconds each). cwd "tmp": a fresh folder, for commands that write.
 RUN: dict[str, str] = {
@@ -31,6 +32,7 @@ RUN: dict[str, str] = {
     "ecomine data synth --users 1000 --items 300 --days 365 --seed 0 --out synth/": "tmp",
     "ecomine registry list": "tmp",
     "ecomine data profile online-retail": "repo",  # needs the shared Online Retail files
+    "ecomine data profile amazon-toys": "repo",  # needs the shared Amazon 5-core files
 }
 
 # Every ecomine command the README shows: `ecomine <command> --help` must work.
@@ -87,6 +89,8 @@ def test_every_ecomine_line_of_the_readme_is_covered() -> None:
 def test_readme_command_runs(command: str, tmp_path: Path) -> None:
     if "online-retail" in command and not SHARED_DATA.is_dir():
         pytest.skip(f"the shared Online Retail files are absent ({SHARED_DATA})")
+    if "amazon-" in command and not SHARED_AMAZON.is_dir():
+        pytest.skip(f"the shared Amazon 5-core files are absent ({SHARED_AMAZON})")
     args = [ECOMINE, *shlex.split(command)[1:]]
     cwd = REPO if RUN[command] == "repo" else tmp_path
     env = {**os.environ, "ECOMINE_REGISTRY": str(tmp_path / "registry"), "NO_COLOR": "1"}

@@ -13,6 +13,17 @@ item (exactly the served question: what comes after the history?); the loss is
 the cross-entropy at the masked positions only. Scoring: the history's last
 `max_len - 1` items followed by [MASK], read at that last position.
 Ids: 0 padding, 1..n_items items, n_items + 1 [MASK] (never scored).
+
+The query (`bert_query: previous_item`, the default): positions count back from
+the end, so the served [MASK] is always position 0 and the last bought item
+position 1, and each position's input adds the embedding of the item before
+it. A [MASK] carries no item, so its only road to the history is attention,
+which starts at ~1 % of the residual stream (0.02 init): the first design sat
+at popularity's NDCG on the synthetic log for ~30 epochs (and on Online Retail
+for all 14 of its schedule), where the causal model - whose query is the last
+item itself - learns in one. The previous item is context the [MASK] may see
+anyway, so nothing leaks; positions from the end make "the item just before"
+one fixed position instead of a different one for every length.
 """
 
 from __future__ import annotations
@@ -50,8 +61,14 @@ class MaskedItemRecommender(nn.Module):
 
     def _hidden(self, ids: torch.Tensor) -> torch.Tensor:
         real = (ids != PAD_ID).long()
-        positions = (real.cumsum(-1) - 1).clamp(min=0)  # from the first real item, as the causal model counts
-        return self.backbone(input_ids=ids, attention_mask=real, position_ids=positions).last_hidden_state
+        if self.config.bert_query == "mask":  # versions trained before the previous-item query
+            positions = (real.cumsum(-1) - 1).clamp(min=0)  # from the first real item, as the causal model counts
+            return self.backbone(input_ids=ids, attention_mask=real, position_ids=positions).last_hidden_state
+        positions = (real.flip(-1).cumsum(-1) - 1).flip(-1).clamp(min=0)  # back from the last position
+        previous = nn.functional.pad(ids[:, :-1], (1, 0), value=PAD_ID)  # padding's embedding row is zero
+        embed = self.item_embeddings
+        return self.backbone(inputs_embeds=embed(ids) + embed(previous), attention_mask=real,
+                             position_ids=positions).last_hidden_state
 
     def _project(self, h: torch.Tensor) -> torch.Tensor:
         """[N, H] -> [N, n_items + 1] scores (the [MASK] row of the embedding table is never a candidate)."""

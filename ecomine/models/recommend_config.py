@@ -37,13 +37,19 @@ class RecommenderConfig:
     num_negatives: int = 1000
     arch: Literal["gpt2", "bert"] = "gpt2"  # bert: models.recommend_bert.MaskedItemRecommender
     mask_prob: float = 0.2
+    # bert only: "previous_item" - positions count back from the [MASK] and each position also reads the item
+    # before it (models.recommend_bert); "mask" - the first design (positions from the first item, the [MASK]
+    # alone), kept so versions trained before load as they were trained
+    bert_query: Literal["previous_item", "mask"] = "previous_item"
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, path: str | Path) -> RecommenderConfig:
-        return cls(**json.loads(Path(path).read_text()))
+        raw = json.loads(Path(path).read_text())
+        raw.setdefault("bert_query", "mask")  # a config.json written before the field existed
+        return cls(**raw)
 
 
 def recommend_small(n_items: int) -> RecommenderConfig:

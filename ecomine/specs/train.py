@@ -155,10 +155,13 @@ class OptimSpec(StrictModel):
         None, ge=0, description="warm-up in epochs instead of warmup_ratio (what a constant schedule under a "
         "large epoch cap needs: 5 % of 200 epochs would be 10 epochs of warm-up)"
     )
-    schedule: Literal["linear", "cosine", "constant"] = Field(
-        "cosine", description="after warm-up: linear / cosine decay to zero at the last epoch, or constant "
-        "(then epochs is a cap and early_stopping or max_minutes ends the run)"
+    schedule: Literal["linear", "cosine", "constant", "plateau"] = Field(
+        "cosine", description="after warm-up: linear / cosine decay to zero at the last epoch; constant; or "
+        "plateau: constant, times plateau_factor after every plateau_patience epochs without a validation gain "
+        "(constant and plateau: epochs is a cap, early_stopping or max_minutes ends the run)"
     )
+    plateau_factor: float = Field(0.5, gt=0, lt=1, description="schedule plateau: lr multiplier at each plateau")
+    plateau_patience: int = Field(2, ge=1, description="schedule plateau: epochs without a gain before the lr drops")
     grad_clip: float | None = Field(1.0, gt=0)
     epochs: int = Field(10, ge=1, description="passes over the training data (with schedule constant: the cap)")
     batch_size: int = Field(128, ge=1)

@@ -45,13 +45,21 @@ def val_metric_name(metric: str) -> str:
     return f"val_{metric}"
 
 
-def lr_lambda(schedule: str, warmup: int, total: int):
-    """Multiplier on the base lr at step s: linear warm-up, then the schedule."""
+def lr_lambda(schedule: str, warmup: int, total: int, scale: list[float] | None = None):
+    """Multiplier on the base lr at step s: linear warm-up, then the schedule.
+
+    `scale` (one float, changed by the loop) multiplies the result: schedule "plateau" is
+    constant with the loop lowering `scale[0]` at each validation plateau.
+    """
+    scale = scale if scale is not None else [1.0]
 
     def f(step: int) -> float:
+        return scale[0] * _shape(step)
+
+    def _shape(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
-        if schedule == "constant":
+        if schedule in ("constant", "plateau"):
             return 1.0
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         if schedule == "linear":
@@ -205,8 +213,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     warmup = int(opt.warmup_epochs * steps_per_epoch) if opt.warmup_epochs is not None else int(opt.warmup_ratio * total)
     params = [p for p in core.parameters() if p.requires_grad]  # frozen encoders / LoRA train a subset
     optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    lr_scale = [1.0]  # schedule plateau: lowered below at each plateau, kept in the loop state
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(opt.schedule, warmup, total)
+        optimizer, lr_lambda(opt.schedule, warmup, total, lr_scale)
     )
     use_amp = spec.scaling.use_gpu and spec.scaling.mixed_precision != "no"
     amp_dtype = torch.bfloat16 if spec.scaling.mixed_precision == "bf16" else torch.float16
@@ -222,6 +231,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         with ckpt.as_directory() as d:
             state = load_checkpoint_dir(Path(d), core, optimizer)
         scheduler.last_epoch = state["epoch"] * steps_per_epoch
+        lr_scale[0] = state.get("lr_scale", 1.0)
         state.pop("optimizer", None)
 
     budget_s = opt.max_minutes * 60 if opt.max_minutes is not None else None
@@ -281,13 +291,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             )
             stop = reason is not None
             state.update(elapsed_s=now - started, stopped_on=reason if stop else None)
+            if opt.schedule == "plateau" and not better and state["bad_epochs"] % opt.plateau_patience == 0:
+                state["lr_scale"] = state.get("lr_scale", 1.0) * opt.plateau_factor
             state["history"].append(metrics)
             _progress(config.get("progress_file"), metrics)
         state["epoch"] = epoch + 1
         if world > 1:
-            flag = torch.tensor([1.0 if stop else 0.0], device=device)
+            flag = torch.tensor([1.0 if stop else 0.0, state.get("lr_scale", 1.0)], device=device)
             torch.distributed.broadcast(flag, src=0)
-            stop = bool(flag.item())
+            stop, state["lr_scale"] = bool(flag[0].item()), float(flag[1].item())
+        lr_scale[0] = state.get("lr_scale", 1.0)
         if rank == 0 and not stop and epoch + 1 == opt.epochs:
             state["stopped_on"] = "epochs"
         last = stop or epoch + 1 == opt.epochs

@@ -9,7 +9,6 @@ than neutralising a random other one.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -206,25 +205,12 @@ def test_bad_input_is_a_value_error_naming_the_field(trained) -> None:
             explain_orders(model, [order], **kw)
 
 
-def test_cost_of_explaining_one_three_line_order_is_printed(trained) -> None:
-    """Raw per-call ms of score and explain (both paths) on one order of 3 lines; the numbers for the
-    serving target (explain <= 3x the plain call's p50) come from benchmarks/explain_faithfulness_risk.py."""
+def test_both_explain_paths_answer_one_three_line_order_line_by_line(trained) -> None:
+    """Explain with words and the numeric-only path (max_tokens=0) answer every line of one 3-line order;
+    what each costs against a plain score is measured in benchmarks/explain_faithfulness_risk.py, not here."""
     model, data = trained
     order = next(o for o in _orders(data, 200) if len(o["lines"]) >= 3)
     order = [{**order, "lines": order["lines"][:3]}]
-
-    def p50(f, n: int = 5) -> float:
-        f()
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t)
-        return 1000 * float(np.median(times))
-
-    score = p50(lambda: model.score(order))
-    words = p50(lambda: model.explain(order))
-    numeric = p50(lambda: model.explain(order, max_tokens=0))
-    print(f"one order of 3 lines, tiny encoder: score {score:.1f} ms, explain {words:.1f} ms (words), "
-          f"{numeric:.1f} ms (max_tokens=0); loadavg {open('/proc/loadavg').read().split()[:3]}")
+    assert len(model.score(order)) == 1  # one probability per order
     assert len(model.explain(order)[0]["lines"]) == 3
+    assert len(model.explain(order, max_tokens=0)[0]["lines"]) == 3

@@ -51,3 +51,11 @@ def test_time_to_quality_tracks_the_best_so_far() -> None:
     lower = time_to_quality([{"epoch": 1, "elapsed_s": 1, "val_pinball": 0.3},
                              {"epoch": 2, "elapsed_s": 2, "val_pinball": 0.4}], "pinball")
     assert [r["best"] for r in lower] == [0.3, 0.3]  # pinball: lower is better
+
+
+def test_plateau_schedule_is_constant_times_the_scale_the_loop_lowers() -> None:
+    scale = [1.0]
+    f = lr_lambda("plateau", warmup=0, total=100, scale=scale)
+    assert f(5) == 1.0
+    scale[0] = 0.25  # two plateaus at factor 0.5
+    assert f(5) == f(99) == 0.25
