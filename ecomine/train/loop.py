@@ -304,14 +304,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0 and not stop and epoch + 1 == opt.epochs:
             state["stopped_on"] = "epochs"
         last = stop or epoch + 1 == opt.epochs
+        metrics["stopped_early"] = stop and epoch + 1 < opt.epochs
+        if rank == 0 and last:
+            metrics["stopped_on"] = state["stopped_on"]  # in the history the checkpoint below carries
         checkpoint = None
         if rank == 0 and ((epoch + 1) % spec.run.checkpoint_every == 0 or last):
             tmp = tempfile.mkdtemp(prefix="ecomine-ckpt-")
             save_checkpoint_dir(Path(tmp), core, optimizer, state)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        metrics["stopped_early"] = stop and epoch + 1 < opt.epochs
-        if rank == 0 and last:
-            metrics["stopped_on"] = state["stopped_on"]
         ray.train.report(metrics, checkpoint=checkpoint)
         if stop:
             break
