@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -31,7 +33,7 @@ def _spec(args: argparse.Namespace):
     overrides: dict = {"data": {"kind": "spec", "spec": args.data}}
     for item in args.set or []:
         key, _, value = item.partition("=")
-        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false", "null") else value
+        overrides[key] = yaml.safe_load(value)  # as `ecomine train --set` parses a value
     overrides.update({
         "scaling.use_gpu": not args.cpu,
         "scaling.mixed_precision": "no" if args.cpu else args.precision,

@@ -7,8 +7,8 @@ There are no timestamps, so each item's `ts` is its position in the line, in
 seconds after 2000-01-01 UTC: the order is the only time the format has, and
 every later step (leave-one-out splits, windows) reads order from `ts`.
 Optional item attributes (`{item_id: [attribute ids]}` JSON) become each item's
-`item_text` ("attributes 12 45"). Every failure is a DataError naming the file,
-the line and the bad value.
+`item_text` ("attributes 12 45"). Every failure is a ValueError naming the file,
+the line and the bad value (the readers raise it as their DataError).
 """
 
 from __future__ import annotations
@@ -22,11 +22,6 @@ import polars as pl
 __all__ = ["SEQUENCES_EPOCH", "parse_sequences", "parse_item_attributes"]
 
 SEQUENCES_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
-
-
-def _error(message: str) -> ValueError:
-    # data.readers turns this into its DataError (this module sits under the readers, not beside them)
-    return ValueError(message)
 
 
 def parse_sequences(text: str, uri: str, attributes: dict[str, str] | None = None) -> pl.DataFrame:
@@ -46,22 +41,22 @@ def parse_sequences(text: str, uri: str, attributes: dict[str, str] | None = Non
     for n, line in enumerate(lines, start=1):
         tokens = line.split()
         if not tokens:
-            raise _error(f"{uri}: line {n} is empty (expected 'user_id item_id ...')")
+            raise ValueError(f"{uri}: line {n} is empty (expected 'user_id item_id ...')")
         bad = next((t for t in tokens if not t.isdigit()), None)
         if bad is not None:
             what = "user id" if bad is tokens[0] else "item id"
-            raise _error(f"{uri}: line {n}: {what} {bad!r} is not a whole number")
+            raise ValueError(f"{uri}: line {n}: {what} {bad!r} is not a whole number")
         user = str(int(tokens[0]))
         if user in first_line:
-            raise _error(f"{uri}: line {n}: user {tokens[0]!r} already has a sequence on line {first_line[user]}")
+            raise ValueError(f"{uri}: line {n}: user {tokens[0]!r} already has a sequence on line {first_line[user]}")
         if len(tokens) < 2:
-            raise _error(f"{uri}: line {n}: user {tokens[0]!r} has no items")
+            raise ValueError(f"{uri}: line {n}: user {tokens[0]!r} has no items")
         first_line[user] = n
         users.append(user)
         items.extend(str(int(t)) for t in tokens[1:])
         lengths.append(len(tokens) - 1)
     if not users:
-        raise _error(f"{uri}: file has no lines")
+        raise ValueError(f"{uri}: file has no lines")
     counts = np.asarray(lengths)
     # position within each line: 0, 1, ... restarting on every user
     starts = np.repeat(np.cumsum(counts) - counts, counts)
@@ -83,15 +78,15 @@ def parse_item_attributes(raw: bytes | str, uri: str) -> dict[str, str]:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise _error(f"{uri}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise ValueError(f"{uri}: not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict):
-        raise _error(f"{uri}: expected an object {{item_id: [attribute ids]}}, got {type(data).__name__}")
+        raise ValueError(f"{uri}: expected an object {{item_id: [attribute ids]}}, got {type(data).__name__}")
     out: dict[str, str] = {}
     for item, attrs in data.items():
         if not str(item).isdigit():
-            raise _error(f"{uri}: item id {item!r} is not a whole number")
+            raise ValueError(f"{uri}: item id {item!r} is not a whole number")
         if not isinstance(attrs, list) or not all(isinstance(a, int | str) for a in attrs):
-            raise _error(f"{uri}: item {item!r}: expected a list of attribute ids, got {attrs!r}"[:300])
+            raise ValueError(f"{uri}: item {item!r}: expected a list of attribute ids, got {attrs!r}"[:300])
         out[str(int(item))] = "attributes " + " ".join(str(a) for a in attrs)
     return out
 
