@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     from ecomine.data.drift import PROFILE_FILE, build_profile, popularity_ranks, recommend_observation
     from ecomine.models.recommend import ItemVocab, SequentialRecommender, recommend_small, save_recommender, load_recommender
     from ecomine.serve.monitor import ArmMonitor
-    from ecomine.serve.answers import finish_recommend, plan_recommend
-    from ecomine.serve.runtime import Member, build_state, run_jobs
+    from ecomine.predict.answers import finish_recommend, plan_recommend
+    from ecomine.predict.runtime import Member, build_state, run_jobs
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -30,7 +30,7 @@ def _bodies(registry: Path) -> dict[str, dict]:
     import random
 
     from ecomine.registry import Registry
-    from ecomine.serve.runtime import load_state
+    from ecomine.predict.runtime import load_state
 
     reg = Registry(str(registry))
     rec = load_state(reg, "recommend", [("production", 1.0)])

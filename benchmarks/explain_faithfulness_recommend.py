@@ -62,9 +62,9 @@ def run_shape(name: str, data_ref: dict, steps: int, n_users: int, seed: int) ->
     import torch
 
     from ecomine.models.recommend import ItemVocab, SequentialRecommender, recommend_small
-    from ecomine.serve.answers import finish_recommend, plan_recommend
-    from ecomine.serve.explain import explain_recommend
-    from ecomine.serve.runtime import Member, build_state, run_jobs
+    from ecomine.predict.answers import finish_recommend, plan_recommend
+    from ecomine.predict.explain import explain_recommend
+    from ecomine.predict.runtime import Member, build_state, run_jobs
     from ecomine.specs import TrainSpec
     from ecomine.train.events import load_training_events
     from ecomine.train.recommend_data import prepare_recommend_data

@@ -2,7 +2,7 @@
 
 The last step of the flow (serve -> client). It imports nothing from Ray or
 torch: only httpx and the request/response models the server itself uses
-(`ecomine.serve.api`), so a caller gets the same pydantic types back.
+(`ecomine.api.schema`), so a caller gets the same pydantic types back.
 Every prediction takes ``explain=True`` (``client.recommend(user_id="u1", explain=True)``):
 the answer then carries typed explanations - ``ScoredItem.because`` (history items and
 their contributions), ``ItemForecast.drivers`` (what moved the p50), ``OrderRisk.lines``
@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from ecomine.serve.api import (
+from ecomine.api.schema import (
     API_PREFIX,
     DEFAULT_LIMITS,
     DemandRequest,
@@ -51,7 +51,7 @@ from ecomine.serve.api import (
     RiskRequest,
     RiskResponse,
 )
-from ecomine.serve.api_status import HealthResponse, ModelsResponse
+from ecomine.api.status import HealthResponse, ModelsResponse
 
 __all__ = [
     "EcomineClient",

@@ -2,7 +2,7 @@
 
 Sits beside `ecomine.registry` (it only reads and writes registry versions):
 `ecomine.ensembles` writes `ensemble.json` into a version of kind ensemble,
-`ecomine.serve.runtime` expands such a version into its members at load time.
+`ecomine.predict.runtime` expands such a version into its members at load time.
 A member is pinned by its version id and the sha256 of its manifest's file
 table, so a member whose files (and manifest) were rewritten after the
 ensemble was built is refused, not silently served.

@@ -115,7 +115,7 @@ class RecommendMixture:
         return self
 
     def score(self, histories: list[np.ndarray], device: str = "cpu") -> np.ndarray:
-        from ecomine.models.ensemble import mix, softmax_rows
+        from ecomine.predict.combine import mix, softmax_rows
 
         probs = [softmax_rows(m.score(histories), t) for m, t in zip(self.models, self.temperatures)]
         with np.errstate(divide="ignore"):
@@ -123,7 +123,7 @@ class RecommendMixture:
 
 
 def _fit_recommend(spec: EnsembleSpec, models: list, data) -> tuple[np.ndarray, list[float], dict[str, Any]]:
-    from ecomine.models.ensemble import fit_mixture_weights, fit_temperature, target_probabilities
+    from ecomine.predict.combine import fit_mixture_weights, fit_temperature, target_probabilities
 
     rng = np.random.default_rng(spec.fit.seed)
     n = len(data.valid_targets)
@@ -168,7 +168,7 @@ def _recommend_report(train_spec: TrainSpec, members, models, data, weights, tem
 
 def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Quantile weights minimising validation pinball (scaled per item, as the report scores it)."""
-    from ecomine.models.ensemble import combine_quantiles, fit_quantile_weights
+    from ecomine.predict.combine import combine_quantiles, fit_quantile_weights
     from ecomine.train.demand_eval import MODEL_NAMES, forecast_metrics
     from ecomine.train.demand_task import TASK, _actuals, _model_forecasts
 
@@ -210,7 +210,7 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
 
 def _fit_risk(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Mixture of the members' calibrated probabilities (EM on the validation likelihood), then one Platt recalibration."""
-    from ecomine.models.ensemble import apply_platt, fit_mixture_weights, fit_platt, mix
+    from ecomine.predict.combine import apply_platt, fit_mixture_weights, fit_platt, mix
     from ecomine.train.risk_eval import MODEL_NAME, binary_metrics, choose_threshold, decision_report
     from ecomine.train.risk_task import TASK, predict_logits, reads_same_split
 

@@ -3,7 +3,7 @@
 An operator's verb mounted by ``ecomine.cli``'s ``_COMMANDS``. The request file is the
 JSON body of the route (``/v1/recommend``, ``/v1/demand``, ``/v1/risk``; ``explain`` is
 implied), validated by the same models; the version is loaded as a Serve replica loads it
-(``serve.runtime.load_state``: sha256-verified, ensembles expanded) and explained by
+(``predict.runtime.load_state``: sha256-verified, ensembles expanded) and explained by
 ``serve.explain.explain_request``, so the answer is the one the app would serve with
 ``explain: true``. No Ray. Bad input (a field, a version, a model that cannot explain) is
 one line on stderr and exit 2.
@@ -35,11 +35,11 @@ def explain_offline(registry: str, task: str, version: str, body: Any, *, source
     """The route's JSON answer with explanations for ``body`` from ``task/version`` of ``registry``."""
     from pydantic import ValidationError
 
-    from ecomine.serve import api
+    from ecomine.api import schema as api
     from ecomine.serve.config import Limits
-    from ecomine.serve.explain import explain_request
-    from ecomine.serve.ranking import Rejected
-    from ecomine.serve.runtime import ModelLoadError, load_state
+    from ecomine.predict.explain import explain_request
+    from ecomine.predict.ranking import Rejected
+    from ecomine.predict.runtime import ModelLoadError, load_state
 
     if task not in _REQUESTS:
         raise ExplainError(f"task must be one of {sorted(_REQUESTS)}, got {task!r}")

@@ -8,7 +8,7 @@ train -> registry -> serve). One run of a `PipelineSpec`:
 2. train a **challenger** through the same Ray Train path as `ecomine train`,
    warm-started from the champion's weights when asked (`ecomine.train.warm_start`),
    and register it (tagged `pipeline:<name>`, `challenger`);
-3. score champion **and** challenger, as served (`ecomine.serve.runtime`: each version's
+3. score champion **and** challenger, as served (`ecomine.predict.runtime`: each version's
    own vocabulary, history state and calibration), on the same newest holdout - recommend:
    each user's newest purchase in the window, predicted from everything before it; risk:
    the orders of the window's test period, labelled by whether any line came back;

@@ -46,7 +46,7 @@ def ranks_as_served(state: Any, histories: list[list[str]], targets: list[str], 
     Scores as the replica does (`runtime.run_jobs`: ensembles mixed, temperatures applied); a
     history with no item the version knows gets the popular-items fallback, as served.
     """
-    from ecomine.serve.runtime import run_jobs
+    from ecomine.predict.runtime import run_jobs
     from ecomine.train.recommend_metrics import rank_of_targets
 
     vocab, popular = state.extra["vocab"], state.extra["popular"]
@@ -101,7 +101,7 @@ def risk_holdout(data: Any) -> tuple[list[dict[str, Any]], np.ndarray]:
 
 
 def risk_probabilities(state: Any, orders: list[dict[str, Any]], batch: int = 512) -> np.ndarray:
-    from ecomine.serve.runtime import run_jobs
+    from ecomine.predict.runtime import run_jobs
 
     out = []
     for start in range(0, len(orders), batch):
@@ -139,7 +139,7 @@ def risk_statistic(labels: np.ndarray):
 
 def score_versions(registry: Any, spec: PipelineSpec, versions: dict[str, str], prepared: Any):
     """Per version, its answers on the newest holdout as served, and how to aggregate them per metric."""
-    from ecomine.serve.runtime import load_state
+    from ecomine.predict.runtime import load_state
 
     task = spec.task
     states = {role: load_state(registry, task, [(v, 1.0)], name=f"retrain {role}") for role, v in versions.items()}

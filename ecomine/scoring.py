@@ -1,6 +1,6 @@
 """Batch scoring: one registered version over every user, item or order line, through Ray Data, to parquet.
 
-An operator's verb on top of the spine (registry -> serve.runtime -> here), called by
+An operator's verb on top of the spine (registry -> predict -> here), called by
 `ecomine score` (`ecomine.score_cli`) and called by nothing below it. A version is
 resolved once on the driver and pinned by id, so a stage moving mid-run changes
 nothing; each actor of a Ray Data actor pool (`map_batches` with a callable class,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ecomine.registry import Registry
-    from ecomine.serve.runtime import ModelState
+    from ecomine.predict.runtime import ModelState
 
 __all__ = ["ScoreError", "ScoreOutcome", "SUCCESS_FILE", "ScorePlan", "plan_scoring", "load_scorer",
            "score_table", "BatchScorer", "run_scoring"]
@@ -123,8 +123,8 @@ def plan_scoring(spec: ScoreSpec) -> ScorePlan:
 
 def _check_loader(spec: ScoreSpec) -> None:
     """Import the loader here: in an actor's constructor its failure would come back as a dead actor."""
-    from ecomine.serve.config import DEFAULT_LOADERS
-    from ecomine.serve.runtime import ModelLoadError, import_loader
+    from ecomine.predict.runtime import DEFAULT_LOADERS
+    from ecomine.predict.runtime import ModelLoadError, import_loader
 
     try:
         import_loader(spec.loader or DEFAULT_LOADERS[spec.task], spec.task)
@@ -191,14 +191,14 @@ def _read_inputs(spec: ScoreSpec, mv: Any) -> pl.DataFrame:
 
 def load_scorer(spec: ScoreSpec, version: str) -> ModelState:
     """The version loaded as a Serve replica loads it (verified, ensembles expanded)."""
-    from ecomine.serve.runtime import load_state
+    from ecomine.predict.runtime import load_state
 
     return load_state(_registry(spec), spec.task, [(version, 1.0)], loader_path=spec.loader,
                       name=f"score {spec.task}/{version}")
 
 
 def score_table(state: ModelState, spec: ScoreSpec, table: pa.Table | pl.DataFrame) -> pa.Table:
-    """Score one batch of input rows with the serve runtime's functions; the output rows, in input order."""
+    """Score one batch of input rows with the predict layer's functions; the output rows, in input order."""
     df = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
     if spec.task == "recommend":
@@ -209,8 +209,8 @@ def score_table(state: ModelState, spec: ScoreSpec, table: pa.Table | pl.DataFra
 
 
 def _recommend(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
-    from ecomine.serve.answers import finish_recommend, plan_recommend
-    from ecomine.serve.runtime import run_jobs
+    from ecomine.predict.answers import finish_recommend, plan_recommend
+    from ecomine.predict.runtime import run_jobs
 
     plans = []
     for items in df["items"].to_list():
@@ -239,9 +239,9 @@ def _quantile_column(q: float) -> str:
 
 
 def _demand(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
-    from ecomine.serve.ranking import Rejected
-    from ecomine.serve.answers import demand_job
-    from ecomine.serve.runtime import run_jobs
+    from ecomine.predict.ranking import Rejected
+    from ecomine.predict.answers import demand_job
+    from ecomine.predict.runtime import run_jobs
 
     req = {"item_ids": df["item_id"].to_list(), "horizon": spec.horizon, "quantiles": spec.quantiles}
     try:
@@ -261,9 +261,9 @@ def _risk(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
 
     from pydantic import ValidationError
 
-    from ecomine.serve.api import Order
-    from ecomine.serve.answers import risk_job
-    from ecomine.serve.runtime import run_jobs
+    from ecomine.api.schema import Order
+    from ecomine.predict.answers import risk_job
+    from ecomine.predict.runtime import run_jobs
 
     # One order per line, checked by the API's own request model and completed as the ingress
     # completes a request (ts: now when absent): its probability is that line's.
@@ -436,6 +436,6 @@ def _data_context() -> Iterator[None]:
 def _actor_errors():
     """A ScoreError or a model that would not load, raised in an actor, comes back as one ScoreError."""
     from ecomine.ray_errors import surfaced
-    from ecomine.serve.runtime import ModelLoadError
+    from ecomine.predict.runtime import ModelLoadError
 
     return surfaced((ScoreError, ModelLoadError), ScoreError)

@@ -2,10 +2,10 @@
 
 The last layer before the client: ``build(AppArgs)`` turns registered model
 versions into a running Serve application (see ``ecomine.serve.app``). The
-request/response models (``ecomine.serve.api``), configs, traffic, ranking,
+request/response models (``ecomine.api.schema``), configs, traffic, ranking,
 security and observability helpers import without Ray; the Ray-bound names
 (``build``, the deployments, ``Ingress``) are imported on first access, so
-``import ecomine.serve.api`` stays light for the client SDK.
+``import ecomine.api.schema`` stays light for the client SDK.
 """
 
 from __future__ import annotations

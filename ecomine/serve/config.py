@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from ecomine.serve.api import DEFAULT_LIMITS as _DEFAULT_LIMITS
+from ecomine.api.schema import DEFAULT_LIMITS as _DEFAULT_LIMITS
+from ecomine.predict.runtime import DEFAULT_LOADERS, TASKS
 from ecomine.serve.traffic import TrafficPolicy
 from ecomine.storage import S3Options
 
@@ -49,13 +50,6 @@ __all__ = [
     "AppArgs",
 ]
 
-TASKS = ("recommend", "demand", "risk")
-# module:function that turns a verified version folder into a model (see ecomine.serve.deployments).
-DEFAULT_LOADERS = {
-    "recommend": "ecomine.models.recommend:load_recommender",
-    "demand": "ecomine.models.demand:load_forecaster",
-    "risk": "ecomine.models.risk:load_risk_model",
-}
 _REF = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _IMPORT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 

@@ -2,7 +2,7 @@
 
 Sits in ``ecomine.serve`` under the ingress: each deployment serves one arm of
 a task, holding a ``runtime.ModelState`` (the loaded version or versions; see
-``ecomine.serve.runtime`` for loading, the loader protocol and how ensembles
+``ecomine.predict.runtime`` for loading, the loader protocol and how ensembles
 combine). Requests go through a ``batching.Batcher`` (size and wait from the
 ``user_config``; size 1 calls the model directly), which cuts a batch when the
 model is free rather than on a timer. ``reconfigure(user_config)``
@@ -30,10 +30,10 @@ from ecomine.serve.batching import Batcher
 from ecomine.serve.config import DEFAULT_LOADERS, ModelSettings
 from ecomine.serve.monitor import ArmMonitor
 from ecomine.serve.observability import ServeMetrics, log_event
-from ecomine.serve.ranking import Rejected
-from ecomine.serve.answers import demand_horizon, demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend, risk_job
-from ecomine.serve.explain import explain_request
-from ecomine.serve.runtime import TASKS, ModelLoadError, ModelState, load_state, reconfigure_failure, run_jobs
+from ecomine.predict.ranking import Rejected
+from ecomine.predict.answers import demand_horizon, demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend, risk_job
+from ecomine.predict.explain import explain_request
+from ecomine.predict.runtime import TASKS, ModelLoadError, ModelState, load_state, reconfigure_failure, run_jobs
 
 __all__ = ["ModelLoadError", "Recommender", "DemandForecaster", "RiskScorer", "Ensemble", "model_deployment",
            "DRIFT_PUBLISH_S"]

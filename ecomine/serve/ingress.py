@@ -1,7 +1,7 @@
 """The HTTP ingress: FastAPI routes in front of the model deployments.
 
 Sits at the top of a served app (``ecomine.serve.app.build`` binds it to the
-model deployments' handles). It validates requests (``ecomine.serve.api``),
+model deployments' handles). It validates requests (``ecomine.api.schema``),
 looks up stored user histories, hands each call to the task's router
 (``ecomine.serve.router``: champion or challenger, timeout, shadow), leaves the
 ``/v1/insights`` re-ranking to ``ecomine.serve.insights`` and colocated arms to
@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 import ecomine
-from ecomine.serve.api import (
+from ecomine.api.schema import (
     API_PREFIX,
     DemandRequest,
     DemandResponse,
@@ -44,14 +44,14 @@ from ecomine.serve.api import (
     RiskRequest,
     RiskResponse,
 )
-from ecomine.serve.api_status import DriftResponse, HealthResponse, ModelsResponse
+from ecomine.api.status import DriftResponse, HealthResponse, ModelsResponse
 from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
 from ecomine.serve.arm_options import admission_limit
 from ecomine.serve.config import AppArgs
 from ecomine.serve.insights import NOT_CONFIGURED, compose
 from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt, warn_event
 from ecomine.serve.router import HTTPError, TaskRouter, short
-from ecomine.serve.runtime import reconfigure_failure
+from ecomine.predict.runtime import reconfigure_failure
 from ecomine.serve.openapi_doc import deployment_openapi
 from ecomine.serve.security import AdmissionMiddleware, GuardMiddleware, resolve_api_keys
 from ecomine.serve.traffic import routing_key

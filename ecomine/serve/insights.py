@@ -14,7 +14,7 @@ import asyncio
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from ecomine.serve.api import InsightsRequest
+from ecomine.api.schema import InsightsRequest
 from ecomine.serve.router import HTTPError, TaskRouter, short
 
 __all__ = ["NOT_CONFIGURED", "compose"]

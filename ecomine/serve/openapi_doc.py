@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from ecomine.serve.api import API_PREFIX
+from ecomine.api.schema import API_PREFIX
 from ecomine.serve.config import AppArgs
 
 __all__ = ["deployment_openapi"]

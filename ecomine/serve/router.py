@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Optional
 
-from ecomine.serve.api import API_PREFIX
+from ecomine.api.schema import API_PREFIX
 from ecomine.serve.config import TaskArgs
 from ecomine.serve.observability import ServeMetrics, log_event
 from ecomine.serve.traffic import ShadowRecorder, TrafficPolicy, agreement, assign, shadow_sampled

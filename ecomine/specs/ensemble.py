@@ -37,7 +37,7 @@ class EnsembleMemberRef(StrictModel):
 
 
 class EnsembleFitSpec(StrictModel):
-    """How member outputs are combined (see `ecomine.models.ensemble`)."""
+    """How member outputs are combined (see `ecomine.predict.combine`)."""
 
     method: Literal["likelihood", "uniform"] = Field(
         "likelihood", description="likelihood: simplex weights fitted on validation (pinball for demand); uniform: equal"

@@ -48,13 +48,13 @@ def _collect(task: str, observations: list[dict[str, Any]]) -> dict[str, np.ndar
 def recommend_profile(model, train_sequences: list[np.ndarray], histories: list[np.ndarray], n_items: int,
                       *, seed: int = 0) -> ReferenceProfile:
     """Test histories (all items known) with the model's top-1 probability on each; ranks from training counts."""
-    from ecomine.models.ensemble import softmax_rows
+    from scipy.special import softmax
 
     ranks = popularity_ranks(train_sequences, n_items)
     rows = [histories[i] for i in _sample(len(histories), seed) if len(histories[i])]
     top1: list[np.ndarray] = []
     for s in range(0, len(rows), 256):
-        top1.append(softmax_rows(np.asarray(model.score(rows[s : s + 256]))).max(axis=1))
+        top1.append(softmax(np.asarray(model.score(rows[s : s + 256]), dtype=np.float64), axis=1).max(axis=1))
     probs = np.concatenate(top1) if top1 else np.zeros(0)
     obs = [recommend_observation(len(h), h, ranks, None) | {"top1_probability": p} for h, p in zip(rows, probs)]
     return build_profile("recommend", _collect("recommend", obs), lookups={"item_rank": ranks.tolist()},

@@ -16,7 +16,7 @@ from ecomine.client import (
     UnavailableError,
     ValidationError,
 )
-from ecomine.serve.api import RecommendResponse
+from ecomine.api.schema import RecommendResponse
 
 OK = {"items": [{"item_id": "A", "score": 0.5}], "model": "recommend/v1", "versions": ["v1"], "request_id": "r1"}
 FAST = Retry(attempts=3, backoff=0.001, max_backoff=0.002)
@@ -156,7 +156,7 @@ def test_public_all_is_complete() -> None:
 
 
 def test_demand_chunks_default_to_the_servers_limit() -> None:
-    from ecomine.serve.api import DEFAULT_LIMITS
+    from ecomine.api.schema import DEFAULT_LIMITS
 
     seen: list[int] = []
 

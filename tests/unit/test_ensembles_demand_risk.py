@@ -36,7 +36,7 @@ def _fit(task, spec, data, seed: int, steps: int):
 def test_demand_ensemble_weights_quantiles_by_validation_pinball_and_serves(tmp_path):
     from ecomine.ensembles import build_ensemble
     from ecomine.registry import Registry
-    from ecomine.serve.runtime import _run_demand, load_state
+    from ecomine.predict.runtime import _run_demand, load_state
     from ecomine.train.demand_task import TASK
 
     spec = TrainSpec.model_validate({
@@ -78,7 +78,7 @@ def test_risk_ensemble_is_recalibrated_and_served_with_its_threshold(tmp_path):
     from ecomine.ensembles import build_ensemble
     from ecomine.models.text_encoder import resolve_encoder
     from ecomine.registry import Registry
-    from ecomine.serve.runtime import load_state
+    from ecomine.predict.runtime import load_state
     from ecomine.train.risk_task import TASK
 
     enc = tmp_path / "tiny-bert"

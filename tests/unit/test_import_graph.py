@@ -20,11 +20,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "ecomine"
 # top, each calling down and called by nothing below.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shared", ("ecomine", "ecomine.specs", "ecomine.storage", "ecomine.ray_errors")),
+    ("api", ("ecomine.api",)),
     ("data", ("ecomine.data", "ecomine.datasets")),
     ("models", ("ecomine.models",)),
     ("train", ("ecomine.train",)),
     ("tuning", ("ecomine.tuning", "ecomine._tune_callbacks")),
     ("registry", ("ecomine.registry", "ecomine.ensemble_manifest")),
+    ("predict", ("ecomine.predict",)),
     ("serve", ("ecomine.serve",)),
     ("client", ("ecomine.client",)),
     ("operators", ("ecomine.cli", "ecomine.demo", "ecomine.demo_serve", "ecomine.ensembles", "ecomine.gate",

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from ecomine.serve.api import DemandResponse, InsightsResponse, RecommendResponse, RiskResponse, ScoredItem
+from ecomine.api.schema import DemandResponse, InsightsResponse, RecommendResponse, RiskResponse, ScoredItem
 from tests.integration.serve.conftest import API_KEY, FILE_KEY, ServeTarget, serve_log_lines
 
 pytestmark = pytest.mark.integration

@@ -33,8 +33,8 @@ def _read(out: Path) -> pl.DataFrame:
 
 def test_recommend_topk_equals_runtime_and_live_serve(serving_data, full, tmp_path: Path) -> None:
     from ecomine.registry import Registry
-    from ecomine.serve.answers import finish_recommend, plan_recommend
-    from ecomine.serve.runtime import load_state, run_jobs
+    from ecomine.predict.answers import finish_recommend, plan_recommend
+    from ecomine.predict.runtime import load_state, run_jobs
 
     spec = _spec(serving_data, tmp_path / "top", task="recommend", version="production", k=10, max_history=100,
                  inputs={"kind": "table", "uri": str(serving_data.users_uri)}, actors=2, batch_size=16)

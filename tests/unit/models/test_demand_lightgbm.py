@@ -111,9 +111,9 @@ def test_served_contract_fallbacks_and_quantile_interpolation(folder, data) -> N
 
 
 def test_serves_alone_and_beside_a_patchtst_version(folder, data, spec, tmp_path) -> None:
-    from ecomine.serve.answers import demand_job, finish_demand
-    from ecomine.serve.explain import explain_refusal
-    from ecomine.serve.runtime import Member, build_state, run_jobs
+    from ecomine.predict.answers import demand_job, finish_demand
+    from ecomine.predict.explain import explain_refusal
+    from ecomine.predict.runtime import Member, build_state, run_jobs
 
     def member(version: str, obj, weight: float, member_spec) -> Member:
         return Member(version, version, weight, datetime.now(timezone.utc), [], obj, member_spec.model_dump(mode="json"))

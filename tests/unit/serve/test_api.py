@@ -8,7 +8,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from ecomine.serve import api
+from ecomine.api import schema as api
 
 
 def _locs(exc: ValidationError) -> list[tuple]:
@@ -66,7 +66,7 @@ def test_insights_defaults() -> None:
 
 def test_api_module_imports_neither_ray_nor_torch() -> None:
     code = (
-        "import sys, ecomine.serve.api, ecomine.serve.api_status, ecomine.serve.traffic, ecomine.serve.config, ecomine.serve;"
+        "import sys, ecomine.api.schema, ecomine.api.status, ecomine.serve.traffic, ecomine.serve.config, ecomine.serve;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'torch', 'fastapi')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -74,12 +74,15 @@ def test_api_module_imports_neither_ray_nor_torch() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("module", ["api", "api_status", "traffic", "config", "ranking", "security", "observability", "runtime"])
+@pytest.mark.parametrize("module", [
+    "api.schema", "api.status", "serve.traffic", "serve.config", "serve.security", "serve.observability",
+    "predict.ranking", "predict.runtime", "predict.answers", "predict.combine", "predict.explain",
+])
 def test_all_is_complete(module: str) -> None:
     import importlib
     import inspect
 
-    mod = importlib.import_module(f"ecomine.serve.{module}")
+    mod = importlib.import_module(f"ecomine.{module}")
     public = {
         name for name, value in vars(mod).items()
         if not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))

@@ -227,7 +227,7 @@ def test_saved_version_loads_and_scores_orders(saved: Path) -> None:
     assert unknown[0] == pytest.approx(unknown[1]) and np.isfinite(unknown).all()
     assert m.score([]).shape == (0,)
     # what the HTTP layer hands the deployment: RiskRequest dumped in python or JSON mode
-    from ecomine.serve.api import RiskRequest
+    from ecomine.api.schema import RiskRequest
 
     req = RiskRequest(orders=[_order(), _order(ts=None, user_id=None, lines=[{"item_id": "I00003"}])])
     for mode in ("python", "json"):

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ecomine.serve.ranking import Catalogue, Rejected, popular_fill, top_k
+from ecomine.predict.ranking import Catalogue, Rejected, popular_fill, top_k
 
 
 def test_top_k_skips_padding_banned_and_filtered_ids() -> None:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from ecomine.models.recommend import ItemVocab
-from ecomine.serve.ranking import Rejected
-from ecomine.serve.answers import demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend
-from ecomine.serve.runtime import Member, ModelLoadError, build_state, import_loader, run_jobs
+from ecomine.predict.ranking import Rejected
+from ecomine.predict.answers import demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend
+from ecomine.predict.runtime import Member, ModelLoadError, build_state, import_loader, run_jobs
 
 ITEMS = ["a", "b", "c", "d", "e"]
 
@@ -159,5 +159,5 @@ def test_loader_import_errors_name_the_loader(monkeypatch) -> None:
         import_loader("ecomine.models.other_missing:load", "demand")
     assert "landed" not in str(e.value)
     with pytest.raises(ModelLoadError, match="has no function 'nope'"):
-        import_loader("ecomine.serve.runtime:nope", "risk")
+        import_loader("ecomine.predict.runtime:nope", "risk")
     assert import_loader("ecomine.models.recommend:load_recommender", "recommend").__name__ == "load_recommender"

@@ -1,14 +1,14 @@
 """What a model deployment holds and computes, without Ray: loaded versions and per-task answers.
 
-Sits in ``ecomine.serve`` under ``deployments`` (which wraps it in Serve
-replicas with batching and in-place swaps). It resolves and fetches versions
+Sits in ``ecomine.predict``, under ``serve.deployments`` (which wraps it in Serve
+replicas with batching and in-place swaps), batch scoring and the retrain holdout. It resolves and fetches versions
 from the registry (every sha256 verified), loads them with the task's loader,
 checks that an ensemble's members fit together, and turns requests into
-answers: one batch of jobs at a time (``run_jobs``); ``serve.answers`` turns a
+answers: one batch of jobs at a time (``run_jobs``); ``predict.answers`` turns a
 request into a job and a job's result into the answer. Ray-free, so it runs in unit tests and on any
 machine with torch.
 
-Loader protocol (``TaskArgs.loader``, default ``config.DEFAULT_LOADERS``): a
+Loader protocol (``TaskArgs.loader``, default ``DEFAULT_LOADERS`` below): a
 function ``load(folder: Path)`` of a verified version folder returning
 
 - recommend: ``(model, vocab)``: a torch module with ``score(histories: list[np.ndarray], device=...)
@@ -39,11 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from ecomine.models import ensemble as ensemble_math
-from ecomine.serve.ranking import Catalogue
+from ecomine.predict import combine as ensemble_math
+from ecomine.predict.ranking import Catalogue
 
 __all__ = [
     "TASKS",
+    "DEFAULT_LOADERS",
     "ModelLoadError",
     "reconfigure_failure",
     "Member",
@@ -56,6 +57,12 @@ __all__ = [
 ]
 
 TASKS = ("recommend", "demand", "risk")
+# module:function that turns a verified version folder into a model (the loader protocol above).
+DEFAULT_LOADERS = {
+    "recommend": "ecomine.models.recommend:load_recommender",
+    "demand": "ecomine.models.demand:load_forecaster",
+    "risk": "ecomine.models.risk:load_risk_model",
+}
 
 
 class ModelLoadError(RuntimeError):
@@ -121,8 +128,6 @@ class ModelState:
 
 def import_loader(path: str, task: str) -> Callable[[Path], Any]:
     """``package.module:function`` -> the function, with an error that says what is missing."""
-    from ecomine.serve.config import DEFAULT_LOADERS
-
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -176,8 +181,6 @@ def load_state(
             obj = known[mv.version].obj
         else:
             if loader is None:
-                from ecomine.serve.config import DEFAULT_LOADERS
-
                 loader = import_loader(loader_path or DEFAULT_LOADERS[task], task)
             try:
                 obj = loader(folder)

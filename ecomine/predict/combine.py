@@ -1,7 +1,7 @@
 """Ensemble arithmetic for every task: how members' outputs combine, and how the combination is fitted.
 
 Sits in `models` (numpy/scipy only): `ecomine.ensembles` fits the combination
-on the members' validation predictions, `ecomine.serve.runtime` applies the
+on the members' validation predictions, `ecomine.predict.runtime` applies the
 same functions to live requests, so what was evaluated is what is served.
 
 - recommend: each member's scores become probabilities through a softmax at a

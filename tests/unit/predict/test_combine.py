@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecomine.models.ensemble import (
+from ecomine.predict.combine import (
     apply_platt,
     combine_quantiles,
     fit_mixture_weights,

@@ -1,6 +1,6 @@
 """``explain: true``: a served answer and why, for one loaded version or an ensemble.
 
-Sits in ``ecomine.serve`` beside ``answers`` (request in, answer out) and over ``runtime``
+Sits in ``ecomine.predict`` beside ``answers`` (request in, answer out) and over ``runtime``
 (which scores a ``ModelState``); called by the model deployments, the colocated ingress and
 ``ecomine explain`` alike, so an offline explanation is the one the app would serve. The
 methods are the models' own (``models.recommend_explain``: occlusion over the history;
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ecomine.serve.answers import demand_horizon, demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend
-from ecomine.serve.ranking import Rejected
-from ecomine.serve.runtime import ModelState, run_jobs
+from ecomine.predict.answers import demand_horizon, demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend
+from ecomine.predict.ranking import Rejected
+from ecomine.predict.runtime import ModelState, run_jobs
 
 __all__ = ["ExplainLimits", "explain_refusal", "explain_request", "explain_recommend", "explain_demand", "explain_risk"]
 
@@ -76,7 +76,7 @@ def explain_request(state: ModelState, req: dict[str, Any], limits: ExplainLimit
 
 
 def _limit(limits: ExplainLimits, name: str) -> int:
-    from ecomine.serve.api import DEFAULT_LIMITS
+    from ecomine.api.schema import DEFAULT_LIMITS
 
     return int(limits.get(name, DEFAULT_LIMITS[name]))
 

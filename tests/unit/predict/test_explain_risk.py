@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from ecomine.serve.api import RiskResponse
-from ecomine.serve.explain import explain_request
-from ecomine.serve.runtime import Member, build_state, run_jobs
+from ecomine.api.schema import RiskResponse
+from ecomine.predict.explain import explain_request
+from ecomine.predict.runtime import Member, build_state, run_jobs
 from tests.unit.models.test_risk_explain import _orders, tiny_encoder, trained  # noqa: F401 (fixtures)
 
 

@@ -1,6 +1,6 @@
 """The HTTP API's operator side: what ``GET /v1/models``, ``/v1/drift`` and ``/healthz`` answer.
 
-Sits in ``ecomine.serve`` beside ``api`` (the task routes' requests and responses, which
+Sits in ``ecomine.api`` beside ``schema`` (the task routes' requests and responses, which
 callers build); these are responses only, read by operators, the SDK's ``models()`` /
 ``drift()`` / ``health()`` and ``ecomine monitor``. Only pydantic is imported here, so the
 client installs light.
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ecomine.serve.api import _Response
+from ecomine.api.schema import _Response
 
 __all__ = [
     "MemberInfo",

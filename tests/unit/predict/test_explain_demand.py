@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from ecomine.serve.explain import explain_demand, explain_refusal, explain_request
-from ecomine.serve.ranking import Rejected
-from ecomine.serve.runtime import Member, build_state, run_jobs
+from ecomine.predict.explain import explain_demand, explain_refusal, explain_request
+from ecomine.predict.ranking import Rejected
+from ecomine.predict.runtime import Member, build_state, run_jobs
 from tests.unit.models.test_demand_explain import H, data, fc, known, spec  # noqa: F401 (fixtures)
 
 

@@ -1,7 +1,7 @@
 """From a score vector over the catalogue to the items a caller gets back.
 
-Sits inside ``ecomine.serve``, between the model deployments (which produce
-one score row per request) and the ingress: exclusions, the category filter,
+Sits in ``ecomine.predict``, between a model's scores (one row per request, from
+the deployments, batch scoring or the retrain holdout) and the answer: exclusions, the category filter,
 top-k, the popular-items fallback and the item metadata (title, category,
 price) from the model's vocabulary and the optional catalogue table. Numpy and
 polars only; Ray-free and torch-free, so unit tests check it directly.

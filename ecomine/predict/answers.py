@@ -1,6 +1,6 @@
 """Requests in, answers out: a request as a model job, and the job's result as the answer.
 
-Sits in ``ecomine.serve`` beside ``runtime`` (which runs one batch of jobs on a loaded
+Sits in ``ecomine.predict`` beside ``runtime`` (which runs one batch of jobs on a loaded
 ``ModelState``): ``plan_*`` / ``*_job`` turn a validated request into a job and a
 context (encoded history, exclusions, category filter, fallback reason, the demand
 horizon the model supports), ``finish_*`` turn the job's result into the API's answer
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ecomine.serve.ranking import FALLBACK_REASONS, Rejected, popular_fill, top_k
+from ecomine.predict.ranking import FALLBACK_REASONS, Rejected, popular_fill, top_k
 
 if TYPE_CHECKING:
-    from ecomine.serve.runtime import ModelState
+    from ecomine.predict.runtime import ModelState
 
 __all__ = ["plan_recommend", "finish_recommend", "demand_horizon", "demand_job", "finish_demand", "risk_job", "finish_risk"]
 
@@ -77,7 +77,7 @@ def finish_recommend(state: ModelState, context: dict[str, Any], row: np.ndarray
 def demand_horizon(state: ModelState, asked: int | None) -> int:
     """The periods to forecast: what the request asked, else the served model's own horizon
     (``max_horizon``; ``api.DEFAULT_HORIZON`` for a model that states none)."""
-    from ecomine.serve.api import DEFAULT_HORIZON
+    from ecomine.api.schema import DEFAULT_HORIZON
 
     if asked is not None:
         return int(asked)

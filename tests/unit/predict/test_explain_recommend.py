@@ -16,9 +16,9 @@ import torch
 from ecomine.models.recommend import ItemVocab, RecommenderConfig, SequentialRecommender
 from ecomine.models.recommend_baselines import BaselineRecommender, ItemKNN, MostPopular
 from ecomine.models.recommend_explain import occlusion_histories
-from ecomine.serve.answers import finish_recommend, plan_recommend
-from ecomine.serve.explain import explain_recommend, explain_refusal
-from ecomine.serve.runtime import Member, build_state, run_jobs
+from ecomine.predict.answers import finish_recommend, plan_recommend
+from ecomine.predict.explain import explain_recommend, explain_refusal
+from ecomine.predict.runtime import Member, build_state, run_jobs
 
 N_ITEMS = 40
 ITEMS = [f"i{n}" for n in range(N_ITEMS)]
