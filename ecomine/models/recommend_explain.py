@@ -1,6 +1,6 @@
 """Why this item: occlusion of a recommendation's history ("because you bought X").
 
-Sits in ``models`` beside the recommenders; ``ecomine.serve.explain`` runs it on a served
+Sits in ``models`` beside the recommenders; ``ecomine.predict.explain`` runs it on a served
 version or ensemble. A history item's contribution to a recommended item is the item's
 score with the whole history minus its score with every occurrence of that history item
 removed, the exact counterfactual a merchandiser asks about, and in the same units as the
