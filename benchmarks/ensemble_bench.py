@@ -2,7 +2,7 @@
 
 Used by `ensemble_demand_online_retail.py` and `ensemble_risk_online_retail.py`, which say
 which members to train on which data; this module times each member, calls
-`ecomine.ensembles.build_ensemble` on them (the `ecomine ensemble build` path), prints the
+`ecomine.ensemble.build.build_ensemble` on them (the `ecomine ensemble build` path), prints the
 test report and the ensemble / best-member ratio with the load average, and writes the JSON.
 """
 
@@ -48,7 +48,7 @@ def train_member(shape: str, what: str, row: dict[str, Any], train: Callable[[],
 def ensemble_versus_best(task: str, shape: str, registry: Path, rows: list[dict[str, Any]], console,
                          t_all: float, data: Any = None) -> tuple[dict[str, Any], Any]:
     """Build the ensemble of `rows`' versions (on `data` when the caller prepared it); (summary, EnsembleOutcome)."""
-    from ecomine.ensembles import build_ensemble, versus_best_member
+    from ecomine.ensemble.build import build_ensemble, versus_best_member
     from ecomine.specs import EnsembleSpec
     from ecomine.train.reports import report_json
 

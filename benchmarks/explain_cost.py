@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if registry is None:
         from rich.console import Console
 
-        from ecomine.demo import DemoSize, run_demo
+        from ecomine.demo.run import DemoSize, run_demo
 
         cache = Path(tempfile.gettempdir()) / "ecomine-explain-cost-demo"  # kept: a rerun skips the training
         registry = cache / "registry"

@@ -3,7 +3,7 @@
     python benchmarks/retrain_online_retail.py --months 2011-09-01 2011-10-01 2011-11-01 --epochs 3 \\
         --json benchmarks/results/retrain_online_retail.json
 
-Each cut-off runs `ecomine.retrain.run_pipeline` on the shared files (the packaged
+Each cut-off runs `ecomine.retrain.pipeline.run_pipeline` on the shared files (the packaged
 `online-retail` DataSpec) with a window of `--window-days` before it: the first
 month has no champion and is promoted; every later month trains a challenger
 warm-started from the champion and gates it on the newest holdout (each user's
@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from ecomine.retrain import run_pipeline
+    from ecomine.retrain.pipeline import run_pipeline
     from ecomine.specs import PipelineSpec, TrainSpec, load_spec
 
     work = Path(tempfile.mkdtemp(prefix="ecomine-retrain-bench-"))

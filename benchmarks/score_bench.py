@@ -60,7 +60,7 @@ def main() -> None:
 
     import ray
 
-    from ecomine.scoring import load_scorer, plan_scoring, run_scoring, score_table
+    from ecomine.score.batch import load_scorer, plan_scoring, run_scoring, score_table
     from ecomine.specs import ScoreSpec
 
     root = Path(tempfile.mkdtemp(prefix="ecomine-score-bench-"))

@@ -112,7 +112,7 @@ def write_bodies(path: Path, items: list[str], *, n: int = 256, history: int = 2
 
 def local_args(registry: Path, system: str = "ecomine", members: int = 1) -> dict[str, Any]:
     """``serve_configs/local.yaml``'s ``args`` as shipped, on the benchmark's registry, varied per system."""
-    from ecomine.serve_cli import read_serve_config
+    from ecomine.serve.control import read_serve_config
 
     args = read_serve_config(LOCAL_YAML)["applications"][0]["args"]
     args["registry"] = str(registry)

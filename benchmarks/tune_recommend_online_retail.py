@@ -61,7 +61,7 @@ def main() -> None:
     from ecomine.train.recommend_metrics import evaluate_scorer
     from ecomine.train.recommend_task import TASK
     from ecomine.train.runner import run_training
-    from ecomine.tuning import apply_overrides, load_campaign, run_campaign
+    from ecomine.tuning.campaign import apply_overrides, load_campaign, run_campaign
     from ecomine.models.recommend import load_recommender
 
     console = Console()

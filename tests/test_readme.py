@@ -106,7 +106,7 @@ def test_readme_command_runs(command: str, tmp_path: Path) -> None:
 def test_documented_command_has_help(command: str) -> None:
     from typer.testing import CliRunner
 
-    from ecomine.cli import app
+    from ecomine.cli.main import app
 
     r = CliRunner().invoke(app, [*command.split(), "--help"])
     assert r.exit_code == 0, (command, r.output[-2000:])

@@ -1,6 +1,6 @@
 """Ensemble arithmetic for every task: how members' outputs combine, and how the combination is fitted.
 
-Sits in `models` (numpy/scipy only): `ecomine.ensembles` fits the combination
+Sits in `models` (numpy/scipy only): `ecomine.ensemble.build` fits the combination
 on the members' validation predictions, `ecomine.predict.runtime` applies the
 same functions to live requests, so what was evaluated is what is served.
 

@@ -200,7 +200,7 @@ def load_state(
 def _expand_ensembles(registry: Any, task: str, refs: list[tuple[str, float]], label: str) -> tuple[list, list]:
     """``(version, ref, weight, temperature)`` per model - a version of kind ensemble becomes its pinned members -
     and the ensemble manifests met on the way."""
-    from ecomine.ensemble_manifest import is_ensemble, pinned_members, read_ensemble
+    from ecomine.registry import is_ensemble, pinned_members, read_ensemble
 
     out, ensembles = [], []
     for ref, weight in refs:

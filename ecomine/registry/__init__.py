@@ -37,8 +37,19 @@ Modules (import ``ecomine.registry``, not them)::
     _commit     a version's files in, whole or not at all (local rename, S3 manifest last)
     _stages     stage pointers and their history
     _registry   Registry: the operations over those, on a folder or s3://
+    _ensemble   an ensemble version: its members pinned by version and content digest (ensemble.json)
 """
 
+from ecomine.registry._ensemble import (
+    ENSEMBLE_FILE,
+    EnsembleManifest,
+    PinnedMember,
+    content_digest,
+    is_ensemble,
+    pinned_members,
+    read_ensemble,
+    write_ensemble,
+)
 from ecomine.registry._errors import (
     ChecksumMismatch,
     InvalidName,
@@ -70,4 +81,12 @@ __all__ = [
     "ChecksumMismatch",
     "new_version_id",
     "library_versions",
+    "ENSEMBLE_FILE",
+    "PinnedMember",
+    "EnsembleManifest",
+    "content_digest",
+    "read_ensemble",
+    "write_ensemble",
+    "pinned_members",
+    "is_ensemble",
 ]

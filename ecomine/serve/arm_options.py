@@ -1,7 +1,7 @@
 """What the app builder and the ingress derive from a validated ``AppArgs``.
 
 Sits in ``ecomine.serve`` between ``config`` (the typed args) and ``app`` / ``ingress`` /
-``colocation`` / ``ecomine.serve_swap``: each arm's constructor arguments, the colocated
+``colocation`` / ``ecomine.serve.swap``: each arm's constructor arguments, the colocated
 ingress's ``user_config`` (the arms' settings by deployment name), and the ingress's
 admission limit (how many prediction requests one ingress replica lets in at once).
 """

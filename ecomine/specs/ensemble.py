@@ -1,6 +1,6 @@
 """EnsembleSpec: which registered versions form an ensemble, and how their combination is fitted.
 
-Read by `ecomine.ensembles` (`ecomine ensemble build <ensemble.yaml>`), which
+Read by `ecomine.ensemble.build` (`ecomine ensemble build <ensemble.yaml>`), which
 registers the result as a version of kind `ensemble`.
 """
 

@@ -1,10 +1,10 @@
 """PipelineSpec: one retraining pipeline (`ecomine retrain`): window, challenger, gate, promotion, swap.
 
-Read by `ecomine.retrain`. A pipeline names the TrainSpec of its challenger (a
+Read by `ecomine.retrain.pipeline`. A pipeline names the TrainSpec of its challenger (a
 path or inline), the slice of data it sees (a window counted back from a
 cut-off, and optionally another data ref: a new file or `s3://` prefix), how the
 challenger starts (the champion's weights or scratch) and the gate it must pass
-(`ecomine.gate`).
+(`ecomine.retrain.gate`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ __all__ = ["GuardSpec", "GateSpec", "PipelineSpec", "DEFAULT_GATE_METRIC", "DEFA
 # The gate's primary metric by task, and the guards it keeps by default (metric -> relative tolerance).
 DEFAULT_GATE_METRIC = {"recommend": "ndcg@10", "risk": "pr_auc", "demand": "pinball"}
 DEFAULT_GUARDS = {"recommend": {"hr@20": 0.02}, "risk": {"brier": 0.05}, "demand": {}}
-# Tasks whose held-out units the pipeline can score for both versions today (ecomine.retrain).
+# Tasks whose held-out units the pipeline can score for both versions today (ecomine.retrain.pipeline).
 GATE_TASKS = ("recommend", "risk")
 
 

@@ -1,6 +1,6 @@
 """ScoreSpec: which registered version scores which table, and where the parquet goes.
 
-Read by `ecomine.scoring` (`ecomine score <score.yaml>`): top-k for every user
+Read by `ecomine.score.batch` (`ecomine score <score.yaml>`): top-k for every user
 (recommend), forecasts for every item (demand), a risk probability for every
 order line (risk), through Ray Data with the model in an actor pool.
 """

@@ -1,6 +1,6 @@
 """TrainSpec: one training run of a task (data, model, optimisation, scaling, run, evaluation).
 
-Read by `ecomine.train` (the runner, the loop, each task) and by `ecomine.tuning`,
+Read by `ecomine.train` (the runner, the loop, each task) and by `ecomine.tuning.campaign`,
 which searches over its fields. The recommend and demand model specs live here; the
 risk model spec is in `risk_model`, LoRA settings in `lora`, booster settings in
 `boosters` (re-exported here, so `ecomine.specs.train` still names them all).

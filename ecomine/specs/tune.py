@@ -1,6 +1,6 @@
 """TuneSpec: a tuning campaign over a TrainSpec (the campaigns live in top-level tune/*.yaml).
 
-Read by `ecomine.tuning` (`ecomine tune`).
+Read by `ecomine.tuning.campaign` (`ecomine tune`).
 """
 
 from __future__ import annotations

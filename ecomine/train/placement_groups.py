@@ -1,7 +1,7 @@
 """Freeing the CPUs of a stopped training run: the placement groups its progress file names.
 
 Sits in `train` beside the loop that records them (rank 0 writes its placement
-group's id into `progress.jsonl`); `ecomine.tuning` and its Tune callbacks call it
+group's id into `progress.jsonl`); `ecomine.tuning.campaign` and its Tune callbacks call it
 when a trial ends. Ray is imported inside the function, never at import time.
 """
 

@@ -54,7 +54,7 @@ def test_synthetic_log_cli_engine_ray_same_as_local(ray_session, tmp_path: Path)
 
     local = tmp_path / "local"
     write_features(load_spec(spec, DataSpec), str(local), engine="local")
-    r = subprocess.run([sys.executable, "-m", "ecomine.cli", "data", "build", str(spec), "--out", str(tmp_path / "ray")],
+    r = subprocess.run([sys.executable, "-m", "ecomine.cli.main", "data", "build", str(spec), "--out", str(tmp_path / "ray")],
                        capture_output=True, text=True, timeout=180)  # joins the session's cluster (RAY_ADDRESS)
     assert r.returncode == 0, r.stderr[-2000:]
     assert_same_build(local, tmp_path / "ray")

@@ -38,7 +38,7 @@ def test_unreachable_s3_endpoint_is_one_line(tmp_path: Path) -> None:
     spec.write_text("sources: [{uri: 's3://bucket/events.csv', columns: {user_id: u, item_id: i, ts: t}}]\n")
     env = {"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
            "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "ecomine.cli", "data", "build", str(spec), "--out", str(tmp_path / "o")],
+    r = subprocess.run([sys.executable, "-m", "ecomine.cli.main", "data", "build", str(spec), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "127.0.0.1:9" in r.stderr

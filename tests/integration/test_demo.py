@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ecomine.demo import DemoSize, run_demo
+from ecomine.demo.run import DemoSize, run_demo
 
 pytestmark = pytest.mark.integration
 

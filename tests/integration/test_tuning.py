@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from ecomine.registry import Registry
-from ecomine.tuning import run_campaign
+from ecomine.tuning.campaign import run_campaign
 
 pytestmark = pytest.mark.integration
 
@@ -76,8 +76,8 @@ def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path) -> None:
     assert {v.version for v in tagged} == set(out.versions)
     assert all(v.metrics["test"]["all_items"]["NDCG@10"] is not None for v in tagged)
     # the campaign's `ensemble:` block (what `ecomine tune` runs next): its exports as one ensemble version
-    from ecomine.ensembles import campaign_ensemble
-    from ecomine.tuning import load_campaign
+    from ecomine.ensemble.build import campaign_ensemble
+    from ecomine.tuning.campaign import load_campaign
 
     ens = campaign_ensemble(load_campaign(path), out.versions)
     mv = Registry(str(tmp_path / "registry")).get("recommend", ens.version)
@@ -90,7 +90,7 @@ def test_interrupted_campaign_resumes_without_rerunning_finished_trials(ray_sess
     spec = _write(tmp_path, "resume-campaign", samples=4, concurrent=1, top_k=0, scheduler="fifo")
     trials_dir = tmp_path / "tune_runs" / "resume-campaign" / "trials"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # RAY_ADDRESS: the session cluster
-    cmd = [sys.executable, "-m", "ecomine.cli", "tune", str(spec)]
+    cmd = [sys.executable, "-m", "ecomine.cli.main", "tune", str(spec)]
     log = (tmp_path / "tune.log").open("w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -133,7 +133,7 @@ def test_a_stopped_runs_placement_group_is_freed(ray_session, tmp_path: Path) ->
     import ray
     from ray.util.placement_group import placement_group, placement_group_table
 
-    from ecomine.tuning import free_run_placement_groups
+    from ecomine.tuning.campaign import free_run_placement_groups
 
     pg = placement_group([{"CPU": 0.01}])
     ray.get(pg.ready(), timeout=60)

@@ -20,7 +20,7 @@ GOOD = "u,i,t,q,p\n1,a,2024-01-01 10:00:00,1,2.0\n2,b,2024-01-02 10:00:00,2,3.0\
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ecomine.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+        [sys.executable, "-m", "ecomine.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=120
     )
 
 

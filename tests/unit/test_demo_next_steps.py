@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ecomine.demo import _print_next_steps, serve_command
+from ecomine.demo.run import _print_next_steps, serve_command
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -68,8 +68,8 @@ def _spec_file(tmp_path: Path, root: Path, members: list[dict], **extra) -> Path
 
 
 def test_build_registers_a_version_pinning_its_members(registry_root, tmp_path):
-    from ecomine.ensemble_manifest import content_digest, pinned_members, read_ensemble
-    from ecomine.ensembles import build_ensemble
+    from ecomine.registry import content_digest, pinned_members, read_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.registry import Registry
     from ecomine.specs import EnsembleSpec, load_spec
 
@@ -95,7 +95,7 @@ def test_build_registers_a_version_pinning_its_members(registry_root, tmp_path):
 
 
 def test_campaign_members_take_the_best_by_validation(registry_root, tmp_path):
-    from ecomine.ensembles import resolve_members
+    from ecomine.ensemble.build import resolve_members
     from ecomine.registry import Registry
     from ecomine.specs import EnsembleSpec
 
@@ -115,7 +115,7 @@ def test_campaign_members_take_the_best_by_validation(registry_root, tmp_path):
     ],
 )
 def test_bad_specs_are_one_line_exit_2_and_register_nothing(registry_root, tmp_path, members, needle):
-    from ecomine.cli import app
+    from ecomine.cli.main import app
     from ecomine.registry import Registry
 
     before = {mv.version for mv in Registry(registry_root).list("recommend")}
@@ -128,7 +128,7 @@ def test_bad_specs_are_one_line_exit_2_and_register_nothing(registry_root, tmp_p
 def test_cli_main_prints_one_line(registry_root, tmp_path, capsys, monkeypatch):
     import sys
 
-    from ecomine.cli import main
+    from ecomine.cli.main import main
 
     path = _spec_file(tmp_path, registry_root, [{"version": "rec-a"}, {"version": "nope-1"}])
     monkeypatch.setattr(sys, "argv", ["ecomine", "ensemble", "build", str(path)])
@@ -143,7 +143,7 @@ def test_a_member_rewritten_after_the_build_is_refused(registry_root, tmp_path):
     """Changing a member's file and re-sealing its manifest passes the registry's own check, not the pin."""
     import hashlib
 
-    from ecomine.ensemble_manifest import EnsembleManifest, PinnedMember, content_digest, pinned_members
+    from ecomine.registry import EnsembleManifest, PinnedMember, content_digest, pinned_members
     from ecomine.registry import ChecksumMismatch, Registry
 
     registry = Registry(registry_root)
@@ -163,7 +163,7 @@ def test_a_member_rewritten_after_the_build_is_refused(registry_root, tmp_path):
 
 def test_serving_runtime_expands_an_ensemble_version_into_its_pinned_members(registry_root, tmp_path):
     """The served answer of an ensemble version is the builder's mixture: same members, weights, temperatures."""
-    from ecomine.ensembles import RecommendMixture, build_ensemble
+    from ecomine.ensemble.build import RecommendMixture, build_ensemble
     from ecomine.models.recommend import load_recommender
     from ecomine.registry import Registry
     from ecomine.predict.runtime import load_state
@@ -174,7 +174,7 @@ def test_serving_runtime_expands_an_ensemble_version_into_its_pinned_members(reg
                                         "members": [{"version": "rec-a"}, {"version": "rec-b"}]})
     version = build_ensemble(spec).version
     state = load_state(registry, "recommend", [(version, 1.0)])
-    from ecomine.ensemble_manifest import read_ensemble
+    from ecomine.registry import read_ensemble
 
     pins = {m.version: m for m in read_ensemble(registry.fetch("recommend", version)).members}
     assert state.versions == ["rec-a", "rec-b"]
@@ -202,7 +202,7 @@ def test_serving_runtime_expands_an_ensemble_version_into_its_pinned_members(reg
 
 
 def test_a_non_neural_member_joins_an_ensemble_and_serves(registry_root):
-    from ecomine.ensembles import build_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.registry import Registry
     from ecomine.predict.runtime import _run_recommend, load_state
     from ecomine.specs import EnsembleSpec
@@ -232,7 +232,7 @@ def test_every_shipped_ensemble_spec_loads():
 
 
 def test_versus_best_member_picks_by_direction():
-    from ecomine.ensembles import versus_best_member
+    from ecomine.ensemble.build import versus_best_member
 
     rows = {"ensemble": {"pinball": 0.9}, "member a (w 0.5)": {"pinball": 1.0}, "member b (w 0.5)": {"pinball": 1.2},
             "zero": {"pinball": 0.1}}
@@ -241,7 +241,7 @@ def test_versus_best_member_picks_by_direction():
 
 
 def test_evaluate_names_an_ensemble_version_in_one_line(registry_root):
-    from ecomine.cli import app
+    from ecomine.cli.main import app
     from ecomine.registry import Registry
 
     ens = next(mv for mv in Registry(registry_root).list("recommend") if "ensemble" in mv.tags)
@@ -251,8 +251,8 @@ def test_evaluate_names_an_ensemble_version_in_one_line(registry_root):
 
 def test_prepared_data_is_reused_and_must_be_the_members_data(registry_root, tmp_path):
     """`build_ensemble(..., data=)` skips preparing again, fits the same weights, and refuses another data set."""
-    from ecomine.ensemble_manifest import read_ensemble
-    from ecomine.ensembles import build_ensemble
+    from ecomine.registry import read_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.registry import Registry
     from ecomine.specs import EnsembleSpec, SpecError, TrainSpec
     from ecomine.train.tasks import get_task

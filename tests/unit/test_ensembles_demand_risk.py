@@ -34,7 +34,7 @@ def _fit(task, spec, data, seed: int, steps: int):
 
 
 def test_demand_ensemble_weights_quantiles_by_validation_pinball_and_serves(tmp_path):
-    from ecomine.ensembles import build_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.registry import Registry
     from ecomine.predict.runtime import _run_demand, load_state
     from ecomine.train.demand_task import TASK
@@ -74,8 +74,8 @@ def test_demand_ensemble_weights_quantiles_by_validation_pinball_and_serves(tmp_
 def test_risk_ensemble_is_recalibrated_and_served_with_its_threshold(tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from ecomine.ensemble_manifest import read_ensemble
-    from ecomine.ensembles import build_ensemble
+    from ecomine.registry import read_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.models.text_encoder import resolve_encoder
     from ecomine.registry import Registry
     from ecomine.predict.runtime import load_state

@@ -70,8 +70,8 @@ def registry_with_members(tmp_path_factory, tiny_encoder):
 
 
 def test_lm_plus_lightgbm_ensemble_builds_and_answers_through_the_runtime(registry_with_members) -> None:
-    from ecomine.ensemble_manifest import read_ensemble
-    from ecomine.ensembles import build_ensemble, versus_best_member
+    from ecomine.registry import read_ensemble
+    from ecomine.ensemble.build import build_ensemble, versus_best_member
     from ecomine.models.risk import load_risk_model
     from ecomine.predict.runtime import Member, build_state, load_state, run_jobs
 
@@ -105,7 +105,7 @@ def test_lm_plus_lightgbm_ensemble_builds_and_answers_through_the_runtime(regist
 
 
 def test_members_cut_on_different_splits_are_refused_naming_the_field(registry_with_members) -> None:
-    from ecomine.ensembles import build_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.train.risk_task import TASK, fit_lightgbm_classifier
 
     root, registry, _ = registry_with_members

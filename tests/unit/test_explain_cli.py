@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecomine.explain_cli import ExplainError, explain_offline
+from ecomine.cli.explain import ExplainError, explain_offline
 
 N_ITEMS = 30
 ITEMS = [f"i{n}" for n in range(N_ITEMS)]
@@ -42,7 +42,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _cli(registry: Path, tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_ADDRESS": "127.0.0.1:9"}  # a Ray start would fail
-    return subprocess.run([sys.executable, "-m", "ecomine.cli", "explain", *args, "--registry", str(registry)],
+    return subprocess.run([sys.executable, "-m", "ecomine.cli.main", "explain", *args, "--registry", str(registry)],
                           capture_output=True, text=True, env=env, timeout=120, input=stdin,
                           cwd=Path(__file__).resolve().parents[1].parent)
 

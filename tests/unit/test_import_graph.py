@@ -16,22 +16,23 @@ PACKAGE = Path(__file__).resolve().parents[2] / "ecomine"
 
 # The data-flow order of DESIGN.md, lowest first: a module may import its own layer and
 # any layer before it. specs and storage are shared by all (with ray_errors, a helper
-# both data and scoring use to unwrap Ray's exceptions); the operators' verbs sit on
-# top, each calling down and called by nothing below.
+# both data and scoring use to unwrap Ray's exceptions); api is the HTTP contract that
+# predict, serve and the client share; the operators' verbs sit on top, each calling down
+# and called by nothing below, and the CLI above them all.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shared", ("ecomine", "ecomine.specs", "ecomine.storage", "ecomine.ray_errors")),
     ("api", ("ecomine.api",)),
     ("data", ("ecomine.data", "ecomine.datasets")),
     ("models", ("ecomine.models",)),
     ("train", ("ecomine.train",)),
-    ("tuning", ("ecomine.tuning", "ecomine._tune_callbacks")),
-    ("registry", ("ecomine.registry", "ecomine.ensemble_manifest")),
+    ("tuning", ("ecomine.tuning",)),
+    ("registry", ("ecomine.registry",)),
     ("predict", ("ecomine.predict",)),
+    ("ensemble", ("ecomine.ensemble",)),
     ("serve", ("ecomine.serve",)),
     ("client", ("ecomine.client",)),
-    ("operators", ("ecomine.cli", "ecomine.demo", "ecomine.demo_serve", "ecomine.ensembles", "ecomine.gate",
-                   "ecomine.retrain", "ecomine.retrain_cli", "ecomine.retrain_holdout", "ecomine.scoring",
-                   "ecomine.score_cli", "ecomine.explain_cli", "ecomine.monitor_cli", "ecomine.serve_cli", "ecomine.serve_swap")),
+    ("operators", ("ecomine.retrain", "ecomine.score", "ecomine.demo")),
+    ("cli", ("ecomine.cli",)),
 )
 
 # Upstream arrows that are seams, not bugs: (importer, imported) -> why.

@@ -6,8 +6,8 @@ import socket
 
 from typer.testing import CliRunner
 
-from ecomine import monitor_cli
-from ecomine.cli import app
+from ecomine.cli import monitor as monitor_cli
+from ecomine.cli.main import app
 
 
 def _closed_port() -> int:

@@ -31,7 +31,7 @@ def _run(tmp_path: Path, yaml: str) -> subprocess.CompletedProcess[str]:
     spec = tmp_path / "score.yaml"
     spec.write_text(yaml)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_ADDRESS": "127.0.0.1:9"}  # a Ray start would fail
-    return subprocess.run([sys.executable, "-m", "ecomine.cli", "score", str(spec)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ecomine.cli.main", "score", str(spec)], capture_output=True, text=True,
                           env=env, timeout=120, cwd=Path(__file__).resolve().parents[2])
 
 

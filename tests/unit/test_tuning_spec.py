@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ecomine.specs import SpecError
-from ecomine.tuning import load_campaign
+from ecomine.tuning.campaign import load_campaign
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = """

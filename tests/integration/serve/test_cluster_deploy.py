@@ -21,7 +21,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ecomine.serve_cli import read_serve_config, serve_app
+from ecomine.serve.control import read_serve_config
+from ecomine.cli.serve import serve_app
 from tests.integration.serve.conftest import REPO, free_port
 
 pytestmark = pytest.mark.integration

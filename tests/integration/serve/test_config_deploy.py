@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ecomine.serve_cli import read_serve_config, validate_serve_config
+from ecomine.serve.control import read_serve_config, validate_serve_config
 from tests.integration.serve.conftest import REPO, STANDIN, serve_log_lines
 
 pytestmark = pytest.mark.integration
@@ -170,8 +170,9 @@ def test_a_tampered_swap_keeps_both_replicas_serving_and_names_the_file(
     from ray import serve
     from typer.testing import CliRunner
 
-    from ecomine.serve_cli import ServeConfigError, serve_app
-    from ecomine.serve_swap import swap_served_version
+    from ecomine.serve.control import ServeConfigError
+    from ecomine.cli.serve import serve_app
+    from ecomine.serve.swap import swap_served_version
 
     pair_url = f"{serve_base}/{PAIR}"
     history = serving_data.items[:3]

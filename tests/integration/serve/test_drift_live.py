@@ -83,7 +83,7 @@ def _send(target: ServeTarget, histories: list[list[str]], n: int, seed: int) ->
 
 
 def _monitor(url: str, registry: Path, *extra: str):
-    from ecomine.cli import app
+    from ecomine.cli.main import app
 
     result = CliRunner().invoke(app, ["monitor", "--url", url, "--registry", str(registry), "--task", "recommend", *extra])
     return result.exit_code, result.output

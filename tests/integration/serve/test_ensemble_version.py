@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def test_serve_answers_from_an_ensemble_version(serve_base, serving_data, tmp_path):
     from ray import serve
 
-    from ecomine.ensembles import build_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.serve.app import build
     from ecomine.specs import EnsembleSpec
 

@@ -142,7 +142,7 @@ class _Load:
 def _deploy_app(world, version: str) -> None:
     from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
 
-    from ecomine.serve_cli import wait_running
+    from ecomine.serve.control import wait_running
 
     args = {
         "registry": str(world["registry"]),
@@ -234,7 +234,7 @@ def test_month_after_month_against_a_live_app(world):
 def test_a_risk_pipeline_gates_on_held_out_orders(world):
     """Risk: the first version is promoted; the next is gated by a paired bootstrap over the
     newest orders (PR-AUC recomputed on each draw), and promoted exactly when the interval clears."""
-    from ecomine.retrain import run_pipeline
+    from ecomine.retrain.pipeline import run_pipeline
     from ecomine.specs import PipelineSpec
 
     root = world["root"]

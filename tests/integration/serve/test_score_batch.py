@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ecomine.scoring import SUCCESS_FILE, ScoreError, run_scoring
+from ecomine.score.batch import SUCCESS_FILE, ScoreError, run_scoring
 from ecomine.specs import ScoreSpec
 from tests.integration.serve.conftest import STANDIN
 
@@ -111,7 +111,7 @@ def test_cli_to_s3_from_the_training_data(serving_data, s3_prefix: str, tmp_path
     spec = tmp_path / "score.yaml"
     spec.write_text(f"task: recommend\nregistry: {serving_data.registry}\nversion: staging\n"
                     f"inputs: {{kind: training_data}}\noutput: {s3_prefix}/scores/nightly\nk: 3\nnum_cpus: 0.5\n")
-    r = subprocess.run([sys.executable, "-m", "ecomine.cli", "score", str(spec)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "ecomine.cli.main", "score", str(spec)], capture_output=True, text=True,
                        timeout=180)  # joins the session's cluster (RAY_ADDRESS)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"recommend/{serving_data.rec_b}" in r.stdout

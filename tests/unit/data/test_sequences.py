@@ -85,7 +85,7 @@ def test_cli_bad_line_is_one_line_exit_2(tmp_path: Path) -> None:
     path.write_text("1 10 11\n2 12 oops\n")
     spec = tmp_path / "spec.yaml"
     spec.write_text(f"sources:\n  - uri: {path}\n")
-    r = subprocess.run([sys.executable, "-m", "ecomine.cli", "data", "profile", str(spec)],
+    r = subprocess.run([sys.executable, "-m", "ecomine.cli.main", "data", "profile", str(spec)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()

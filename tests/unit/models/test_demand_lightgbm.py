@@ -143,7 +143,7 @@ def test_serves_alone_and_beside_a_patchtst_version(folder, data, spec, tmp_path
 
 
 def test_ensemble_build_takes_a_lightgbm_member_beside_a_patchtst_one(tmp_path, folder, data, spec) -> None:
-    from ecomine.ensembles import build_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.registry import Registry
     from ecomine.specs import EnsembleSpec
 

@@ -1,11 +1,11 @@
-"""ecomine.gate: the paired bootstrap and the promotion rule, on values whose answer is known."""
+"""ecomine.retrain.gate: the paired bootstrap and the promotion rule, on values whose answer is known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ecomine.gate import decide, mean_statistic, paired_bootstrap
+from ecomine.retrain.gate import decide, mean_statistic, paired_bootstrap
 
 
 def _pair(n: int, lift: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer.main
 import yaml
 
-from ecomine.cli import app
+from ecomine.cli.main import app
 from ecomine.specs import DataSpec, PipelineSpec
 
 REPO = Path(__file__).resolve().parents[3]

@@ -87,7 +87,7 @@ def test_inline_api_keys_are_hashes_only_and_never_echoed() -> None:
 
 
 def test_production_configs_refuse_to_start_without_the_salt() -> None:
-    from ecomine.serve_cli import read_serve_config
+    from ecomine.serve.control import read_serve_config
 
     for name in ("production.yaml", "kuberay-rayservice.yaml"):
         args = AppArgs.model_validate(read_serve_config(REPO / "serve_configs" / name)["applications"][0]["args"])
@@ -107,7 +107,7 @@ def test_there_are_the_three_configs() -> None:
 def test_every_config_validates_against_rays_schema_and_app_args(path: Path) -> None:
     from ray.serve.schema import ServeDeploySchema
 
-    from ecomine.serve_cli import ECOMINE_IMPORT_PATH, load_serve_config, read_serve_config
+    from ecomine.serve.control import ECOMINE_IMPORT_PATH, load_serve_config, read_serve_config
 
     schema = load_serve_config(path)  # what `ecomine serve up/check` does first
     assert isinstance(schema, ServeDeploySchema)
@@ -129,7 +129,7 @@ def test_every_config_says_what_it_is_and_how_to_run_it(path: Path) -> None:
 
 
 def test_local_config_is_the_embedded_default(tmp_path: Path) -> None:
-    from ecomine.serve_cli import load_serve_config
+    from ecomine.serve.control import load_serve_config
 
     app = load_serve_config(REPO / "serve_configs" / "local.yaml").applications[0]
     args = AppArgs.model_validate(app.args)
@@ -162,7 +162,7 @@ def test_if_missing_skip_leaves_out_only_what_the_registry_lacks(tmp_path: Path)
 
 
 def test_kuberay_carries_the_production_config() -> None:
-    from ecomine.serve_cli import read_serve_config
+    from ecomine.serve.control import read_serve_config
 
     prod = read_serve_config(REPO / "serve_configs" / "production.yaml")
     assert read_serve_config(REPO / "serve_configs" / "kuberay-rayservice.yaml") == prod
@@ -175,7 +175,7 @@ def test_kuberay_carries_the_production_config() -> None:
 
 
 def test_a_broken_config_names_the_file_and_field(tmp_path: Path) -> None:
-    from ecomine.serve_cli import ServeConfigError, load_serve_config
+    from ecomine.serve.control import ServeConfigError, load_serve_config
 
     raw = yaml.safe_load((REPO / "serve_configs" / "local.yaml").read_text())
     raw["applications"][0]["args"]["recommend"]["champion"] = {"version": "latest", "members": []}
@@ -239,7 +239,7 @@ def test_hash_key_prints_what_auth_api_keys_takes() -> None:
     from typer.testing import CliRunner
 
     from ecomine.serve.security import key_hash
-    from ecomine.serve_cli import serve_app
+    from ecomine.cli.serve import serve_app
 
     out = CliRunner().invoke(serve_app, ["hash-key"], input="my-key\n")
     assert out.exit_code == 0 and out.output.strip() == key_hash("my-key")

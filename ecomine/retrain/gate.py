@@ -1,6 +1,6 @@
 """The champion/challenger gate: a paired bootstrap over held-out units and the promotion rule.
 
-Sits under `ecomine.retrain` (which scores both versions on the same newest holdout
+Sits under `ecomine.retrain.pipeline` (which scores both versions on the same newest holdout
 and hands the per-unit values here); pure numpy, no Ray, no registry.
 
 The test: both versions are scored on the same units (users for recommend), so the

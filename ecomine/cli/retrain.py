@@ -1,7 +1,7 @@
 """`ecomine retrain PIPELINE.yaml`: one gated retraining run (or `--rollback`), for people and schedulers.
 
-Mounted by `ecomine.cli` (its `_COMMANDS` table); typer only at import, Ray and
-torch inside `ecomine.retrain`. Exit codes a scheduler can act on: 0 the run
+Mounted by `ecomine.cli.main` (its `_COMMANDS` table); typer only at import, Ray and
+torch inside `ecomine.retrain.pipeline`. Exit codes a scheduler can act on: 0 the run
 ended (promoted, refused by the gate, or rolled back: the record says which),
 1 the challenger's training or the Serve swap failed (champion and Serve
 unchanged), 2 bad input (one line naming the field; nothing trained or written).
@@ -46,7 +46,7 @@ def retrain(
     """
     import json
 
-    from ecomine.retrain import RetrainError, ServeTarget, rollback, run_pipeline
+    from ecomine.retrain.pipeline import RetrainError, ServeTarget, rollback, run_pipeline
     from ecomine.specs import PipelineSpec, load_spec
 
     spec = load_spec(pipeline, PipelineSpec)

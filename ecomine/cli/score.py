@@ -1,7 +1,7 @@
 """`ecomine score <score.yaml>`: batch scoring of every user, item or order line by a registered version.
 
-An operator's verb mounted by ``ecomine.cli``'s ``_COMMANDS``; the work is
-``ecomine.scoring`` (Ray Data, an actor pool, parquet committed all or nothing).
+An operator's verb mounted by ``ecomine.cli.main``'s ``_COMMANDS``; the work is
+``ecomine.score.batch`` (Ray Data, an actor pool, parquet committed all or nothing).
 Imports typer and rich only at import time (Ray and torch inside the command).
 Bad input (a missing version or input, an unknown field) is one line on stderr,
 exit 2, nothing written: checked on the driver before Ray starts.
@@ -25,10 +25,10 @@ def score(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")] = None,
 ) -> None:
     """Score every user (recommend top-k), item (demand forecasts) or order line (risk) through Ray Data; write parquet."""
-    from ecomine.scoring import ScoreError, plan_scoring, run_scoring
+    from ecomine.score.batch import ScoreError, plan_scoring, run_scoring
     from ecomine.specs import ScoreSpec, load_spec
 
-    score_spec = load_spec(spec, ScoreSpec)  # SpecError: one line from ecomine.cli.main
+    score_spec = load_spec(spec, ScoreSpec)  # SpecError: one line from ecomine.cli.main.main
     try:
         plan = plan_scoring(score_spec)
         outcome = run_scoring(score_spec, ray_address=address, plan=plan)

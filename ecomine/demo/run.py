@@ -7,7 +7,7 @@ baselines -> register and promote them -> run a tiny Ray Tune campaign ->
 build an ensemble of the trained model, the campaign's trials and the item-kNN
 version (weights fitted on validation) and promote it -> deploy
 serve_configs/local.yaml's app (every task; the ensemble as the recommend
-champion, the single model in shadow; `ecomine.demo_serve`) with Ray Serve ->
+champion, the single model in shadow; `ecomine.demo.serve`) with Ray Serve ->
 call every route through the client SDK -> write a
 summary JSON and PNG plots (training curves, a demand forecast band, a risk
 reliability curve, the campaign) -> shut Serve down.
@@ -175,13 +175,13 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     from rich.console import Console
 
     from ecomine.data.features import item_catalogue
-    from ecomine.ensembles import build_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.registry import Registry
     from ecomine.specs import EnsembleSpec, TrainSpec
     from ecomine.train.recommend_eval import MODEL_NAME, best_baseline
     from ecomine.train.reports import report_json
-    from ecomine.demo_serve import serve_and_call
-    from ecomine.tuning import run_campaign
+    from ecomine.demo.serve import serve_and_call
+    from ecomine.tuning.campaign import run_campaign
 
     size = size or DemoSize()
     console = console or Console()

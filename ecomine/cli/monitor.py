@@ -1,6 +1,6 @@
 """`ecomine monitor`: live request features of a served app against the served versions' reference profiles.
 
-An operator's verb on top of serve and the registry (mounted by ``ecomine.cli``'s
+An operator's verb on top of serve and the registry (mounted by ``ecomine.cli.main``'s
 ``_COMMANDS``). It reads the live windows from the app (``GET <url>/v1/drift``,
 Bearer key from ``$ECOMINE_API_KEY``), the reference of each arm from the
 registry (the served version's sha256-verified ``profile.json``), compares them

@@ -1,7 +1,7 @@
 """An ensemble version's own file: its members pinned by version and content digest, with their weights.
 
-Sits beside `ecomine.registry` (it only reads and writes registry versions):
-`ecomine.ensembles` writes `ensemble.json` into a version of kind ensemble,
+Sits in `ecomine.registry` (it only reads and writes registry versions; import it from there):
+`ecomine.ensemble.build` writes `ensemble.json` into a version of kind ensemble,
 `ecomine.predict.runtime` expands such a version into its members at load time.
 A member is pinned by its version id and the sha256 of its manifest's file
 table, so a member whose files (and manifest) were rewritten after the
@@ -16,7 +16,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ecomine.registry import ChecksumMismatch, Manifest, ModelVersion, Registry, RegistryError
+from ecomine.registry._errors import ChecksumMismatch, RegistryError
+from ecomine.registry._manifest import Manifest, ModelVersion
+from ecomine.registry._registry import Registry
 
 __all__ = ["ENSEMBLE_FILE", "PinnedMember", "EnsembleManifest", "content_digest", "read_ensemble",
            "write_ensemble", "pinned_members", "is_ensemble"]

@@ -127,7 +127,7 @@ class _LiveTable:
     """Keeps a rich table of trials, state and metric on screen (fed by a Tune callback)."""
 
     def __init__(self, console, metric_key: str, mode: str) -> None:
-        from ecomine._tune_callbacks import TABLES, LiveTableCallback
+        from ecomine.tuning.callbacks import TABLES, LiveTableCallback
 
         self.console, self.key, self.mode = console, metric_key, mode
         self.live = None
@@ -143,7 +143,7 @@ class _LiveTable:
 
     def __exit__(self, *exc):
         self.live.__exit__(*exc)
-        from ecomine._tune_callbacks import TABLES
+        from ecomine.tuning.callbacks import TABLES
 
         TABLES.pop(id(self), None)
 
@@ -223,7 +223,7 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
         search_alg = OptunaSearch(seed=spec.seed)
     exp_dir = folder / "tune"
     live = _LiveTable(console, key, mode) if console is not None else None
-    from ecomine._tune_callbacks import FreeStoppedTrialsCallback
+    from ecomine.tuning.callbacks import FreeStoppedTrialsCallback
 
     callbacks = [FreeStoppedTrialsCallback(str(folder / "trials"), spec.name)] + ([live.callback] if live else [])
     if resume:

@@ -34,7 +34,7 @@ class EnsembleOutcome:
 
 def resolve_members(registry, spec: EnsembleSpec) -> list:
     """The spec's member references -> distinct registered versions (errors name `members[i]`)."""
-    from ecomine.ensemble_manifest import is_ensemble
+    from ecomine.registry import is_ensemble
     from ecomine.registry import RegistryError
 
     chosen, seen = [], set()
@@ -278,7 +278,7 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
     trained them holds it: the risk text vectors cost minutes); it is adapted to the first
     member's spec and still has to carry every member's data fingerprint.
     """
-    from ecomine.ensemble_manifest import EnsembleManifest, PinnedMember, content_digest, write_ensemble
+    from ecomine.registry import EnsembleManifest, PinnedMember, content_digest, write_ensemble
     from ecomine.registry import Registry
     from ecomine.train.reports import report_json
     from ecomine.train.tasks import get_task

@@ -1,6 +1,6 @@
 """Hot swap of a served version through the deployments' ``user_config`` (what `serve deploy` does by hand).
 
-Sits beside ``ecomine.serve_cli`` (the same dashboard client): ``ecomine retrain``
+Sits in ``ecomine.serve`` beside ``control`` (the same dashboard client): ``ecomine retrain``
 calls it after a promotion or a rollback. It reads the running application's
 deployed config from the dashboard, changes **only** the ``user_config`` of the
 arm that serves the task (the Ingress deployment's per-arm entry when the arms are
@@ -22,15 +22,15 @@ import copy
 import time
 from typing import Any
 
-from ecomine.serve_cli import (
+from ecomine.serve.control import (
     ServeConfigError,
-    _address,
-    _app_statuses,
-    _client,
+    app_statuses,
+    dashboard_address,
     get_models,
     models_url,
     refusal_line,
     refused_arms,
+    serve_client,
 )
 
 __all__ = ["check_app", "swap_served_version"]
@@ -39,12 +39,12 @@ INGRESS = "Ingress"  # the ingress deployment's name (its class name; ecomine.se
 
 
 def _running_app(address: str | None, app: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    client = _client(address)
+    client = serve_client(address)
     details = client.get_serve_details()
-    apps = _app_statuses(details)
+    apps = app_statuses(details)
     if app not in apps:
         raise ServeConfigError(
-            f"--serve {app!r}: no such Serve application at {_address(address)} "
+            f"--serve {app!r}: no such Serve application at {dashboard_address(address)} "
             f"(running: {', '.join(sorted(apps)) or 'none'})"
         )
     status = apps[app].get("status")
@@ -139,13 +139,13 @@ def _wait_serving(address: str | None, app: str, target: str, arm_name: str, ver
     """Until ``GET /v1/models`` shows the arm serving ``version`` alone; ServeConfigError when the
     replica refused it (the arm reports a ``last_reconfigure_error`` for it since ``since``, a Unix
     time, while the old version serves on; or, on a first load, its deployment fails) or on timeout."""
-    client = _client(address)
+    client = serve_client(address)
     task, arm = arm_name.split("-", 1)
     deadline = time.monotonic() + max(5.0, timeout_s)
     served: list[str] | None = None
     while True:
         details = client.get_serve_details()
-        apps = _app_statuses(details)
+        apps = app_statuses(details)
         dep = ((apps.get(app) or {}).get("deployments") or {}).get(target) or {}
         status, message = dep.get("status"), " ".join(str(dep.get("message", "")).split())
         if status in ("UNHEALTHY", "DEPLOY_FAILED"):

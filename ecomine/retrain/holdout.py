@@ -1,11 +1,11 @@
 """The retraining gate's evidence: champion and challenger scored as served on the same newest holdout.
 
-Sits between `ecomine.retrain` (the pipeline) and `ecomine.gate` (the statistics):
+Sits between `ecomine.retrain.pipeline` (the pipeline) and `ecomine.retrain.gate` (the statistics):
 it turns a window's prepared data into held-out units - recommend: users (their
 newest purchase, predicted from everything before it), risk: the test period's
 orders (labelled by any returned line) - scores each version through the serve
 runtime (`runtime.load_state` / `run_jobs`: each version's own vocabulary, history
-state and calibration, ensembles mixed), and hands `ecomine.gate` per-unit values
+state and calibration, ensembles mixed), and hands `ecomine.retrain.gate` per-unit values
 and the statistic of each metric.
 """
 
@@ -110,7 +110,7 @@ def risk_probabilities(state: Any, orders: list[dict[str, Any]], batch: int = 51
 
 
 def ranking_statistic(metric: str, champion: np.ndarray, challenger: np.ndarray):
-    from ecomine.gate import mean_statistic
+    from ecomine.retrain.gate import mean_statistic
 
     return mean_statistic(per_unit(champion, metric), per_unit(challenger, metric))
 
@@ -121,7 +121,7 @@ def risk_statistic(labels: np.ndarray):
 
     def make(metric: str, champion: np.ndarray, challenger: np.ndarray):
         if metric == "brier":
-            from ecomine.gate import mean_statistic
+            from ecomine.retrain.gate import mean_statistic
 
             return mean_statistic((champion - labels) ** 2, (challenger - labels) ** 2)
         score = average_precision_score if metric == "pr_auc" else roc_auc_score
@@ -153,7 +153,7 @@ def score_versions(registry: Any, spec: PipelineSpec, versions: dict[str, str], 
 
 
 def gate(spec: PipelineSpec, scores: dict[str, np.ndarray], statistic, level: float | None = None):
-    from ecomine.gate import GateDecision, decide, paired_bootstrap
+    from ecomine.retrain.gate import GateDecision, decide, paired_bootstrap
     from ecomine.specs import metric_mode
 
     g = spec.gate

@@ -1,7 +1,7 @@
 """Batch scoring: one registered version over every user, item or order line, through Ray Data, to parquet.
 
 An operator's verb on top of the spine (registry -> predict -> here), called by
-`ecomine score` (`ecomine.score_cli`) and called by nothing below it. A version is
+`ecomine score` (`ecomine.cli.score`) and called by nothing below it. A version is
 resolved once on the driver and pinned by id, so a stage moving mid-run changes
 nothing; each actor of a Ray Data actor pool (`map_batches` with a callable class,
 `compute=ActorPoolStrategy(size=actors)`) then loads it through `runtime.load_state`

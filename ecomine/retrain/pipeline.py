@@ -12,9 +12,9 @@ train -> registry -> serve). One run of a `PipelineSpec`:
    own vocabulary, history state and calibration), on the same newest holdout - recommend:
    each user's newest purchase in the window, predicted from everything before it; risk:
    the orders of the window's test period, labelled by whether any line came back;
-4. the gate (`ecomine.gate`): paired bootstrap over those users / orders on the primary
+4. the gate (`ecomine.retrain.gate`): paired bootstrap over those users / orders on the primary
    metric, guards on the others;
-5. promote in the registry, then hot-swap a running Serve app (`ecomine.serve_swap`); a
+5. promote in the registry, then hot-swap a running Serve app (`ecomine.serve.swap`); a
    swap that fails puts the stage pointer back, so the registry and Serve never disagree;
 6. write the run record beside the registry: `<registry>/_retrain/<name>/<run>/record.json`,
    `report.md` and `gate.png` (written last: a record exists once its run ended).
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ecomine.retrain_holdout import gate, holdout_units, score_versions
+from ecomine.retrain.holdout import gate, holdout_units, score_versions
 from ecomine.specs import PipelineSpec, SpecError, TrainSpec
 
 __all__ = ["ServeTarget", "RetrainError", "RetrainRecord", "run_pipeline", "rollback", "record_root"]
@@ -127,7 +127,7 @@ def run_pipeline(
     root = spec.registry_root(train)
     registry = Registry(root)
     if serve is not None:  # a missing app is bad input: say so before an hour of training
-        from ecomine.serve_swap import check_app
+        from ecomine.serve.swap import check_app
 
         check_app(serve.address, serve.app)
     started = _now()
@@ -182,7 +182,7 @@ def run_pipeline(
         registry.promote(spec.task, outcome.version, spec.stage)
         if serve is not None:
             try:
-                from ecomine.serve_swap import swap_served_version
+                from ecomine.serve.swap import swap_served_version
 
                 record.swap = swap_served_version(serve.address, serve.app, spec.task, outcome.version,
                                                   timeout_s=serve.timeout_s)
@@ -234,7 +234,7 @@ def rollback(spec: PipelineSpec, *, source: str | Path | None = None, serve: Ser
     train = spec.train_spec(source)
     registry = Registry(spec.registry_root(train))
     if serve is not None:
-        from ecomine.serve_swap import check_app
+        from ecomine.serve.swap import check_app
 
         check_app(serve.address, serve.app)
     started = _now()
@@ -247,7 +247,7 @@ def rollback(spec: PipelineSpec, *, source: str | Path | None = None, serve: Ser
     )
     registry.fetch(spec.task, pointer.version)  # every sha256 verified: the exact previous files
     if serve is not None:
-        from ecomine.serve_swap import swap_served_version
+        from ecomine.serve.swap import swap_served_version
 
         try:
             record.swap = swap_served_version(serve.address, serve.app, spec.task, pointer.version,

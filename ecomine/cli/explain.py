@@ -1,6 +1,6 @@
 """`ecomine explain <task> <request.json>`: a registered version's answer and why, offline.
 
-An operator's verb mounted by ``ecomine.cli``'s ``_COMMANDS``. The request file is the
+An operator's verb mounted by ``ecomine.cli.main``'s ``_COMMANDS``. The request file is the
 JSON body of the route (``/v1/recommend``, ``/v1/demand``, ``/v1/risk``; ``explain`` is
 implied), validated by the same models; the version is loaded as a Serve replica loads it
 (``predict.runtime.load_state``: sha256-verified, ensembles expanded) and explained by

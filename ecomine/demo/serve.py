@@ -3,7 +3,7 @@
 Each task is also called once with ``explain: true`` and its explanation printed (why this
 item, what drives this forecast, why this order is risky); the risk line's drivers go to a PNG.
 
-Part of `ecomine demo` (`ecomine.demo` runs the stages in order); kept apart
+Part of `ecomine demo` (`ecomine.demo.run` runs the stages in order); kept apart
 because it is the one stage that talks to Ray Serve and the client SDK.
 """
 

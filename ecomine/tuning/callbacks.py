@@ -3,7 +3,7 @@
 Tune pickles its callbacks with the experiment state; a class defined inside a
 function is pickled by value with everything it reaches (a rich Console holds
 locks). `LiveTableCallback` holds only a key into `TABLES`, which
-`ecomine.tuning` fills; `FreeStoppedTrialsCallback` only a folder and a name.
+`ecomine.tuning.campaign` fills; `FreeStoppedTrialsCallback` only a folder and a name.
 """
 
 from __future__ import annotations

@@ -38,14 +38,14 @@ app.add_typer(ensemble_app, name="ensemble")
 # Verb groups that live in modules of their own ("module:typer attribute" -> `ecomine <name> ...`);
 # each imports only typer at import time (Ray and torch inside its commands).
 _MOUNTED = {
-    "serve": "ecomine.serve_cli:serve_app",
+    "serve": "ecomine.cli.serve:serve_app",
 }
 # Single commands that live in modules of their own ("module:function" -> `ecomine <name> ARGS`).
 _COMMANDS: dict[str, str] = {
-    "retrain": "ecomine.retrain_cli:retrain",
-    "monitor": "ecomine.monitor_cli:monitor",
-    "score": "ecomine.score_cli:score",
-    "explain": "ecomine.explain_cli:explain",
+    "retrain": "ecomine.cli.retrain:retrain",
+    "monitor": "ecomine.cli.monitor:monitor",
+    "score": "ecomine.cli.score:score",
+    "explain": "ecomine.cli.explain:explain",
 }
 
 
@@ -275,7 +275,7 @@ def evaluate(
     from ecomine.specs import TrainSpec
     from ecomine.train.tasks import get_task
 
-    from ecomine.ensemble_manifest import is_ensemble
+    from ecomine.registry import is_ensemble
 
     reg = Registry(registry)
     mv = reg.get(task, version)
@@ -303,7 +303,7 @@ def demo(
     data: Annotated[str, typer.Option(help="synthetic (embedded, the default) or online-retail (the shared files)")] = "synthetic",
 ) -> None:
     """The whole platform end to end: data, Ray Train (3 tasks), registry, Ray Tune, Ray Serve, client, plots."""
-    from ecomine.demo import DemoSize, run_demo
+    from ecomine.demo.run import DemoSize, run_demo
 
     if data not in ("synthetic", "online-retail"):
         raise CliError(f"--data: {data!r} is not one of synthetic, online-retail")
@@ -320,7 +320,7 @@ def tune_cmd(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local Ray)")] = None,
 ) -> None:
     """Run a tuning campaign: Ray Tune over the training path; top-k registered as versions."""
-    from ecomine.tuning import run_campaign
+    from ecomine.tuning.campaign import run_campaign
 
     out = run_campaign(spec, resume=resume, console=console, ray_address=address)
     console.print(
@@ -329,11 +329,11 @@ def tune_cmd(
     )
     if out.errored:
         err_console.print(f"[yellow]warning:[/] {out.errored} trial(s) failed; their errors are in {out.results_parquet} (column error)")
-    from ecomine.tuning import load_campaign
+    from ecomine.tuning.campaign import load_campaign
 
     campaign = load_campaign(spec)
     if campaign.spec.ensemble is not None:
-        from ecomine.ensembles import campaign_ensemble
+        from ecomine.ensemble.build import campaign_ensemble
 
         if len(out.versions) < 2:
             raise CliError(f"{spec}: ensemble: the campaign registered {len(out.versions)} version(s); need 2 or more")
@@ -400,7 +400,7 @@ def ensemble_build(
     out: Annotated[Optional[Path], typer.Option(help="write the report JSON here")] = None,
 ) -> None:
     """Fit an ensemble of registered versions on their validation split, report it on test, register it."""
-    from ecomine.ensembles import build_ensemble
+    from ecomine.ensemble.build import build_ensemble
     from ecomine.specs import EnsembleSpec, load_spec
 
     overrides = _parse_overrides(set_ or [])
@@ -411,7 +411,7 @@ def ensemble_build(
     console.print(outcome.report)
     for m in outcome.members:
         console.print(f"  member {m['version']}: weight {m['weight']:.3f}, temperature {m['temperature']:.3g}")
-    from ecomine.ensembles import versus_best_member
+    from ecomine.ensemble.build import versus_best_member
 
     vs = versus_best_member(ens.task, outcome.results)
     for r in vs:
