@@ -33,6 +33,7 @@ from ecomine.data.cleaning import (
 )
 from ecomine.data.readers import DROP, SOURCE, DataError, local_source_path, read_source, to_canonical
 from ecomine.data.schema import EVENT_COLUMNS, EVENT_DTYPE
+from ecomine.ray_session import ensure_ray, surfaced
 from ecomine.specs import DataSpec, SourceSpec, SpecError, expand_uri
 
 if TYPE_CHECKING:
@@ -68,12 +69,7 @@ def load_events_ray(
     if user_buckets is not None and user_buckets < 1:
         raise ValueError(f"load_events_ray: user_buckets={user_buckets} must be >= 1")
     t0 = time.perf_counter()
-    if not ray.is_initialized():
-        import os
-
-        # RAY_ADDRESS, else a fresh local Ray; never Ray's implicit discovery, which would wait
-        # on a dead cluster named by a stale /tmp/ray/ray_current_cluster (train.runner.ray_address).
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", configure_logging=False, log_to_driver=False)
+    ensure_ray()  # RAY_ADDRESS, else a fresh local Ray (ray_session.ray_address)
     task = {"num_cpus": num_cpus}
     uris = [_uri(src) for src in spec.sources]
     key = spec.dedupe_overlap_on if len(spec.sources) > 1 else None
@@ -370,6 +366,5 @@ def _data_context() -> Iterator[None]:
 
 def _data_errors():
     """A DataError (or SpecError) raised inside a Ray task comes back as a DataError."""
-    from ecomine.ray_errors import surfaced
 
     return surfaced((DataError, SpecError), DataError)

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecomine.ray_session import ensure_ray
+
 __all__ = ["DemoSize", "run_demo"]
 
 
@@ -222,16 +224,11 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     console.print(f"rows {report.rows_read:,} -> kept {report.rows_out:,}; dropped {report.dropped}; changed {report.changed}")
     stages.append(_Stage("clean", time.perf_counter() - t, {"rows_out": report.rows_out, "dropped": report.dropped}))
 
-    ray_is_ours = not ray.is_initialized()
-    if ray_is_ours:
+    if not ray.is_initialized():
         console.print("starting a local Ray ...")
-        from ecomine.train.runner import ray_address
-
-        address = ray_address(None)
-        # Logical CPUs for what the demo schedules at once (Train workers + a Tune trial's
-        # driver + Serve replicas); with exactly 2 a campaign was seen to stall on this box.
-        cpus = {"num_cpus": max(4, size.workers + 3)} if address == "local" else {}
-        ray.init(address=address, log_to_driver=False, configure_logging=False, **cpus)
+    # Logical CPUs for what the demo schedules at once (Train workers + a Tune trial's
+    # driver + Serve replicas); with exactly 2 a campaign was seen to stall on this box.
+    ray_is_ours = ensure_ray(local_cpus=max(4, size.workers + 3))
     data_ref = size.data_ref()
     run = {"storage": str(out / "runs"), "registry": str(registry), "tags": ["demo"]}
     scaling = {"num_workers": size.workers, "cpus_per_worker": 1}

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from ecomine.ray_session import ensure_ray, surfaced
 from ecomine.specs import ScoreSpec, TableInput, expand_uri
 
 if TYPE_CHECKING:
@@ -311,14 +312,11 @@ class BatchScorer:
 
 def run_scoring(spec: ScoreSpec, *, ray_address: str | None = None, plan: ScorePlan | None = None) -> ScoreOutcome:
     """Score every input row through Ray Data and commit the parquet parts (all or nothing)."""
-    import ray
 
-    from ecomine.train.runner import ray_address as resolve_address
 
     t0 = time.perf_counter()
     plan = plan or plan_scoring(spec)
-    if not ray.is_initialized():
-        ray.init(address=resolve_address(ray_address), configure_logging=False, log_to_driver=False)
+    ensure_ray(ray_address)
     t1 = time.perf_counter()
     with _staging(spec.output) as (stage, commit), _data_context(), _actor_errors():
         parts, rows_out = _stream_parts(plan, stage)
@@ -435,7 +433,6 @@ def _data_context() -> Iterator[None]:
 
 def _actor_errors():
     """A ScoreError or a model that would not load, raised in an actor, comes back as one ScoreError."""
-    from ecomine.ray_errors import surfaced
     from ecomine.predict.runtime import ModelLoadError
 
     return surfaced((ScoreError, ModelLoadError), ScoreError)

@@ -19,13 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ecomine.ray_session import ensure_ray
 from ecomine.specs import SpecError, TrainSpec
 from ecomine.specs.train import metric_mode
 from ecomine.train.background import BackgroundThread
 
 __all__ = [
     "TrainOutcome", "preflight", "check_cluster", "run_training", "run_name", "storage_path",
-    "register_trained", "best_checkpoint_state", "ray_address", "run_baseline", "run_lightgbm", "time_to_quality",
+    "register_trained", "best_checkpoint_state", "run_baseline", "run_lightgbm", "time_to_quality",
 ]
 
 
@@ -103,29 +104,6 @@ def check_cluster(spec: TrainSpec) -> None:
         )
 
 
-def ray_address(address: str | None) -> str:
-    """--address, else RAY_ADDRESS, else a fresh local Ray ("local").
-
-    Never Ray's implicit discovery: a stale /tmp/ray/ray_current_cluster left
-    by an old `ray start` would make ray.init() wait on a dead cluster.
-    """
-    return address or os.environ.get("RAY_ADDRESS") or "local"
-
-
-def _ensure_ray(address: str | None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    # Keep Ray's dashboard (state API) on: Train's placement-group cleaner needs it
-    # to free a stopped run's CPUs. Worker and controller logs stay in Ray's log files
-    # (/tmp/ray/session_latest/logs) instead of this terminal: the progress bar and the
-    # run's own error say what happened, and Ray's per-epoch reports and its cleaner's
-    # shutdown traceback on a busy machine only bury them. ECOMINE_RAY_LOGS=1 brings them back.
-    ray.init(address=ray_address(address), log_to_driver=os.environ.get("ECOMINE_RAY_LOGS") == "1",
-             configure_logging=False)
-
-
 class _ProgressTail(BackgroundThread):
     """Tail the rank-0 progress file and render epoch / loss / metric with rich."""
 
@@ -191,7 +169,7 @@ def run_training(
     t0 = time.perf_counter()
     task = get_task(spec.task)
     preflight(spec)
-    _ensure_ray(ray_address)
+    ensure_ray(ray_address)
     check_cluster(spec)
     data = task.adapt(data, spec) if data is not None else task.prepare(spec)
     if task.num_examples(data) < spec.scaling.num_workers:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ecomine.ray_session import ensure_ray
 from ecomine.specs import SpecError, TrainSpec, TuneSpec, apply_overrides, format_validation_error, load_spec
 
 __all__ = ["Campaign", "CampaignOutcome", "load_campaign", "run_campaign", "free_run_placement_groups"]
@@ -166,12 +167,11 @@ class _LiveTable:
 
 def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_address: str | None = None) -> CampaignOutcome:
     """Run (or resume) a campaign; see the module docstring."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     from ecomine.train.loop import val_metric_name
-    from ecomine.train.runner import check_cluster, preflight, ray_address as resolve_address
+    from ecomine.train.runner import check_cluster, preflight
     from ecomine.train.tasks import get_task
 
     campaign = load_campaign(path)
@@ -183,8 +183,7 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     if getattr(base.model, "forecaster", None) == "lightgbm":
         raise SpecError(f"{path}: base.model.forecaster: lightgbm fits without Ray Train; a campaign searches "
                         "PatchTST runs (train a LightGBM version with `ecomine train`)")
-    if not ray.is_initialized():
-        ray.init(address=resolve_address(ray_address), configure_logging=False, log_to_driver=False)
+    ensure_ray(ray_address)
     check_cluster(base)
     folder = Path(spec.storage).expanduser().resolve() / spec.name
     folder.mkdir(parents=True, exist_ok=True)

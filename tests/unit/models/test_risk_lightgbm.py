@@ -91,7 +91,7 @@ def test_train_registers_a_lightgbm_version_without_ray(tmp_path: Path, monkeypa
     from ecomine.models.risk import load_risk_model
     from ecomine.registry import Registry
 
-    monkeypatch.setattr(runner, "_ensure_ray", lambda *a, **k: pytest.fail("a LightGBM risk spec started Ray"))
+    monkeypatch.setattr(runner, "ensure_ray", lambda *a, **k: pytest.fail("a LightGBM risk spec started Ray"))
     spec = risk_lightgbm_spec(tmp_path / "reg")
     out = runner.run_training(spec)
     mv = Registry(tmp_path / "reg").get("risk", out.version)

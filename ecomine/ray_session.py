@@ -1,0 +1,74 @@
+"""The one place that starts or joins Ray, and the original exception inside Ray's wrappers.
+
+Sits on the ground floor beside `specs` and `storage`: `ecomine train` (train.runner), a
+Tune campaign, the distributed data engine, batch scoring and the demo all call
+`ensure_ray`, so every entry point follows the same address rule and log settings.
+`surfaced` gives back a known error (a DataError, a ScoreError, a ModelLoadError) that
+ecomine's own code raised inside a Ray task or actor, where Ray wraps it in
+RayTaskError / UserCodeException. Imports Ray only when called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+__all__ = ["ray_address", "ensure_ray", "original_error", "surfaced"]
+
+
+def ray_address(address: str | None) -> str:
+    """--address, else RAY_ADDRESS, else a fresh local Ray ("local").
+
+    Never Ray's implicit discovery: a stale /tmp/ray/ray_current_cluster left
+    by an old `ray start` would make ray.init() wait on a dead cluster.
+    """
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def ensure_ray(address: str | None = None, *, local_cpus: int | None = None) -> bool:
+    """Join the Ray that `ray_address(address)` names, or start a local one; True when this call started it.
+
+    A Ray already initialised in this process is kept as it is. `local_cpus` sets the
+    logical CPUs of a Ray this call starts locally (never of a cluster it joins).
+    Ray's dashboard stays on: Train's placement-group cleaner needs its state API to
+    free a stopped run's CPUs. Worker and controller logs stay in Ray's log files
+    (/tmp/ray/session_latest/logs) instead of this terminal: the progress bar and the
+    run's own error say what happened, and Ray's per-epoch reports and its cleaner's
+    shutdown traceback on a busy machine only bury them. ECOMINE_RAY_LOGS=1 brings them back.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    target = ray_address(address)
+    cpus = {"num_cpus": local_cpus} if local_cpus is not None and target == "local" else {}
+    ray.init(address=target, log_to_driver=os.environ.get("ECOMINE_RAY_LOGS") == "1", configure_logging=False, **cpus)
+    return True
+
+
+def original_error(exc: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of `types` down `exc`'s cause chain that is not one of Ray's own (None: none)."""
+    from ray.exceptions import RayError
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, types) and not isinstance(cause, RayError):
+            return cause
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    return None
+
+
+@contextlib.contextmanager
+def surfaced(types: tuple[type[BaseException], ...], as_type: type[Exception]) -> Iterator[None]:
+    """Inside: an exception of `types` raised in a Ray task or actor comes out as `as_type(message)`,
+    one line, instead of Ray's wrapper; `as_type` itself passes through; anything else is re-raised."""
+    try:
+        yield
+    except as_type:
+        raise
+    except Exception as exc:
+        cause = original_error(exc, types)
+        if cause is not None:
+            raise as_type(str(cause)) from None
+        raise
