@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
+
+from ecomine.cli._common import console, err_console
 
 __all__ = ["explain", "explain_offline"]
 
@@ -36,10 +37,10 @@ def explain_offline(registry: str, task: str, version: str, body: Any, *, source
     from pydantic import ValidationError
 
     from ecomine.api import schema as api
-    from ecomine.serve.config import Limits
     from ecomine.predict.explain import explain_request
     from ecomine.predict.ranking import Rejected
     from ecomine.predict.runtime import ModelLoadError, load_state
+    from ecomine.serve.config import Limits
 
     if task not in _REQUESTS:
         raise ExplainError(f"task must be one of {sorted(_REQUESTS)}, got {task!r}")
@@ -80,7 +81,7 @@ def explain(
     out: Annotated[Optional[Path], typer.Option(help="write the JSON answer here (default: print it)")] = None,
 ) -> None:
     """Explain a registered version's answer to one request, as the served app would with explain: true."""
-    err = Console(stderr=True)
+    err = err_console
 
     def fail(msg: str) -> None:
         err.print(f"[bold red]error:[/] {' '.join(msg.split())}", highlight=False, soft_wrap=True)
@@ -104,4 +105,4 @@ def explain(
         print(text)
     else:
         out.write_text(text + "\n")
-        Console().print(f"explained {task}/{version} -> {out}")
+        console.print(f"explained {task}/{version} -> {out}")

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ecomine.cli._common import console, err_console
+
 __all__ = ["monitor", "MonitorError", "EXIT_OK", "EXIT_DRIFT", "EXIT_BAD_INPUT"]
 
 EXIT_OK, EXIT_DRIFT, EXIT_BAD_INPUT = 0, 1, 2
@@ -132,19 +134,16 @@ def monitor(
 
     Exit codes: 0 no drift; 1 drift found (a feature's PSI >= --psi or KS >= --ks: a scheduler can then run `ecomine retrain`); 2 bad input (the app unreachable or refusing the key, a served version without profile.json, a live window with fewer than --min-samples values).
     """
-    from rich.console import Console
-
     try:
         rows = _run(url, registry, task, psi, ks, min_samples, api_key_env, timeout)
     except MonitorError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     drifted = [f"{t}.{a}.{f}" for t, a, r in rows for f in r.drifted]
     if as_json:
         out = [{"task": t, "arm": a, "reference": r.reference, **r.to_json()} for t, a, r in rows]
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
-        console = Console(width=None if sys.stdout.isatty() else 160)
         console.print(_table(rows))
         console.print(f"[bold red]drift[/] in {', '.join(drifted)}" if drifted else "[green]no drift[/]", highlight=False)
     raise typer.Exit(EXIT_DRIFT if drifted else EXIT_OK)

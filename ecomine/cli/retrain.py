@@ -9,17 +9,16 @@ unchanged), 2 bad input (one line naming the field; nothing trained or written).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ecomine.cli._common import console, err_console
 
 __all__ = ["retrain"]
 
-console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def retrain(
@@ -46,7 +45,12 @@ def retrain(
     """
     import json
 
-    from ecomine.retrain.pipeline import RetrainError, ServeTarget, rollback, run_pipeline
+    from ecomine.retrain.pipeline import (
+        RetrainError,
+        ServeTarget,
+        rollback,
+        run_pipeline,
+    )
     from ecomine.specs import PipelineSpec, load_spec
 
     spec = load_spec(pipeline, PipelineSpec)
@@ -58,7 +62,7 @@ def retrain(
             record = run_pipeline(spec, source=pipeline, serve=target, ray_address=ray_address,
                                   console=None if json_out else console)
     except RetrainError as exc:
-        Console(stderr=True).print(f"[bold red]failed:[/] {' '.join(str(exc).split())}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]failed:[/] {' '.join(str(exc).split())}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if json_out:
         typer.echo(json.dumps(record.as_dict(), indent=2, default=str))

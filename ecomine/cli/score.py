@@ -9,13 +9,13 @@ exit 2, nothing written: checked on the driver before Ray starts.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ecomine.cli._common import console, err_console
 
 __all__ = ["score"]
 
@@ -33,7 +33,7 @@ def score(
         plan = plan_scoring(score_spec)
         outcome = run_scoring(score_spec, ray_address=address, plan=plan)
     except ScoreError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {spec}: {' '.join(str(exc).split())}", highlight=False,
+        err_console.print(f"[bold red]error:[/] {spec}: {' '.join(str(exc).split())}", highlight=False,
                                    soft_wrap=True)
         raise typer.Exit(2) from None
     t = Table(title=f"ecomine score: {outcome.label} -> {outcome.output}", show_header=False)
@@ -44,4 +44,4 @@ def score(
     t.add_row("actors x CPUs / GPUs", f"{score_spec.actors} x {score_spec.num_cpus:g} / {score_spec.num_gpus:g}")
     t.add_row("rows/s (Ray Data pipeline)", f"{outcome.rows_per_s:,.0f}")
     t.add_row("seconds (pipeline / total)", f"{outcome.seconds:.1f} / {outcome.total_seconds:.1f}")
-    Console(width=None if sys.stdout.isatty() else 160).print(t)
+    console.print(t)

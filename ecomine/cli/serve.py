@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ecomine.cli._common import console
 from ecomine.serve.control import (
     ECOMINE_IMPORT_PATH,
     ServeConfigError,
@@ -40,7 +40,6 @@ serve_app = typer.Typer(
     help="Run a Serve config: `up` (serve deploy / serve run), `down`, `status`, `check`, `hash-key`.",
     no_args_is_help=True,
 )
-console = Console()
 
 AddressOpt = Annotated[
     Optional[str],
