@@ -27,7 +27,7 @@ def _local_serve_args() -> dict[str, Any]:
     """`args:` of serve_configs/local.yaml when the demo runs from a checkout (else AppArgs' defaults)."""
     import yaml
 
-    path = Path(__file__).resolve().parents[1] / "serve_configs" / "local.yaml"
+    path = Path(__file__).resolve().parents[2] / "serve_configs" / "local.yaml"
     if not path.exists():
         return {}
     return yaml.safe_load(path.read_text())["applications"][0]["args"]
