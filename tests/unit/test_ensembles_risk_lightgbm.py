@@ -16,19 +16,8 @@ SPLIT = {"horizon_days": 30, "pos_weight": "auto", "split": {"test_days": 30, "v
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory) -> str:
-    """A 1-layer, 32-wide BERT with the default tokenizer (as `tests/unit/train/test_risk.py`'s)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from ecomine.models.text_encoder import resolve_encoder
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tok = AutoTokenizer.from_pretrained(resolve_encoder("default"))
-    tok.save_pretrained(str(folder))
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(str(folder))
-    return str(folder)
+def tiny_encoder(tiny_encoder_factory) -> str:
+    return tiny_encoder_factory(layers=1)
 
 
 def _register(registry, task, spec, data, model, version: str) -> None:
