@@ -46,9 +46,8 @@ from ecomine.specs.train import (
     SyntheticDataRef,
     TaskName,
     TrainSpec,
-    metric_mode,
-    task_metrics,
 )
+from ecomine.specs.metrics import DEFAULT_METRIC, Metric, gate_metrics, metric_catalogue, metric_mode, task_metrics
 from ecomine.specs.tune import CampaignEnsembleSpec, SchedulerSpec, SearchDim, TuneSpec
 from ecomine.specs.augment import AugmentSpec, CropSpec, MaskSpec, ReorderSpec, TrainAugmentSpec
 from ecomine.specs.ensemble import EnsembleFitSpec, EnsembleMemberRef, EnsembleSpec
@@ -96,6 +95,10 @@ __all__ = [
     "TaskName",
     "task_metrics",
     "metric_mode",
+    "gate_metrics",
+    "metric_catalogue",
+    "Metric",
+    "DEFAULT_METRIC",
     "TrainSpec",
     "SearchDim",
     "SchedulerSpec",

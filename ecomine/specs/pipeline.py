@@ -15,24 +15,16 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ecomine.specs._base import SpecError, StrictModel, check_name, load_spec
-from ecomine.specs.train import DataRef, DataWindow, TaskName, TrainSpec, metric_mode
+from ecomine.specs.metrics import DEFAULT_METRIC, gate_metrics, metric_mode
+from ecomine.specs.train import DataRef, DataWindow, TaskName, TrainSpec
 
 __all__ = ["GuardSpec", "GateSpec", "PipelineSpec", "DEFAULT_GATE_METRIC", "DEFAULT_GUARDS", "GATE_TASKS", "gate_metrics"]
 
 # The gate's primary metric by task, and the guards it keeps by default (metric -> relative tolerance).
-DEFAULT_GATE_METRIC = {"recommend": "ndcg@10", "risk": "pr_auc", "demand": "pinball"}
+DEFAULT_GATE_METRIC = DEFAULT_METRIC  # the gate judges on what training stops on
 DEFAULT_GUARDS = {"recommend": {"hr@20": 0.02}, "risk": {"brier": 0.05}, "demand": {}}
 # Tasks whose held-out units the pipeline can score for both versions today (ecomine.retrain.pipeline).
 GATE_TASKS = ("recommend", "risk")
-
-
-def gate_metrics(task: str, ks: list[int]) -> set[str]:
-    """Metrics the gate computes per held-out unit for `task` (recommend: per user, every k of eval.ks)."""
-    if task == "recommend":
-        return {f"{m}@{k}" for m in ("ndcg", "hr") for k in ks} | {"mrr"}
-    if task == "risk":
-        return {"pr_auc", "roc_auc", "brier"}
-    return {"pinball", "wape"}
 
 
 class GuardSpec(StrictModel):

@@ -17,12 +17,13 @@ from ecomine.specs._base import StrictModel, check_name
 from ecomine.specs.augment import TrainAugmentSpec
 from ecomine.specs.boosters import DemandLightGBMSpec
 from ecomine.specs.lora import LoraSpec
+from ecomine.specs.metrics import DEFAULT_METRIC, metric_mode, task_metrics
 from ecomine.specs.risk_model import RiskLightGBMSpec, RiskModelSpec, RiskSplitSpec, RiskThresholdSpec
 
 __all__ = ["DataWindow", "SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RECOMMEND_PRESETS", "RecommendModelSpec",
            "EarlyStoppingSpec", "OptimSpec", "ScalingSpec", "RunSpec", "EvalSpec", "DemandEvalSpec",
            "DemandLightGBMSpec", "DemandModelSpec", "RiskThresholdSpec", "RiskSplitSpec", "RiskLightGBMSpec", "RiskModelSpec", "ModelSpec", "TaskName",
-           "task_metrics", "metric_mode", "TrainSpec"]
+           "TrainSpec"]
 
 
 class DataWindow(StrictModel):
@@ -274,6 +275,11 @@ class DemandModelSpec(StrictModel):
     item_dim: int = Field(16, ge=1, description="item embedding width (id 0: unknown item)")
     head_hidden: int = Field(64, ge=8, description="hidden width of the per-step quantile head")
     item_dropout: float = Field(0.1, ge=0, lt=1, description="training share of windows whose item id is hidden (teaches id 0)")
+    intervals: Literal["conformal", "none"] = Field(
+        "conformal", description="conformal: after training, shift each quantile per horizon step so it holds its level "
+        "on the validation origins (models.demand_intervals), stored with the version and applied wherever it forecasts; "
+        "none: the quantiles as trained"
+    )
     eval: DemandEvalSpec = Field(default_factory=DemandEvalSpec)
 
     @model_validator(mode="before")
@@ -318,21 +324,6 @@ class DemandModelSpec(StrictModel):
 TaskName = Literal["recommend", "demand", "risk"]
 ModelSpec = Annotated[RecommendModelSpec | DemandModelSpec | RiskModelSpec, Field(discriminator="kind")]
 
-# Validation metrics each task reports (without the `val_` prefix) and their direction.
-_LOWER_IS_BETTER = {"loss", "pinball", "wape", "mase", "brier"}
-_DEFAULT_METRIC = {"recommend": "ndcg@10", "demand": "pinball", "risk": "pr_auc"}
-
-
-def task_metrics(task: str, ks: list[int]) -> set[str]:
-    """Names a TrainSpec may early-stop on for `task`."""
-    if task == "recommend":
-        base = {f"{m}@{k}" for m in ("ndcg", "hr") for k in ks} | {"mrr"}
-        return base | {f"new_{m}" for m in base} | {"loss"}
-    if task == "demand":
-        return {"loss", "pinball", "wape", "mase", "coverage"}
-    return {"loss", "roc_auc", "pr_auc", "brier"}
-
-
 class TrainSpec(StrictModel):
     """One training run: data, model, optimisation, scaling, run settings."""
 
@@ -375,11 +366,6 @@ class TrainSpec(StrictModel):
     def watch(self) -> tuple[str, str]:
         """(validation metric, mode) used for early stopping and best-checkpoint choice."""
         es = self.optim.early_stopping
-        metric = (es.metric if es and es.metric else None) or _DEFAULT_METRIC[self.task]
+        metric = (es.metric if es and es.metric else None) or DEFAULT_METRIC[self.task]
         mode = (es.mode if es and es.mode else None) or metric_mode(metric)
         return metric, mode
-
-
-def metric_mode(metric: str) -> Literal["max", "min"]:
-    """Whether a larger value of a task metric is better (`ndcg@10`, `pr_auc`) or a smaller one (`pinball`)."""
-    return "min" if metric in _LOWER_IS_BETTER else "max"
