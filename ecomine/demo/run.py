@@ -155,15 +155,19 @@ def _train_and_promote(spec, reg, console, title: str):
     return outcome
 
 
-def _best(results: dict[str, Any], model: str, metric: str, mode: str) -> dict[str, Any]:
-    """The model's `metric` beside the best baseline's (for the summary)."""
+def _best(results: dict[str, Any], model: str, metric: str) -> dict[str, Any]:
+    """The model's `metric` beside the best baseline's (for the summary); rows named after the model
+    (its `_uncalibrated` twin) are the model, not a baseline."""
     import math
+
+    from ecomine.specs import metric_mode
 
     def ok(v: Any) -> bool:
         return isinstance(v, (int, float)) and math.isfinite(v)
 
-    base = [(n, r[metric]) for n, r in results.items() if n != model and isinstance(r, dict) and ok(r.get(metric))]
-    pick = (min if mode == "min" else max)(base, key=lambda kv: kv[1]) if base else ("none", None)
+    base = [(n, r[metric]) for n, r in results.items()
+            if not n.startswith(model) and isinstance(r, dict) and ok(r.get(metric))]
+    pick = (min if metric_mode(metric) == "min" else max)(base, key=lambda kv: kv[1]) if base else ("none", None)
     mine = results.get(model, {}).get(metric)
     return {"metric": metric, "model": mine, "best_baseline": pick[0], "baseline": pick[1],
             "ratio": (mine / pick[1]) if ok(mine) and ok(pick[1]) and pick[1] else None}
@@ -267,7 +271,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     d_out = _train_and_promote(dspec, reg, console, "demand: rolling origins (test)")
     from ecomine.train.demand_eval import MODEL_NAME as DEMAND_MODEL
 
-    vs_baselines["demand"] = {m: _best(d_out.results, DEMAND_MODEL, m, "min") for m in ("wape", "pinball")}
+    vs_baselines["demand"] = {m: _best(d_out.results, DEMAND_MODEL, m) for m in ("wape", "pinball")}
     vs_baselines["demand"]["coverage"] = d_out.results[DEMAND_MODEL].get("coverage")
     reports["demand"] = report_json(d_out.results)
     titles = dict(zip(*item_catalogue(events).select("item_id", "item_text").to_dict(as_series=False).values()))
@@ -289,7 +293,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     r_out = _train_and_promote(rspec, reg, console, "risk: temporal holdout (test)")
     from ecomine.train.risk_eval import MODEL_NAME as RISK_MODEL, write_reliability_plot
 
-    vs_baselines["risk"] = {m: _best(r_out.results, RISK_MODEL, m, "min" if m == "brier" else "max")
+    vs_baselines["risk"] = {m: _best(r_out.results, RISK_MODEL, m)
                             for m in ("roc_auc", "pr_auc", "brier")}
     reports["risk"] = report_json(r_out.results)
     write_reliability_plot(r_out.results, out / "risk_calibration.png", title="risk: reliability on the test split")

@@ -170,7 +170,7 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
     """Quantile weights minimising validation pinball (scaled per item, as the report scores it)."""
     from ecomine.predict.combine import combine_quantiles, fit_quantile_weights
     from ecomine.train.demand_eval import MODEL_NAMES, forecast_metrics
-    from ecomine.train.demand_task import TASK, _actuals, _model_forecasts
+    from ecomine.train.demand_task import TASK, UNCALIBRATED, _actuals, _model_forecasts
 
     first = specs[0].model
     for i, s in enumerate(specs[1:], 1):
@@ -203,7 +203,7 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
     results = {"ensemble": forecast_metrics(y_test, combine_quantiles(test, weights, axis=-1), qs, data.scale)}
     for mv, f, w in zip(members, test, weights):
         results[f"member {mv.version} (w {w:.2f})"] = forecast_metrics(y_test, f, qs, data.scale)
-    results.update({k: v for k, v in baselines.items() if k not in MODEL_NAMES.values()})
+    results.update({k: v for k, v in baselines.items() if k.removesuffix(UNCALIBRATED) not in MODEL_NAMES.values()})
     pins = [{"weight": float(w), "temperature": 1.0} for w in weights]
     return pins, results, {"fit": fit_info}
 

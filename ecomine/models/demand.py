@@ -280,6 +280,8 @@ class PanelForecaster:
     profiles: dict[str, np.ndarray]  # category or "__global__" -> [season slots, Q]
     item_category: dict[str, str | None] = field(default_factory=dict)  # item -> category, where known
     fallback_items: list[str] = field(default_factory=list)  # panel items with too little history: profile
+    intervals: Any = None  # demand_intervals.QuantileShift applied to network forecasts (None: as trained)
+    scale: np.ndarray | None = None  # [n_items] each panel item's scale, the unit of `intervals`' shifts
 
     @property
     def freq(self) -> str:
@@ -342,6 +344,8 @@ class PanelForecaster:
         rows, inputs = self.network_inputs(ids)
         if rows:
             out[rows] = self.model.predict(**inputs)
+            if self.intervals is not None:
+                out[rows] = self.intervals.apply(out[rows], self.scale[inputs["item"] - 1])
         slot = int(_slot(np.datetime64(self.origin, "D"), self.freq))
         for r, i in enumerate(ids):
             if i not in index:
@@ -389,7 +393,8 @@ def _slot(date: np.datetime64, freq: str) -> int:
 
 def save_forecaster(folder: Path, model, config, *, items: list[str], tail_units: np.ndarray,
                     price_rel: np.ndarray, origin: dt.date, profiles: dict[str, np.ndarray],
-                    item_category: dict[str, str | None], fallback_items: list[str], extra: dict[str, Any] | None = None) -> None:
+                    item_category: dict[str, str | None], fallback_items: list[str], extra: dict[str, Any] | None = None,
+                    intervals=None, scale: np.ndarray | None = None) -> None:
     """Write the model's files, series.safetensors, config.json, items.json, profiles.json (no pickle).
 
     The model's files: model.safetensors for the PatchTST network (`config` a
@@ -403,8 +408,10 @@ def save_forecaster(folder: Path, model, config, *, items: list[str], tail_units
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
     else:
         model.save(folder)
-    save_file({"tail_units": torch.as_tensor(np.ascontiguousarray(tail_units, np.float32)),
-               "price_rel": torch.as_tensor(np.ascontiguousarray(price_rel, np.float32))}, str(folder / SERIES))
+    series = {"tail_units": tail_units, "price_rel": price_rel, **({"scale": scale} if intervals is not None else {})}
+    save_file({k: torch.as_tensor(np.ascontiguousarray(v, np.float32)) for k, v in series.items()}, str(folder / SERIES))
+    if intervals is not None:
+        intervals.save(folder)
     (folder / CONFIG).write_text(json.dumps(
         {"model": asdict(config), "origin": origin.isoformat(), **(extra or {})}, indent=2))
     (folder / ITEMS).write_text(json.dumps({"items": list(items), "fallback_items": list(fallback_items), "item_category": item_category}))
@@ -415,6 +422,7 @@ def load_forecaster(folder: str | Path) -> PanelForecaster:
     """A verified version folder -> `DemandModel`, or `LightGBMDemandModel` where `lightgbm.json` is (the serve loader for task demand)."""
     from safetensors.torch import load_file
 
+    from ecomine.models.demand_intervals import load_intervals
     from ecomine.models.demand_lightgbm import LIGHTGBM_FILE, load_lightgbm_forecaster
 
     folder = Path(folder)
@@ -431,8 +439,10 @@ def load_forecaster(folder: str | Path) -> PanelForecaster:
     series = load_file(str(folder / SERIES))
     items = json.loads((folder / ITEMS).read_text())
     profiles = {k: np.asarray(v, np.float64) for k, v in json.loads((folder / PROFILES).read_text()).items()}
+    model.intervals = load_intervals(folder)  # what `train.demand_task` forecasts with, as served
     return served(
         model=model, config=config, items=items["items"], tail_units=series["tail_units"].numpy(),
         price_rel=series["price_rel"].numpy(), origin=dt.date.fromisoformat(meta["origin"]),
         profiles=profiles, item_category=items.get("item_category", {}), fallback_items=items.get("fallback_items", []),
+        intervals=model.intervals, scale=series["scale"].numpy().astype(np.float64) if "scale" in series else None,
     )

@@ -150,6 +150,9 @@ def coalition_forecasts(model: DemandModel, item_ids: list[str], horizon: int, q
             out = net(**tensors).float().cpu().numpy()  # [n * S, H, Q] units at the trained levels
     finally:
         net.train(was)
+    if model.intervals is not None:  # through the version's interval calibration, as `forecast` answers
+        scale = model.scale[np.asarray(x["item"]) - 1]
+        out = model.intervals.apply(out.reshape(n, S, *out.shape[1:]), scale).reshape(out.shape)
     v = model.finish(out.astype(np.float64), horizon, [quantile])[:, 0, :]  # [n * S, horizon]
     return rows, v.reshape(n, S, horizon)
 

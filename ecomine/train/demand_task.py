@@ -27,9 +27,11 @@ import numpy as np
 from ecomine.train.demand_eval import MODEL_NAMES
 
 __all__ = ["DemandData", "DemandTask", "TASK", "prepare_demand_data", "data_key", "demand_config", "lightgbm_config",
-           "fit_lightgbm", "model_name", "fallback_profiles", "PROFILE_GLOBAL"]
+           "fit_lightgbm", "model_name", "fallback_profiles", "PROFILE_GLOBAL",
+           "UNCALIBRATED", "fit_intervals"]
 
 PROFILE_GLOBAL = "__global__"
+UNCALIBRATED = "_uncalibrated"  # suffix of the report row of the model's quantiles before calibration
 
 
 @dataclass
@@ -247,8 +249,10 @@ def _window_arrays(d: DemandData, items: np.ndarray, origins: np.ndarray, C: int
     }
 
 
-def _model_forecasts(model, d: DemandData, origins: np.ndarray, spec, profiles, device="cpu") -> np.ndarray:
-    """[N, O, H, Q] forecasts at `origins`: the network for model items, the profile for fallback ones."""
+def _model_forecasts(model, d: DemandData, origins: np.ndarray, spec, profiles, device="cpu",
+                     *, calibrated: bool = True) -> np.ndarray:
+    """[N, O, H, Q] forecasts at `origins`: the network for model items (through the model's interval
+    calibration where it carries one, unless `calibrated=False`), the profile for fallback ones."""
     from ecomine.models.demand import profile_forecast
 
     C, H = spec.model.context_length, spec.model.horizon
@@ -257,6 +261,10 @@ def _model_forecasts(model, d: DemandData, origins: np.ndarray, spec, profiles, 
     orig = np.tile(origins, N)
     arrays = _window_arrays(d, items, orig, C, H)
     pred = model.predict(**arrays, device=device).reshape(N, len(origins), H, -1).astype(np.float64)
+    shift = getattr(model, "intervals", None) if calibrated else None
+    if shift is not None:
+        keep = ~d.fallback
+        pred[keep] = shift.apply(pred[keep], d.scale[keep])
     day0 = (np.datetime64(d.start, "D").astype(np.int64) + 3) % 7
     for i in np.flatnonzero(d.fallback):
         prof = profiles.get(d.category[i]) if d.category[i] is not None else None
@@ -269,6 +277,23 @@ def _model_forecasts(model, d: DemandData, origins: np.ndarray, spec, profiles, 
 
 def _actuals(d: DemandData, origins: np.ndarray, H: int) -> np.ndarray:
     return d.units[:, origins[:, None] + np.arange(H)[None, :]]
+
+
+def fit_intervals(model, d: DemandData, spec):
+    """The conformal shifts of the model's quantiles on the validation origins (model items only), or None
+    where the spec asks for none; a model that already carries its own (a loaded version) keeps them."""
+    from ecomine.models.demand_intervals import fit_quantile_shift
+
+    if spec.model.intervals != "conformal":
+        return None
+    if getattr(model, "intervals", None) is not None:
+        return model.intervals
+    keep = ~d.fallback
+    if not keep.any():  # every item forecast by a profile: nothing of the network's to calibrate
+        return None
+    f = _model_forecasts(model, d, d.valid_origins, spec, d.profiles_eval, calibrated=False)
+    y = _actuals(d, d.valid_origins, spec.model.horizon)
+    return fit_quantile_shift(f[keep], y[keep], d.scale[keep], list(spec.model.quantiles))
 
 
 class DemandTask:
@@ -339,11 +364,15 @@ class DemandTask:
         def point(p: np.ndarray) -> np.ndarray:
             return np.repeat(p[..., None], len(qs), axis=-1)
 
+        model.intervals = fit_intervals(model, data, spec)  # carried on to `save` and the version
         f = _model_forecasts(model, data, origins, spec, data.profiles_eval)
         name = model_name(spec)
         results: dict[str, Any] = {name: forecast_metrics(y, f, qs, data.scale)}
         results[name].update(n_items=len(data.items), n_fallback=int(data.fallback.sum()),
                              n_origins=len(origins), horizon=H, freq=m.freq)
+        if model.intervals is not None:  # the same model before calibration, for the before/after
+            raw = _model_forecasts(model, data, origins, spec, data.profiles_eval, calibrated=False)
+            results[f"{name}{UNCALIBRATED}"] = forecast_metrics(y, raw, qs, data.scale)
         results["zero"] = forecast_metrics(y, np.zeros((*y.shape, len(qs))), qs, data.scale, point_only=True)
         results["seasonal_naive"] = forecast_metrics(y, point(seasonal_naive(data.units, origins, H, season)),
                                                      qs, data.scale, point_only=True)
@@ -370,12 +399,14 @@ class DemandTask:
         origin = data.start + dt.timedelta(days=step * T)
         known = {i: c for i, c in zip(data.items, data.category)}
         config = model.config if spec.model.forecaster == "lightgbm" else demand_config(spec, len(data.items))
+        intervals = fit_intervals(model, data, spec)
         save_forecaster(
             Path(folder), model, config, items=data.items,
             tail_units=data.units[:, T - C:], price_rel=data.price_rel[:, T], origin=origin,
             profiles=data.profiles_end, fallback_items=[i for i, f in zip(data.items, data.fallback) if f],
             item_category={**data.other_categories, **{k: v for k, v in known.items() if v is not None}},
             extra={"data_end": (origin - dt.timedelta(days=1)).isoformat()},
+            intervals=intervals, scale=data.scale if intervals is not None else None,
         )
 
     def load(self, folder: Path, spec=None, data: DemandData | None = None):
