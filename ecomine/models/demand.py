@@ -30,6 +30,7 @@ from torch import nn
 
 from ecomine.data.calendar import calendar_columns
 from ecomine.models.demand_explain import explain_forecast
+from ecomine.models.demand_intervals import interpolate_quantiles
 
 __all__ = [
     "DemandConfig",
@@ -236,23 +237,6 @@ class DemandForecastModel(nn.Module):
         return np.concatenate(out) if out else np.zeros((0, self.config.horizon, len(self.config.quantiles)), np.float32)
 
 
-def interpolate_quantiles(values: np.ndarray, trained: list[float], requested: list[float]) -> np.ndarray:
-    """[..., len(trained)] -> [..., len(requested)] by linear interpolation between trained levels.
-
-    Levels outside the trained range are clamped to the nearest trained level
-    (a p5 request gets the p10): extrapolating the tails of an intermittent
-    count distribution from two points would be a guess, the clamp says so.
-    """
-    trained_a = np.asarray(trained, dtype=np.float64)
-    req = np.clip(np.asarray(requested, dtype=np.float64), trained_a[0], trained_a[-1])
-    if len(trained_a) == 1:
-        return np.repeat(values[..., :1], len(req), axis=-1)
-    hi = np.clip(np.searchsorted(trained_a, req, side="left"), 1, len(trained_a) - 1)
-    lo = hi - 1
-    w = (req - trained_a[lo]) / (trained_a[hi] - trained_a[lo])
-    return values[..., lo] * (1 - w) + values[..., hi] * w
-
-
 def profile_forecast(profile: np.ndarray, start_slot: int, horizon: int, freq: str) -> np.ndarray:
     """A fallback profile [season slots, Q] laid over `horizon` steps from slot `start_slot`: [H, Q]."""
     m = season_length(freq)
@@ -315,6 +299,10 @@ class PanelForecaster:
         bad = [q for q in quantiles if not (isinstance(q, (int, float)) and 0.0 < q < 1.0)]
         if bad:
             raise ValueError(f"quantiles must lie in (0, 1), got {bad}")
+        lo, hi = self.quantiles[0], self.quantiles[-1]
+        outside = [q for q in quantiles if not lo - 1e-9 <= q <= hi + 1e-9]
+        if outside:
+            raise ValueError(f"quantiles {outside} lie outside the trained levels {lo:g} to {hi:g} (model.quantiles)")
 
     def network_inputs(self, item_ids: list[str]) -> tuple[list[int], dict[str, np.ndarray]]:
         """The positions in `item_ids` the network forecasts, and their inputs (`DemandForecastModel.predict`'s)."""

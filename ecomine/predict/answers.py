@@ -85,12 +85,21 @@ def demand_horizon(state: ModelState, asked: int | None) -> int:
 
 
 def demand_job(state: ModelState, req: dict[str, Any]) -> tuple[list[str], int, list[float]]:
-    """The forecast job; Rejected (422) for a horizon beyond what the model was trained for."""
+    """The forecast job; Rejected (422) for a horizon beyond what the model was trained for, or a quantile
+    outside its trained levels (answering the nearest trained level under the asked label would be wrong silently)."""
     horizon, limit = demand_horizon(state, req.get("horizon")), state.extra.get("max_horizon")
     if limit is not None and horizon > limit:
         raise Rejected(
             ["body", "horizon"],
             f"horizon {horizon} is beyond what {state.label} was trained for (at most {limit} periods of {state.extra.get('freq')})",
+        )
+    bounds = state.extra.get("quantile_range")
+    outside = [q for q in req["quantiles"] if bounds and not bounds[0] - 1e-9 <= q <= bounds[1] + 1e-9]
+    if outside:
+        raise Rejected(
+            ["body", "quantiles"],
+            f"quantiles {outside} lie outside the levels {state.label} was trained for ({bounds[0]:g} to {bounds[1]:g}); "
+            "ask within them, or train the model with those levels (model.quantiles)",
         )
     return list(req["item_ids"]), horizon, list(req["quantiles"])
 

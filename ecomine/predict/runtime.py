@@ -237,8 +237,10 @@ def build_state(task: str, members: list[Member], *, catalogue: Any = None, thre
         if len(freqs) > 1:
             raise ModelLoadError(f"demand ensemble members forecast different periods {sorted(map(str, freqs))}; use one freq")
         horizons = [int(m.obj.max_horizon) for m in members if getattr(m.obj, "max_horizon", None)]
-        # the ensemble answers only horizons every member was trained for
-        extra = {"freq": freqs.pop(), "max_horizon": min(horizons) if horizons else None}
+        # the ensemble answers only horizons every member was trained for, and levels inside every member's range
+        levels = [list(m.obj.quantiles) for m in members if getattr(m.obj, "quantiles", None)]
+        extra = {"freq": freqs.pop(), "max_horizon": min(horizons) if horizons else None,
+                 "quantile_range": (max(q[0] for q in levels), min(q[-1] for q in levels)) if levels else None}
     else:
         thr = threshold if threshold is not None else sum(
             w * float(getattr(m.obj, "threshold", 0.5)) for m, w in zip(members, weights)

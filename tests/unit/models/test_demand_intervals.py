@@ -43,8 +43,9 @@ def test_the_shift_makes_each_quantile_hold_its_level_on_new_windows() -> None:
     assert held == pytest.approx(QS, abs=0.04)
     assert ((cal[..., 0] <= y[100:]) & (y[100:] <= cal[..., 2])).mean() == pytest.approx(0.8, abs=0.05)
     # the shift is the residual quantile: the pinball-optimal constant, so in-sample pinball cannot rise
-    r = (y[:100, :, 0] - f[:100, :, 0, 2]) / scale[:100, None]
-    assert shift.shifts[0, 2] == pytest.approx(np.quantile(r, 0.9))
+    r = (y[:100] - f[:100, ..., 2]) / scale[:100, None, None]
+    assert shift.shifts[0, 2] == pytest.approx(np.quantile(r, 0.9)) == shift.shifts[-1, 2]  # pooled over the steps
+    assert (shift.shifts[:, 1] == 0).all()  # the median stays as trained
 
 
 def test_apply_keeps_forecasts_non_negative_and_sorted_and_round_trips(tmp_path) -> None:
@@ -110,3 +111,13 @@ def test_intervals_none_serves_the_quantiles_as_trained(tmp_path, data) -> None:
     rows, inputs = served.network_inputs(list(data.items))
     got = served.forecast([data.items[r] for r in rows], spec.model.horizon)
     assert served.intervals is None and np.allclose(got, np.maximum(served.model.predict(**inputs), 0).transpose(0, 2, 1), atol=1e-4)
+
+
+def test_a_level_outside_the_trained_ones_is_refused_not_clamped(tmp_path, spec, data) -> None:
+    model = fit_lightgbm(spec, data)
+    TASK.save(tmp_path, model, data, spec)
+    served = load_forecaster(tmp_path)
+    assert served.forecast(data.items[:2], 7, [0.1, 0.25, 0.9]).shape == (2, 3, 7)  # inside: interpolated
+    for asked in ([0.99], [0.05, 0.5]):
+        with pytest.raises(ValueError, match=r"quantiles \[0\.\d+\] lie outside the trained levels 0.1 to 0.9"):
+            served.forecast(data.items[:2], 7, asked)

@@ -136,6 +136,18 @@ def test_demand_and_risk_ensembles_and_batches() -> None:
     assert build_state("risk", [member("r1", RiskModel(0.2))], threshold=0.9).extra["threshold"] == 0.9
 
 
+def test_a_quantile_outside_the_trained_levels_is_rejected_naming_the_field() -> None:
+    wide, narrow = Forecaster(1.0, max_horizon=14), Forecaster(1.0, max_horizon=14)
+    wide.quantiles, narrow.quantiles = [0.05, 0.5, 0.95], [0.1, 0.5, 0.9]
+    state = build_state("demand", [member("d1", wide), member("d2", narrow)])
+    assert state.extra["quantile_range"] == (0.1, 0.9)  # an ensemble answers the levels every member has
+    assert demand_job(state, {"item_ids": ["x"], "horizon": 7, "quantiles": [0.1, 0.3, 0.9]})[2] == [0.1, 0.3, 0.9]
+    for asked in ([0.99], [0.05, 0.5]):  # once answered as the p90 (p10) values under the asked label
+        with pytest.raises(Rejected, match=r"outside the levels .* trained for \(0.1 to 0.9\)") as e:
+            demand_job(state, {"item_ids": ["x"], "horizon": 7, "quantiles": asked})
+        assert e.value.loc == ["body", "quantiles"]
+
+
 def test_demand_horizon_beyond_the_model_is_rejected_naming_the_field() -> None:
     state = build_state("demand", [member("d1", Forecaster(1.0, max_horizon=14)), member("d2", Forecaster(1.0, max_horizon=28))])
     assert state.extra["max_horizon"] == 14  # an ensemble answers what every member can
