@@ -17,7 +17,8 @@ intervals, the same model before calibration (`*_uncalibrated`), and the LightGB
 baseline of the same report: WAPE, scaled pinball, p10-p90 coverage, the shares below
 p10 and above p90, and the model / LightGBM ratios. Figures, never asserted.
 
-Usage: python benchmarks/demand_shapes.py [--only synthetic or-daily or-weekly weekly-retail] [--out benchmarks/results]
+Usage: python benchmarks/demand_shapes.py [--only synthetic or-daily or-weekly weekly-retail] [--set optim.lr=1e-3]
+       [--tag NAME] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -89,19 +90,21 @@ def weekly_retail_log(folder: Path, *, items: int = 300, weeks: int = 156, seed:
     return path
 
 
-def spec_for(shape: str, tmp: Path):
-    """The shipped demand defaults, pointed at `shape` (a frequency's setup where the shape asks for one)."""
+def spec_for(shape: str, tmp: Path, overrides: dict | None = None):
+    """The shipped demand defaults, pointed at `shape` (a frequency's setup where the shape asks for one),
+    then `overrides` (dotted keys, as `ecomine train --set` takes them) on every shape alike."""
     from ecomine.specs import TrainSpec, load_spec
 
     run = {"storage": str(tmp / "runs"), "registry": str(tmp / "registry"), "name": f"demand-{shape}"}
     if shape == "synthetic":
-        return load_spec(ROOT / "train_configs" / "demand.yaml", TrainSpec, overrides={"run": run})
+        return load_spec(ROOT / "train_configs" / "demand.yaml", TrainSpec, overrides={"run": run, **(overrides or {})})
     setup = {"or-daily": SETUPS["1d"], "or-weekly": SETUPS["1w"], "weekly-retail": WEEKLY_RETAIL}[shape]
     data = ("online-retail" if shape.startswith("or-") else str(weekly_retail_log(tmp)))
     return load_spec(ROOT / "train_configs" / "demand.yaml", TrainSpec, overrides={
         "data": {"kind": "spec", "spec": data}, "run": run,
         **{f"model.{k}": v for k, v in setup.items() if k != "eval"},
         **{f"model.eval.{k}": v for k, v in setup["eval"].items()},
+        **(overrides or {}),
     })
 
 
@@ -109,7 +112,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="+", default=list(SHAPES), choices=SHAPES)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a spec field on every shape (YAML value), e.g. --set optim.lr=1e-3")
+    ap.add_argument("--tag", default="", help="suffix of the results file")
     args = ap.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
     from rich.console import Console
 
     from ecomine.train.demand_eval import format_report
@@ -122,7 +129,7 @@ def main() -> None:
     keys = ("wape", "pinball", "coverage", "below_low", "above_high")
     for shape in args.only:
         with tempfile.TemporaryDirectory(prefix="ecomine-demand-shapes-") as tmp:
-            spec = spec_for(shape, Path(tmp))
+            spec = spec_for(shape, Path(tmp), overrides)
             load = os.getloadavg()
             t0 = time.perf_counter()
             outcome = run_training(spec, console=console)
@@ -141,7 +148,8 @@ def main() -> None:
                           "history": outcome.history, "spec": spec.model_dump(mode="json")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / ("demand_shapes.json" if args.only == list(SHAPES) else f"demand_shapes_{'_'.join(args.only)}.json")
+    name = "demand_shapes" + ("" if args.only == list(SHAPES) else "_" + "_".join(args.only)) + (f"_{args.tag}" if args.tag else "")
+    path = out / f"{name}.json"
     path.write_text(json.dumps(summary, indent=2, default=float))
     console.print(f"wrote {path}")
 
