@@ -38,7 +38,7 @@ __all__ = [
     "ProfileError",
     "Reservoir",
     "LiveWindow",
-    "FeatureDrift",
+    "FeatureComparison",
     "DriftReport",
     "bin_shares",
     "psi",
@@ -337,7 +337,7 @@ class LiveWindow:
 
 
 @dataclass
-class FeatureDrift:
+class FeatureComparison:
     feature: str
     role: str
     n_reference: int
@@ -354,7 +354,7 @@ class FeatureDrift:
 @dataclass
 class DriftReport:
     task: str
-    features: list[FeatureDrift]
+    features: list[FeatureComparison]
     psi_threshold: float
     ks_threshold: float
     reference: str = ""  # whose profile: "<task>/<version>"
@@ -393,7 +393,7 @@ def compare(profile: ReferenceProfile, live: dict[str, Any], *, psi_threshold: f
         raw = live.get(name, [])
         values = np.asarray(raw["values"] if isinstance(raw, dict) else raw, dtype=np.float64)
         values = values[np.isfinite(values)]
-        row = FeatureDrift(name, role, n_reference=ref.n if ref else 0, n_live=int(values.size),
+        row = FeatureComparison(name, role, n_reference=ref.n if ref else 0, n_live=int(values.size),
                            reference_mean=ref.mean if ref else None,
                            live_mean=float(values.mean()) if values.size else None)
         if skip and name in skip:

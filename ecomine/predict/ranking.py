@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FALLBACK_REASONS", "Catalogue", "top_k", "popular_fill", "Rejected"]
+__all__ = ["FALLBACK_REASONS", "ItemCatalogue", "top_k", "popular_fill", "Rejected"]
 
 # reason code (metrics tag) -> message (response field)
 FALLBACK_REASONS = {
@@ -40,7 +40,7 @@ class Rejected(ValueError):
 
 
 @dataclass
-class Catalogue:
+class ItemCatalogue:
     """Per-id metadata aligned with one vocabulary: titles, category codes, prices.
 
     ``category_code[i]`` is -1 where item i has no category; ``categories`` lists names by code.
@@ -56,7 +56,7 @@ class Catalogue:
         self._code_of = {name: i for i, name in enumerate(self.categories)}
 
     @classmethod
-    def build(cls, items: list[str], texts: list[str | None], table: Any | None = None) -> Catalogue:
+    def build(cls, items: list[str], texts: list[str | None], table: Any | None = None) -> ItemCatalogue:
         """Align a catalogue table (polars: item_id + optional category/item_text/median_price) with ``items``."""
         n = len(items)
         titles: list[str | None] = [None, *(texts if texts else [None] * n)]

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ecomine.predict import combine as ensemble_math
-from ecomine.predict.ranking import Catalogue
+from ecomine.predict.ranking import ItemCatalogue
 
 __all__ = [
     "TASKS",
@@ -275,7 +275,7 @@ def _prepare_recommend(members: list[Member], catalogue: Any) -> dict[str, Any]:
     model_spec = members[0].spec.get("model") if isinstance(members[0].spec, dict) else None
     return {
         "vocab": first,
-        "catalogue": Catalogue.build(list(first.items), list(first.texts or []), catalogue),
+        "catalogue": ItemCatalogue.build(list(first.items), list(first.texts or []), catalogue),
         "popular": ids,
         "exclude_history": bool(model_spec.get("exclude_history", False)) if isinstance(model_spec, dict) else False,
         "device": device,

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from ecomine.data.schema import EVENT_COLUMNS, EVENT_DTYPE, validate_events
-from ecomine.datasets.synthetic._catalogue import Catalogue
+from ecomine.datasets.synthetic._catalogue import SynthCatalogue
 from ecomine.datasets.synthetic._lines import Lines
 from ecomine.datasets.synthetic._params import SynthParams
 from ecomine.datasets.synthetic._people import Users
@@ -14,7 +14,7 @@ from ecomine.datasets.synthetic._returns import Browsing, Returns
 from ecomine.datasets.synthetic._vocab import _BULK_HIGH, _BULK_LOW, _BULK_P
 
 
-def events_frame(cat: Catalogue, users: Users, lines: Lines, ret: Returns, browse: Browsing,
+def events_frame(cat: SynthCatalogue, users: Users, lines: Lines, ret: Returns, browse: Browsing,
                  item_ids: np.ndarray, user_ids: np.ndarray) -> pl.DataFrame:
     """Purchases, returns, views/carts and abandoned sessions as canonical events (+ country, category)."""
     l_user, items_seq, l_ts, qty, l_price, o_id, l_order = (
@@ -63,7 +63,7 @@ def events_frame(cat: Catalogue, users: Users, lines: Lines, ret: Returns, brows
     return validate_events(ev.select([*EVENT_COLUMNS, "country", "category"]))
 
 
-def truth_frames(p: SynthParams, day_dates: np.ndarray, season: np.ndarray, cat: Catalogue, users: Users,
+def truth_frames(p: SynthParams, day_dates: np.ndarray, season: np.ndarray, cat: SynthCatalogue, users: Users,
                  lines: Lines, ret: Returns, item_ids: np.ndarray, user_ids: np.ndarray) -> dict[str, pl.DataFrame]:
     """SynthLog's truth frames by field name: interests, expected units, return propensity, items, users, returns."""
     n_u, n_i, n_c, n_d = p.users, p.items, p.n_categories, p.days

@@ -19,7 +19,7 @@ from ecomine.datasets.synthetic._vocab import (
 
 
 @dataclass
-class Catalogue:
+class SynthCatalogue:
     """Items (sorted by category) and what the later stages read of them; day-indexed where per day."""
 
     table: list  # category rows of _CATEGORIES (and generic ones past its end)
@@ -40,7 +40,7 @@ class Catalogue:
     titles: list[str]
 
 
-def build_catalogue(rng: np.random.Generator, p: SynthParams) -> Catalogue:
+def build_catalogue(rng: np.random.Generator, p: SynthParams) -> SynthCatalogue:
     """Category blocks, collections with successor cycles, Zipf popularity, sale windows, prices, titles."""
     n_i, n_c, n_d = p.items, p.n_categories, p.days
     table = _category_table(n_c)
@@ -89,7 +89,7 @@ def build_catalogue(rng: np.random.Generator, p: SynthParams) -> Catalogue:
     qty_factor = np.clip((np.median(base_price) / base_price) ** 0.5, 0.3, 3.0)
     high_price = base_price >= np.quantile(base_price, 0.8)
     titles = _titles(rng, item_cat, collection, table)
-    return Catalogue(
+    return SynthCatalogue(
         table=table, cat_names=cat_names, cat_risky=cat_risky, item_cat=item_cat, pop=pop, successor=successor,
         collection=collection, avail_from=avail_from, avail_to=avail_to, avail=avail, fresh_p=fresh_p,
         fresh_cum=fresh_cum, base_price=base_price, qty_factor=qty_factor, high_price=high_price, titles=titles,

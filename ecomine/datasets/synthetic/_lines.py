@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ecomine.datasets.synthetic._catalogue import Catalogue
+from ecomine.datasets.synthetic._catalogue import SynthCatalogue
 from ecomine.datasets.synthetic._params import SynthParams
 from ecomine.datasets.synthetic._people import Orders, Users
 from ecomine.datasets.synthetic._vocab import _BULK_HIGH, _BULK_LOW, _BULK_P, _ids
@@ -27,7 +27,7 @@ class Lines:
     o_id: np.ndarray  # order ids ("S000123"), per order, in time order
 
 
-def draw_lines(rng: np.random.Generator, p: SynthParams, cat: Catalogue, users: Users, orders: Orders) -> Lines:
+def draw_lines(rng: np.random.Generator, p: SynthParams, cat: SynthCatalogue, users: Users, orders: Orders) -> Lines:
     """Mechanism draws vectorised, the item sequence in one pass; quantities; duplicates merged; stamps."""
     n_d, n_c = p.days, p.n_categories
     o_user, o_day, o_ts, o_lines = orders.o_user, orders.o_day, orders.o_ts, orders.o_lines

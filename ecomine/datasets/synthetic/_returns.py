@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ecomine.datasets.synthetic._catalogue import Catalogue
+from ecomine.datasets.synthetic._catalogue import SynthCatalogue
 from ecomine.datasets.synthetic._lines import Lines, _sample_items
 from ecomine.datasets.synthetic._params import SynthParams
 from ecomine.datasets.synthetic._people import Orders, Users
@@ -30,7 +30,7 @@ class Returns:
     ro_id: np.ndarray  # return order ids ("R000045"), one per purchase order with returns
 
 
-def draw_returns(rng: np.random.Generator, p: SynthParams, start_us: int, cat: Catalogue, users: Users,
+def draw_returns(rng: np.random.Generator, p: SynthParams, start_us: int, cat: SynthCatalogue, users: Users,
                  orders: Orders, lines: Lines) -> Returns:
     """Logistic propensity from known factors, intercept solved for return_rate; later returns censored."""
     n_d, n_o, n_l = p.days, orders.o_user.size, lines.l_order.size
@@ -76,7 +76,7 @@ class Browsing:
     ab_cart: np.ndarray
 
 
-def draw_browsing(rng: np.random.Generator, p: SynthParams, start_us: int, cat: Catalogue, users: Users,
+def draw_browsing(rng: np.random.Generator, p: SynthParams, start_us: int, cat: SynthCatalogue, users: Users,
                   orders: Orders, lines: Lines) -> Browsing:
     """Views (+ carts) before some orders, abandoned carts; every user leaves some trace."""
     n_u, n_d, n_c, n_o = p.users, p.days, p.n_categories, orders.o_user.size

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ecomine.predict.ranking import Catalogue, Rejected, popular_fill, top_k
+from ecomine.predict.ranking import ItemCatalogue, Rejected, popular_fill, top_k
 
 
 def test_top_k_skips_padding_banned_and_filtered_ids() -> None:
@@ -35,7 +35,7 @@ def test_catalogue_aligns_with_the_vocabulary() -> None:
         "item_id": ["b", "a", "zz"], "item_text": [None, "A title", "?"], "category": ["toys", "bags", "x"],
         "median_price": [2.5, None, 1.0],
     })
-    cat = Catalogue.build(["a", "b", "c"], ["vocab a", None, None], table)
+    cat = ItemCatalogue.build(["a", "b", "c"], ["vocab a", None, None], table)
     assert cat.categories == ["bags", "toys"]  # only categories of known items
     assert cat.describe(1) == {"title": "vocab a", "category": "bags", "price": None}
     assert cat.describe(2) == {"title": None, "category": "toys", "price": 2.5}
@@ -46,4 +46,4 @@ def test_catalogue_aligns_with_the_vocabulary() -> None:
         cat.allowed(["toys", "cars"])
     assert e.value.loc == ["body", "categories", 1] and "known: bags, toys" in e.value.msg
     with pytest.raises(Rejected, match="no item categories"):
-        Catalogue.build(["a"], [], None).allowed(["toys"])
+        ItemCatalogue.build(["a"], [], None).allowed(["toys"])
