@@ -11,7 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ecomine import storage
 from ecomine.cli._common import CliError, TaskOpt, console, parse_overrides
+from ecomine.specs import TrainSpec, load_spec
 
 __all__ = ["bench_app"]
 
@@ -27,7 +29,6 @@ def bench_quality(
     out: Annotated[Optional[Path], typer.Option(help="write the report JSON here")] = None,
 ) -> None:
     """Train on a data set and print the model beside the baselines with ratios (both protocols)."""
-    from ecomine.specs import TrainSpec, load_spec
     from ecomine.train.recommend_eval import MODEL_NAME, best_baseline
     from ecomine.train.recommend_metrics import format_report
     from ecomine.train.reports import report_json
@@ -48,8 +49,6 @@ def bench_quality(
         target = 1.6 if protocol == "all_items" else 1.5
         console.print(f"{protocol}: model NDCG@10 {model:.4f} vs {name} {value:.4f} -> ratio {model / value:.2f} (target >= {target})")
     if out is not None:
-        from ecomine import storage
-
         storage.write_json(str(out), {"results": report_json(outcome.results), "summary": summary,
                                       "best_epoch": outcome.best_epoch, "seconds": outcome.seconds, "version": outcome.version})
 

@@ -10,7 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from ecomine import storage
 from ecomine.cli._common import console, parse_overrides
+from ecomine.specs import EnsembleSpec, load_spec
 
 __all__ = ["ensemble_app"]
 
@@ -27,7 +29,6 @@ def ensemble_build(
 ) -> None:
     """Fit an ensemble of registered versions on their validation split, report it on test, register it."""
     from ecomine.ensemble.build import build_ensemble
-    from ecomine.specs import EnsembleSpec, load_spec
 
     overrides = parse_overrides(set_ or [])
     if registry:
@@ -46,7 +47,6 @@ def ensemble_build(
     console.print(f"registered {ens.task}/{outcome.version} (kind ensemble)"
                   + (f", promoted to {ens.promote}" if ens.promote else ""))
     if out is not None:
-        from ecomine import storage
         from ecomine.train.reports import report_json
 
         storage.write_json(str(out), {"version": outcome.version, "members": outcome.members, "versus_best_member": vs,

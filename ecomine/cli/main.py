@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ecomine import specs, storage
 from ecomine.cli import (
     bench,
     data,
@@ -33,6 +34,8 @@ from ecomine.cli._common import (
     err_console,
     parse_overrides,
 )
+from ecomine.registry import Registry, is_ensemble
+from ecomine.specs import SpecError, TrainSpec, load_spec
 
 __all__ = ["app", "main"]
 
@@ -53,7 +56,6 @@ for command in (retrain.retrain, monitor.monitor, score.score, explain.explain):
 def _known_errors() -> tuple[type[BaseException], ...]:
     from ecomine.data.readers import DataError
     from ecomine.models.text_encoder import EncoderNotFound
-    from ecomine.specs import SpecError
 
     errors: list[type[BaseException]] = [CliError, SpecError, DataError, EncoderNotFound]
     for mod, name in (("ecomine.storage", "StorageError"), ("ecomine.registry", "RegistryError")):
@@ -82,8 +84,6 @@ def schema(
     kind: Annotated[str, typer.Argument(help="spec kind: data (more as they land) or all")] = "all",
 ) -> None:
     """Print the JSON Schema of the specs (for editor completion of the YAML)."""
-    from ecomine import specs
-
     models = specs.spec_models()
     if kind != "all" and kind not in models:
         raise CliError(f"unknown spec kind {kind!r}; choose one of {sorted(models)} or all")
@@ -102,7 +102,6 @@ def train(
         help="fit this non-neural recommender instead (item_knn | most_popular | user_history | recent_history)")] = None,
 ) -> None:
     """Fine-tune through Ray Train, evaluate on the test split beside baselines, register."""
-    from ecomine.specs import TrainSpec, load_spec
     from ecomine.train.reports import report_json
     from ecomine.train.runner import run_baseline, run_training
     from ecomine.train.tasks import get_task
@@ -114,8 +113,6 @@ def train(
         outcome = run_training(train_spec, ray_address=address, console=console)
     console.print(get_task(train_spec.task).format_report(outcome.results, title=f"{outcome.run_name}: test split"))
     if report is not None:
-        from ecomine import storage
-
         storage.write_json(str(report), report_json(outcome.results))
     where = f"registered {train_spec.task}/{outcome.version} in {outcome.registry}" if outcome.version else "not registered"
     _print_time_to_quality(outcome, train_spec.watch()[0])
@@ -147,8 +144,6 @@ def evaluate(
     task: TaskOpt = "recommend",
 ) -> None:
     """Re-run a registered version's evaluation report (same spec, same data, same baselines)."""
-    from ecomine.registry import Registry, is_ensemble
-    from ecomine.specs import TrainSpec
     from ecomine.train.tasks import get_task
 
     reg = Registry(registry)

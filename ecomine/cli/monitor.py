@@ -19,6 +19,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ecomine.cli._common import console, err_console
+from ecomine.registry import Registry, RegistryError
+from ecomine.storage import StorageError
 
 __all__ = ["monitor", "MonitorError", "EXIT_OK", "EXIT_DRIFT", "EXIT_BAD_INPUT"]
 
@@ -51,9 +53,7 @@ def _fetch_windows(url: str, api_key_env: str, timeout: float) -> dict[str, Any]
 
 def _reference(registry, task: str, version: str):
     from ecomine.data.drift import PROFILE_FILE, ProfileError, ReferenceProfile
-    from ecomine.registry import RegistryError
     from ecomine.serve.monitor import no_profile_detail
-    from ecomine.storage import StorageError
 
     try:
         folder = registry.fetch(task, version)  # every file sha256-verified
@@ -92,7 +92,6 @@ def _table(rows: list[tuple[str, str, Any]]):
 def _run(url: str, registry_root: str, task: Optional[str], psi: float, ks: float, min_samples: int,
          api_key_env: str, timeout: float) -> list[tuple[str, str, Any]]:
     from ecomine.data.drift import FEATURES, compare
-    from ecomine.registry import Registry
 
     if task is not None and task not in FEATURES:
         raise MonitorError(f"--task: {task!r} is not one of {sorted(FEATURES)}")

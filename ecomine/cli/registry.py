@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from ecomine.cli._common import RegistryOpt, TaskOpt, console
+from ecomine.registry import Registry
 
 __all__ = ["registry_app"]
 
@@ -21,8 +22,6 @@ registry_app = typer.Typer(help="Model versions and stages (staging / production
 @registry_app.command("list")
 def registry_list(registry: RegistryOpt = "registry", task: Annotated[Optional[str], typer.Option()] = None) -> None:
     """Versions with their stages, tags and headline metric."""
-    from ecomine.registry import Registry
-
     versions = Registry(registry).list(task)
     t = Table(title=f"registry: {registry}")
     for col in ("task", "version", "stages", "created (UTC)", "tags", "test NDCG@10 (all/new)"):
@@ -37,8 +36,6 @@ def registry_list(registry: RegistryOpt = "registry", task: Annotated[Optional[s
 @registry_app.command("show")
 def registry_show(version: str, registry: RegistryOpt = "registry", task: TaskOpt = "recommend") -> None:
     """A version's manifest as JSON."""
-    from ecomine.registry import Registry
-
     typer.echo(json.dumps(Registry(registry).show(task, version), indent=2))
 
 
@@ -48,8 +45,6 @@ def registry_promote(
     registry: RegistryOpt = "registry", task: TaskOpt = "recommend",
 ) -> None:
     """Point a stage at a version (one atomic write)."""
-    from ecomine.registry import Registry
-
     p = Registry(registry).promote(task, version, stage)
     console.print(f"{task}: {stage} -> {p.version}")
 
@@ -60,7 +55,5 @@ def registry_rollback(
     registry: RegistryOpt = "registry", task: TaskOpt = "recommend",
 ) -> None:
     """Point a stage back at the version it held before."""
-    from ecomine.registry import Registry
-
     p = Registry(registry).rollback(task, stage)
     console.print(f"{task}: {stage} -> {p.version} (rolled back)")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import polars as pl
 
+from ecomine import storage
 from ecomine.data.cleaning import (
     CleaningReport,
     SourceReport,
@@ -35,6 +36,7 @@ from ecomine.data.readers import DROP, SOURCE, DataError, local_source_path, rea
 from ecomine.data.schema import EVENT_COLUMNS, EVENT_DTYPE
 from ecomine.ray_session import ensure_ray, surfaced
 from ecomine.specs import DataSpec, SourceSpec, SpecError, expand_uri
+from ecomine.storage import S3Options
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -260,7 +262,6 @@ def _sha256(uri: str) -> str | None:
     """As the in-process path: the file's sha256, None for S3 (an ETag is no content hash)."""
     if uri.startswith("s3://"):
         return None
-    from ecomine import storage
 
     return storage.sha256_file(uri.removeprefix("file://"))
 
@@ -271,7 +272,6 @@ def _filesystem(uri: str, fmt: str) -> tuple[pafs.FileSystem | None, str]:
         return None, str(local_source_path(uri, fmt).resolve())
     import pyarrow.fs as pafs
 
-    from ecomine.storage import S3Options
 
     o = S3Options().resolved()  # the same endpoint and credentials boto3 uses in ecomine.storage
     fs = pafs.S3FileSystem(

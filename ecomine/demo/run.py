@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ecomine.ray_session import ensure_ray
+from ecomine.registry import Registry
+from ecomine.specs import DataSpec, EnsembleSpec, TrainSpec, load_spec, metric_mode
 
 __all__ = ["DemoSize", "run_demo"]
 
@@ -160,7 +162,6 @@ def _best(results: dict[str, Any], model: str, metric: str) -> dict[str, Any]:
     (its `_uncalibrated` twin) are the model, not a baseline."""
     import math
 
-    from ecomine.specs import metric_mode
 
     def ok(v: Any) -> bool:
         return isinstance(v, (int, float)) and math.isfinite(v)
@@ -181,12 +182,10 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     from rich.console import Console
 
     from ecomine.data.features import item_catalogue
+    from ecomine.demo.serve import serve_and_call
     from ecomine.ensemble.build import build_ensemble
-    from ecomine.registry import Registry
-    from ecomine.specs import EnsembleSpec, TrainSpec
     from ecomine.train.recommend_eval import MODEL_NAME, best_baseline
     from ecomine.train.reports import report_json
-    from ecomine.demo.serve import serve_and_call
     from ecomine.tuning.campaign import run_campaign
 
     size = size or DemoSize()
@@ -219,7 +218,6 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     else:
         from ecomine.data.cleaning import load_events
         from ecomine.datasets import resolve_data_spec_path
-        from ecomine.specs import DataSpec, load_spec
 
         RISKY_COUNTRY = None
         stages.append(_Stage("read", 0.0, {"data": size.data}))
@@ -291,7 +289,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         "scaling": scaling, "run": {"name": "demo-risk", **run},
     })
     r_out = _train_and_promote(rspec, reg, console, "risk: temporal holdout (test)")
-    from ecomine.train.risk_eval import MODEL_NAME as RISK_MODEL, write_reliability_plot
+    from ecomine.train.risk_eval import MODEL_NAME as RISK_MODEL
+    from ecomine.train.risk_eval import write_reliability_plot
 
     vs_baselines["risk"] = {m: _best(r_out.results, RISK_MODEL, m)
                             for m in ("roc_auc", "pr_auc", "brier")}

@@ -19,6 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from ecomine.registry import (
+    EnsembleManifest,
+    PinnedMember,
+    Registry,
+    RegistryError,
+    content_digest,
+    is_ensemble,
+    write_ensemble,
+)
 from ecomine.specs import EnsembleSpec, SpecError, TrainSpec, metric_mode
 
 __all__ = ["EnsembleOutcome", "resolve_members", "build_ensemble", "campaign_ensemble", "versus_best_member", "RecommendMixture"]
@@ -34,9 +43,6 @@ class EnsembleOutcome:
 
 def resolve_members(registry, spec: EnsembleSpec) -> list:
     """The spec's member references -> distinct registered versions (errors name `members[i]`)."""
-    from ecomine.registry import is_ensemble
-    from ecomine.registry import RegistryError
-
     chosen, seen = [], set()
     for i, ref in enumerate(spec.members):
         field = f"members[{i}]"
@@ -278,8 +284,6 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
     trained them holds it: the risk text vectors cost minutes); it is adapted to the first
     member's spec and still has to carry every member's data fingerprint.
     """
-    from ecomine.registry import EnsembleManifest, PinnedMember, content_digest, write_ensemble
-    from ecomine.registry import Registry
     from ecomine.train.reports import report_json
     from ecomine.train.tasks import get_task
 

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from ecomine import storage
+from ecomine.registry import Registry
 from ecomine.retrain.holdout import gate, holdout_units, score_versions
 from ecomine.specs import PipelineSpec, SpecError, TrainSpec
 
@@ -88,8 +90,6 @@ def _now() -> datetime:
 
 
 def record_root(registry: str, pipeline: str) -> str:
-    from ecomine import storage
-
     return storage.join(registry, RECORD_DIR, pipeline)
 
 
@@ -118,7 +118,6 @@ def run_pipeline(
     Raises SpecError (bad input: nothing trained or written), RetrainError (training or the swap
     failed: the champion and Serve are unchanged; a `failed` record is written).
     """
-    from ecomine.registry import Registry
     from ecomine.train.runner import run_training
     from ecomine.train.tasks import get_task
 
@@ -203,8 +202,6 @@ def run_pipeline(
 
 def _promoted_level(registry: Any, spec: PipelineSpec, version: str) -> float | None:
     """The primary metric `version` scored on the holdout of the run that promoted it (None: no such run)."""
-    from ecomine import storage
-
     root = record_root(registry.root, spec.name)
     uris = [u for u in storage.list_prefix(root, options=registry.s3) if u.endswith("/record.json")]
     for uri in sorted(uris, reverse=True):
@@ -228,8 +225,6 @@ def _with_run(train: TrainSpec, **update: Any) -> TrainSpec:
 
 def rollback(spec: PipelineSpec, *, source: str | Path | None = None, serve: ServeTarget | None = None) -> RetrainRecord:
     """Point the stage back at its previous version (registry history) and swap Serve back to it."""
-    from ecomine.registry import Registry
-
     t0 = time.perf_counter()
     train = spec.train_spec(source)
     registry = Registry(spec.registry_root(train))
@@ -266,8 +261,6 @@ def rollback(spec: PipelineSpec, *, source: str | Path | None = None, serve: Ser
 
 
 def _finish(record: RetrainRecord, registry: Any, t0: float) -> None:
-    from ecomine import storage
-
     record.finished_at = _now().isoformat()
     record.seconds = round(time.perf_counter() - t0, 2)
     folder = storage.join(record_root(registry.root, record.pipeline), record.run)

@@ -36,14 +36,16 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from ecomine import storage
 from ecomine.ray_session import ensure_ray, surfaced
-from ecomine.specs import ScoreSpec, TableInput, expand_uri
+from ecomine.registry import Registry, RegistryError
+from ecomine.specs import ScoreSpec, TableInput, TrainSpec, expand_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ecomine.registry import Registry
     from ecomine.predict.runtime import ModelState
+    from ecomine.registry import Registry
 
 __all__ = ["ScoreError", "ScoreOutcome", "SUCCESS_FILE", "ScorePlan", "plan_scoring", "load_scorer",
            "score_table", "BatchScorer", "run_scoring"]
@@ -90,15 +92,11 @@ class ScorePlan:
 
 
 def _registry(spec: ScoreSpec) -> Registry:
-    from ecomine.registry import Registry
-
     return Registry(spec.registry)
 
 
 def plan_scoring(spec: ScoreSpec) -> ScorePlan:
     """Resolve the version, check the output is new, read and check the input; ScoreError on any of them."""
-    from ecomine.registry import RegistryError
-
     try:
         mv = _registry(spec).get(spec.task, spec.version)
     except RegistryError as exc:
@@ -124,8 +122,7 @@ def plan_scoring(spec: ScoreSpec) -> ScorePlan:
 
 def _check_loader(spec: ScoreSpec) -> None:
     """Import the loader here: in an actor's constructor its failure would come back as a dead actor."""
-    from ecomine.predict.runtime import DEFAULT_LOADERS
-    from ecomine.predict.runtime import ModelLoadError, import_loader
+    from ecomine.predict.runtime import DEFAULT_LOADERS, ModelLoadError, import_loader
 
     try:
         import_loader(spec.loader or DEFAULT_LOADERS[spec.task], spec.task)
@@ -134,8 +131,6 @@ def _check_loader(spec: ScoreSpec) -> None:
 
 
 def _check_output_free(out: str) -> None:
-    from ecomine import storage
-
     try:
         if storage.is_s3(out):
             taken = bool(storage.list_prefix(out))
@@ -149,8 +144,6 @@ def _check_output_free(out: str) -> None:
 
 
 def _read_inputs(spec: ScoreSpec, mv: Any) -> pl.DataFrame:
-    from ecomine import storage
-
     inputs = spec.inputs
     if isinstance(inputs, TableInput):
         uri = expand_uri(inputs.uri)
@@ -171,7 +164,6 @@ def _read_inputs(spec: ScoreSpec, mv: Any) -> pl.DataFrame:
     from pydantic import ValidationError
 
     from ecomine.data.features import user_sequences
-    from ecomine.specs import TrainSpec
     from ecomine.train.events import load_training_events
 
     ref = inputs.data
@@ -240,8 +232,8 @@ def _quantile_column(q: float) -> str:
 
 
 def _demand(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
-    from ecomine.predict.ranking import Rejected
     from ecomine.predict.answers import demand_job
+    from ecomine.predict.ranking import Rejected
     from ecomine.predict.runtime import run_jobs
 
     req = {"item_ids": df["item_id"].to_list(), "horizon": spec.horizon, "quantiles": spec.quantiles}
@@ -331,7 +323,6 @@ def run_scoring(spec: ScoreSpec, *, ray_address: str | None = None, plan: ScoreP
 def _stream_parts(plan: ScorePlan, stage: str) -> tuple[dict[str, int], int]:
     import ray.data
 
-    from ecomine import storage
 
     spec = plan.spec
     arrow = plan.table.to_arrow()
@@ -375,8 +366,6 @@ def _stream_parts(plan: ScorePlan, stage: str) -> tuple[dict[str, int], int]:
 @contextlib.contextmanager
 def _staging(out: str) -> Iterator[tuple[str, Any]]:
     """``(staging URI, commit(marker))``: parts go to the staging URI; commit moves them under ``out``."""
-    from ecomine import storage
-
     token = secrets.token_hex(4)
     if not storage.is_s3(out):
         final = storage.local_path(out)

@@ -17,8 +17,12 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from ecomine import storage
+from ecomine.registry import Registry, RegistryError
 from ecomine.serve.arm_options import arm_init_kwargs, colocated_user_config
 from ecomine.serve.config import AppArgs, ArmArgs, TaskArgs, deployment_name
+from ecomine.specs import expand_uri
+from ecomine.storage import StorageError
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -35,9 +39,6 @@ class BuildError(ValueError):
 def resolve_uri(uri: str) -> str:
     """``${VAR:-default}`` expanded; a relative local path made absolute (against this process's cwd),
     so every replica reads the same place wherever it runs."""
-    from ecomine import storage
-    from ecomine.specs import expand_uri
-
     text = expand_uri(uri)
     if storage.is_s3(text):
         return text
@@ -60,9 +61,6 @@ def drop_missing_optional(args: AppArgs) -> tuple[AppArgs, dict[str, str]]:
 
     Returns the args without them and ``{task: why}`` for each one left out.
     """
-    from ecomine.registry import Registry, RegistryError
-    from ecomine.storage import StorageError
-
     registry, update, why = None, {}, {}
     for task in ("demand", "risk"):
         task_args = getattr(args, task)
@@ -86,10 +84,6 @@ def check_versions(args: AppArgs) -> dict[str, list[str]]:
 
     Returns ``{"recommend.champion": [version ids], ...}``. Raises BuildError naming the field.
     """
-    from ecomine import storage
-    from ecomine.registry import Registry, RegistryError
-    from ecomine.storage import StorageError
-
     registry = Registry(args.registry, s3=args.s3)
     found: dict[str, list[str]] = {}
     for task, task_args in args.tasks().items():

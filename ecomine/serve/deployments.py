@@ -26,14 +26,25 @@ from typing import Any
 
 from ray import serve
 
+from ecomine import storage
+from ecomine.predict.answers import (
+    demand_horizon,
+    demand_job,
+    finish_demand,
+    finish_recommend,
+    finish_risk,
+    plan_recommend,
+    risk_job,
+)
+from ecomine.predict.explain import explain_request
+from ecomine.predict.ranking import Rejected
+from ecomine.predict.runtime import TASKS, ModelLoadError, ModelState, load_state, reconfigure_failure, run_jobs
+from ecomine.registry import Registry
 from ecomine.serve.batching import Batcher
 from ecomine.serve.config import DEFAULT_LOADERS, ModelSettings
 from ecomine.serve.monitor import ArmMonitor
 from ecomine.serve.observability import ServeMetrics, log_event
-from ecomine.predict.ranking import Rejected
-from ecomine.predict.answers import demand_horizon, demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend, risk_job
-from ecomine.predict.explain import explain_request
-from ecomine.predict.runtime import TASKS, ModelLoadError, ModelState, load_state, reconfigure_failure, run_jobs
+from ecomine.storage import S3Options
 
 __all__ = ["ModelLoadError", "Recommender", "DemandForecaster", "RiskScorer", "Ensemble", "model_deployment",
            "DRIFT_PUBLISH_S"]
@@ -63,9 +74,6 @@ class _ModelServer:
         catalogue_uri: str | None = None,
         threshold: float | None = None,
     ) -> None:
-        from ecomine.registry import Registry
-        from ecomine.storage import S3Options
-
         self.task = self.TASK or task
         if self.task not in TASKS:
             raise ValueError(f"{name}: task must be one of {list(TASKS)}, got {task!r}")
@@ -146,8 +154,6 @@ class _ModelServer:
 
     def _load(self, refs: list[tuple[str, float]]) -> ModelState:
         if self.task == "recommend" and self.catalogue_uri and self._catalogue is None:
-            from ecomine import storage
-
             table = storage.read_parquet(self.catalogue_uri, options=self.registry.s3)
             if "item_id" not in table.columns:
                 raise ModelLoadError(f"{self.name}: catalogue {self.catalogue_uri} has no item_id column")

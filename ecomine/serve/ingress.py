@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 import ecomine
+from ecomine import storage
 from ecomine.api.schema import (
     API_PREFIX,
     DemandRequest,
@@ -45,14 +46,14 @@ from ecomine.api.schema import (
     RiskResponse,
 )
 from ecomine.api.status import DriftResponse, HealthResponse, ModelsResponse
-from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
+from ecomine.predict.runtime import reconfigure_failure
 from ecomine.serve.arm_options import admission_limit
+from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
 from ecomine.serve.config import AppArgs
 from ecomine.serve.insights import NOT_CONFIGURED, compose
 from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt, warn_event
-from ecomine.serve.router import HTTPError, TaskRouter, short
-from ecomine.predict.runtime import reconfigure_failure
 from ecomine.serve.openapi_doc import deployment_openapi
+from ecomine.serve.router import HTTPError, TaskRouter, short
 from ecomine.serve.security import AdmissionMiddleware, GuardMiddleware, resolve_api_keys
 from ecomine.serve.traffic import routing_key
 
@@ -172,8 +173,6 @@ class Ingress:
         self._reconfigure_error = None
 
     def _load_users(self, uri: str) -> dict[str, tuple[str, ...]]:
-        from ecomine import storage
-
         table = storage.read_parquet(uri, options=self.args.s3)
         missing = [c for c in ("user_id", "items") if c not in table.columns]
         if missing:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ecomine.specs import DemandLightGBMSpec, SpecError
 from ecomine.train.demand_eval import MODEL_NAMES
 
 __all__ = ["DemandData", "DemandTask", "TASK", "prepare_demand_data", "data_key", "demand_config", "lightgbm_config",
@@ -123,9 +124,8 @@ def prepare_demand_data(spec, events=None, fingerprint: str = "") -> DemandData:
 
     from ecomine.data.features import demand_series
     from ecomine.models.demand import calendar_features, period_dates, season_length
-    from ecomine.specs import SpecError
-    from ecomine.train.events import load_training_events
     from ecomine.train.demand_eval import naive_scale
+    from ecomine.train.events import load_training_events
 
     m, ev_spec = spec.model, spec.model.eval
     if events is None:
@@ -215,7 +215,6 @@ def lightgbm_config(spec, n_items: int):
     """The `LightGBMDemandConfig` of a spec with `model.forecaster: lightgbm` (unset `model.lightgbm`: defaults)."""
     from ecomine.models.demand import season_length
     from ecomine.models.demand_lightgbm import LightGBMDemandConfig
-    from ecomine.specs import DemandLightGBMSpec
 
     m = spec.model
     settings = (m.lightgbm or DemandLightGBMSpec()).model_dump()

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from ecomine.ray_session import ensure_ray
-from ecomine.specs import SpecError, TrainSpec, TuneSpec, apply_overrides, format_validation_error, load_spec
+from ecomine.specs import SpecError, TrainSpec, TuneSpec, apply_overrides, format_validation_error, load_spec, task_metrics
 
 __all__ = ["Campaign", "CampaignOutcome", "load_campaign", "run_campaign", "free_run_placement_groups"]
 
@@ -86,7 +86,6 @@ def load_campaign(path: str | Path) -> Campaign:
                 msg = format_validation_error(e, "") if hasattr(e, "errors") else str(e)
                 raise SpecError(f"{path}: space.{dotted}: value {value!r} is not valid for the TrainSpec ({msg.lstrip(': ')})") from None
     metric = spec.metric or base.watch()[0]
-    from ecomine.specs import task_metrics
 
     if metric not in task_metrics(base.task, base.eval.ks):
         raise SpecError(f"{path}: metric: {metric!r} is not a {base.task} validation metric")
