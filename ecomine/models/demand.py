@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ecomine.data.calendar import calendar_columns
+from ecomine.models.demand_calendar import N_CALENDAR, calendar_features, period_dates, season_length, year_lag_periods
 from ecomine.models.demand_explain import explain_forecast
 from ecomine.models.demand_intervals import interpolate_quantiles
 
@@ -40,6 +40,7 @@ __all__ = [
     "LightGBMDemandModel",
     "calendar_features",
     "season_length",
+    "year_lag_periods",
     "period_dates",
     "pinball_terms",
     "pinball_loss",
@@ -51,51 +52,12 @@ __all__ = [
     "SCALE_FLOOR",
 ]
 
-N_CALENDAR = 13  # columns of calendar_features
 SCALE_FLOOR = 1.0  # units added to the mean-abs scale: an all-zero context still scales sanely
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 SERIES = "series.safetensors"
 ITEMS = "items.json"
 PROFILES = "profiles.json"
-
-
-def season_length(freq: str) -> int:
-    """Seasonal period used by the seasonal-naive features and baselines: a week of days, or 1 week."""
-    return 7 if freq == "1d" else 1
-
-
-def period_dates(start: dt.date, n: int, freq: str) -> np.ndarray:
-    """`n` period start dates from `start` as datetime64[D]."""
-    step = 7 if freq == "1w" else 1
-    return np.datetime64(start, "D") + np.arange(n) * step
-
-
-def calendar_features(dates: np.ndarray, freq: str) -> np.ndarray:
-    """Calendar covariates of period starts [T, N_CALENDAR] (float32), the same for training and serving.
-
-    Day of week one-hot (7; constant Monday for weekly), UK bank holiday in the
-    period, weeks to the next Christmas / 52 and its inverse 1/(1+weeks) (sharp
-    near the peak), month as sin/cos, weekend (daily). An encoding of the one
-    calendar (`ecomine.data.calendar.calendar_columns`), computed from dates alone,
-    so the served model can build it for periods after its data.
-    """
-    d = np.asarray(dates, dtype="datetime64[D]")
-    if d.size == 0:
-        return np.zeros((0, N_CALENDAR), np.float32)
-    cal = calendar_columns(d, freq)
-    dow = cal["day_of_week"] - 1  # 0 = Monday
-    weeks = cal["days_to_christmas"] / 7.0
-    month = cal["month"] - 1
-    out = np.zeros((d.size, N_CALENDAR), np.float32)
-    out[np.arange(d.size), dow] = 1.0
-    out[:, 7] = cal["is_uk_holiday"]
-    out[:, 8] = weeks / 52.0
-    out[:, 9] = 1.0 / (1.0 + weeks)
-    out[:, 10] = np.sin(2 * np.pi * month / 12)
-    out[:, 11] = np.cos(2 * np.pi * month / 12)
-    out[:, 12] = cal["is_weekend"] & (freq == "1d")
-    return out
 
 
 def pinball_terms(pred, target, quantiles):
@@ -132,6 +94,7 @@ class DemandConfig:
     item_dim: int = 16
     head_hidden: int = 64
     item_dropout: float = 0.1
+    year_lag: bool = False  # the head also reads each step's value one year back (`year_lag_periods`)
 
 
 class DemandForecastModel(nn.Module):
@@ -154,7 +117,7 @@ class DemandForecastModel(nn.Module):
         self.pool = nn.Linear(n_patches * c.d_model, c.head_hidden)
         self.items = nn.Embedding(c.n_items + 1, c.item_dim)  # 0: unknown item
         self.steps = nn.Embedding(c.horizon, c.item_dim)
-        n_in = c.head_hidden + 2 * c.item_dim + N_CALENDAR + 1 + 3
+        n_in = c.head_hidden + 2 * c.item_dim + N_CALENDAR + 1 + 3 + (2 if c.year_lag else 0)
         self.head = nn.Sequential(
             nn.Linear(n_in, c.head_hidden), nn.GELU(), nn.Dropout(c.dropout),
             nn.Linear(c.head_hidden, c.head_hidden), nn.GELU(),
@@ -172,7 +135,7 @@ class DemandForecastModel(nn.Module):
         mean = x @ (onehot / onehot.sum(1, keepdim=True)).T  # [B, H]
         return torch.stack([last, mean, x[:, -m:].mean(1, keepdim=True).expand_as(last)], dim=-1)
 
-    def quantiles_scaled(self, past, item, future_cov, price_rel, *, flat_profile=None, past_index=None):
+    def quantiles_scaled(self, past, item, future_cov, price_rel, *, year_ago=None, flat_profile=None, past_index=None):
         """Quantiles of units / scale: [B, H, Q], non-negative and non-decreasing in Q; plus scale [B].
 
         Two hooks for the explanations (`demand_explain`), both None in training,
@@ -182,6 +145,8 @@ class DemandForecastModel(nn.Module):
         computed inside the model). `past_index` (long [B]): row b reads history
         past[past_index[b]], so the 32 coalitions of an item, which hold only two
         distinct histories, encode each once (the encoder is half the cost).
+        `year_ago` [B, H] (units one year before each step, NaN where unknown) is read
+        when the config has `year_lag`: log1p of it on the context's scale, and a flag.
         """
         c = self.config
         scale = past.abs().mean(1) + SCALE_FLOOR
@@ -204,6 +169,7 @@ class DemandForecastModel(nn.Module):
             self.items(item)[:, None, :].expand(B, H, -1),
             self.steps.weight[None].expand(B, H, -1),
             future_cov, price_rel[:, None, None].expand(B, H, 1), prof,
+            *self._year_features(year_ago, scale, B, H),
         ], dim=-1)
         raw = self.head(feats)  # [B, H, Q]
         # lowest quantile ReLU (exact zeros for intermittent items), the rest cumulative softplus: never cross
@@ -211,16 +177,26 @@ class DemandForecastModel(nn.Module):
         rest = torch.nn.functional.softplus(raw[..., 1:])
         return torch.cumsum(torch.cat([first, rest], dim=-1), dim=-1), scale
 
-    def forward(self, past, item, future_cov, price_rel, target=None, *, flat_profile=None, past_index=None):
-        q, scale = self.quantiles_scaled(past, item, future_cov, price_rel, flat_profile=flat_profile,
-                                         past_index=past_index)
+    def _year_features(self, year_ago, scale, B: int, H: int) -> list[torch.Tensor]:
+        if not self.config.year_lag:
+            return []
+        if year_ago is None:
+            year_ago = torch.full((B, H), float("nan"), device=scale.device)
+        known = torch.isfinite(year_ago)
+        value = torch.log1p(torch.where(known, year_ago.clamp(min=0), 0.0) / scale[:, None])
+        return [value[..., None], known.float()[..., None]]
+
+    def forward(self, past, item, future_cov, price_rel, target=None, *, year_ago=None, flat_profile=None,
+                past_index=None):
+        q, scale = self.quantiles_scaled(past, item, future_cov, price_rel, year_ago=year_ago,
+                                         flat_profile=flat_profile, past_index=past_index)
         if target is None:
             return q * scale[:, None, None]
         return pinball_loss(q, target / scale[:, None], self.quantile_levels)
 
     @torch.no_grad()
     def predict(self, past: np.ndarray, item: np.ndarray, future_cov: np.ndarray, price_rel: np.ndarray,
-                batch_size: int = 1024, device: Any = "cpu") -> np.ndarray:
+                year_ago: np.ndarray | None = None, batch_size: int = 1024, device: Any = "cpu") -> np.ndarray:
         """Units quantiles [N, H, Q] (numpy) for numpy inputs, in batches."""
         was = self.training
         self.eval()
@@ -232,6 +208,7 @@ class DemandForecastModel(nn.Module):
                 torch.as_tensor(item[sl], dtype=torch.long, device=device),
                 torch.as_tensor(future_cov[sl], dtype=torch.float32, device=device),
                 torch.as_tensor(price_rel[sl], dtype=torch.float32, device=device),
+                year_ago=None if year_ago is None else torch.as_tensor(year_ago[sl], dtype=torch.float32, device=device),
             ).float().cpu().numpy())
         self.train(was)
         return np.concatenate(out) if out else np.zeros((0, self.config.horizon, len(self.config.quantiles)), np.float32)
@@ -266,6 +243,7 @@ class PanelForecaster:
     fallback_items: list[str] = field(default_factory=list)  # panel items with too little history: profile
     intervals: Any = None  # demand_intervals.QuantileShift applied to network forecasts (None: as trained)
     scale: np.ndarray | None = None  # [n_items] each panel item's scale, the unit of `intervals`' shifts
+    year_tail: np.ndarray | None = None  # [n_items, year_lag_periods]: the last year of units (NaN before the data)
 
     @property
     def freq(self) -> str:
@@ -310,8 +288,11 @@ class PanelForecaster:
         rows = [r for r, i in enumerate(item_ids) if i in index]
         k = np.array([index[item_ids[r]] for r in rows], dtype=np.int64)
         cov = calendar_features(period_dates(self.origin, self.config.horizon, self.freq), self.freq)
-        return rows, {"past": self.tail_units[k], "item": k + 1, "future_cov": np.repeat(cov[None], len(k), 0),
-                      "price_rel": self.price_rel[k]}
+        inputs = {"past": self.tail_units[k], "item": k + 1, "future_cov": np.repeat(cov[None], len(k), 0),
+                  "price_rel": self.price_rel[k]}
+        if getattr(self.config, "year_lag", False):  # step h of the origin is year_tail[:, h]
+            inputs["year_ago"] = self.year_tail[k][:, : self.config.horizon]
+        return rows, inputs
 
     def finish(self, out: np.ndarray, horizon: int, quantiles: list[float]) -> np.ndarray:
         """Trained-level forecasts [n, max_horizon, trained Q] -> the answer [n, len(quantiles), horizon]."""
@@ -382,7 +363,7 @@ def _slot(date: np.datetime64, freq: str) -> int:
 def save_forecaster(folder: Path, model, config, *, items: list[str], tail_units: np.ndarray,
                     price_rel: np.ndarray, origin: dt.date, profiles: dict[str, np.ndarray],
                     item_category: dict[str, str | None], fallback_items: list[str], extra: dict[str, Any] | None = None,
-                    intervals=None, scale: np.ndarray | None = None) -> None:
+                    intervals=None, scale: np.ndarray | None = None, year_tail: np.ndarray | None = None) -> None:
     """Write the model's files, series.safetensors, config.json, items.json, profiles.json (no pickle).
 
     The model's files: model.safetensors for the PatchTST network (`config` a
@@ -396,7 +377,8 @@ def save_forecaster(folder: Path, model, config, *, items: list[str], tail_units
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
     else:
         model.save(folder)
-    series = {"tail_units": tail_units, "price_rel": price_rel, **({"scale": scale} if intervals is not None else {})}
+    series = {"tail_units": tail_units, "price_rel": price_rel, **({"scale": scale} if intervals is not None else {}),
+              **({"year_tail": year_tail} if year_tail is not None else {})}
     save_file({k: torch.as_tensor(np.ascontiguousarray(v, np.float32)) for k, v in series.items()}, str(folder / SERIES))
     if intervals is not None:
         intervals.save(folder)
@@ -433,4 +415,5 @@ def load_forecaster(folder: str | Path) -> PanelForecaster:
         price_rel=series["price_rel"].numpy(), origin=dt.date.fromisoformat(meta["origin"]),
         profiles=profiles, item_category=items.get("item_category", {}), fallback_items=items.get("fallback_items", []),
         intervals=model.intervals, scale=series["scale"].numpy().astype(np.float64) if "scale" in series else None,
+        year_tail=series["year_tail"].numpy() if "year_tail" in series else None,
     )

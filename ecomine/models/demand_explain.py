@@ -138,6 +138,8 @@ def coalition_forecasts(model: DemandModel, item_ids: list[str], horizon: int, q
         "price_rel": np.where(keep["price"], np.asarray(x["price_rel"], np.float32)[:, None], 0.0),
         "flat_profile": np.repeat(~keep["seasonal_values"], n, axis=0),
     }
+    if "year_ago" in x:  # last year's values are not one of the explained groups: every coalition reads them
+        batch["year_ago"] = np.broadcast_to(np.asarray(x["year_ago"], np.float32)[:, None], (n, S, cov.shape[1]))
     net = model.model
     device = next(net.parameters()).device
     dtypes = {"item": torch.long, "past_index": torch.long, "flat_profile": torch.bool}

@@ -275,6 +275,12 @@ class DemandModelSpec(StrictModel):
     item_dim: int = Field(16, ge=1, description="item embedding width (id 0: unknown item)")
     head_hidden: int = Field(64, ge=8, description="hidden width of the per-step quantile head")
     item_dropout: float = Field(0.1, ge=0, lt=1, description="training share of windows whose item id is hidden (teaches id 0)")
+    year_lag: Literal["auto", "on", "off"] = Field(
+        "off", description="patchtst: also read each horizon step's value one year back (52 weeks / 364 days; "
+        "flagged missing where a window's history is shorter), the item's own last-year season that a context under "
+        "a year cannot show. auto: when the log holds a year before the validation origins, else without; "
+        "on: required (a shorter log is an error naming this field); off: never"
+    )
     intervals: Literal["conformal", "none"] = Field(
         "conformal", description="conformal: after training, shift each quantile per horizon step so it holds its level "
         "on the validation origins (models.demand_intervals), stored with the version and applied wherever it forecasts; "
