@@ -282,7 +282,9 @@ class DemandModelSpec(StrictModel):
         "on: required (a shorter log is an error naming this field); off: never"
     )
     intervals: Literal["conformal", "none"] = Field(
-        "conformal", description="conformal: after training, shift each quantile per horizon step so it holds its level "
+        # none by default: on four data shapes (benchmarks/demand_shapes.py) the shift fitted on 2 validation
+        # origins moved test pinball by +0 to +1.3 % and p10-p90 coverage away from 0.8 on two of them
+        "none", description="conformal: after training, shift each quantile level but the median so it holds its level "
         "on the validation origins (models.demand_intervals), stored with the version and applied wherever it forecasts; "
         "none: the quantiles as trained"
     )

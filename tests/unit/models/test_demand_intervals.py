@@ -19,7 +19,7 @@ from ecomine.train.demand_task import TASK, UNCALIBRATED, _actuals, _model_forec
 
 QS = [0.1, 0.5, 0.9]
 DATA = {"kind": "synthetic", "users": 600, "items": 20, "days": 200, "seed": 2}
-MODEL = {"horizon": 7, "context_length": 28, "top_items": None, "forecaster": "lightgbm",
+MODEL = {"horizon": 7, "context_length": 28, "top_items": None, "forecaster": "lightgbm", "intervals": "conformal",
          "lightgbm": {"rounds": 30, "max_rows": 5000}, "eval": {"lightgbm": False, "test_periods": 28, "valid_origins": 4}}
 
 
