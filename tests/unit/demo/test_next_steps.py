@@ -9,7 +9,7 @@ from rich.console import Console
 
 from ecomine.demo.run import _print_next_steps, serve_command
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_the_printed_command_points_local_yaml_at_the_demo_registry(tmp_path: Path) -> None:

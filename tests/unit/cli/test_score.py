@@ -32,7 +32,7 @@ def _run(tmp_path: Path, yaml: str) -> subprocess.CompletedProcess[str]:
     spec.write_text(yaml)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_ADDRESS": "127.0.0.1:9"}  # a Ray start would fail
     return subprocess.run([sys.executable, "-m", "ecomine.cli.main", "score", str(spec)], capture_output=True, text=True,
-                          env=env, timeout=120, cwd=Path(__file__).resolve().parents[2])
+                          env=env, timeout=120, cwd=Path(__file__).resolve().parents[3])
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_output_not_empty_is_refused(registry: Path, tmp_path: Path) -> None:
 
 
 def test_shipped_score_configs_load() -> None:
-    configs = sorted((Path(__file__).resolve().parents[2] / "score_configs").rglob("*.yaml"))
+    configs = sorted((Path(__file__).resolve().parents[3] / "score_configs").rglob("*.yaml"))
     assert configs, "score_configs/ holds no YAML"
     for path in configs:
         spec = load_spec(path, ScoreSpec)

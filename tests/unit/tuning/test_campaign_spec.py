@@ -9,7 +9,7 @@ import pytest
 from ecomine.specs import SpecError
 from ecomine.tuning.campaign import load_campaign
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BASE = """
 kind: train
 data: {kind: synthetic, users: 50, items: 20, days: 30}

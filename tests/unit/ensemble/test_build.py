@@ -224,7 +224,7 @@ def test_a_non_neural_member_joins_an_ensemble_and_serves(registry_root):
 def test_every_shipped_ensemble_spec_loads():
     from ecomine.specs import EnsembleSpec, load_spec
 
-    found = sorted((Path(__file__).resolve().parents[2] / "ensembles").rglob("*.yaml"))
+    found = sorted((Path(__file__).resolve().parents[3] / "ensembles").rglob("*.yaml"))
     assert {"recommend.yaml", "recommend_online_retail.yaml"} <= {p.name for p in found}
     for path in found:
         spec = load_spec(path, EnsembleSpec)

@@ -44,7 +44,7 @@ def _cli(registry: Path, tmp_path: Path, *args: str, stdin: str | None = None) -
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_ADDRESS": "127.0.0.1:9"}  # a Ray start would fail
     return subprocess.run([sys.executable, "-m", "ecomine.cli.main", "explain", *args, "--registry", str(registry)],
                           capture_output=True, text=True, env=env, timeout=120, input=stdin,
-                          cwd=Path(__file__).resolve().parents[1].parent)
+                          cwd=Path(__file__).resolve().parents[3])
 
 
 def test_the_cli_writes_the_served_answer_with_its_explanations(registry: Path, tmp_path: Path) -> None:
