@@ -187,11 +187,13 @@ def tune_cmd(
     spec: Annotated[Path, typer.Argument(help="TuneSpec YAML (tune/*.yaml)")],
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted campaign")] = False,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local Ray)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a TuneSpec field: num_samples=4")] = None,
 ) -> None:
     """Run a tuning campaign: Ray Tune over the training path; top-k registered as versions."""
     from ecomine.tuning.campaign import run_campaign
 
-    out = run_campaign(spec, resume=resume, console=console, ray_address=address)
+    overrides = parse_overrides(set_ or [])
+    out = run_campaign(spec, resume=resume, console=console, ray_address=address, overrides=overrides)
     console.print(
         f"[green]campaign {out.name}[/]: {out.trials} trials ({out.stopped_early} stopped early); "
         f"best {out.best}; registered {out.versions}; results {out.results_parquet}; plot {out.plot_png}"
@@ -200,7 +202,7 @@ def tune_cmd(
         err_console.print(f"[yellow]warning:[/] {out.errored} trial(s) failed; their errors are in {out.results_parquet} (column error)")
     from ecomine.tuning.campaign import load_campaign
 
-    campaign = load_campaign(spec)
+    campaign = load_campaign(spec, overrides)
     if campaign.spec.ensemble is not None:
         from ecomine.ensemble.build import campaign_ensemble
 

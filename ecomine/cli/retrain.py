@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ecomine.cli._common import console, err_console
+from ecomine.cli._common import console, err_console, parse_overrides
 
 __all__ = ["retrain"]
 
@@ -37,6 +37,7 @@ def retrain(
     ] = None,
     swap_timeout: Annotated[float, typer.Option(help="seconds to wait for Serve to serve the new version")] = 300.0,
     json_out: Annotated[bool, typer.Option("--json", help="print the run record as JSON")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a field: gate.metric=hr@20, train.optim.epochs=2")] = None,
 ) -> None:
     """Train a challenger on the pipeline's window, gate it against the champion, promote and hot-swap.
 
@@ -53,7 +54,7 @@ def retrain(
     )
     from ecomine.specs import PipelineSpec, load_spec
 
-    spec = load_spec(pipeline, PipelineSpec)
+    spec = load_spec(pipeline, PipelineSpec, overrides=parse_overrides(set_ or []))
     target = ServeTarget(serve, address, swap_timeout) if serve else None
     try:
         if do_rollback:

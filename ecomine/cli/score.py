@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ecomine.cli._common import console, err_console
+from ecomine.cli._common import console, err_console, parse_overrides
 
 __all__ = ["score"]
 
@@ -23,12 +23,13 @@ __all__ = ["score"]
 def score(
     spec: Annotated[Path, typer.Argument(help="ScoreSpec YAML (see score_configs/)")],
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override a field: version=production, actors=2")] = None,
 ) -> None:
     """Score every user (recommend top-k), item (demand forecasts) or order line (risk) through Ray Data; write parquet."""
     from ecomine.score.batch import ScoreError, plan_scoring, run_scoring
     from ecomine.specs import ScoreSpec, load_spec
 
-    score_spec = load_spec(spec, ScoreSpec)  # SpecError: one line from ecomine.cli.main.main
+    score_spec = load_spec(spec, ScoreSpec, overrides=parse_overrides(set_ or []))  # SpecError: one line from main
     try:
         plan = plan_scoring(score_spec)
         outcome = run_scoring(score_spec, ray_address=address, plan=plan)

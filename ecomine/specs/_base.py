@@ -102,22 +102,42 @@ def load_spec(path: str | Path, model: type[M], *, overrides: dict[str, Any] | N
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted paths (`optim.lr`) in a nested dict (used by the CLI and Tune); a null parent becomes a mapping."""
+    """Set dotted paths in a nested dict (used by the CLI and Tune): `optim.lr`, and `members.0.campaign`
+    (an integer part indexes a list that holds that element); a null parent becomes a mapping."""
     import copy
 
     out = copy.deepcopy(raw)
     for dotted, value in overrides.items():
-        node = out
+        node: Any = out
         *parents, leaf = dotted.split(".")
         for key in parents:
-            nxt = node.get(key)
-            if nxt is None:
-                nxt = node[key] = {}
-            if not isinstance(nxt, dict):
-                raise SpecError(f"override {dotted!r}: {key!r} is not a mapping")
-            node = nxt
-        node[leaf] = value
+            node = _step(node, key, dotted)
+        if isinstance(node, list):
+            node[_index(node, leaf, dotted)] = value
+        else:
+            node[leaf] = value
     return out
+
+
+def _index(node: list, key: str, dotted: str) -> int:
+    if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
+        raise SpecError(f"override {dotted!r}: {key!r} is not an index of a list of {len(node)}")
+    return int(key)
+
+
+def _step(node: Any, key: str, dotted: str) -> Any:
+    """One part of a dotted override path: into a mapping (a null or missing one made), or a list element."""
+    if isinstance(node, list):
+        nxt = node[_index(node, key, dotted)]
+        if nxt is None:
+            nxt = node[int(key)] = {}
+    else:
+        nxt = node.get(key)
+        if nxt is None:
+            nxt = node[key] = {}
+    if not isinstance(nxt, (dict, list)):
+        raise SpecError(f"override {dotted!r}: {key!r} is not a mapping or a list")
+    return nxt
 
 
 def dump_spec(spec: BaseModel) -> str:

@@ -63,10 +63,11 @@ def _path_exists(spec: TrainSpec, dotted: str) -> bool:
     return True
 
 
-def load_campaign(path: str | Path) -> Campaign:
-    """Load a TuneSpec and check every dimension against its base TrainSpec (no Ray yet)."""
+def load_campaign(path: str | Path, overrides: dict[str, Any] | None = None) -> Campaign:
+    """Load a TuneSpec (with `--set` overrides of its fields) and check every dimension against its base
+    TrainSpec (no Ray yet)."""
     path = Path(path)
-    spec = load_spec(path, TuneSpec)
+    spec = load_spec(path, TuneSpec, overrides=overrides)
     base_path = (path.parent / spec.base).resolve()
     base_raw = yaml.safe_load(load_spec(base_path, TrainSpec).model_dump_json())
     try:
@@ -164,7 +165,8 @@ class _LiveTable:
             self.live.update(t)
 
 
-def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_address: str | None = None) -> CampaignOutcome:
+def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_address: str | None = None,
+                 overrides: dict[str, Any] | None = None) -> CampaignOutcome:
     """Run (or resume) a campaign; see the module docstring."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
@@ -173,7 +175,7 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     from ecomine.train.runner import check_cluster, preflight
     from ecomine.train.tasks import get_task
 
-    campaign = load_campaign(path)
+    campaign = load_campaign(path, overrides)
     spec, base = campaign.spec, campaign.base
     metric = spec.metric or base.watch()[0]
     mode = spec.mode or base.watch()[1]

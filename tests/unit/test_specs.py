@@ -143,3 +143,16 @@ def test_json_schema_accepts_every_shipped_example_and_refuses_bad_ones(kind: st
         assert list(validator.iter_errors({**doc, "no_such_key": 1})), (path.name, "unknown key accepted")
         first = next(k for k, v in doc.items() if isinstance(v, (dict, list)))
         assert list(validator.iter_errors({**doc, first: 12345})), (path.name, f"{first}: 12345 accepted")
+
+
+def test_overrides_index_lists_and_name_a_bad_path() -> None:
+    from ecomine.specs import apply_overrides
+
+    raw = {"members": [{"campaign": "a"}, {"version": "v1"}], "fit": None, "name": "x"}
+    out = apply_overrides(raw, {"members.0.campaign": "b", "members.-1.version": "v2", "fit.method": "uniform"})
+    assert out["members"] == [{"campaign": "b"}, {"version": "v2"}] and out["fit"] == {"method": "uniform"}
+    assert raw["members"][0]["campaign"] == "a"  # the input is left as it was
+    with pytest.raises(SpecError, match=r"override 'members.5.campaign': '5' is not an index of a list of 2"):
+        apply_overrides(raw, {"members.5.campaign": "c"})
+    with pytest.raises(SpecError, match=r"override 'name.first.x': 'name' is not a mapping or a list"):
+        apply_overrides(raw, {"name.first.x": 1})

@@ -27,12 +27,22 @@ def registry(tmp_path: Path) -> Path:
     return tmp_path / "registry"
 
 
-def _run(tmp_path: Path, yaml: str) -> subprocess.CompletedProcess[str]:
+def _run(tmp_path: Path, yaml: str, *extra: str) -> subprocess.CompletedProcess[str]:
     spec = tmp_path / "score.yaml"
     spec.write_text(yaml)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_ADDRESS": "127.0.0.1:9"}  # a Ray start would fail
-    return subprocess.run([sys.executable, "-m", "ecomine.cli.main", "score", str(spec)], capture_output=True, text=True,
-                          env=env, timeout=120, cwd=Path(__file__).resolve().parents[3])
+    return subprocess.run([sys.executable, "-m", "ecomine.cli.main", "score", str(spec), *extra], capture_output=True,
+                          text=True, env=env, timeout=120, cwd=Path(__file__).resolve().parents[3])
+
+
+def test_set_overrides_a_field_and_a_bad_one_is_one_line(registry: Path, tmp_path: Path) -> None:
+    good = (f"task: risk\nregistry: {registry}\nversion: risk-a\ninputs: {{uri: '{tmp_path}/lines.parquet'}}\n"
+            f"output: {tmp_path / 'out'}\n")
+    r = _run(tmp_path, good, "--set", "version=risk-b")  # the file names risk-a; --set wins
+    assert r.returncode == 2 and "version: task 'risk' has no version 'risk-b'" in " ".join(r.stderr.split()), r.stderr
+    r = _run(tmp_path, good, "--set", "actors=0")
+    assert r.returncode == 2 and "actors: Input should be greater than or equal to 1 (got 0)" in " ".join(r.stderr.split())
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize(
