@@ -23,7 +23,7 @@ def recommender_config(spec, n_items: int):
     bb, m = spec.model.backbone, spec.model
     return RecommenderConfig(
         n_items=n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
-        dropout=bb.dropout, repeat=m.repeat and bb.arch == "gpt2", loss=m.loss, num_negatives=m.num_negatives,
+        dropout=bb.dropout, repeat=m.repeat, loss=m.loss, num_negatives=m.num_negatives,
         arch=bb.arch, mask_prob=m.mask_prob,
     )
 

@@ -268,3 +268,28 @@ def test_a_bert_version_saved_before_the_previous_item_query_loads_as_it_was_tra
     assert raw.pop("bert_query") == "previous_item"  # what a new run trains
     (tmp_path / "config.json").write_text(json.dumps(raw))  # as an older version wrote it
     assert RecommenderConfig.load(tmp_path / "config.json").bert_query == "mask"
+
+
+def test_the_bert_repeat_channel_points_at_the_visible_items_by_distance(tmp_path):
+    from ecomine.models.recommend import ItemVocab, build_recommender, load_recommender, save_recommender
+
+    torch.manual_seed(0)
+    base = dict(n_items=30, hidden=32, layers=1, heads=2, max_len=12, dropout=0.0, arch="bert")
+    with_repeat = build_recommender(RecommenderConfig(**base, repeat=True)).eval()
+    without = build_recommender(RecommenderConfig(**base, repeat=False)).eval()
+    without.load_state_dict({k: v for k, v in with_repeat.state_dict().items() if not k.startswith("repeat_")})
+    history = np.array([4, 9, 4, 7])
+    assert np.allclose(with_repeat.score([history]), without.score([history]))  # starts at 0: nothing changes
+    with torch.no_grad():
+        with_repeat.repeat_scale.fill_(2.0)
+    lift = with_repeat.score([history])[0] - without.score([history])[0]
+    decay = float(torch.sigmoid(with_repeat.repeat_decay_logit))
+    # the [MASK] sits one after the last item: item 7 is 1 step back, 9 three, 4 two and four
+    assert lift[7] == pytest.approx(2 * decay, rel=1e-4) and lift[9] == pytest.approx(2 * decay**3, rel=1e-4)
+    assert lift[4] == pytest.approx(2 * (decay**2 + decay**4), rel=1e-4)
+    assert np.allclose(np.delete(lift, [0, 4, 7, 9]), 0.0, atol=1e-5)
+    x = torch.tensor([[0, 0, 4, 9, 4]]), torch.tensor([[0, 0, 9, 4, 7]])
+    assert torch.isfinite(with_repeat.train().loss(*x))  # masked positions in training read it too
+    save_recommender(tmp_path, with_repeat.eval(), ItemVocab(items=[f"i{i}" for i in range(30)]), popular=[1])
+    again, _ = load_recommender(tmp_path)
+    np.testing.assert_allclose(again.score([history]), with_repeat.score([history]), rtol=1e-5, atol=1e-5)
