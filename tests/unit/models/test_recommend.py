@@ -283,7 +283,7 @@ def test_the_bert_repeat_channel_points_at_the_visible_items_by_distance(tmp_pat
     with torch.no_grad():
         with_repeat.repeat_scale.fill_(2.0)
     lift = with_repeat.score([history])[0] - without.score([history])[0]
-    decay = float(torch.sigmoid(with_repeat.repeat_decay_logit))
+    decay = float(torch.sigmoid(with_repeat.repeat_decay_logit.detach()))
     # the [MASK] sits one after the last item: item 7 is 1 step back, 9 three, 4 two and four
     assert lift[7] == pytest.approx(2 * decay, rel=1e-4) and lift[9] == pytest.approx(2 * decay**3, rel=1e-4)
     assert lift[4] == pytest.approx(2 * (decay**2 + decay**4), rel=1e-4)
