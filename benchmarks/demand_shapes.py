@@ -116,7 +116,9 @@ def main() -> None:
                     help="override a spec field on every shape (YAML value), e.g. --set optim.lr=1e-3")
     ap.add_argument("--tag", default="", help="suffix of the results file")
     args = ap.parse_args()
-    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
+    from ecomine.specs import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
     from rich.console import Console
 
     from ecomine.train.demand_eval import format_report

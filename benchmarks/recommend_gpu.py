@@ -22,18 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _spec(args: argparse.Namespace):
-    from ecomine.specs import TrainSpec, load_spec
+    from ecomine.specs import TrainSpec, load_spec, parse_overrides
 
-    overrides: dict = {"data": {"kind": "spec", "spec": args.data}}
-    for item in args.set or []:
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)  # as `ecomine train --set` parses a value
+    overrides: dict = {"data": {"kind": "spec", "spec": args.data}, **parse_overrides(args.set or [])}
     overrides.update({
         "scaling.use_gpu": not args.cpu,
         "scaling.mixed_precision": "no" if args.cpu else args.precision,

@@ -11,8 +11,9 @@ import sys
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
+
+from ecomine.specs import parse_overrides  # re-exported: every verb's --set
 
 __all__ = ["console", "err_console", "CliError", "RegistryOpt", "TaskOpt", "parse_overrides"]
 
@@ -25,14 +26,3 @@ err_console = Console(stderr=True)
 
 class CliError(Exception):
     """An error the CLI reports as one line (bad arguments, unusable input)."""
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """`--set optim.lr=3e-4` -> {"optim.lr": 0.0003} (values parsed as YAML scalars)."""
-    out: dict[str, object] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise CliError(f"--set {pair!r}: expected dotted.path=value")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out

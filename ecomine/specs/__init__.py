@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from ecomine.specs._base import SpecError, StrictModel, apply_overrides, dump_spec, expand_uri, format_validation_error, load_spec
+from ecomine.specs._base import SpecError, StrictModel, apply_overrides, dump_spec, parse_overrides, expand_uri, format_validation_error, load_spec
 from ecomine.specs.data import (
     DEFAULT_NON_PRODUCT_ITEMS,
     DEFAULT_NON_PRODUCT_PATTERNS,
@@ -69,6 +69,7 @@ __all__ = [
     "load_spec",
     "dump_spec",
     "apply_overrides",
+    "parse_overrides",
     "expand_uri",
     "format_validation_error",
     "spec_models",

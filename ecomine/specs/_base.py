@@ -101,6 +101,18 @@ def load_spec(path: str | Path, model: type[M], *, overrides: dict[str, Any] | N
         raise SpecError(format_validation_error(e, str(p))) from None
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`--set optim.lr=3e-4` pairs -> {"optim.lr": 0.0003} (values parsed as YAML), what `apply_overrides` takes;
+    SpecError naming a pair without `=`. The CLI's verbs and the benchmarks parse `--set` here alike."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SpecError(f"--set {pair!r}: expected dotted.path=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Set dotted paths in a nested dict (used by the CLI and Tune): `optim.lr`, and `members.0.campaign`
     (an integer part indexes a list that holds that element); a null parent becomes a mapping."""

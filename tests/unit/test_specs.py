@@ -156,3 +156,12 @@ def test_overrides_index_lists_and_name_a_bad_path() -> None:
         apply_overrides(raw, {"members.5.campaign": "c"})
     with pytest.raises(SpecError, match=r"override 'name.first.x': 'name' is not a mapping or a list"):
         apply_overrides(raw, {"name.first.x": 1})
+
+
+def test_set_pairs_parse_as_yaml_and_a_pair_without_equals_is_named() -> None:
+    from ecomine.specs import parse_overrides
+
+    assert parse_overrides(["optim.lr=3e-4", "data={kind: spec, spec: amazon-toys}", "eval.ks=[5, 10]"]) == {
+        "optim.lr": 3e-4, "data": {"kind": "spec", "spec": "amazon-toys"}, "eval.ks": [5, 10]}
+    with pytest.raises(SpecError, match=r"--set 'optim.lr': expected dotted.path=value"):
+        parse_overrides(["optim.lr"])
