@@ -102,7 +102,7 @@ def load_spec(path: str | Path, model: type[M], *, overrides: dict[str, Any] | N
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """`--set optim.lr=3e-4` pairs -> {"optim.lr": 0.0003} (values parsed as YAML), what `apply_overrides` takes;
+    """`--set optim.lr=0.002` pairs -> {"optim.lr": 0.002} (values parsed as YAML), what `apply_overrides` takes;
     SpecError naming a pair without `=`. The CLI's verbs and the benchmarks parse `--set` here alike."""
     out: dict[str, Any] = {}
     for pair in pairs:

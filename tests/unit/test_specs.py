@@ -161,7 +161,7 @@ def test_overrides_index_lists_and_name_a_bad_path() -> None:
 def test_set_pairs_parse_as_yaml_and_a_pair_without_equals_is_named() -> None:
     from ecomine.specs import parse_overrides
 
-    assert parse_overrides(["optim.lr=3e-4", "data={kind: spec, spec: amazon-toys}", "eval.ks=[5, 10]"]) == {
-        "optim.lr": 3e-4, "data": {"kind": "spec", "spec": "amazon-toys"}, "eval.ks": [5, 10]}
+    assert parse_overrides(["optim.lr=0.002", "data={kind: spec, spec: amazon-toys}", "eval.ks=[5, 10]"]) == {
+        "optim.lr": 0.002, "data": {"kind": "spec", "spec": "amazon-toys"}, "eval.ks": [5, 10]}
     with pytest.raises(SpecError, match=r"--set 'optim.lr': expected dotted.path=value"):
         parse_overrides(["optim.lr"])
