@@ -41,20 +41,19 @@ INTERVALS_FILE = "intervals.json"
 
 @dataclass(frozen=True)
 class QuantileShift:
-    """Shifts [horizon, Q] in units of each item's scale, for the trained `quantiles`."""
+    """One shift per trained level [Q], in units of each item's scale (0 for the median)."""
 
     quantiles: tuple[float, ...]
-    shifts: np.ndarray  # [H, Q] (today one row per level repeated over the steps; stored per step)
+    shifts: np.ndarray  # [Q]
     n_windows: int = 0  # calibration points (items x origins x steps) behind each shift
 
     def apply(self, forecast: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """Calibrated forecasts: `forecast` [n, ..., H, Q] plus shift x scale [n], >= 0 and sorted in Q."""
+        """Calibrated forecasts: `forecast` [n, ..., Q] plus shift x scale [n], >= 0 and sorted in Q."""
         f = np.asarray(forecast, np.float64)
-        H = f.shape[-2]
-        if H > self.shifts.shape[0] or f.shape[-1] != len(self.quantiles):
-            raise ValueError(f"forecast shape {f.shape} does not fit shifts {self.shifts.shape}")
+        if f.shape[-1] != len(self.quantiles):
+            raise ValueError(f"forecast shape {f.shape} does not fit {len(self.quantiles)} shifted levels")
         s = np.asarray(scale, np.float64).reshape((-1,) + (1,) * (f.ndim - 1))
-        out = f + self.shifts[:H] * s
+        out = f + self.shifts * s
         return np.sort(np.maximum(out, 0.0), axis=-1)
 
     def to_json(self) -> dict:
@@ -82,8 +81,7 @@ def fit_quantile_shift(forecast: np.ndarray, actual: np.ndarray, scale: np.ndarr
     s = np.asarray(scale, np.float64)[:, None, None, None]
     r = ((y[..., None] - f) / s).reshape(-1, f.shape[3])  # [N*O*H, Q]: pooled over items, origins and steps
     row = np.array([0.0 if q == 0.5 else np.quantile(r[:, k], q) for k, q in enumerate(quantiles)])
-    return QuantileShift(quantiles=tuple(quantiles), shifts=np.repeat(row[None], f.shape[2], axis=0),
-                         n_windows=r.shape[0])
+    return QuantileShift(quantiles=tuple(quantiles), shifts=row, n_windows=r.shape[0])
 
 
 def load_intervals(folder: str | Path) -> QuantileShift | None:

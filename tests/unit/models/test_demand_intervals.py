@@ -44,23 +44,23 @@ def test_the_shift_makes_each_quantile_hold_its_level_on_new_windows() -> None:
     assert ((cal[..., 0] <= y[100:]) & (y[100:] <= cal[..., 2])).mean() == pytest.approx(0.8, abs=0.05)
     # the shift is the residual quantile: the pinball-optimal constant, so in-sample pinball cannot rise
     r = (y[:100] - f[:100, ..., 2]) / scale[:100, None, None]
-    assert shift.shifts[0, 2] == pytest.approx(np.quantile(r, 0.9)) == shift.shifts[-1, 2]  # pooled over the steps
-    assert (shift.shifts[:, 1] == 0).all()  # the median stays as trained
+    assert shift.shifts.shape == (3,) and shift.shifts[2] == pytest.approx(np.quantile(r, 0.9))  # pooled over the steps
+    assert shift.shifts[1] == 0  # the median stays as trained
 
 
 def test_apply_keeps_forecasts_non_negative_and_sorted_and_round_trips(tmp_path) -> None:
-    shift = QuantileShift(quantiles=(0.1, 0.5, 0.9), shifts=np.array([[-5.0, 0.0, -3.0], [1.0, 1.0, 1.0]]), n_windows=4)
-    f = np.array([[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]])  # [1 item, H=2, Q=3]
+    shift = QuantileShift(quantiles=(0.1, 0.5, 0.9), shifts=np.array([-5.0, 0.0, -3.0]), n_windows=4)
+    f = np.array([[[1.0, 2.0, 3.0], [1.0, 2.0, 6.0]]])  # [1 item, H=2, Q=3]
     out = shift.apply(f, np.array([1.0]))
     assert (out >= 0).all() and (np.diff(out, axis=-1) >= 0).all()
-    assert out[0, 0].tolist() == [0.0, 0.0, 2.0] and out[0, 1].tolist() == [2.0, 3.0, 4.0]
-    assert shift.apply(f[:, :1], np.array([2.0]))[0, 0].tolist() == [0.0, 0.0, 2.0]  # a shorter horizon reads the first steps
+    assert out[0, 0].tolist() == [0.0, 0.0, 2.0] and out[0, 1].tolist() == [0.0, 2.0, 3.0]  # clipped at 0, re-sorted
+    assert shift.apply(f, np.array([0.5]))[0, 1].tolist() == [0.0, 2.0, 4.5]  # the shift is in units of the item's scale
     shift.save(tmp_path)
     again = load_intervals(tmp_path)
     assert again.quantiles == shift.quantiles and np.array_equal(again.shifts, shift.shifts) and again.n_windows == 4
     assert load_intervals(tmp_path / "nowhere") is None
-    with pytest.raises(ValueError, match="does not fit shifts"):
-        shift.apply(np.zeros((1, 3, 3)), np.ones(1))  # 3 steps, 2 fitted
+    with pytest.raises(ValueError, match="does not fit 3 shifted levels"):
+        shift.apply(np.zeros((1, 3, 2)), np.ones(1))  # 2 levels, 3 fitted
     with pytest.raises(ValueError, match="disagree"):
         fit_quantile_shift(np.zeros((2, 1, 1, 3)), np.zeros((2, 1, 1)), np.ones(3), QS)
 
