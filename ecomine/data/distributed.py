@@ -34,7 +34,7 @@ from ecomine.data.cleaning import (
 )
 from ecomine.data.readers import DROP, SOURCE, DataError, local_source_path, read_source, to_canonical
 from ecomine.data.schema import EVENT_COLUMNS, EVENT_DTYPE
-from ecomine.ray_session import ensure_ray, surfaced
+from ecomine.cluster.session import ensure_ray, surfaced
 from ecomine.specs import DataSpec, SourceSpec, SpecError, expand_uri
 from ecomine.storage import S3Options
 
@@ -71,7 +71,7 @@ def load_events_ray(
     if user_buckets is not None and user_buckets < 1:
         raise ValueError(f"load_events_ray: user_buckets={user_buckets} must be >= 1")
     t0 = time.perf_counter()
-    ensure_ray()  # RAY_ADDRESS, else a fresh local Ray (ray_session.ray_address)
+    ensure_ray()  # RAY_ADDRESS, else a fresh local Ray (cluster.session.ray_address)
     task = {"num_cpus": num_cpus}
     uris = [_uri(src) for src in spec.sources]
     key = spec.dedupe_overlap_on if len(spec.sources) > 1 else None

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecomine.ray_session import ensure_ray
+from ecomine.cluster.session import ensure_ray
 from ecomine.registry import Registry
 from ecomine.specs import DataSpec, EnsembleSpec, TrainSpec, load_spec, metric_mode
 

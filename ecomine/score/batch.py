@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from ecomine import storage
-from ecomine.ray_session import ensure_ray, surfaced
+from ecomine.cluster.session import ensure_ray, surfaced
 from ecomine.registry import Registry, RegistryError
 from ecomine.specs import ScoreSpec, TableInput, TrainSpec, expand_uri
 

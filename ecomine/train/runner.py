@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ecomine.ray_session import ensure_ray
+from ecomine.cluster.session import ensure_ray
 from ecomine.specs import SpecError, TrainSpec
 from ecomine.specs.train import metric_mode
 from ecomine.train.background import BackgroundThread

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ecomine.ray_session import ensure_ray
+from ecomine.cluster.session import ensure_ray
 from ecomine.specs import SpecError, TrainSpec, TuneSpec, apply_overrides, format_validation_error, load_spec, task_metrics
 
 __all__ = ["Campaign", "CampaignOutcome", "load_campaign", "run_campaign", "free_run_placement_groups"]

@@ -15,12 +15,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "ecomine"
 
 # The data-flow order of DESIGN.md, lowest first: a module may import its own layer and
-# any layer before it. specs and storage are shared by all (with ray_session, the one place
+# any layer before it. specs and storage are shared by all (with cluster, the one place
 # that starts or joins Ray and unwraps Ray's exceptions); api is the HTTP contract that
 # predict, serve and the client share; the operators' verbs sit on top, each calling down
 # and called by nothing below, and the CLI above them all.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("shared", ("ecomine", "ecomine.specs", "ecomine.storage", "ecomine.ray_session")),
+    ("shared", ("ecomine", "ecomine.specs", "ecomine.storage", "ecomine.cluster")),
     ("api", ("ecomine.api",)),
     ("data", ("ecomine.data", "ecomine.datasets")),
     ("models", ("ecomine.models",)),
@@ -165,9 +165,9 @@ def test_the_walk_sees_the_package_and_local_imports(graph) -> None:
 
 
 def test_ray_is_started_in_one_place() -> None:
-    """Every ray.init goes through ray_session.ensure_ray: one address rule, one set of log settings."""
+    """Every ray.init goes through cluster.session.ensure_ray: one address rule, one set of log settings."""
     calls = sorted(str(f.relative_to(PACKAGE)) for f in PACKAGE.rglob("*.py") if "ray.init(" in f.read_text())
-    assert calls == ["ray_session.py"], calls
+    assert calls == ["cluster/session.py"], calls
 
 
 def test_no_import_circle(graph) -> None:

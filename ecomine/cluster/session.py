@@ -1,6 +1,6 @@
 """The one place that starts or joins Ray, and the original exception inside Ray's wrappers.
 
-Sits on the ground floor beside `specs` and `storage`: `ecomine train` (train.runner), a
+Sits in `ecomine.cluster`, on the ground floor beside `specs` and `storage`: `ecomine train` (train.runner), a
 Tune campaign, the distributed data engine, batch scoring and the demo all call
 `ensure_ray`, so every entry point follows the same address rule and log settings.
 `surfaced` gives back a known error (a DataError, a ScoreError, a ModelLoadError) that
