@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 ONLINE_RETAIL = SHARED_DATA / "online_retail"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`ecomine serve up` records where it deployed (ecomine.serve.deployed): in a folder of this run's,
+    never the user's ~/.local/state, and inherited by every CLI the tests start."""
+    os.environ.setdefault("ECOMINE_STATE_DIR", tempfile.mkdtemp(prefix="ecomine-state-"))
 
 
 @pytest.fixture(scope="session")

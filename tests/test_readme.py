@@ -95,6 +95,12 @@ def test_readme_command_runs(command: str, tmp_path: Path) -> None:
     cwd = REPO if RUN[command] == "repo" else tmp_path
     env = {**os.environ, "ECOMINE_REGISTRY": str(tmp_path / "registry"), "NO_COLOR": "1"}
     r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    if "serve check" in command:  # on an empty registry: one line naming the arm, the stage and the fix
+        assert r.returncode == 2, (command, r.stdout[-2000:], r.stderr[-2000:])
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "application 'ecomine': recommend.champion.version: stage 'production' of task 'recommend' holds no version" in r.stderr
+        assert "ecomine registry promote VERSION production --task recommend" in r.stderr
+        r = subprocess.run([*args, "--no-registry"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, (command, r.stdout[-2000:], r.stderr[-2000:])
     if "data synth" in command:
         assert (tmp_path / "synth" / "events.parquet").is_file()

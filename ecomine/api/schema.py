@@ -110,6 +110,16 @@ Count = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]  # a 
 # OpenAPI document as raw `ge`/`gt` keys instead of `minimum`/`exclusiveMinimum`.
 Price = Annotated[float, Field(strict=True, ge=0), BeforeValidator(_no_nan)]
 Horizon = Annotated[int, Field(strict=True, ge=1, le=HARD_MAX_HORIZON), BeforeValidator(_whole_number)]
+
+
+def _timestamp_text(value: object) -> object:
+    """A time is an ISO 8601 string: a bare number (`ts: 0` would be 1970-01-01) is refused, not guessed."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is a number; give the time as an ISO 8601 string, e.g. '2026-12-06T10:00:00Z'")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text)]
 Candidates = Annotated[int, Field(strict=True, ge=1, le=HARD_MAX_K), BeforeValidator(_whole_number)]
 Quantile = Annotated[float, Field(strict=True, gt=0, lt=1), BeforeValidator(_no_nan)]
 
@@ -279,7 +289,7 @@ class OrderLine(_Request):
 class Order(_Request):
     order_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     user_id: UserId | None = None
-    ts: datetime | None = Field(None, description="when the order was placed (default: now)")
+    ts: Timestamp | None = Field(None, description="when the order was placed, ISO 8601 (default: now)")
     country: Annotated[str, StringConstraints(max_length=128)] | None = None
     lines: list[OrderLine] = Field(min_length=1, max_length=HARD_MAX_LINES)
 

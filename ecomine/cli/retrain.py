@@ -27,8 +27,11 @@ def retrain(
         Optional[str], typer.Option("--serve", help="a running Serve application to hot-swap (deployed by `ecomine serve up`)")
     ] = None,
     address: Annotated[
-        Optional[str], typer.Option("--address", help="Ray dashboard of --serve (default: $RAY_DASHBOARD_ADDRESS or :8265)")
+        Optional[str], typer.Option("--address", help="Ray dashboard of --serve (default: where `ecomine serve up` deployed)")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="swap on an --address that `ecomine serve up` did not deploy to")
+    ] = False,
     do_rollback: Annotated[
         bool, typer.Option("--rollback", help="point the stage back at its previous version (and swap --serve back)")
     ] = False,
@@ -55,7 +58,11 @@ def retrain(
     from ecomine.specs import PipelineSpec, load_spec
 
     spec = load_spec(pipeline, PipelineSpec, overrides=parse_overrides(set_ or []))
-    target = ServeTarget(serve, address, swap_timeout) if serve else None
+    target = None
+    if serve:
+        from ecomine.serve.deployed import target as deployed_target
+
+        target = ServeTarget(serve, deployed_target(address, force=force, verb="retrain --serve")[0], swap_timeout)
     try:
         if do_rollback:
             record = rollback(spec, source=pipeline, serve=target)

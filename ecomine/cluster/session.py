@@ -11,10 +11,11 @@ RayTaskError / UserCodeException. Imports Ray only when called.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
-__all__ = ["ray_address", "ensure_ray", "original_error", "surfaced"]
+__all__ = ["ray_address", "ensure_ray", "quiet_token_notice", "dashboard_url", "original_error", "surfaced"]
 
 
 def ray_address(address: str | None) -> str:
@@ -26,11 +27,13 @@ def ray_address(address: str | None) -> str:
     return address or os.environ.get("RAY_ADDRESS") or "local"
 
 
-def ensure_ray(address: str | None = None, *, local_cpus: int | None = None) -> bool:
+def ensure_ray(address: str | None = None, *, local_cpus: int | None = None, dashboard_port: int | None = None) -> bool:
     """Join the Ray that `ray_address(address)` names, or start a local one; True when this call started it.
 
     A Ray already initialised in this process is kept as it is. `local_cpus` sets the
-    logical CPUs of a Ray this call starts locally (never of a cluster it joins).
+    logical CPUs of a Ray this call starts locally (never of a cluster it joins), `dashboard_port`
+    its dashboard's port (`ecomine serve up --blocking` takes a free one, so it never collides
+    with another Ray's 8265 on the same host).
     Ray's dashboard stays on: Train's placement-group cleaner needs its state API to
     free a stopped run's CPUs. Worker and controller logs stay in Ray's log files
     (/tmp/ray/session_latest/logs) instead of this terminal: the progress bar and the
@@ -42,9 +45,39 @@ def ensure_ray(address: str | None = None, *, local_cpus: int | None = None) -> 
     if ray.is_initialized():
         return False
     target = ray_address(address)
-    cpus = {"num_cpus": local_cpus} if local_cpus is not None and target == "local" else {}
-    ray.init(address=target, log_to_driver=os.environ.get("ECOMINE_RAY_LOGS") == "1", configure_logging=False, **cpus)
+    local: dict = {}
+    if target == "local":
+        local.update({"num_cpus": local_cpus} if local_cpus is not None else {})
+        local.update({"include_dashboard": True, "dashboard_port": dashboard_port} if dashboard_port else {})
+    quiet_token_notice()
+    ray.init(address=target, log_to_driver=os.environ.get("ECOMINE_RAY_LOGS") == "1", configure_logging=False, **local)
     return True
+
+
+class _DropEnabledNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token authentication is enabled")
+
+
+def quiet_token_notice() -> None:
+    """Silence Ray's "Token authentication is enabled for this Ray cluster" warning, which every
+    `ray.init` and dashboard client printed on every normal command (often mid-table): token auth
+    is Ray's secure default and stays on; a disabled one still warns (a different logger call, kept)."""
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _DropEnabledNotice) for f in log.filters):
+        log.addFilter(_DropEnabledNotice())
+
+
+def dashboard_url() -> str:
+    """The dashboard URL of the Ray this process is connected to (`http://host:port`).
+
+    Ray's public API hands it out only as `ray.init`'s return value, which `ensure_ray`
+    does not see when Ray was already initialised; this reads the same field.
+    """
+    from ray._private.worker import get_dashboard_url
+
+    url = get_dashboard_url()
+    return url if "://" in url else f"http://{url}"
 
 
 def original_error(exc: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:

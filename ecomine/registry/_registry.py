@@ -245,7 +245,10 @@ class Registry:
         if ref in STAGES:
             pointer = self.stage(task, ref)
             if pointer is None:
-                raise VersionNotFound(f"stage {ref!r} of task {task!r} holds no version; promote one first")
+                raise VersionNotFound(
+                    f"stage {ref!r} of task {task!r} holds no version; promote one first "
+                    f"(ecomine registry promote VERSION {ref} --task {task})"
+                )
             return pointer.version
         return _check_version(ref)
 

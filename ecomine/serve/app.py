@@ -27,7 +27,7 @@ from ecomine.storage import StorageError
 if TYPE_CHECKING:
     from ray.serve import Application
 
-__all__ = ["AppArgs", "BuildError", "resolve_uri", "check_versions", "drop_missing_optional", "build"]
+__all__ = ["AppArgs", "BuildError", "resolve_uri", "check_versions", "drop_missing_optional", "checked_args", "build"]
 
 logger = logging.getLogger("ecomine.serve")
 
@@ -115,6 +115,23 @@ def check_versions(args: AppArgs) -> dict[str, list[str]]:
     return found
 
 
+def checked_args(args: AppArgs) -> tuple[AppArgs, dict[str, str], dict[str, list[str]]]:
+    """What ``build`` binds, checked as it checks it: paths made absolute, optional tasks the registry
+    lacks left out, every version resolved (unless ``check_versions: false``).
+
+    Returns ``(args, {task left out: why}, {"task.arm": [version ids]})``; ``ecomine serve check``
+    and ``serve up`` call it before anything is sent, so a config that cannot build fails here.
+    Raises BuildError naming the field.
+    """
+    parsed = _resolved(args)
+    try:
+        parsed, skipped = drop_missing_optional(parsed)
+    except (RegistryError, StorageError) as exc:  # e.g. a bad task name or an unreadable registry root
+        raise BuildError(f"registry: {exc}") from None
+    found = check_versions(parsed) if parsed.check_versions else {}
+    return parsed, skipped, found
+
+
 def _model_app(args: AppArgs, task: str, task_args: TaskArgs, arm: str, arm_args: ArmArgs) -> Any:
     from ecomine.serve.deployments import model_deployment
 
@@ -137,18 +154,23 @@ def _model_app(args: AppArgs, task: str, task_args: TaskArgs, arm: str, arm_args
 def build(args: AppArgs) -> "Application":
     """Bind the ingress and one model deployment per configured task and arm.
 
-    ``args`` may also be a plain dict (validated here). Raises BuildError when a
-    version does not exist or an ensemble's members do not fit together.
+    ``args`` may also be a plain dict (validated here). A version that does not exist or an
+    ensemble whose members do not fit together raises Ray's RayServeException with one line
+    (``ecomine: <field>: <reason>``), which Serve reports as the app's DEPLOY_FAILED message at once.
     """
     from ecomine.serve.ingress import Ingress
 
-    parsed: AppArgs = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
-    parsed = _resolved(parsed)
-    parsed, skipped = drop_missing_optional(parsed)
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        parsed: AppArgs = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
+        parsed, skipped, _ = checked_args(parsed)
+    except (BuildError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        # Serve's build task fails at once on a RayServeException, with its message as the app's; any
+        # other exception is retried 3 times, each logging a traceback, while `serve run` waits on
+        raise RayServeException(f"ecomine: {' '.join(str(exc).split())}") from None
     for task, why in skipped.items():
         logger.warning("%s left out (if_missing: skip): %s", task, why)
-    if parsed.check_versions:
-        check_versions(parsed)
     ing = parsed.ingress
     options: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": ing.num_cpus, **({"runtime_env": ing.runtime_env} if ing.runtime_env else {})},

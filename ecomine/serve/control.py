@@ -30,10 +30,12 @@ __all__ = [
     "serve_client",
     "app_statuses",
     "wait_running",
+    "failure_line",
     "models_url",
     "get_models",
     "refused_arms",
     "refusal_line",
+    "unavailable_arms",
     "summarize",
 ]
 
@@ -117,6 +119,9 @@ def _use_ray_token_if_present() -> None:
         )
     except ImportError:  # older or newer Ray: RAY_AUTH_MODE=token still works
         return
+    from ecomine.cluster.session import quiet_token_notice
+
+    quiet_token_notice()
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
@@ -148,13 +153,24 @@ def wait_running(address: str | None, names: list[str], timeout_s: float) -> dic
         last = {n: apps.get(n, {}).get("status", "NOT_STARTED") for n in names}
         failed = [n for n in names if last[n] in ("DEPLOY_FAILED", "UNHEALTHY")]
         if failed:
-            msg = " ".join(str(apps[failed[0]].get("message", "")).split())[-1500:]
+            msg = failure_line(str(apps[failed[0]].get("message", "")))
             raise ServeConfigError(f"application {failed[0]!r} is {last[failed[0]]}: {msg}")
         if all(s == "RUNNING" for s in last.values()):
             return apps
         if time.monotonic() > deadline:
             raise ServeConfigError(f"applications not running after {timeout_s:g} s: {last}")
         time.sleep(1.0)
+
+
+def failure_line(message: str) -> str:
+    """One line of an app's failure message: ecomine's builder's own (``ecomine: <field>: <reason>``),
+    else the traceback's last line (the exception), else the message folded onto one line."""
+    if "ecomine: " in message:
+        return " ".join(message[message.index("ecomine: "):].split())[:1500]
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if len(lines) > 1 and any(line.startswith("Traceback") for line in lines):
+        return lines[-1][:1500]
+    return " ".join(message.split())[-1500:]
 
 
 def models_url(details: dict[str, Any], app: str) -> str:
@@ -207,6 +223,17 @@ def refused_arms(models: dict[str, Any], since: float | None = None) -> list[dic
     return out
 
 
+def unavailable_arms(models: dict[str, Any]) -> list[str]:
+    """Arms of a ``GET /v1/models`` answer that serve nothing now: ``<deployment>: <status> (<detail>)``."""
+    out = []
+    for task in (models.get("tasks") or {}).values():
+        for arm in ("champion", "challenger"):
+            info = task.get(arm) or {}
+            if info and info.get("status") not in ("ok", "degraded"):
+                out.append(f"{info.get('deployment')}: {info.get('status')} ({' '.join(str(info.get('detail', '')).split())[:300]})")
+    return out
+
+
 def refusal_line(app: str, refused: dict[str, Any]) -> str:
     """One line: which deployment refused which version, the file that failed, why, and what it still serves."""
     file = f" ({refused['file']} failed its check)" if refused.get("file") else ""
@@ -236,4 +263,5 @@ def summarize(apps: dict[str, dict[str, Any]], models: dict[str, dict[str, Any] 
             report = models[name]
             out[name]["models_status"] = report.get("status", "ok") if report else "no answer"
             out[name]["refused"] = refused_arms(report) if report else []
+            out[name]["unavailable"] = unavailable_arms(report) if report else []
     return out

@@ -142,7 +142,7 @@ def body_problem(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]
 
 def _is_json(content_type: str | None) -> bool:
     if content_type is None:
-        return True  # no header: read as JSON, as FastAPI does
+        return False  # no header: a 415 that names it, not a body error that does not
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
@@ -157,6 +157,10 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], headers: lis
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+# on a 413: the server closes the connection instead of reading the rest of the body it refused
+_CLOSE = [(b"connection", b"close")]
 
 
 class GuardMiddleware:
@@ -201,7 +205,7 @@ class GuardMiddleware:
                 await _send_json(send, 400, {"detail": f"Content-Length header {declared!r} is not a byte count"})
                 return
             if size > self.max_body_bytes:
-                await _send_json(send, 413, self._too_large(size))
+                await _send_json(send, 413, self._too_large(size), _CLOSE)
                 return
         if scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
@@ -210,7 +214,8 @@ class GuardMiddleware:
         if checked and not _is_json(headers.get("content-type")):
             await _send_json(send, 415, {"detail": [{
                 "loc": ["header", "content-type"], "type": "unsupported_media_type",
-                "msg": f"Content-Type {headers['content-type']!r} is not JSON: send 'Content-Type: application/json'",
+                "msg": (f"Content-Type {headers['content-type']!r} is not JSON" if "content-type" in headers
+                        else "no Content-Type header") + ": send 'Content-Type: application/json'",
             }]})
             return
         # Read the whole (bounded) body first, then replay it to the app.
@@ -223,7 +228,7 @@ class GuardMiddleware:
             body = message.get("body", b"")
             total += len(body)
             if total > self.max_body_bytes:
-                await _send_json(send, 413, self._too_large(total, at_least=True))
+                await _send_json(send, 413, self._too_large(total, at_least=True), _CLOSE)
                 return
             chunks.append(body)
             if not message.get("more_body", False):

@@ -10,7 +10,9 @@ version before it switches, so no request fails; a version that does not load is
 refused by the replica, which keeps answering with the old one and reports the refusal
 on ``GET /v1/models`` (``last_reconfigure_error``): the swap reads it there and fails
 naming the file. ``args`` are left
-untouched, since changing them would restart the deployments.
+untouched, since changing them would restart the deployments. The swap touches only the
+arms the running app serves (its ``GET /v1/models``): a task the builder left out
+(``if_missing: skip``) is neither written into the user_config nor swappable.
 
 Only applications deployed from a config (``ecomine serve up`` / ``serve deploy``)
 can be swapped this way; one started by ``serve.run`` has no deployed config.
@@ -69,7 +71,19 @@ def _app_args(cfg: dict[str, Any]):
     return AppArgs.model_validate(cfg.get("args") or {})
 
 
-def _current_settings(cfg: dict[str, Any], task: str, arm: str) -> tuple[str, dict[str, Any]]:
+def _running_arms(details: dict[str, Any], app: str) -> set[str] | None:
+    """The arms (deployment names) the running app serves, from its ``GET /v1/models`` (None: no answer).
+
+    Not the config's args: a task with ``if_missing: skip`` that the registry lacked at build
+    time is in the args but not in the app."""
+    models = get_models(models_url(details, app))
+    if models is None:
+        return None
+    return {info["deployment"] for task in (models.get("tasks") or {}).values()
+            for arm in ("champion", "challenger") if (info := task.get(arm)) and info.get("deployment")}
+
+
+def _current_settings(cfg: dict[str, Any], task: str, arm: str, running: set[str] | None) -> tuple[str, dict[str, Any]]:
     from ecomine.serve.arm_options import colocated_user_config
     from ecomine.serve.config import deployment_name
 
@@ -77,6 +91,12 @@ def _current_settings(cfg: dict[str, Any], task: str, arm: str) -> tuple[str, di
     tasks = args.tasks()
     if task not in tasks or arm not in tasks[task].arms():
         raise ServeConfigError(f"--serve: the application serves no {task} {arm} arm")
+    if running is not None and deployment_name(task, arm) not in running:
+        raise ServeConfigError(
+            f"--serve: the application runs no {task} {arm} arm (its arms: {', '.join(sorted(running)) or 'none'}; "
+            f"a task with if_missing: skip is left out when the registry had no version at deploy time): "
+            "redeploy with `ecomine serve up CONFIG` to add it"
+        )
     arm_name = deployment_name(task, arm)
     deployments = {d.get("name"): d for d in cfg.get("deployments") or []}
     if args.ingress.colocate:
@@ -99,7 +119,8 @@ def swap_served_version(
     t0, sent = time.monotonic(), time.time()
     client, details, apps = _running_app(address, app)
     cfg = copy.deepcopy(apps[app]["deployed_app_config"])
-    arm_name, settings = _current_settings(cfg, task, arm)
+    running = _running_arms(details, app)
+    arm_name, settings = _current_settings(cfg, task, arm, running)
     previous = settings.get("version")
     settings.pop("members", None)  # a single version replaces an ensemble list
     settings["version"] = version
@@ -112,6 +133,8 @@ def swap_served_version(
         deployments.append(entry)
     if args.ingress.colocate:
         uc = dict(entry.get("user_config") or colocated_user_config(args))
+        if running is not None:  # only the arms the replica runs: it refuses settings for any other
+            uc = {name: value for name, value in uc.items() if name in running}
         uc[arm_name] = settings
         entry["user_config"] = uc
     else:

@@ -97,6 +97,18 @@ def cluster():
         log.close()
 
 
+def _config(serving_data, tmp_path: Path, http_port: int, **champion) -> Path:
+    raw = read_serve_config(REPO / "serve_configs" / "local.yaml")
+    raw["http_options"]["port"] = http_port
+    app = raw["applications"][0]
+    app["args"]["registry"] = str(serving_data.registry)
+    app["args"]["recommend"]["champion"] = champion or {"version": "production"}
+    del app["args"]["demand"], app["args"]["risk"]
+    config = tmp_path / f"cluster-{http_port}.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return config
+
+
 def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_path: Path) -> None:
     http_port = free_port()
     raw = read_serve_config(REPO / "serve_configs" / "local.yaml")
@@ -122,7 +134,7 @@ def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_
     assert r.status_code == 200, r.text
     assert r.json()["model"] == f"recommend/{serving_data.rec_a}" and len(r.json()["items"]) == 3
 
-    status = runner.invoke(serve_app, ["status", "--address", cluster["dashboard"], "--json"])
+    status = runner.invoke(serve_app, ["status", "--json"])  # no --address: where `serve up` deployed
     assert status.exit_code == 0, status.output
     apps = json.loads(status.output)
     assert apps["ecomine"]["status"] == "RUNNING"
@@ -131,8 +143,11 @@ def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_
     table = runner.invoke(serve_app, ["status", "--address", cluster["dashboard"]])
     assert table.exit_code == 0 and "HEALTHY" in table.output and "1/1" in table.output
 
-    down = runner.invoke(serve_app, ["down", "--address", cluster["dashboard"]])
+    down = runner.invoke(serve_app, ["down"])
     assert down.exit_code == 0, down.output
+    assert f"deleted ecomine at {cluster['dashboard']}" in down.output
+    again = runner.invoke(serve_app, ["down"])  # nothing recorded any more: refused, nothing touched
+    assert "no `ecomine serve up` is recorded" in str(again.exception)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -145,9 +160,55 @@ def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_
     assert gone, "the application still answers after `ecomine serve down`"
 
 
+def test_a_build_that_fails_on_the_cluster_ends_the_wait_with_one_line(cluster, serving_data, tmp_path: Path) -> None:
+    """--no-registry skips the check here, so the cluster's build meets the missing version: Serve fails
+    the app at once (ecomine's builder raises a RayServeException, which Ray does not retry) and
+    `serve up` stops waiting with that line."""
+    config = _config(serving_data, tmp_path, free_port(), version="v20990101-000000-deadbeef")
+    up = CliRunner().invoke(serve_app, ["up", str(config), "--address", cluster["dashboard"], "--no-registry",
+                                        "--timeout", "120"])
+    message = str(up.exception)
+    assert up.exit_code != 0 and "DEPLOY_FAILED" in message, up.output + message
+    assert "ecomine: recommend.champion.version: task 'recommend' has no version 'v20990101-000000-deadbeef'" in message
+    assert "Traceback" not in message and "\n" not in message
+    checked = CliRunner().invoke(serve_app, ["up", str(config), "--address", cluster["dashboard"]])
+    assert "recommend.champion.version" in str(checked.exception)  # with the check: refused before sending
+
+
+def test_blocking_up_serves_until_serve_down_ends_it(serving_data, tmp_path: Path) -> None:
+    """`serve up --blocking` starts its own Ray (its dashboard on a free port, never another Ray's
+    8265), records itself, and a plain `ecomine serve down` deletes the app and ends that process."""
+    http_port = free_port()
+    config = _config(serving_data, tmp_path, http_port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env.update(ECOMINE_STATE_DIR=str(tmp_path / "state"), NO_COLOR="1")
+    ecomine = str(Path(sys.executable).parent / "ecomine")
+    log = open(tmp_path / "up.log", "w")
+    proc = subprocess.Popen([ecomine, "serve", "up", str(config), "--blocking"], cwd=tmp_path, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "RUNNING ecomine" not in (tmp_path / "up.log").read_text():
+            assert proc.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()[-3000:]
+            time.sleep(1)
+        assert httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=30).json()["status"] == "ok"
+        down = subprocess.run([ecomine, "serve", "down"], env=env, capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert "deleted ecomine" in down.stdout and f"(pid {proc.pid}) has stopped" in down.stdout, down.stdout
+        assert proc.wait(timeout=60) == 0, (tmp_path / "up.log").read_text()[-3000:]
+        assert "Traceback" not in (tmp_path / "up.log").read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=60)
+        log.close()
+
+
 def test_serve_up_without_a_cluster_says_how_to_start_one(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        serve_app, ["up", str(REPO / "serve_configs" / "local.yaml"), "--address", f"http://127.0.0.1:{free_port()}"]
+        serve_app, ["up", str(REPO / "serve_configs" / "local.yaml"), "--address", f"http://127.0.0.1:{free_port()}",
+                    "--no-registry"]
     )
     assert result.exit_code != 0
     assert "ray start --head" in str(result.exception)

@@ -208,12 +208,12 @@ def test_a_tampered_swap_keeps_both_replicas_serving_and_names_the_file(
     assert champion["last_reconfigure_error"]["version"] == "rec-a"
 
     runner = CliRunner()
-    status = runner.invoke(serve_app, ["status", "--address", ray_dashboard, "--json"])
+    status = runner.invoke(serve_app, ["status", "--address", ray_dashboard, "--json", "--force"])
     assert status.exit_code == 0, status.output
     pair = json.loads(status.output)[PAIR]
     assert pair["models_status"] == "degraded" and pair["refused"][0]["file"] == "model.safetensors"
     assert pair["deployments"]["recommend-champion"]["running"] == 2
-    table = runner.invoke(serve_app, ["status", "--address", ray_dashboard])
+    table = runner.invoke(serve_app, ["status", "--address", ray_dashboard, "--force"])
     assert table.exit_code == 0 and "degraded" in table.output and "model.safetensors" in table.output
 
     # `ecomine serve up` of a config that still asks for the refused version: one line naming the file

@@ -178,7 +178,7 @@ def test_month_after_month_against_a_live_app(world):
         with _Load(f"{world['serve']}/{APP}/v1/recommend", history) as load:
             # 2. a genuine improvement (3 epochs, warm start): promoted and swapped in place
             second = _cli("retrain", str(_pipeline(world, "m2", until="2023-07-01", epochs=3)),
-                          "--serve", APP, "--address", dashboard)
+                          "--serve", APP, "--address", dashboard, "--force")
             assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
             rec2 = _records(world)[-1]
             assert rec2["status"] == "promoted", rec2["gate"]
@@ -188,7 +188,7 @@ def test_month_after_month_against_a_live_app(world):
 
             # 3. the corrupted month: refused, nothing changes
             third = _cli("retrain", str(_pipeline(world, "m3", until="2023-08-01", epochs=2, data="events_corrupt")),
-                         "--serve", APP, "--address", dashboard)
+                         "--serve", APP, "--address", dashboard, "--force")
             assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
             rec3 = _records(world)[-1]
             assert rec3["status"] == "refused", rec3["gate"]
@@ -197,7 +197,7 @@ def test_month_after_month_against_a_live_app(world):
 
             # 4. a training run that fails: exit 1, champion and Serve untouched, a failed record
             fourth = _cli("retrain", str(_pipeline(world, "m4", until="2023-08-01", epochs=1, fail_once_at_epoch=1)),
-                          "--serve", APP, "--address", dashboard)
+                          "--serve", APP, "--address", dashboard, "--force")
             assert fourth.returncode == 1, fourth.stdout[-2000:] + fourth.stderr[-2000:]
             # our own report is one line (above it: the Ray worker's own log of the drill, issue 17's noise)
             ours = [line for line in fourth.stderr.splitlines() if line.startswith("failed:")]
@@ -207,7 +207,7 @@ def test_month_after_month_against_a_live_app(world):
             assert _stage(world) == v2 and _served(world) == [v2]
 
             # 5. rollback: month 1's version, the same files, served again
-            back = _cli("retrain", str(first), "--rollback", "--serve", APP, "--address", dashboard)
+            back = _cli("retrain", str(first), "--rollback", "--serve", APP, "--address", dashboard, "--force")
             assert back.returncode == 0, back.stdout[-2000:] + back.stderr[-2000:]
             assert _stage(world) == v1 and _served(world) == [v1]
             restored = Registry(str(world["registry"])).get("recommend", v1).model_dump(mode="json")
@@ -217,7 +217,7 @@ def test_month_after_month_against_a_live_app(world):
 
         # 6. bad input: one line, exit 2, nothing trained or written
         n_versions, n_records = len(Registry(str(world["registry"])).list("recommend")), len(_records(world))
-        missing = _cli("retrain", str(first), "--serve", "no-such-app", "--address", dashboard)
+        missing = _cli("retrain", str(first), "--serve", "no-such-app", "--address", dashboard, "--force")
         empty = _cli("retrain", str(_pipeline(world, "m0", until="2020-01-01", epochs=1)))
         for res, needle in ((missing, "--serve 'no-such-app': no such Serve application"), (empty, "data.window")):
             assert res.returncode == 2, res.stdout[-1000:] + res.stderr[-1000:]

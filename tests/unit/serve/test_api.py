@@ -106,6 +106,8 @@ def test_package_all_resolves_lazily() -> None:
         (api.RiskRequest, {"orders": [{"lines": [{"item_id": "a", "price": False}]}]}, ("orders", 0, "lines", 0, "price")),
         (api.RiskRequest, {"orders": [{"lines": [{"item_id": "a", "quantity": True}]}]}, ("orders", 0, "lines", 0, "quantity")),
         (api.RiskRequest, {"orders": [{"lines": [{"item_id": "a", "quantity": "3"}]}]}, ("orders", 0, "lines", 0, "quantity")),
+        (api.RiskRequest, {"orders": [{"ts": 0, "lines": [{"item_id": "a"}]}]}, ("orders", 0, "ts")),  # not 1970
+        (api.RiskRequest, {"orders": [{"ts": 1.7e9, "lines": [{"item_id": "a"}]}]}, ("orders", 0, "ts")),
         (api.RecommendRequest, {"user_id": "u", "k": "10"}, ("k",)),
         (api.RecommendRequest, {"user_id": "u", "k": 10.5}, ("k",)),
         (api.RecommendRequest, {"user_id": "u", "exclude_history": "true"}, ("exclude_history",)),

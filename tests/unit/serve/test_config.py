@@ -133,10 +133,23 @@ def test_local_config_is_the_embedded_default(tmp_path: Path) -> None:
 
     app = load_serve_config(REPO / "serve_configs" / "local.yaml").applications[0]
     args = AppArgs.model_validate(app.args)
-    assert args.registry == "${ECOMINE_REGISTRY:-registry}" and args.recommend.champion.version == "latest"
+    assert args.registry == "${ECOMINE_REGISTRY:-registry}" and args.recommend.champion.version == "production"
     assert args.recommend.resources.num_cpus < 1 and args.ingress.num_cpus < 1
     # demand and risk are served when the registry has them, left out (503) when it does not
     assert args.demand.if_missing == "skip" and args.risk.if_missing == "skip"
+
+
+def test_every_shipped_config_serves_a_stage_never_latest() -> None:
+    """An unpromoted version must not reach users by default: every arm names a stage or pins a version."""
+    from ecomine.serve.control import ECOMINE_IMPORT_PATH, read_serve_config
+
+    for path in CONFIGS:
+        for app in read_serve_config(path)["applications"]:
+            if app["import_path"] != ECOMINE_IMPORT_PATH:
+                continue
+            args = AppArgs.model_validate(app["args"])
+            refs = {m.version for t in args.tasks().values() for a in t.arms().values() for m in a.refs()}
+            assert refs and "latest" not in refs and "production" in refs, (path.name, refs)
 
 
 def test_if_missing_skip_leaves_out_only_what_the_registry_lacks(tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ async def echo(request: Request) -> JSONResponse:
     return JSONResponse({"bytes": len(body)})
 
 
+JSON = {"content-type": "application/json"}
+
+
 def client(keys: list[bytes], limit: int = 1024) -> TestClient:
     app = Starlette(routes=[Route("/v1/echo", echo, methods=["POST", "GET"]), Route("/healthz", echo)])
     return TestClient(GuardMiddleware(app, keys=keys, max_body_bytes=limit))
@@ -54,21 +57,21 @@ def test_only_v1_is_protected() -> None:
     c = client([_d("secret")])
     r = c.post("/v1/echo", content=b"x")
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer" and "Bearer" in r.json()["detail"]
-    assert c.post("/v1/echo", content=b"xy", headers={"Authorization": "Bearer secret"}).json() == {"bytes": 2}
+    assert c.post("/v1/echo", content=b"xy", headers={"Authorization": "Bearer secret", **JSON}).json() == {"bytes": 2}
     assert c.get("/healthz").status_code == 200
 
 
 def test_body_limit_declared_and_streamed() -> None:
     c = client([], limit=1024)
-    assert c.post("/v1/echo", content=b"x" * 1024).json() == {"bytes": 1024}
-    r = c.post("/v1/echo", content=b"x" * 1025)
+    assert c.post("/v1/echo", content=b"x" * 1024, headers=JSON).json() == {"bytes": 1024}
+    r = c.post("/v1/echo", content=b"x" * 1025, headers=JSON)
     assert r.status_code == 413 and r.json()["detail"][0]["loc"] == ["body"]
 
     def chunks():
         for _ in range(20):
             yield b"y" * 100
 
-    r = c.post("/v1/echo", content=chunks())  # no Content-Length: counted as it arrives
+    r = c.post("/v1/echo", content=chunks(), headers=JSON)  # no Content-Length: counted as it arrives
     assert r.status_code == 413 and "more than 1024" in r.json()["detail"][0]["msg"]
     r = c.post("/v1/echo", content=b"x", headers={"content-length": "abc"})
     assert r.status_code == 400
@@ -138,6 +141,8 @@ def test_wrong_content_type_is_415_and_bad_bodies_are_400_naming_why() -> None:
     r = c.post("/v1/echo", content=b"user_id=u", headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415 and r.json()["detail"][0]["loc"] == ["header", "content-type"]
     assert "application/json" in r.json()["detail"][0]["msg"]
+    r = c.post("/v1/echo", content=b"{}")  # no header at all: named, not a body error
+    assert r.status_code == 415 and r.json()["detail"][0]["msg"] == "no Content-Type header: send 'Content-Type: application/json'"
     for ok in ("application/json", "application/json; charset=utf-8", "application/merge-patch+json"):
         assert c.post("/v1/echo", content=b"{}", headers={"content-type": ok}).status_code == 200, ok
     json_headers = {"content-type": "application/json"}
@@ -145,7 +150,7 @@ def test_wrong_content_type_is_415_and_bad_bodies_are_400_naming_why() -> None:
     assert r.status_code == 400 and r.json()["detail"][0]["type"] == "invalid_utf8"
     assert "byte 0xff at offset 13" in r.json()["detail"][0]["msg"]
     r = c.post("/v1/echo", content=b"[" * 10_000 + b"]" * 10_000, headers=json_headers)  # 20 KB > 1 KiB
-    assert r.status_code == 413
+    assert r.status_code == 413 and r.headers["connection"] == "close"  # the rest of the body is not read
     deep = client([], limit=64 * 1024)
     r = deep.post("/v1/echo", content=b"[" * 10_000 + b"]" * 10_000, headers=json_headers)
     assert r.status_code == 400 and "more than 32 levels deep" in r.json()["detail"][0]["msg"]
