@@ -130,12 +130,14 @@ def target(address: str | None, *, force: bool, verb: str) -> tuple[str, Deploym
 
 
 def process_alive(pid: int | None) -> bool:
+    """A process with this id runs (an exited one its parent has not reaped yet - a zombie - does not)."""
+    import psutil
+
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True

@@ -28,6 +28,13 @@ from tests.integration.serve.conftest import REPO, free_port
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own deployment record (ecomine.serve.deployed), so none acts on another's."""
+    monkeypatch.setenv("ECOMINE_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
 def _ours(temp: Path) -> list[int]:
     """Pids of processes whose command line names our cluster's temp dir."""
     import psutil
@@ -117,9 +124,8 @@ def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_
     app["args"]["registry"] = str(serving_data.registry)
     app["args"]["recommend"]["champion"] = {"version": "production"}
     app["args"]["recommend"]["resources"]["num_cpus"] = 0.25
-    # this test is about up / status / down; the registry's demand and risk versions are
-    # stand-ins that only the test loaders read (test_config_deploy serves them)
-    del app["args"]["demand"], app["args"]["risk"]
+    # demand and risk stay as local.yaml has them (production, if_missing: skip): the test registry
+    # promoted none, so the app is built without them - and a swap must touch only what runs
     config = tmp_path / "cluster.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     runner = CliRunner()
@@ -133,6 +139,19 @@ def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_
     r = httpx.post(base + "/v1/recommend", json={"history": serving_data.items[:4], "k": 3}, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["model"] == f"recommend/{serving_data.rec_a}" and len(r.json()["items"]) == 3
+
+    # a swap of the recommend champion on an app whose demand/risk were left out at build time
+    from ecomine.serve.control import ServeConfigError
+    from ecomine.serve.swap import swap_served_version
+
+    swapped = swap_served_version(cluster["dashboard"], "ecomine", "recommend", serving_data.rec_b, timeout_s=120)
+    assert swapped["previous"] == "production" and swapped["version"] == serving_data.rec_b  # what the config named
+    r = httpx.post(base + "/v1/recommend", json={"history": serving_data.items[:4], "k": 3}, timeout=30)
+    assert r.json()["model"] == f"recommend/{serving_data.rec_b}"
+    with pytest.raises(ServeConfigError, match=r"the application runs no demand champion arm \(its arms: recommend-champion"):
+        swap_served_version(cluster["dashboard"], "ecomine", "demand", serving_data.dem_a, timeout_s=30)
+    models = httpx.get(base + "/v1/models", timeout=30).json()
+    assert models["status"] == "ok" and models["not_configured"] == ["demand", "risk"]
 
     status = runner.invoke(serve_app, ["status", "--json"])  # no --address: where `serve up` deployed
     assert status.exit_code == 0, status.output
@@ -193,8 +212,8 @@ def test_blocking_up_serves_until_serve_down_ends_it(serving_data, tmp_path: Pat
             assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()[-3000:]
             time.sleep(1)
         assert httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=30).json()["status"] == "ok"
-        down = subprocess.run([ecomine, "serve", "down"], env=env, capture_output=True, text=True, timeout=120)
-        assert down.returncode == 0, down.stdout + down.stderr
+        down = subprocess.run([ecomine, "serve", "down", "--timeout", "120"], env=env, capture_output=True, text=True, timeout=180)
+        assert down.returncode == 0, down.stdout + down.stderr + (tmp_path / "up.log").read_text()[-3000:]
         assert "deleted ecomine" in down.stdout and f"(pid {proc.pid}) has stopped" in down.stdout, down.stdout
         assert proc.wait(timeout=60) == 0, (tmp_path / "up.log").read_text()[-3000:]
         assert "Traceback" not in (tmp_path / "up.log").read_text()

@@ -61,7 +61,11 @@ def local_config(registry: Path, user_config: dict[str, Any] | None = None, *, p
     app.update(name=APP, route_prefix=f"/{APP}")
     app["args"]["registry"] = str(registry)
     app["args"]["recommend"]["resources"]["num_cpus"] = 0.1
-    # the test registry's demand/risk versions are stand-ins: their loaders, the config's `latest`
+    # local.yaml serves the production stage; this copy serves the newest version of each task (a config
+    # may say `latest`), so what it serves does not depend on what other tests promoted
+    for task in ("recommend", "demand", "risk"):
+        app["args"][task]["champion"] = {"version": "latest"}
+    # the test registry's demand/risk versions are stand-ins: their loaders
     app["args"]["demand"]["loader"] = f"{STANDIN}:load_forecaster"
     app["args"]["risk"]["loader"] = f"{STANDIN}:load_risk_model"
     if user_config is not None:
