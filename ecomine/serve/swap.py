@@ -112,7 +112,8 @@ def swap_served_version(
     """Point ``app``'s ``task`` ``arm`` at ``version`` in place; wait until the app runs it.
 
     Returns ``{"deployment", "previous", "version", "seconds"}``. ServeConfigError when the
-    app is missing, the replica refuses the version, or it is not serving it in time.
+    app is missing, the replica refuses the version, or it is not serving it in time; the app's
+    config is then put back as it was, so no replica ever restarts on the refused version.
     """
     from ecomine.serve.arm_options import colocated_user_config
 
@@ -139,11 +140,24 @@ def swap_served_version(
         entry["user_config"] = uc
     else:
         entry["user_config"] = settings
-    config = {k: v for k, v in details.items() if k in ("proxy_location", "http_options", "grpc_options")}
-    config["applications"] = [cfg if n == app else a["deployed_app_config"]
-                              for n, a in apps.items() if a.get("deployed_app_config")]
-    client.deploy_applications(config)
-    _wait_serving(address, app, target, arm_name, version, timeout_s - (time.monotonic() - t0), sent)
+    head = {k: v for k, v in details.items() if k in ("proxy_location", "http_options", "grpc_options")}
+
+    def config_with(app_config: dict[str, Any]) -> dict[str, Any]:
+        return {**head, "applications": [app_config if n == app else a["deployed_app_config"]
+                                         for n, a in apps.items() if a.get("deployed_app_config")]}
+
+    client.deploy_applications(config_with(cfg))
+    try:
+        _wait_serving(address, app, target, arm_name, version, timeout_s - (time.monotonic() - t0), sent)
+    except ServeConfigError as exc:
+        # the refused version must not stay in the config a new replica starts from (a replica that
+        # restarts would fail on it forever): the config the app ran before goes back
+        try:
+            client.deploy_applications(config_with(apps[app]["deployed_app_config"]))
+            put_back = f"; the config was put back to {previous}"
+        except Exception as again:  # noqa: BLE001 - said in the one line, with the refusal
+            put_back = f"; putting the config back failed too ({type(again).__name__}: {again})"
+        raise ServeConfigError(f"{exc}{put_back}") from None
     return {"deployment": target, "arm": arm_name, "previous": previous, "version": version,
             "seconds": round(time.monotonic() - t0, 2)}
 

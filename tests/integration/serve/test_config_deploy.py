@@ -186,9 +186,23 @@ def test_a_tampered_swap_keeps_both_replicas_serving_and_names_the_file(
     data[len(data) // 2] ^= 0x01  # one flipped bit
     weights.write_bytes(bytes(data))
 
-    # the swap `ecomine retrain` makes: it sees the refusal on /v1/models and names the file
-    with pytest.raises(ServeConfigError, match=r"recommend-champion refused version rec-a \(model.safetensors failed its check\).*still serving recommend/rec-b"):
+    def deployed_config() -> dict[str, Any]:
+        from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+        return ServeSubmissionClient(ray_dashboard).get_serve_details()["applications"][PAIR]["deployed_app_config"]
+
+    before = deployed_config()
+    # the swap `ecomine retrain` makes: it sees the refusal on /v1/models, names the file, and puts the
+    # app's config back, so a replica that restarts later starts on rec-b, never on the refused rec-a
+    with pytest.raises(ServeConfigError, match=r"recommend-champion refused version rec-a \(model.safetensors failed its check\).*still serving recommend/rec-b; the config was put back to rec-b"):
         swap_served_version(ray_dashboard, PAIR, "recommend", "rec-a", timeout_s=60)
+
+    assert deployed_config() == before  # the refused rec-a is nowhere in what a new replica would start from
+    wait_for(lambda: httpx.get(pair_url + "/v1/models").json()["status"] == "ok", 60, "the put-back config to apply")
+
+    # the same refusal written into a config by hand (`serve deploy`, no ecomine check in front):
+    # the replicas refuse it and keep serving, and the app and `serve status` say which file failed
+    deploy(local_config(serving_data.registry, pair=pair_app(pair_registry, {"version": "rec-a"})))
 
     logs = Path(__import__("ray")._private.worker.global_worker.node.get_logs_dir_path()) / "serve"
 
