@@ -331,10 +331,16 @@ class IngressArgs(_Strict):
     max_in_flight: int | None = Field(
         None, ge=0,
         description="prediction requests (POST /v1/*) inside one ingress replica at once; more are answered at "
-        "once with a JSON 503 and Retry-After, before their body is read. Unset: what the model arms can hold "
+        "once with a JSON 503 and Retry-After. A request takes a slot only once its API key is checked and "
+        "its body has arrived (body_timeout_s), so slow or unauthenticated clients hold none. Unset: what the model arms can hold "
         "(see serve.arm_options.admission_limit); 0 turns it off (Serve's own queue limits then answer overload)",
     )
     retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After (seconds) of an overload 503")
+    body_timeout_s: float = Field(
+        5.0, gt=0, le=300,
+        description="a request body must arrive whole within this many seconds of its headers (else 408, the "
+        "connection closed): a slow upload holds no admission slot and no model time",
+    )
     shed_hold_s: float = Field(
         0.05, ge=0.0, le=1.0,
         description="an overload 503 is sent after this long (0: at once), so callers that retry at once "

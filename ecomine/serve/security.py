@@ -1,12 +1,16 @@
-"""Protection in front of the ingress routes: admission (in-flight limit), API key, body size.
+"""Protection in front of the ingress routes: API key, body size and form, admission (in-flight limit).
 
 Sits inside ``ecomine.serve`` as ASGI middleware around the ingress app, so
 every check runs before FastAPI reads or validates anything (an unknown
-caller learns nothing about the API from validation errors). Ray-free.
+caller learns nothing about the API from validation errors). Ray-free. The
+order, outermost first: the guard (``GuardMiddleware``: key, size, form, the
+whole body within ``body_timeout_s``), then admission, then the app - so a
+slot is taken only by an authorised request whose body has arrived, and slow
+or unauthenticated clients cannot starve authorised ones.
 
-- Admission (``AdmissionMiddleware``, outermost): at most ``max_in_flight``
+- Admission (``AdmissionMiddleware``): at most ``max_in_flight``
   prediction requests (``POST /v1/*``) inside this replica at once; one more is
-  answered before its body is read, with a JSON 503 and ``Retry-After``, after
+  answered before it reaches the app, with a JSON 503 and ``Retry-After``, after
   a short hold (``hold_s``, 50 ms by default). The hold is what keeps goodput
   up against callers that retry at once, ignoring ``Retry-After``: an
   immediate 503 sends such a caller straight back, and on 2 cores thousands of
@@ -21,7 +25,8 @@ caller learns nothing about the API from validation errors). Ray-free.
   for probes and readers. A missing or wrong key is a 401 with
   ``WWW-Authenticate: Bearer``.
 - Body size: a declared ``Content-Length`` above the limit is refused at once;
-  a chunked body is counted as it arrives. Either way: 413, nothing parsed.
+  a chunked body is counted as it arrives. Either way: 413, nothing parsed, the
+  connection closed. A body that does not arrive whole within ``body_timeout_s``: 408.
 - Body form (``POST /v1/*``): a ``Content-Type`` other than JSON is a 415; a
   body that is not UTF-8, or that nests arrays/objects deeper than
   ``max_depth``, a 400 whose ``detail`` says which and where, before the JSON
@@ -167,12 +172,21 @@ class GuardMiddleware:
     """ASGI middleware: API key on ``/v1/*``, then the body-size limit, then the app."""
 
     def __init__(self, app: ASGIApp, *, keys: list[bytes], max_body_bytes: int, protected_prefix: str = "/v1",
-                 max_depth: int = MAX_JSON_DEPTH) -> None:
+                 max_depth: int = MAX_JSON_DEPTH, body_timeout_s: float | None = None,
+                 on_refuse: Callable[[str, int], None] | None = None) -> None:
         self.app = app
         self.keys = keys
         self.max_body_bytes = max_body_bytes
         self.protected_prefix = protected_prefix
         self.max_depth = max_depth
+        self.body_timeout_s = body_timeout_s
+        self.on_refuse = on_refuse
+
+    async def _refuse(self, send: Send, path: str, status: int, body: dict[str, Any],
+                      headers: list[tuple[bytes, bytes]] = ()) -> None:
+        await _send_json(send, status, body, headers)
+        if self.on_refuse is not None:
+            self.on_refuse(path, status)
 
     def _relative_path(self, scope: Scope) -> str:
         path = scope.get("path", "")
@@ -190,8 +204,8 @@ class GuardMiddleware:
         protected = path == self.protected_prefix or path.startswith(self.protected_prefix + "/")
         if self.keys and protected:
             if not bearer_ok(headers.get("authorization"), self.keys):
-                await _send_json(
-                    send, 401, {"detail": "missing or invalid API key: send 'Authorization: Bearer <key>'"},
+                await self._refuse(
+                    send, path, 401, {"detail": "missing or invalid API key: send 'Authorization: Bearer <key>'"},
                     [(b"www-authenticate", b"Bearer")],
                 )
                 return
@@ -202,40 +216,40 @@ class GuardMiddleware:
                 if size < 0:
                     raise ValueError
             except ValueError:
-                await _send_json(send, 400, {"detail": f"Content-Length header {declared!r} is not a byte count"})
+                await self._refuse(send, path, 400, {"detail": f"Content-Length header {declared!r} is not a byte count"})
                 return
             if size > self.max_body_bytes:
-                await _send_json(send, 413, self._too_large(size), _CLOSE)
+                await self._refuse(send, path, 413, self._too_large(size), _CLOSE)
                 return
         if scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         checked = protected and scope.get("method") == "POST"
         if checked and not _is_json(headers.get("content-type")):
-            await _send_json(send, 415, {"detail": [{
+            await self._refuse(send, path, 415, {"detail": [{
                 "loc": ["header", "content-type"], "type": "unsupported_media_type",
                 "msg": (f"Content-Type {headers['content-type']!r} is not JSON" if "content-type" in headers
                         else "no Content-Type header") + ": send 'Content-Type: application/json'",
             }]})
             return
-        # Read the whole (bounded) body first, then replay it to the app.
+        # Read the whole (bounded) body first, within the deadline, then replay it to the app.
         chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            total += len(body)
-            if total > self.max_body_bytes:
-                await _send_json(send, 413, self._too_large(total, at_least=True), _CLOSE)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
+        read = [0]
+        try:
+            # asyncio.timeout, not wait_for: no task per receive() on the request path
+            async with asyncio.timeout(self.body_timeout_s):
+                ended = await self._read(receive, send, path, chunks, read)
+        except TimeoutError:
+            await self._refuse(send, path, 408, {"detail": [{
+                "loc": ["body"], "type": "body_timeout",
+                "msg": f"the request body did not arrive within {self.body_timeout_s:g} s ({read[0]} bytes read)",
+            }]}, _CLOSE)
+            return
+        if not ended:
+            return
         whole = b"".join(chunks)
         if checked and (problem := body_problem(whole, self.max_depth)) is not None:
-            await _send_json(send, 400, {"detail": [problem]})
+            await self._refuse(send, path, 400, {"detail": [problem]})
             return
         replay = [{"type": "http.request", "body": whole, "more_body": False}]
 
@@ -245,6 +259,22 @@ class GuardMiddleware:
             return await receive()
 
         await self.app(scope, replay_receive, send)
+
+    async def _read(self, receive: Receive, send: Send, path: str, chunks: list[bytes], read: list[int]) -> bool:
+        """The body's chunks into ``chunks`` (``read[0]``: bytes so far); False when it was refused (413)
+        or the client went away, which is then answered."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return False
+            body = message.get("body", b"")
+            read[0] += len(body)
+            if read[0] > self.max_body_bytes:
+                await self._refuse(send, path, 413, self._too_large(read[0], at_least=True), _CLOSE)
+                return False
+            chunks.append(body)
+            if not message.get("more_body", False):
+                return True
 
     def _too_large(self, size: int, at_least: bool = False) -> dict[str, Any]:
         what = f"more than {self.max_body_bytes}" if at_least else str(size)
@@ -263,7 +293,7 @@ class AdmissionMiddleware:
     """ASGI middleware: at most ``max_in_flight`` ``POST`` requests under ``/v1`` at once (the rest: 503).
 
     A refused request gets ``{"detail": ..., "request_id": null}`` (``ErrorResponse``) with
-    ``Retry-After: retry_after_s`` after ``hold_s`` seconds (0: at once); its body is never read. ``on_shed(path)`` is called for
+    ``Retry-After: retry_after_s`` after ``hold_s`` seconds (0: at once); it reaches no model and no log line. ``on_shed(path)`` is called for
     each refusal (metrics). Other methods and paths (probes, ``/v1/models``, docs) always pass.
     """
 

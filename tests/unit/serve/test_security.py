@@ -159,3 +159,53 @@ def test_wrong_content_type_is_415_and_bad_bodies_are_400_naming_why() -> None:
     assert json_depth(b'{"orders": [{"lines": [{"item_id": "a"}]}]}', 32) == 0  # few brackets: not even scanned
     assert json_depth(b"[[[[[]]]]]", 3) == 4
     assert deep.post("/v1/echo", content=b'{"a": [[[1]]]}', headers=json_headers).status_code == 200
+
+
+def test_slow_uploads_and_unauthenticated_floods_hold_no_admission_slot() -> None:
+    """The ingress order, outermost first: guard (key, whole body within body_timeout_s), admission, app.
+    With one slot: 20 uploads that never finish and 50 callers without a key leave it to the one
+    authorised request; the slow ones get a 408 naming the body, the others a 401."""
+    import asyncio
+
+    from ecomine.serve.security import AdmissionMiddleware
+
+    async def app(scope, receive, send) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    refused: list[tuple[str, int]] = []
+    admission = AdmissionMiddleware(app, max_in_flight=1, hold_s=0.0)
+    stack = GuardMiddleware(admission, keys=[_d("k")], max_body_bytes=1024, body_timeout_s=0.2,
+                            on_refuse=lambda path, status: refused.append((path, status)))
+
+    async def call(key: str | None, *, stalls: bool = False) -> tuple[int, bytes]:
+        sent: list[dict] = []
+        headers = [(b"content-type", b"application/json")] + ([(b"authorization", f"Bearer {key}".encode())] if key else [])
+        first = [True]
+
+        async def receive() -> dict:
+            if stalls and not first[0]:
+                await asyncio.sleep(3600)  # the rest of the body never comes
+            first[0] = False
+            return {"type": "http.request", "body": b"{", "more_body": True} if stalls else \
+                {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await stack({"type": "http", "method": "POST", "path": "/v1/recommend", "headers": headers}, receive, send)
+        return sent[0]["status"], sent[1]["body"]
+
+    async def scenario() -> None:
+        slow = [asyncio.create_task(call("k", stalls=True)) for _ in range(20)]
+        floods = [asyncio.create_task(call(None)) for _ in range(50)]
+        await asyncio.sleep(0.05)
+        assert admission.in_flight == 0  # nobody holds the slot while their body is on its way
+        assert await call("k") == (200, b"ok")
+        assert {(await t)[0] for t in floods} == {401}
+        answers = [await t for t in slow]
+        assert {status for status, _ in answers} == {408} and b"did not arrive within 0.2 s" in answers[0][1]
+
+    asyncio.run(scenario())
+    assert refused.count(("/v1/recommend", 401)) == 50 and refused.count(("/v1/recommend", 408)) == 20
