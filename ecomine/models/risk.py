@@ -40,6 +40,7 @@ from ecomine.models.risk_inputs import (
     validate_orders,
 )
 from ecomine.models.risk_lightgbm import LIGHTGBM_FILE, LightGBMRiskModel, load_lightgbm_risk
+from ecomine.models.text_encoder import quiet_loading
 
 __all__ = [
     "RiskModelConfig",
@@ -110,6 +111,7 @@ class RiskModel(nn.Module):
         if encoder_config_dir is not None:
             self.encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(encoder_config_dir)))
         else:
+            quiet_loading()
             self.encoder = AutoModel.from_pretrained(config.encoder)
         if config.mode == "lora":
             from peft import LoraConfig, inject_adapter_in_model

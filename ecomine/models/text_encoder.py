@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_ENCODER", "EncoderNotFound", "resolve_encoder", "load_encoder", "encode_texts"]
+__all__ = ["DEFAULT_ENCODER", "EncoderNotFound", "resolve_encoder", "quiet_loading", "load_encoder", "encode_texts"]
 
 DEFAULT_ENCODER = "default"
 
@@ -51,10 +51,19 @@ def resolve_encoder(source: str, *, cache_dir: str | Path | None = None) -> str:
     return source  # a hub id: transformers resolves it (offline machines fail there, clearly)
 
 
+def quiet_loading() -> None:
+    """No "Loading weights" progress bar on every model load (a normal command prints none; the
+    weights are local, so there is nothing to wait for)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_encoder(source: str = DEFAULT_ENCODER):
     """(tokenizer, model) for a text encoder source."""
     from transformers import AutoModel, AutoTokenizer
 
+    quiet_loading()
     where = resolve_encoder(source)
     try:
         return AutoTokenizer.from_pretrained(where), AutoModel.from_pretrained(where)
