@@ -26,7 +26,15 @@ import torch
 from torch import nn
 
 from ecomine.models.recommend_bert import MaskedItemRecommender
-from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, batch_width, left_pad, recommend_base, recommend_small
+from ecomine.models.recommend_config import (
+    PAD_ID,
+    RecommenderConfig,
+    batch_width,
+    left_pad,
+    recommend_base,
+    recommend_small,
+    repeat_weights,
+)
 
 __all__ = [
     "PAD_ID",
@@ -129,12 +137,10 @@ class SequentialRecommender(nn.Module):
         earlier (or same) position s, a recency-decayed count of each item
         already bought. Only the pairs asked for are built, never [B, T, T].
         """
-        decay = torch.sigmoid(self.repeat_decay_logit)
         s = torch.arange(ids.shape[1], device=ids.device)
         age = positions[:, None] - s[None, :]  # [N, T]
         seen = (age >= 0) & (ids != PAD_ID)
-        weights = self.repeat_scale * decay ** age.clamp(min=0).to(decay.dtype) * seen.to(decay.dtype)
-        return ids, weights
+        return ids, repeat_weights(self.repeat_scale, self.repeat_decay_logit, age, seen)
 
     def _project(self, h: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Scores of every item [N, V] from N hidden states, each row's sequence [N, T] and query position [N].

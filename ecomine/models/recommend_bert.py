@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, batch_width, left_pad
+from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, batch_width, left_pad, repeat_weights
 
 __all__ = ["MaskedItemRecommender"]
 
@@ -86,10 +86,9 @@ class MaskedItemRecommender(nn.Module):
         their distance-decayed pointer from the row's position `pos` [N]."""
         out = torch.addmm(self.out_bias, h, self.item_embeddings.weight[: self.config.n_items + 1].T)
         if self.config.repeat and seq is not None:
-            decay = torch.sigmoid(self.repeat_decay_logit)
             age = (pos[:, None] - torch.arange(seq.shape[1], device=seq.device)[None, :]).abs()
             seen = (seq != PAD_ID) & (seq != self.mask_id) & (age > 0)
-            weights = self.repeat_scale * decay ** age.to(decay.dtype) * seen.to(decay.dtype)
+            weights = repeat_weights(self.repeat_scale, self.repeat_decay_logit, age, seen)
             out = out.scatter_add(1, seq.masked_fill(~seen, PAD_ID), weights.to(out.dtype))
         return out
 

@@ -17,7 +17,7 @@ import torch
 
 from ecomine.specs.train import RECOMMEND_PRESETS
 
-__all__ = ["PAD_ID", "RecommenderConfig", "recommend_small", "recommend_base", "left_pad", "batch_width"]
+__all__ = ["PAD_ID", "RecommenderConfig", "recommend_small", "recommend_base", "left_pad", "batch_width", "repeat_weights"]
 
 PAD_ID = 0
 
@@ -76,3 +76,12 @@ def batch_width(histories: list[np.ndarray], max_len: int) -> int:
     """Columns a batch of histories needs: its longest history, at most `max_len` (padding-only
     columns change no score, since positions count from the first real item)."""
     return max(1, min(max_len, max((len(h) for h in histories), default=1)))
+
+
+def repeat_weights(scale: torch.Tensor, decay_logit: torch.Tensor, age: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """The repeat channel both item models add to an item's logit: ``scale * sigmoid(decay_logit) ** age``
+    for each position that holds a seen item (``seen`` [N, T]), ``age`` [N, T] its distance from the query.
+    Each model says what "seen" and "age" mean for it (the causal one: earlier items; the masked one:
+    visible items on either side)."""
+    decay = torch.sigmoid(decay_logit)
+    return scale * decay ** age.clamp(min=0).to(decay.dtype) * seen.to(decay.dtype)
