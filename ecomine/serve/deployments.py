@@ -175,8 +175,12 @@ class _ModelServer:
     async def ready(self) -> dict[str, Any]:
         """Readiness of this replica (``GET /readyz``): a model is loaded. Cheap: no drift report."""
         state = self._state
-        return {"deployment": self.name, "ready": state is not None,
-                "detail": state.label if state is not None else (self._last_error or "loading")}
+        out = {"deployment": self.name, "ready": state is not None,
+               "detail": state.label if state is not None else (self._last_error or "loading")}
+        if state is not None and self._reconfigure_error:  # serving, but not what its config asks for
+            err = self._reconfigure_error
+            out["degraded"] = f"refused version {err.get('version')}: {err.get('reason')}; still serving {state.label}"
+        return out
 
     async def info(self) -> dict[str, Any]:
         """What this replica serves (the ``ArmInfo`` of ``GET /v1/models``)."""

@@ -337,8 +337,13 @@ class Ingress:
         arms = {name: r for per_task in found for name, r in per_task.items()}
         ready = bool(arms) and all(r["ready"] for r in arms.values())
         not_ready = {name: str(r.get("detail")) for name, r in arms.items() if not r["ready"]}
-        return ready, {"status": "ok" if ready else "unavailable", "tasks": list(self.routers),
-                       "ecomine": ecomine.__version__, "detail": not_ready}
+        # ready (it answers) but degraded: an arm or the ingress refused the version its config asks for
+        degraded = {name: str(r["degraded"]) for name, r in arms.items() if r["ready"] and r.get("degraded")}
+        if self._reconfigure_error:
+            degraded["Ingress"] = f"refused version {self._reconfigure_error.get('version')}: {self._reconfigure_error.get('reason')}"
+        status = "unavailable" if not ready else ("degraded" if degraded else "ok")
+        return ready, {"status": status, "tasks": list(self.routers), "ecomine": ecomine.__version__,
+                       "detail": {**not_ready, **degraded}}
 
     async def drift(self) -> dict[str, Any]:
         windows = await asyncio.gather(*(r.drift_windows() for r in self.routers.values()))
@@ -437,7 +442,8 @@ class Ingress:
         @app.get("/readyz", response_model=HealthResponse, tags=["operations"],
                  responses={503: {"model": HealthResponse, "description": "an arm has no model loaded (detail names it)"}})
         async def readyz() -> JSONResponse:
-            """Readiness: 200 once every configured arm has a model loaded, else 503 naming the arms that do not."""
+            """Readiness: 200 once every configured arm has a model loaded (status ``degraded``, naming the arm,
+            when one refused the version its config asks for and serves its previous one), else 503 naming them."""
             ready, body = await ingress.readiness()
             return JSONResponse(body, status_code=200 if ready else 503)
 

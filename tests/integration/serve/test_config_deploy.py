@@ -224,6 +224,9 @@ def test_a_tampered_swap_keeps_both_replicas_serving_and_names_the_file(
     assert report["status"] == "degraded" and champion["status"] == "degraded" and champion["model"] == "recommend/rec-b"
     assert champion["last_reconfigure_error"]["file"] == "model.safetensors"
     assert champion["last_reconfigure_error"]["version"] == "rec-a"
+    ready = httpx.get(pair_url + "/readyz")  # it answers, so ready; and it says which arm is not as configured
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded", ready.text
+    assert "refused version rec-a" in ready.json()["detail"]["recommend-champion"]
 
     runner = CliRunner()
     status = runner.invoke(serve_app, ["status", "--address", ray_dashboard, "--json", "--force"])
