@@ -54,6 +54,8 @@ def arm_init_kwargs(args: AppArgs, task: str, arm: str) -> dict[str, Any]:
         "task": task,
         "loader": task_args.loader,
         "s3": args.s3.model_dump() if args.s3 else None,
+        # what the args name: a replica that cannot load its user_config starts on it (deployments._ModelServer)
+        "fallback": task_args.settings(arm).model_dump(exclude_none=True),
     }
     if isinstance(task_args, RecommendArgs):
         kwargs["catalogue_uri"] = task_args.catalogue_uri

@@ -73,6 +73,7 @@ class _ModelServer:
         s3: dict[str, Any] | None = None,
         catalogue_uri: str | None = None,
         threshold: float | None = None,
+        fallback: dict[str, Any] | None = None,
     ) -> None:
         self.task = self.TASK or task
         if self.task not in TASKS:
@@ -82,6 +83,9 @@ class _ModelServer:
         self.loader_path = loader or DEFAULT_LOADERS[self.task]
         self.catalogue_uri = catalogue_uri
         self.threshold = threshold
+        # the settings the app's args name (resolved when the app was built): what a replica starts on
+        # when the user_config it is given cannot load
+        self._fallback = fallback
         self._catalogue: Any = None
         self._state: ModelState | None = None
         self._settings: ModelSettings | None = None
@@ -102,25 +106,20 @@ class _ModelServer:
         replicas would silently run on one): a config it cannot apply leaves the old model and
         settings in place and is recorded (``last_reconfigure_error``: version, file, reason),
         reported on ``GET /v1/models`` (status ``degraded``), in the log and in the
-        ``ecomine_reconfigure_failed`` gauge. On the first load there is nothing to keep, so the
-        error is raised and Serve retries the replica.
+        ``ecomine_reconfigure_failed`` gauge. On the first load there is nothing to keep: a replica
+        (re)starting on a user_config it cannot load starts on the settings the app's args name
+        (its ``fallback``, checked when the app was built) and reports the refusal the same way, so
+        a refused version written into a deployment's config never keeps replicas from starting;
+        only when that fails too is the error raised (Serve then retries the replica).
         """
         try:
-            settings = self._parse_settings(user_config)
-            async with self._lock:
-                previous = self._state
-                refs = [(m.version, m.weight) for m in settings.refs()]
-                state = await asyncio.to_thread(self._load, refs)
-                self._state = state  # the swap: one reference; requests in flight keep their snapshot
-                self._settings = settings
-                self._last_error = None
-                self._batcher.configure(max_batch_size=settings.max_batch_size, wait_s=settings.batch_wait_timeout_s)
+            previous, state = await self._apply(user_config)
         except Exception as exc:
             self._last_error = f"{type(exc).__name__}: {exc}"
             failure = reconfigure_failure(user_config, exc)
             log_event("model_load_failed", deployment=self.name, version=failure["version"], file=failure["file"],
                       error=self._last_error, kept=self._state.label if self._state is not None else None)
-            if self._state is None:
+            if self._state is None and not await self._start_on_fallback(user_config):
                 raise
             self._reconfigure_error = failure
             self._metrics.reconfigure(self.name, failed=True)
@@ -137,6 +136,33 @@ class _ModelServer:
                 deployment=self.name, model=state.label,
                 previous=previous.label if previous is not None else None,
             )
+
+    async def _apply(self, user_config: dict[str, Any]) -> tuple[ModelState | None, ModelState]:
+        """Load and verify the settings' version set, then swap it in; returns (previous, new) state."""
+        settings = self._parse_settings(user_config)
+        async with self._lock:
+            previous = self._state
+            refs = [(m.version, m.weight) for m in settings.refs()]
+            state = await asyncio.to_thread(self._load, refs)
+            self._state = state  # the swap: one reference; requests in flight keep their snapshot
+            self._settings = settings
+            self._last_error = None
+            self._batcher.configure(max_batch_size=settings.max_batch_size, wait_s=settings.batch_wait_timeout_s)
+        return previous, state
+
+    async def _start_on_fallback(self, refused: dict[str, Any]) -> bool:
+        """A first load that failed: start on the args' settings instead (True), unless they are what failed."""
+        if not self._fallback or self._fallback == (refused or {}):
+            return False
+        try:
+            _, state = await self._apply(self._fallback)
+        except Exception as exc:  # noqa: BLE001 - the original refusal is what gets raised
+            log_event("model_fallback_failed", deployment=self.name, error=f"{type(exc).__name__}: {exc}")
+            return False
+        log_event("model_loaded", deployment=self.name, model=state.label, fallback=True)
+        if self._drift_publisher is None:
+            self._drift_publisher = asyncio.ensure_future(self._publish_drift())
+        return True
 
     def _parse_settings(self, user_config: dict[str, Any]) -> ModelSettings:
         from pydantic import ValidationError

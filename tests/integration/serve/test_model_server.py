@@ -96,11 +96,26 @@ def test_swap_in_place_keeps_answering_and_checks_sha256(serving_data, tmp_path)
         info = await server.info()
         assert info["status"] == "ok" and info["last_reconfigure_error"] is None and info["max_batch_size"] == 2
 
-        # with nothing loaded yet there is nothing to keep: the first load raises (Serve retries the replica)
+        # with nothing loaded yet there is nothing to keep: without args to fall back on (or when they
+        # name the refused version too) the first load raises (Serve retries the replica)
         fresh = _server(Recommender, registry)
         with pytest.raises(ChecksumMismatch, match="model.safetensors"):
             await fresh.reconfigure({"version": "rec-a", "max_batch_size": 1})
         assert (await fresh.info())["status"] == "unavailable"
+        same = _server(Recommender, registry, fallback={"version": "rec-a", "max_batch_size": 1})
+        with pytest.raises(ChecksumMismatch, match="model.safetensors"):
+            await same.reconfigure({"version": "rec-a", "max_batch_size": 1})
+
+        # a replica (re)starting on a refused version written into its deployment's user_config starts
+        # on the version its args name, and says so: it never fails to start forever
+        restarted = _server(Recommender, registry, fallback={"version": "rec-b", "max_batch_size": 4})
+        await restarted.reconfigure({"version": "rec-a", "max_batch_size": 1})
+        info = await restarted.info()
+        assert info["model"] == "recommend/rec-b" and info["status"] == "degraded" and info["max_batch_size"] == 4
+        assert info["last_reconfigure_error"]["version"] == "rec-a" and info["last_reconfigure_error"]["file"] == "model.safetensors"
+        ready = await restarted.ready()
+        assert ready["ready"] and "refused version rec-a" in ready["degraded"] and "still serving recommend/rec-b" in ready["degraded"]
+        assert (await restarted.recommend({"history": history, "k": 2}))["model"] == "recommend/rec-b"
 
     asyncio.run(scenario())
 
