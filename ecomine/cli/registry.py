@@ -39,21 +39,70 @@ def registry_show(version: str, registry: RegistryOpt = "registry", task: TaskOp
     typer.echo(json.dumps(Registry(registry).show(task, version), indent=2))
 
 
+ServeOpt = Annotated[
+    Optional[str],
+    typer.Option("--serve", help="a running application (ecomine serve up) whose arms serving this stage swap to the new version"),
+]
+AddressOpt = Annotated[Optional[str], typer.Option("--address", help="its Ray dashboard (default: where `serve up` deployed)")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="act on an --address that `ecomine serve up` did not deploy to")]
+
+
+def _serve_stage(reg: Registry, serve: str, url: str, task: str, stage: str, version: str, before: str | None) -> None:
+    """Move what ``serve`` serves with the stage (its arms that name ``stage``), in place; when the app
+    refuses the version, the stage goes back to ``before`` so the registry and the app agree."""
+    from ecomine.serve.control import ServeConfigError
+    from ecomine.serve.swap import swap_stage
+
+    try:
+        swaps = swap_stage(url, serve, task, stage, version)
+    except ServeConfigError as exc:
+        if before is None or before == version:
+            raise
+        reg.promote(task, before, stage)
+        raise ServeConfigError(f"{exc}; {task} {stage} put back to {before}") from None
+    for swap in swaps:
+        console.print(f"{serve}: {swap['arm']} {swap['previous']} -> {swap['version']} ({swap['seconds']} s, in place)")
+
+
+def _serve_target(serve: str | None, address: str | None, force: bool) -> str | None:
+    """The dashboard of --serve, checked before the stage moves (None without --serve)."""
+    if serve is None:
+        return None
+    from ecomine.serve.deployed import target
+    from ecomine.serve.swap import check_app
+
+    url, _ = target(address, force=force, verb="registry --serve")
+    check_app(url, serve)
+    return url
+
+
 @registry_app.command("promote")
 def registry_promote(
     version: str, stage: Annotated[str, typer.Argument(help="staging | production")],
     registry: RegistryOpt = "registry", task: TaskOpt = "recommend",
+    serve: ServeOpt = None, address: AddressOpt = None, force: ForceOpt = False,
 ) -> None:
-    """Point a stage at a version (one atomic write)."""
-    p = Registry(registry).promote(task, version, stage)
+    """Point a stage at a version (one atomic write); with --serve, the running app serves it too."""
+    url = _serve_target(serve, address, force)
+    reg = Registry(registry)
+    before = reg.stage(task, stage)
+    p = reg.promote(task, version, stage)
     console.print(f"{task}: {stage} -> {p.version}")
+    if serve is not None and url is not None:
+        _serve_stage(reg, serve, url, task, stage, p.version, before.version if before else None)
 
 
 @registry_app.command("rollback")
 def registry_rollback(
     stage: Annotated[str, typer.Argument(help="staging | production")],
     registry: RegistryOpt = "registry", task: TaskOpt = "recommend",
+    serve: ServeOpt = None, address: AddressOpt = None, force: ForceOpt = False,
 ) -> None:
-    """Point a stage back at the version it held before."""
-    p = Registry(registry).rollback(task, stage)
+    """Point a stage back at the version it held before; with --serve, the running app serves it too."""
+    url = _serve_target(serve, address, force)
+    reg = Registry(registry)
+    before = reg.stage(task, stage)
+    p = reg.rollback(task, stage)
     console.print(f"{task}: {stage} -> {p.version} (rolled back)")
+    if serve is not None and url is not None:
+        _serve_stage(reg, serve, url, task, stage, p.version, before.version if before else None)

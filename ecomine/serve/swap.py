@@ -35,7 +35,7 @@ from ecomine.serve.control import (
     serve_client,
 )
 
-__all__ = ["check_app", "swap_served_version"]
+__all__ = ["check_app", "swap_served_version", "swap_stage"]
 
 INGRESS = "Ingress"  # the ingress deployment's name (its class name; ecomine.serve.app binds it)
 
@@ -201,3 +201,18 @@ def _wait_serving(address: str | None, app: str, target: str, arm_name: str, ver
                 f"({target} is {status}{': ' + message[-400:] if message else ''})"
             )
         time.sleep(0.5)
+
+
+def swap_stage(address: str | None, app: str, task: str, stage: str, version: str, *, timeout_s: float = 300.0) -> list[dict[str, Any]]:
+    """After ``stage`` of ``task`` moved to ``version`` (promote / rollback): swap every arm of ``app``
+    whose config serves that stage, in place. Returns one swap record per arm; ServeConfigError when
+    no arm of the app serves ``task`` from ``stage``, or a swap is refused (its config then put back)."""
+    _, _, apps = _running_app(address, app)
+    args = _app_args(apps[app]["deployed_app_config"])
+    task_args = args.tasks().get(task)
+    arms = [arm for arm, arm_args in (task_args.arms().items() if task_args else [])
+            if not arm_args.is_ensemble and arm_args.refs()[0].version == stage]
+    if not arms:
+        raise ServeConfigError(f"--serve {app!r}: no {task} arm of the application serves the {stage!r} stage; "
+                               "nothing to swap (the stage moved all the same)")
+    return [swap_served_version(address, app, task, version, arm=arm, timeout_s=timeout_s) for arm in arms]

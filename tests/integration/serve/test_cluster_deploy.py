@@ -117,11 +117,15 @@ def _config(serving_data, tmp_path: Path, http_port: int, **champion) -> Path:
 
 
 def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_path: Path) -> None:
+    import shutil
+
     http_port = free_port()
+    registry = tmp_path / "registry"  # a copy: this test moves the production stage
+    shutil.copytree(serving_data.registry, registry)
     raw = read_serve_config(REPO / "serve_configs" / "local.yaml")
     raw["http_options"]["port"] = http_port
     app = raw["applications"][0]
-    app["args"]["registry"] = str(serving_data.registry)
+    app["args"]["registry"] = str(registry)
     app["args"]["recommend"]["champion"] = {"version": "production"}
     app["args"]["recommend"]["resources"]["num_cpus"] = 0.25
     # demand and risk stay as local.yaml has them (production, if_missing: skip): the test registry
@@ -140,14 +144,23 @@ def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_
     assert r.status_code == 200, r.text
     assert r.json()["model"] == f"recommend/{serving_data.rec_a}" and len(r.json()["items"]) == 3
 
-    # a swap of the recommend champion on an app whose demand/risk were left out at build time
+    # promote / rollback move what is served (--serve: a swap in place of the arms that serve the stage),
+    # on an app whose demand/risk were left out at build time: the swap touches only the arm that runs
+    from ecomine.cli.main import app as cli
     from ecomine.serve.control import ServeConfigError
     from ecomine.serve.swap import swap_served_version
 
-    swapped = swap_served_version(cluster["dashboard"], "ecomine", "recommend", serving_data.rec_b, timeout_s=120)
-    assert swapped["previous"] == "production" and swapped["version"] == serving_data.rec_b  # what the config named
-    r = httpx.post(base + "/v1/recommend", json={"history": serving_data.items[:4], "k": 3}, timeout=30)
-    assert r.json()["model"] == f"recommend/{serving_data.rec_b}"
+    def served() -> str:
+        return httpx.post(base + "/v1/recommend", json={"history": serving_data.items[:4], "k": 3}, timeout=30).json()["model"]
+
+    promoted = runner.invoke(cli, ["registry", "promote", serving_data.rec_b, "production", "--registry", str(registry),
+                                   "--serve", "ecomine"])
+    assert promoted.exit_code == 0, promoted.output + repr(promoted.exception)
+    assert f"recommend-champion production -> {serving_data.rec_b}" in promoted.output
+    assert served() == f"recommend/{serving_data.rec_b}"
+    back = runner.invoke(cli, ["registry", "rollback", "production", "--registry", str(registry), "--serve", "ecomine"])
+    assert back.exit_code == 0, back.output + repr(back.exception)
+    assert served() == f"recommend/{serving_data.rec_a}"
     with pytest.raises(ServeConfigError, match=r"the application runs no demand champion arm \(its arms: recommend-champion"):
         swap_served_version(cluster["dashboard"], "ecomine", "demand", serving_data.dem_a, timeout_s=30)
     models = httpx.get(base + "/v1/models", timeout=30).json()

@@ -66,3 +66,21 @@ def test_an_unreadable_record_is_one_line(state: Path) -> None:
     (state / "serve.json").write_text("{not json")
     with pytest.raises(ServeConfigError, match=r"serve.json: not a readable ecomine deployment record"):
         recorded()
+
+
+def test_promote_with_serve_and_no_recorded_app_moves_nothing(state: Path, tmp_path: Path) -> None:
+    """`registry promote --serve` checks where it would swap before the stage moves: refused, the stage unchanged."""
+    from ecomine.cli.main import app
+    from ecomine.registry import Registry
+
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "weights.json").write_text("{}")
+    reg = Registry(str(tmp_path / "registry"))
+    a = reg.register("recommend", files, spec={}, data_fingerprint="x", metrics={}).version
+    b = reg.register("recommend", files, spec={}, data_fingerprint="x", metrics={}).version
+    reg.promote("recommend", a, "production")
+    r = CliRunner().invoke(app, ["registry", "promote", b, "production", "--registry", str(tmp_path / "registry"),
+                                 "--serve", "ecomine"])
+    assert isinstance(r.exception, ServeConfigError) and "registry --serve: no `ecomine serve up` is recorded" in str(r.exception)
+    assert reg.stage("recommend", "production").version == a
