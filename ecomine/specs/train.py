@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ecomine.specs._base import StrictModel, check_name
+from ecomine.specs._base import StrictModel, check_name, expand_uri
 from ecomine.specs.augment import TrainAugmentSpec
 from ecomine.specs.boosters import DemandLightGBMSpec
 from ecomine.specs.lora import LoraSpec
@@ -196,7 +196,11 @@ class RunSpec(StrictModel):
     storage: str = Field("runs", description="Ray Train storage: a local folder or s3:// URI")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     max_failures: int = Field(0, ge=-1, description="worker failures to recover from (-1: unlimited)")
-    registry: str = Field("registry", description="model registry root: a folder or s3:// URI")
+    registry: str = Field(
+        "${ECOMINE_REGISTRY:-registry}", validate_default=True,
+        description="model registry root: a folder or s3:// URI (${VAR:-default} expands; the default is "
+        "$ECOMINE_REGISTRY, else ./registry, as every other verb reads it)",
+    )
     register_model: bool = Field(True, description="register the evaluated model in the registry")
     tags: list[str] = Field(default_factory=list)
     warm_start: str | None = Field(
@@ -212,6 +216,11 @@ class RunSpec(StrictModel):
     @classmethod
     def _name_ok(cls, v: str | None) -> str | None:
         return v if v is None else check_name("run", v)
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_expanded(cls, v: str) -> str:
+        return expand_uri(v)
 
 
 class EvalSpec(StrictModel):

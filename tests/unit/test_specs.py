@@ -165,3 +165,14 @@ def test_set_pairs_parse_as_yaml_and_a_pair_without_equals_is_named() -> None:
         "optim.lr": 0.002, "data": {"kind": "spec", "spec": "amazon-toys"}, "eval.ks": [5, 10]}
     with pytest.raises(SpecError, match=r"--set 'optim.lr': expected dotted.path=value"):
         parse_overrides(["optim.lr"])
+
+
+def test_the_train_registry_honours_ecomine_registry_as_every_verb_does(monkeypatch) -> None:
+    from ecomine.specs.train import RunSpec
+
+    monkeypatch.delenv("ECOMINE_REGISTRY", raising=False)
+    assert RunSpec().registry == "registry"
+    monkeypatch.setenv("ECOMINE_REGISTRY", "/srv/models")
+    assert RunSpec().registry == "/srv/models"
+    assert RunSpec(registry="${ECOMINE_REGISTRY:-registry}").registry == "/srv/models"
+    assert RunSpec(registry="s3://b/r").registry == "s3://b/r"  # an explicit root wins
