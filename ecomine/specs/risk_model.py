@@ -16,7 +16,7 @@ from ecomine.specs._base import StrictModel
 from ecomine.specs.boosters import RiskLightGBMSpec
 from ecomine.specs.lora import LoraSpec
 
-__all__ = ["RiskThresholdSpec", "RiskSplitSpec", "RiskLightGBMSpec", "RiskModelSpec"]
+__all__ = ["RISK_PRESETS", "RiskThresholdSpec", "RiskSplitSpec", "RiskLightGBMSpec", "RiskModelSpec"]
 
 
 class RiskThresholdSpec(StrictModel):
@@ -58,10 +58,22 @@ class RiskSplitSpec(StrictModel):
         return self
 
 
+# The risk scorer's named sizes (a spec's `preset`; fields the spec sets itself win): CPU-sized - the
+# frozen encoder, each line's vector computed once, a small head - and GPU-sized - LoRA adapters, longer text.
+RISK_PRESETS: dict[str, dict[str, object]] = {
+    "risk_small": {"mode": "frozen", "max_length": 64, "hidden": [128]},
+    "risk_base": {"mode": "lora", "max_length": 128, "hidden": [256]},
+}
+
+
 class RiskModelSpec(StrictModel):
     """Return / cancellation risk of an order line: text encoder + numeric features -> MLP -> logit, or LightGBM."""
 
     kind: Literal["risk"] = "risk"
+    preset: Literal["risk_small", "risk_base"] | None = Field(
+        None, description="named sizes (RISK_PRESETS): risk_small (frozen encoder, CPU), risk_base (LoRA, GPU); "
+        "fields set in the spec win"
+    )
     classifier: Literal["encoder", "lightgbm"] = Field(
         "encoder", description="encoder: the text encoder + MLP head, trained by Ray Train; lightgbm: a booster over "
         "the numeric features fitted on the driver (no Ray, no text), e.g. the non-neural member of an ensemble"
@@ -120,6 +132,13 @@ class RiskModelSpec(StrictModel):
         if any(h < 1 for h in v):
             raise ValueError(f"hidden sizes must be >= 1, got {v}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("preset") in RISK_PRESETS:
+            data = {**RISK_PRESETS[data["preset"]], **data}
+        return data
 
     @model_validator(mode="after")
     def _classifier_fields(self) -> RiskModelSpec:

@@ -20,7 +20,7 @@ from ecomine.specs.lora import LoraSpec
 from ecomine.specs.metrics import DEFAULT_METRIC, metric_mode, task_metrics
 from ecomine.specs.risk_model import RiskLightGBMSpec, RiskModelSpec, RiskSplitSpec, RiskThresholdSpec
 
-__all__ = ["DataWindow", "SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RECOMMEND_PRESETS", "RecommendModelSpec",
+__all__ = ["DataWindow", "SyntheticDataRef", "SpecDataRef", "DataRef", "FromConfigBackbone", "LoraSpec", "RECOMMEND_PRESETS", "DEMAND_PRESETS", "RecommendModelSpec",
            "EarlyStoppingSpec", "OptimSpec", "ScalingSpec", "RunSpec", "EvalSpec", "DemandEvalSpec",
            "DemandLightGBMSpec", "DemandModelSpec", "RiskThresholdSpec", "RiskSplitSpec", "RiskLightGBMSpec", "RiskModelSpec", "ModelSpec", "TaskName",
            "TrainSpec"]
@@ -91,6 +91,12 @@ class FromConfigBackbone(StrictModel):
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         return self
 
+
+# The forecaster's named sizes (a spec's `preset`; fields the spec sets itself win).
+DEMAND_PRESETS: dict[str, dict[str, int]] = {
+    "demand_small": {"d_model": 32, "layers": 2, "heads": 2},
+    "demand_base": {"d_model": 64, "layers": 3, "heads": 4},
+}
 
 # The recommender's named sizes: a spec's `preset` and `models.recommend.recommend_small()` / `recommend_base()`.
 RECOMMEND_PRESETS: dict[str, dict[str, int]] = {
@@ -303,10 +309,7 @@ class DemandModelSpec(StrictModel):
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("preset"):
-            sizes = {
-                "demand_small": {"d_model": 32, "layers": 2, "heads": 2},
-                "demand_base": {"d_model": 64, "layers": 3, "heads": 4},
-            }.get(data["preset"])
+            sizes = DEMAND_PRESETS.get(data["preset"])
             if sizes is not None:
                 data = {**sizes, **data}
         return data

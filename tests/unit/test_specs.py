@@ -176,3 +176,15 @@ def test_the_train_registry_honours_ecomine_registry_as_every_verb_does(monkeypa
     assert RunSpec().registry == "/srv/models"
     assert RunSpec(registry="${ECOMINE_REGISTRY:-registry}").registry == "/srv/models"
     assert RunSpec(registry="s3://b/r").registry == "s3://b/r"  # an explicit root wins
+
+
+def test_every_task_has_named_presets_and_the_spec_wins() -> None:
+    from ecomine.specs.risk_model import RISK_PRESETS, RiskModelSpec
+    from ecomine.specs.train import DEMAND_PRESETS, RECOMMEND_PRESETS
+
+    assert set(RECOMMEND_PRESETS) == {"recommend_small", "recommend_base"}
+    assert set(DEMAND_PRESETS) == {"demand_small", "demand_base"} and set(RISK_PRESETS) == {"risk_small", "risk_base"}
+    base = RiskModelSpec(preset="risk_base")
+    assert base.mode == "lora" and base.max_length == 128 and base.hidden == [256]
+    assert RiskModelSpec(preset="risk_base", max_length=96).max_length == 96
+    assert RiskModelSpec().mode == RiskModelSpec(preset="risk_small").mode == "frozen"
