@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/ecomine demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=20   # the 20 slowest: where the suite's time goes
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
