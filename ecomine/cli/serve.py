@@ -285,7 +285,7 @@ def status(
     """Applications and deployments where `ecomine serve up` deployed, with states, replica counts and degraded arms."""
     from ecomine.serve.deployed import target
 
-    url, _ = target(address, force=force, verb="serve status")
+    url, record = target(address, force=force, verb="serve status")
     details = serve_client(url).get_serve_details()
     apps = app_statuses(details)
     arms = {
@@ -299,6 +299,11 @@ def status(
 
         typer.echo(json.dumps(summary, indent=2))
         return
+    if record is not None:
+        registries = "; ".join(f"{a}: {r}" for a, r in record.registries.items())
+        console.print(f"{url}: deployed by `ecomine serve up {record.config}`"
+                      + (f" (pid {record.pid}, --blocking)" if record.pid else "")
+                      + (f"; registry {registries}" if registries else ""), highlight=False)
     if not apps:
         console.print("no Serve applications")
         return
