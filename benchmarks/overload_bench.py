@@ -132,6 +132,31 @@ def measure(system: str, url: str, concurrency: list[int], duration_s: float, bo
     return rows
 
 
+def open_loop_rows(system: str, url: str, capacity: float, multiples: list[float], duration_s: float,
+                   bodies: Path) -> list[dict[str, Any]]:
+    """The open-loop generator (benchmarks/open_loop.py, its own process) at ``multiples`` x ``capacity``."""
+    import json
+    import subprocess
+
+    rows = []
+    for mult in multiples:
+        rate = max(1.0, mult * capacity)
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("open_loop.py")), "--url", url, "--bodies", str(bodies),
+             "--rate", f"{rate:.1f}", "--duration", str(duration_s)],
+            capture_output=True, text=True, check=True,
+        )
+        row = {"system": system, "open_loop_x": mult, "capacity": capacity, **json.loads(done.stdout.splitlines()[-1]),
+               "load": os.getloadavg()}
+        rows.append(row)
+        print(f"  {system:13s} open loop {mult:g}x ({rate:.0f}/s offered, {row['offered_per_s']:.0f}/s sent): goodput "
+              f"{row['goodput']:.1f}/s = {row['goodput'] / capacity:.1%} of capacity; served p50 {_ms(row['p50_ms'])} ms "
+              f"p99 {_ms(row['p99_ms'])} ms; statuses {row['statuses']}; 503 JSON+Retry-After "
+              f"{'-' if row['json_retry_after'] is None else format(row['json_retry_after'], '.0%')}; generator dropped "
+              f"{row['generator_dropped']} (load {' '.join(f'{x:.2f}' for x in row['load'])})", flush=True)
+    return rows
+
+
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
@@ -148,8 +173,8 @@ def format_row(r: dict[str, Any]) -> str:
 
 def summary(rows: list[dict[str, Any]]) -> str:
     out = ["", "ratios (goodput at c / goodput at the peak c=4, same system):"]
-    for system in dict.fromkeys(r["system"] for r in rows):
-        mine = [r for r in rows if r["system"] == system]
+    for system in dict.fromkeys(r["system"] for r in rows if "concurrency" in r):
+        mine = [r for r in rows if r["system"] == system and "concurrency" in r]
         peak = next((r["goodput"] for r in mine if r["concurrency"] == HOLD), None)
         for r in mine:
             if peak and r["concurrency"] != HOLD:
@@ -159,7 +184,8 @@ def summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def run(*, concurrency: list[int], duration_s: float, items: int, systems: list[str]) -> list[dict[str, Any]]:
+def run(*, concurrency: list[int], duration_s: float, items: int, systems: list[str],
+        open_loop: list[float] | None = None) -> list[dict[str, Any]]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (the Debian package)")
     from ray import serve
@@ -174,7 +200,12 @@ def run(*, concurrency: list[int], duration_s: float, items: int, systems: list[
     with ray_serving(True) as port:
         for system in systems:
             serve.run(build(overload_args(registry, system)), name="bench", route_prefix="/")
-            rows += measure(system, f"http://127.0.0.1:{port}/v1/recommend", concurrency, duration_s, bodies)
+            url = f"http://127.0.0.1:{port}/v1/recommend"
+            mine = measure(system, url, concurrency, duration_s, bodies)
+            rows += mine
+            peak = next((r["goodput"] for r in mine if r["concurrency"] == HOLD), None)
+            if open_loop and peak:
+                rows += open_loop_rows(system, url, peak, open_loop, duration_s, bodies)
             serve.delete("bench")
     return rows
 
@@ -185,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per point")
     parser.add_argument("--items", type=int, default=4000, help="catalogue size of the random model")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
+    parser.add_argument("--open-loop", default="1,2,4",
+                        help="comma-separated multiples of the measured capacity (goodput at c=4) for the open-loop "
+                             "generator (benchmarks/open_loop.py); empty: none")
     a = parser.parse_args(argv)
     systems = [s for s in a.systems.split(",") if s]
     unknown = set(systems) - set(SYSTEMS)
@@ -193,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     concurrency = [int(c) for c in a.concurrency.split(",")]
     print(f"overload_bench: {time.strftime('%Y-%m-%d %H:%M:%S')}, {os.cpu_count()} CPUs, load before "
           f"{os.getloadavg()}, c={concurrency}, {a.duration:g} s per point, arm holds {HOLD}", flush=True)
-    rows = run(concurrency=concurrency, duration_s=a.duration, items=a.items, systems=systems)
+    multiples = [float(m) for m in a.open_loop.split(",") if m]
+    rows = run(concurrency=concurrency, duration_s=a.duration, items=a.items, systems=systems, open_loop=multiples)
     print(summary(rows), flush=True)
     return 0
 
