@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration bench venv clean
+.PHONY: demo test test-unit test-integration bench venv services clean
 
 venv: $(STAMP)
 
@@ -18,13 +18,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
+# The live-store tests start a real redis-server (Debian's package) on 127.0.0.1: installed here where missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+services:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (Debian package) for the live-store tests"; \
+	  $(SUDO) apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q redis-server >/dev/null; }; }
+
 demo: $(STAMP)
 	$(BIN)/ecomine demo
 
-test: $(STAMP)
+test: $(STAMP) services
 	$(BIN)/python -m pytest tests -q --durations=20   # the 20 slowest: where the suite's time goes
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) services
 	$(BIN)/python -m pytest tests/unit -q
 
 test-integration: $(STAMP)

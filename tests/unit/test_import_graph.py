@@ -22,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "ecomine"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shared", ("ecomine", "ecomine.specs", "ecomine.storage", "ecomine.cluster")),
     ("api", ("ecomine.api",)),
+    ("live", ("ecomine.live",)),
     ("data", ("ecomine.data", "ecomine.datasets")),
     ("models", ("ecomine.models",)),
     ("train", ("ecomine.train",)),

@@ -1,0 +1,78 @@
+"""The online history store: what each user did lately, written by `POST /v1/events`, read by recommendations.
+
+Sits in ``ecomine.live`` (above ``api``, whose ``Event`` it stores; below ``serve``, which will
+own a store per ingress replica). One small interface, ``HistoryStore``, and two backends with
+the same contract (``tests/unit/live/test_store_contract.py`` runs it on both):
+
+- ``SQLiteHistoryStore`` (``live.sqlite``): the embedded default, a file in WAL mode - no
+  service to install;
+- ``RedisHistoryStore`` (``live.redis``): production, one list per user appended and trimmed
+  atomically by a Lua script.
+
+Users are stored under ``user_key(user_id, salt)`` (sha256 with the app's privacy salt, as the
+request logs hash them), never by their id. Each user's history is bounded (``max_len`` newest
+events); an ``event_id`` seen within ``dedupe_s`` seconds is a duplicate and not stored again.
+``append`` returns only once the batch is stored (all of it or, on an error, none of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+__all__ = ["StoredEvent", "Appended", "HistoryStore", "StoreUnavailable", "user_key", "stored_events"]
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot take or give events now (server down, file locked, disk full): a 503, never a 500."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event as the store keeps it: the hashed user, the item, the kind, the time (Unix seconds)."""
+
+    user_key: str
+    item_id: str
+    event: str
+    ts: float
+    event_id: str | None = None
+    quantity: int | None = None
+
+
+@dataclass(frozen=True)
+class Appended:
+    accepted: int
+    duplicates: int
+
+
+def user_key(user_id: str, salt: str) -> str:
+    """The key a user's history is stored under: sha256(salt, user id), 32 hex characters."""
+    return hashlib.sha256(f"{salt}\x00{user_id}".encode()).hexdigest()[:32]
+
+
+def stored_events(events: Sequence, salt: str, now: datetime | None = None) -> list[StoredEvent]:
+    """``api.events.Event``s as the store keeps them (no ``ts``: ``now``)."""
+    at = (now or datetime.now(timezone.utc)).timestamp()
+    return [
+        StoredEvent(user_key(e.user_id, salt), e.item_id, e.event, e.ts.timestamp() if e.ts else at, e.event_id, e.quantity)
+        for e in events
+    ]
+
+
+class HistoryStore(Protocol):
+    """What every backend does; see the module docstring for the guarantees."""
+
+    max_len: int
+
+    def append(self, events: Sequence[StoredEvent]) -> Appended:
+        """Store the batch (in order), skipping events whose ``event_id`` was stored before."""
+        ...
+
+    def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None) -> list[str]:
+        """The user's item ids, oldest first: events of ``kinds`` (all when None), the newest ``limit``."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,90 @@
+"""One contract, both history-store backends (ecomine.live): SQLite (embedded) and a real Redis server."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from ecomine.api.events import EventsRequest
+from ecomine.live import SQLiteHistoryStore, StoredEvent, StoreUnavailable, stored_events, user_key
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path: Path):
+    if request.param == "sqlite":
+        s = SQLiteHistoryStore(tmp_path / "state" / "history.sqlite", max_len=5)
+    else:
+        from ecomine.live import RedisHistoryStore
+
+        s = RedisHistoryStore(request.getfixturevalue("redis_url"), max_len=5, prefix=f"t{uuid.uuid4().hex}")
+    yield s
+    s.close()
+
+
+def _ev(user: str, item: str, kind: str = "purchase", event_id: str | None = None, ts: float = 0.0) -> StoredEvent:
+    return StoredEvent(user_key(user, "salt"), item, kind, ts, event_id)
+
+
+def test_histories_are_per_user_in_order_and_bounded(store) -> None:
+    got = store.append([_ev("u1", f"i{n}") for n in range(7)] + [_ev("u2", "x")])
+    assert (got.accepted, got.duplicates) == (8, 0)
+    assert store.history(user_key("u1", "salt")) == ["i2", "i3", "i4", "i5", "i6"]  # the newest max_len, oldest first
+    assert store.history(user_key("u2", "salt")) == ["x"]
+    assert store.history(user_key("u1", "salt"), limit=2) == ["i5", "i6"]
+    assert store.history(user_key("nobody", "salt")) == []
+
+
+def test_an_event_id_is_stored_once_whatever_the_retries(store) -> None:
+    first = store.append([_ev("u", "a", event_id="e1"), _ev("u", "b", event_id="e2")])
+    again = store.append([_ev("u", "a", event_id="e1"), _ev("u", "b", event_id="e2"), _ev("u", "c", event_id="e3")])
+    assert (first.accepted, first.duplicates, again.accepted, again.duplicates) == (2, 0, 1, 2)
+    store.append([_ev("u", "d"), _ev("u", "d")])  # no event_id: no deduplication
+    assert store.history(user_key("u", "salt")) == ["a", "b", "c", "d", "d"]
+
+
+def test_kinds_filter_what_a_recommender_reads(store) -> None:
+    store.append([_ev("u", "seen", "view"), _ev("u", "bought", "purchase"), _ev("u", "back", "return")])
+    key = user_key("u", "salt")
+    assert store.history(key, kinds=["purchase"]) == ["bought"]
+    assert store.history(key, kinds=["view", "purchase"]) == ["seen", "bought"]
+
+
+def test_concurrent_writers_lose_nothing(store) -> None:
+    def write(w: int) -> None:
+        for n in range(20):
+            store.append([_ev(f"w{w}-{n}", "i", event_id=f"w{w}-{n}")])
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(store.history(user_key(f"w{w}-{n}", "salt")) == ["i"] for w in range(4) for n in range(20))
+
+
+def test_api_events_become_stored_events_under_the_salted_key() -> None:
+    req = EventsRequest.model_validate({"events": [
+        {"user_id": "u", "item_id": "i", "event": "cart", "event_id": "e", "ts": "2026-12-01T00:00:00Z", "quantity": 2},
+        {"user_id": "u", "item_id": "j", "event": "view"},
+    ]})
+    now = datetime(2026, 12, 6, tzinfo=timezone.utc)
+    a, b = stored_events(req.events, "salt", now=now)
+    assert a == StoredEvent(user_key("u", "salt"), "i", "cart", datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp(), "e", 2)
+    assert b.ts == now.timestamp() and b.user_key == a.user_key != user_key("u", "other salt") and "u" not in a.user_key
+
+
+def test_an_unreachable_store_is_store_unavailable_naming_it(tmp_path: Path) -> None:
+    from ecomine.live import RedisHistoryStore
+
+    dead = RedisHistoryStore("redis://127.0.0.1:9/0", timeout_s=0.5)  # port 9: nothing listens
+    with pytest.raises(StoreUnavailable, match=r"history store redis://127.0.0.1:9/0: ConnectionError"):
+        dead.append([_ev("u", "i")])
+    with pytest.raises(StoreUnavailable, match="history store redis://127.0.0.1:9/0"):
+        dead.history("k")
+    (tmp_path / "not-a-db").write_text("this is not an SQLite file, " * 100)
+    with pytest.raises(StoreUnavailable, match=r"history store .*not-a-db: file is not a database"):
+        SQLiteHistoryStore(tmp_path / "not-a-db")
