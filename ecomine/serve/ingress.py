@@ -19,9 +19,6 @@ in ``ingress.model_timeout_s``).
 """
 
 import asyncio
-import re
-import time
-import uuid
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -51,7 +48,7 @@ from ecomine.serve.arm_options import admission_limit
 from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
 from ecomine.serve.config import AppArgs
 from ecomine.serve.insights import NOT_CONFIGURED, compose
-from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt, warn_event
+from ecomine.serve.observability import ObserveMiddleware, ServeMetrics, hash_user_id, log_event, resolve_salt, warn_event
 from ecomine.serve.openapi_doc import deployment_openapi
 from ecomine.serve.router import HTTPError, TaskRouter, short
 from ecomine.serve.security import AdmissionMiddleware, GuardMiddleware, resolve_api_keys
@@ -65,7 +62,6 @@ _ROUTES = (
     "/openapi.json",
 )
 _PROBES = ("/healthz", "/readyz")  # not logged line by line
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RECOMMEND_FIELDS = tuple(RecommendResponse.model_fields)
 
 
@@ -76,42 +72,6 @@ def _invalid(loc: list[Any], msg: str) -> RequestValidationError:
 def _limit(value: int, limit: int, loc: list[Any], what: str) -> None:
     if value > limit:
         raise _invalid(loc, f"{value} {what} exceed this deployment's limit of {limit}")
-
-
-class _ObserveMiddleware:
-    """Innermost ASGI layer (inside the guard and admission): request id, latency, status metrics, the log line."""
-
-    def __init__(self, app: Any, *, ingress: "Ingress") -> None:
-        self.app = app
-        self.ingress = ingress
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http":
-            await self.app(scope, receive, send)
-            return
-        t0 = time.perf_counter()
-        given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
-        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        status_holder = {"status": 500}
-
-        async def send_wrapper(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"])
-                if request_id != given:  # Serve's proxy echoes the id it sent; add ours only when it is new
-                    message["headers"].append((b"x-request-id", request_id.encode()))
-                for name in ("variant", "model"):
-                    if state.get(name):
-                        message["headers"].append((f"x-ecomine-{name}".encode(), str(state[name]).encode("latin-1", "replace")))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            self.ingress._observe(scope, state, status_holder["status"], (time.perf_counter() - t0) * 1000.0)
 
 
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256)
@@ -452,7 +412,7 @@ class Ingress:
         # outermost first: the guard (API key, size, content type, the whole body within body_timeout_s),
         # then admission (a slot only for an authorised request whose body is here: slow or
         # unauthenticated clients hold none), then the request id / metrics / log line of what is admitted
-        app.add_middleware(_ObserveMiddleware, ingress=self)
+        app.add_middleware(ObserveMiddleware, on_done=self._observe)
         if self.max_in_flight is not None:  # a refused request costs no request id, log line or parse
             app.add_middleware(
                 AdmissionMiddleware, max_in_flight=self.max_in_flight, retry_after_s=self.args.ingress.retry_after_s,

@@ -28,7 +28,11 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "log_event",
     "warn_event",
     "ServeMetrics",
+    "ObserveMiddleware",
 ]
 
 LOGGER_NAME = "ray.serve.ecomine"
@@ -203,3 +208,44 @@ class ServeMetrics:
                     self._drift_psi.set(f["psi"], tags=tags)
                 if f.get("ks") is not None:
                     self._drift_ks.set(f["ks"], tags=tags)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class ObserveMiddleware:
+    """The ingress's innermost ASGI layer (inside the guard and admission): a request id (the caller's
+    ``X-Request-ID`` when well-formed), ``X-Ecomine-Variant`` / ``-Model`` headers from the request
+    state, and ``on_done(scope, state, status, ms)`` once the answer is sent (metrics, the log line)."""
+
+    def __init__(self, app: Any, *, on_done: Callable[[dict, dict, int, float], None]) -> None:
+        self.app = app
+        self.on_done = on_done
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"])
+                if request_id != given:  # Serve's proxy echoes the id it sent; add ours only when it is new
+                    message["headers"].append((b"x-request-id", request_id.encode()))
+                for name in ("variant", "model"):
+                    if state.get(name):
+                        message["headers"].append((f"x-ecomine-{name}".encode(), str(state[name]).encode("latin-1", "replace")))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.on_done(scope, state, status_holder["status"], (time.perf_counter() - t0) * 1000.0)
