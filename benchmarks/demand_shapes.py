@@ -122,7 +122,7 @@ def main() -> None:
     from rich.console import Console
 
     from ecomine.train.demand_eval import format_report
-    from ecomine.train.demand_task import UNCALIBRATED
+    from ecomine.train.demand_task import UNCALIBRATED, model_name
     from ecomine.train.reports import report_json
     from ecomine.train.runner import run_training
 
@@ -137,13 +137,14 @@ def main() -> None:
             outcome = run_training(spec, console=console)
             seconds = time.perf_counter() - t0
         res = report_json(outcome.results)
-        name = next(k for k in res if k.endswith(UNCALIBRATED)).removesuffix(UNCALIBRATED)
+        name = model_name(spec)  # the model's row; `<name>_uncalibrated` only with model.intervals: conformal
         rows = {k: {m: res[k].get(m) for m in keys} for k in (name, name + UNCALIBRATED, "lightgbm") if k in res}
         ratio = {m: res[name][m] / res["lightgbm"][m] for m in ("wape", "pinball") if "lightgbm" in res}
         console.print(format_report(outcome.results, title=f"{shape}: {spec.model.freq}, h={spec.model.horizon}, "
                                                            f"context {spec.model.context_length}"))
         console.print(f"{shape}: model / LightGBM " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
-                      + f"; coverage {rows[name]['coverage']:.3f} (uncalibrated {rows[name + UNCALIBRATED]['coverage']:.3f})"
+                      + f"; coverage {rows[name]['coverage']:.3f}"
+                      + (f" (uncalibrated {rows[name + UNCALIBRATED]['coverage']:.3f})" if name + UNCALIBRATED in rows else "")
                       + f"; best epoch {outcome.best_epoch}; {seconds:.0f} s; load {load[0]:.2f}")
         summary[shape] = {"rows": rows, "ratio_to_lightgbm": ratio, "best_epoch": outcome.best_epoch,
                           "seconds": seconds, "loadavg_before": load, "loadavg_after": os.getloadavg(),

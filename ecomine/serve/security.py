@@ -147,7 +147,7 @@ def body_problem(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]
 
 def _is_json(content_type: str | None) -> bool:
     if content_type is None:
-        return False  # no header: a 415 that names it, not a body error that does not
+        return False  # no header with a body: a 415 that names it, not a body error that does not
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
@@ -225,7 +225,8 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         checked = protected and scope.get("method") == "POST"
-        if checked and not _is_json(headers.get("content-type")):
+        has_body = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
+        if checked and not _is_json(headers.get("content-type")) and (has_body or "content-type" in headers):
             await self._refuse(send, path, 415, {"detail": [{
                 "loc": ["header", "content-type"], "type": "unsupported_media_type",
                 "msg": (f"Content-Type {headers['content-type']!r} is not JSON" if "content-type" in headers

@@ -141,8 +141,9 @@ def test_wrong_content_type_is_415_and_bad_bodies_are_400_naming_why() -> None:
     r = c.post("/v1/echo", content=b"user_id=u", headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415 and r.json()["detail"][0]["loc"] == ["header", "content-type"]
     assert "application/json" in r.json()["detail"][0]["msg"]
-    r = c.post("/v1/echo", content=b"{}")  # no header at all: named, not a body error
+    r = c.post("/v1/echo", content=b"{}")  # a body and no header: named, not a body error
     assert r.status_code == 415 and r.json()["detail"][0]["msg"] == "no Content-Type header: send 'Content-Type: application/json'"
+    assert c.post("/v1/echo").status_code == 200  # no body, no header: the app says what is missing (a 422)
     for ok in ("application/json", "application/json; charset=utf-8", "application/merge-patch+json"):
         assert c.post("/v1/echo", content=b"{}", headers={"content-type": ok}).status_code == 200, ok
     json_headers = {"content-type": "application/json"}
