@@ -117,6 +117,8 @@ def local_args(registry: Path, system: str = "ecomine", members: int = 1) -> dic
     args = read_serve_config(LOCAL_YAML)["applications"][0]["args"]
     args["registry"] = str(registry)
     rec = args["recommend"]
+    # local.yaml serves the production stage; the benchmark's registry names its versions directly
+    rec["champion"] = {"version": "bench"}
     if members > 1:
         rec["champion"] = {"members": [{"version": "bench" if m == 0 else f"bench-{m + 1}"} for m in range(members)]}
     if system == "ecomine-nobatch":
