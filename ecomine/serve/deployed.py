@@ -8,19 +8,20 @@ port 8265 on this host. An address with no record is refused by the verbs that c
 something unless ``--force`` says so.
 
 The file is ``$ECOMINE_STATE_DIR/serve.json`` (default ``~/.local/state/ecomine``; under
-``$XDG_STATE_HOME`` when set), written whole through a temporary file and a rename.
+``$XDG_STATE_HOME`` when set), written whole by ``ecomine.storage`` (temp file, fsync, rename).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from ecomine import storage
 from ecomine.serve.control import ServeConfigError
+from ecomine.storage import StorageError
 
 __all__ = ["Deployment", "state_file", "normalise", "remember", "recorded", "forget", "target", "process_alive"]
 
@@ -51,24 +52,21 @@ def normalise(address: str) -> str:
 
 
 def recorded() -> list[Deployment]:
-    """Every recorded deployment, newest last (an unreadable file reads as none, and is said so once)."""
+    """Every recorded deployment, newest last (none when the file does not exist)."""
     path = state_file()
     if not path.is_file():
         return []
     try:
-        raw = json.loads(path.read_text())
+        raw = storage.read_json(str(path))
         return [Deployment.model_validate(d) for d in raw.get("deployments", [])]
-    except (OSError, ValueError, ValidationError, AttributeError) as exc:
+    except (StorageError, ValidationError, AttributeError) as exc:
         raise ServeConfigError(f"{path}: not a readable ecomine deployment record ({exc}); delete it and "
                                "run `ecomine serve up` again") from None
 
 
 def _write(deployments: list[Deployment]) -> None:
-    path = state_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"deployments": [d.model_dump() for d in deployments]}, indent=2))
-    os.replace(tmp, path)
+    # storage's local write: a temp file in the folder, fsynced, then renamed over the record
+    storage.write_json(str(state_file()), {"deployments": [d.model_dump() for d in deployments]})
 
 
 def remember(dep: Deployment) -> None:
