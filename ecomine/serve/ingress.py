@@ -65,6 +65,11 @@ _PROBES = ("/healthz", "/readyz")  # not logged line by line
 _RECOMMEND_FIELDS = tuple(RecommendResponse.model_fields)
 
 
+def _route(path: str) -> str:
+    """The metrics label of a path relative to the app: a known route, else "other" (bounded cardinality)."""
+    return path if path in _ROUTES else "other"
+
+
 def _invalid(loc: list[Any], msg: str) -> RequestValidationError:
     return RequestValidationError([{"loc": tuple(loc), "msg": msg, "type": "value_error"}])
 
@@ -147,14 +152,14 @@ class Ingress:
 
     def _refused(self, path: str, status: int) -> None:
         """The guard's own answers (401, 408, 413, 415, 400) in the request metrics; no log line each."""
-        self.metrics.request(path if path in _ROUTES else "other", status, "-", "-", 0.0)
+        self.metrics.request(_route(path), status, "-", "-", 0.0)
 
     def _observe(self, scope: dict, state: dict, status: int, ms: float) -> None:
         path = scope.get("path", "")
         root = scope.get("root_path", "") or ""
         if root and path.startswith(root):
             path = path[len(root):]
-        route = path if path in _ROUTES else "other"
+        route = _route(path)
         self.metrics.request(route, status, state.get("model") or "-", state.get("variant") or "-", ms)
         if state.get("fallback_code"):
             self.metrics.fallback(route, state["fallback_code"])
