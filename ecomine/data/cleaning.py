@@ -222,6 +222,10 @@ def _file_sha256(uri: str) -> str | None:
         return None  # the S3 ETag is not a content hash; the spec and row count stand in
     p = Path(uri.removeprefix("file://"))
     h = hashlib.sha256()
+    if p.is_dir():  # an event log: its files are named by the log ids they hold, so their names stand in
+        for f in sorted(p.rglob("events-*.parquet")):
+            h.update(f.relative_to(p).as_posix().encode())
+        return h.hexdigest()
     with p.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)

@@ -75,6 +75,20 @@ def _read_sequences(source: SourceSpec, uri: str) -> pl.DataFrame:
         raise DataError(str(e)) from None
 
 
+def _read_event_log(uri: str) -> pl.DataFrame:
+    """A served app's event log (a folder or s3:// prefix of date-partitioned parquet, ecomine.live.event_log)."""
+    from ecomine import storage
+    from ecomine.live.event_log import read_event_log
+
+    try:
+        df = read_event_log(uri)
+    except storage.StorageError as e:
+        raise DataError(str(e)) from None
+    if df.height == 0:
+        raise DataError(f"{uri}: the event log holds no events yet (no events-*.parquet under it)")
+    return df
+
+
 def read_source(source: SourceSpec) -> pl.DataFrame:
     """Read one source file as it is (no mapping yet)."""
     try:
@@ -84,6 +98,8 @@ def read_source(source: SourceSpec) -> pl.DataFrame:
         raise DataError(str(e)) from None
     if fmt == "sequences":
         return _read_sequences(source, uri)
+    if fmt == "event_log":
+        return _read_event_log(uri)
     handle: io.BytesIO | str
     if uri.startswith("s3://"):
         handle = io.BytesIO(_read_bytes(uri, fmt))

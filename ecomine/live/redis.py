@@ -3,7 +3,8 @@
 Sits in ``ecomine.live`` beside ``sqlite`` (the embedded default, same contract). Each event is
 appended by one Lua script, atomic on the server: claim the ``event_id`` (``SET NX`` with the
 dedupe window as its TTL), append to the user's list, trim it to ``max_len``, and refresh its
-TTL (``ttl_s``, 0: none). A batch is one pipeline of script calls, so it costs one round trip;
+TTL (``ttl_s``, 0: none), and add the event's log record to one stream (``XADD``), the event log's
+outbox. A batch is one pipeline of script calls, so it costs one round trip;
 Redis runs each script whole, so a concurrent reader sees an event entirely or not at all. A
 batch that fails half-way is not rolled back by Redis: its events that were stored keep their
 ``event_id`` claims, so the caller's retry of the whole batch stores the rest and no event twice.
@@ -22,7 +23,8 @@ from ecomine.live.store import Appended, StoredEvent, StoreUnavailable
 
 __all__ = ["RedisHistoryStore"]
 
-# KEYS: the event id's claim (or "" for none), the user's list. ARGV: entry, max_len, dedupe_s, ttl_s.
+# KEYS: the event id's claim (or "" for none), the user's list, the log stream.
+# ARGV: entry, max_len, dedupe_s, ttl_s, log record ("" for none).
 _APPEND = """
 if KEYS[1] ~= '' then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then return 0 end
@@ -30,7 +32,18 @@ end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('XADD', KEYS[3], '*', 'r', ARGV[5]) end
 return 1
+"""
+
+# KEYS: the lease. ARGV: owner, ttl in ms. Take it when free, renew it when ours.
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
 """
 
 
@@ -50,6 +63,8 @@ class RedisHistoryStore:
                         redis.exceptions.ResponseError, redis.exceptions.BusyLoadingError)
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self._append = self._redis.register_script(_APPEND)
+        self._lease = self._redis.register_script(_LEASE)
+        self._log = f"{prefix}:log"
 
     def _key(self, user_key: str) -> str:
         return f"{self.prefix}:h:{user_key}"
@@ -59,8 +74,8 @@ class RedisHistoryStore:
         for e in events:
             entry = json.dumps([e.item_id, e.event, e.ts, e.quantity], separators=(",", ":"))
             claim = f"{self.prefix}:e:{e.event_id}" if e.event_id is not None else ""
-            self._append(keys=[claim, self._key(e.user_key)],
-                         args=[entry, self.max_len, self.dedupe_s, self.ttl_s], client=pipe)
+            self._append(keys=[claim, self._key(e.user_key), self._log],
+                         args=[entry, self.max_len, self.dedupe_s, self.ttl_s, e.record or ""], client=pipe)
         try:
             stored = pipe.execute()
         except self._errors as exc:
@@ -77,9 +92,34 @@ class RedisHistoryStore:
         items = [entry[0] for entry in map(json.loads, raw) if wanted is None or entry[1] in wanted]
         return items[-min(limit or self.max_len, self.max_len):]
 
+    def log_pending(self, limit: int) -> list[tuple[str, str]]:
+        try:
+            entries = self._redis.xrange(self._log, count=limit)
+        except self._errors as exc:
+            raise StoreUnavailable(f"history store {self._where()}: {type(exc).__name__}: {exc}") from exc
+        return [(_text(i), _text(fields[b"r"])) for i, fields in entries]
+
+    def log_ack(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        try:
+            self._redis.xdel(self._log, *ids)
+        except self._errors as exc:
+            raise StoreUnavailable(f"history store {self._where()}: {type(exc).__name__}: {exc}") from exc
+
+    def lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        try:
+            return bool(self._lease(keys=[f"{self.prefix}:lease:{name}"], args=[owner, max(1, int(ttl_s * 1000))]))
+        except self._errors as exc:
+            raise StoreUnavailable(f"history store {self._where()}: {type(exc).__name__}: {exc}") from exc
+
     def _where(self) -> str:
         kw = self._redis.connection_pool.connection_kwargs
         return f"redis://{kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}"
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

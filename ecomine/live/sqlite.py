@@ -26,6 +26,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_key, seq);
 CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
 """
 
 
@@ -66,6 +68,8 @@ class SQLiteHistoryStore:
                             continue
                     cur.execute("INSERT INTO events (user_key, item_id, event, ts, quantity) VALUES (?, ?, ?, ?, ?)",
                                 (e.user_key, e.item_id, e.event, e.ts, e.quantity))
+                    if e.record is not None:  # the event log's outbox, in the same transaction
+                        cur.execute("INSERT INTO log (record) VALUES (?)", (e.record,))
                     touched.add(e.user_key)
                     accepted += 1
                 for key in touched:  # keep each user's newest max_len
@@ -91,6 +95,26 @@ class SQLiteHistoryStore:
         with self._lock, self._errors():
             rows = self._db.execute(sql, params).fetchall()
         return [r[0] for r in reversed(rows)]
+
+    def log_pending(self, limit: int) -> list[tuple[str, str]]:
+        with self._lock, self._errors():
+            rows = self._db.execute("SELECT seq, record FROM log ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [(str(seq), record) for seq, record in rows]
+
+    def log_ack(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        with self._lock, self._errors():
+            self._db.executemany("DELETE FROM log WHERE seq = ?", [(int(i),) for i in ids])
+
+    def lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        now = time.time()
+        with self._lock, self._errors():
+            cur = self._db.execute(
+                "INSERT INTO lease (name, owner, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "owner = excluded.owner, until = excluded.until WHERE lease.owner = excluded.owner OR lease.until < ?",
+                (name, owner, now + ttl_s, now))
+            return cur.rowcount == 1
 
     def close(self) -> None:
         with self._lock:

@@ -13,17 +13,27 @@ Users are stored under ``user_key(user_id, salt)`` (sha256 with the app's privac
 request logs hash them), never by their id. Each user's history is bounded (``max_len`` newest
 events); an ``event_id`` seen within ``dedupe_s`` seconds is a duplicate and not stored again.
 ``append`` returns only once the batch is stored (all of it or, on an error, none of it).
+
+The store is also the event log's outbox: every accepted event's full record (``StoredEvent.record``,
+raw user id included) is appended, in the same atomic step as the history, to an ordered log
+that ``live.event_log`` drains into parquet (``log_pending`` -> write -> ``log_ack``) under a
+``lease`` that lets one replica at a time drain it. An acknowledged event is therefore in the
+log exactly when it is in the store, whatever crashes between.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-__all__ = ["StoredEvent", "Appended", "HistoryStore", "StoreUnavailable", "user_key", "stored_events"]
+__all__ = ["StoredEvent", "Appended", "HistoryStore", "StoreUnavailable", "user_key", "stored_events", "LOG_FIELDS"]
+
+# The fields of an event-log record, in the order the parquet files hold them (``live.event_log``).
+LOG_FIELDS = ("event_id", "user_id", "item_id", "event", "ts", "quantity", "price", "order_id")
 
 
 class StoreUnavailable(RuntimeError):
@@ -40,6 +50,7 @@ class StoredEvent:
     ts: float
     event_id: str | None = None
     quantity: int | None = None
+    record: str | None = None  # the event-log record (JSON of LOG_FIELDS); None: not logged
 
 
 @dataclass(frozen=True)
@@ -53,13 +64,18 @@ def user_key(user_id: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}\x00{user_id}".encode()).hexdigest()[:32]
 
 
-def stored_events(events: Sequence, salt: str, now: datetime | None = None) -> list[StoredEvent]:
-    """``api.events.Event``s as the store keeps them (no ``ts``: ``now``)."""
+def stored_events(events: Sequence, salt: str, now: datetime | None = None, *, log: bool = False) -> list[StoredEvent]:
+    """``api.events.Event``s as the store keeps them (no ``ts``: ``now``); ``log``: with their log records."""
     at = (now or datetime.now(timezone.utc)).timestamp()
-    return [
-        StoredEvent(user_key(e.user_id, salt), e.item_id, e.event, e.ts.timestamp() if e.ts else at, e.event_id, e.quantity)
-        for e in events
-    ]
+    out = []
+    for e in events:
+        ts = e.ts.timestamp() if e.ts else at
+        record = None
+        if log:
+            record = json.dumps([e.event_id, e.user_id, e.item_id, e.event, ts, e.quantity,
+                                 None if e.price is None else float(e.price), e.order_id], separators=(",", ":"))
+        out.append(StoredEvent(user_key(e.user_id, salt), e.item_id, e.event, ts, e.event_id, e.quantity, record))
+    return out
 
 
 class HistoryStore(Protocol):
@@ -73,6 +89,18 @@ class HistoryStore(Protocol):
 
     def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None) -> list[str]:
         """The user's item ids, oldest first: events of ``kinds`` (all when None), the newest ``limit``."""
+        ...
+
+    def log_pending(self, limit: int) -> list[tuple[str, str]]:
+        """The oldest ``limit`` log records not yet acknowledged: ``(log id, record)``, in append order."""
+        ...
+
+    def log_ack(self, ids: Sequence[str]) -> None:
+        """Drop these records from the log (they are in the event log's files now)."""
+        ...
+
+    def lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew the lease ``name`` for ``owner`` for ``ttl_s`` seconds; False while another holds it."""
         ...
 
     def close(self) -> None: ...

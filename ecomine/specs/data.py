@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 from ecomine.specs._base import StrictModel, expand_uri
 
 __all__ = ["EventType", "CanonicalColumn", "Condition", "EventRule", "SourceSpec", "CleaningSpec", "DataSpec",
-           "DEFAULT_NON_PRODUCT_ITEMS", "DEFAULT_NON_PRODUCT_PATTERNS", "SEQUENCE_COLUMNS"]
+           "DEFAULT_NON_PRODUCT_ITEMS", "DEFAULT_NON_PRODUCT_PATTERNS", "SEQUENCE_COLUMNS", "EVENT_LOG_COLUMNS"]
 
 EventType = Literal["view", "click", "cart", "purchase", "return", "review"]
 CanonicalColumn = Literal[
@@ -30,6 +30,10 @@ DEFAULT_NON_PRODUCT_PATTERNS = [r"^gift_\d+", r"^DCGS", r"^(?i:test)"]
 
 # The columns a `format: sequences` file yields, each mapped to itself (ecomine.data.sequences).
 SEQUENCE_COLUMNS: dict[str, str] = {"user_id": "user_id", "item_id": "item_id", "ts": "ts", "item_text": "item_text"}
+# The columns of ecomine's own event log (`format: event_log`, ecomine.live.event_log), each mapped to itself.
+EVENT_LOG_COLUMNS: dict[str, str] = {
+    c: c for c in ("user_id", "item_id", "ts", "event", "quantity", "price", "order_id")
+}
 
 
 class Condition(StrictModel):
@@ -94,9 +98,10 @@ class SourceSpec(StrictModel):
     """One input file/URI and how its columns map onto the canonical events."""
 
     uri: str = Field(description="path, file:// or s3:// URI; ${VAR:-default} is expanded")
-    format: Literal["csv", "parquet", "jsonl", "sequences"] | None = Field(
+    format: Literal["csv", "parquet", "jsonl", "sequences", "event_log"] | None = Field(
         None, description="inferred from the suffix when omitted (.txt: sequences); sequences: one line per user, "
-        "'user_id item_id item_id ...' oldest first (ecomine.data.sequences)"
+        "'user_id item_id item_id ...' oldest first (ecomine.data.sequences); event_log: the folder or s3:// prefix "
+        "a served app's live.log_uri writes (POST /v1/events; ecomine.live.event_log), fixed columns"
     )
     columns: dict[CanonicalColumn, str] = Field(
         default_factory=dict,
@@ -121,6 +126,11 @@ class SourceSpec(StrictModel):
     @classmethod
     def _required_columns(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         fmt, uri = info.data.get("format"), str(info.data.get("uri", ""))
+        if fmt == "event_log":
+            if v:
+                raise ValueError(f"format event_log has fixed columns ({', '.join(EVENT_LOG_COLUMNS)}); leave "
+                                 "columns out")
+            return v
         if fmt == "sequences" or (fmt is None and uri.lower().endswith(".txt")):
             if v:
                 raise ValueError("format sequences has fixed columns (user_id, item_id, ts, item_text); leave "
@@ -143,6 +153,8 @@ class SourceSpec(StrictModel):
 
     def mapped_columns(self) -> dict[str, str]:
         """canonical column -> source column (a sequences file's are fixed: ecomine.data.sequences)."""
+        if self.format == "event_log":
+            return dict(EVENT_LOG_COLUMNS)
         return dict(SEQUENCE_COLUMNS) if self.is_sequences() else dict(self.columns)
 
     @field_validator("keep")

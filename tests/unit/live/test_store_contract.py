@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,3 +89,33 @@ def test_an_unreachable_store_is_store_unavailable_naming_it(tmp_path: Path) -> 
     (tmp_path / "not-a-db").write_text("this is not an SQLite file, " * 100)
     with pytest.raises(StoreUnavailable, match=r"history store .*not-a-db: file is not a database"):
         SQLiteHistoryStore(tmp_path / "not-a-db")
+
+
+def _logged(user: str, item: str, event_id: str | None, ts: float = 1.7e9) -> StoredEvent:
+    record = f'["{event_id}","{user}","{item}","purchase",{ts},1,2.5,null]' if event_id else \
+        f'[null,"{user}","{item}","purchase",{ts},null,null,null]'
+    return StoredEvent(user_key(user, "salt"), item, "purchase", ts, event_id, None, record)
+
+
+def test_the_log_outbox_holds_each_accepted_event_once_until_acknowledged(store) -> None:
+    store.append([_logged("u", "a", "e1"), _logged("u", "b", "e2"), _ev("u", "not-logged")])
+    store.append([_logged("u", "a", "e1"), _logged("v", "c", None)])  # e1 again: a duplicate, not logged again
+    pending = store.log_pending(10)
+    assert [r.split(",")[2] for _, r in pending] == ['"a"', '"b"', '"c"']  # append order
+    store.log_ack([pending[0][0]])
+    assert [i for i, _ in store.log_pending(10)] == [i for i, _ in pending[1:]]
+    assert len(store.log_pending(1)) == 1
+    store.log_ack([i for i, _ in pending[1:]])
+    assert store.log_pending(10) == []
+
+
+def test_a_lease_has_one_holder_until_it_expires(store) -> None:
+    assert store.lease("drain", "a", 0.3)
+    assert store.lease("drain", "a", 0.3)  # renewed by its holder
+    assert not store.lease("drain", "b", 0.3)
+    assert store.lease("other", "b", 0.3)  # leases are by name
+    deadline = time.monotonic() + 5
+    while not store.lease("drain", "b", 10):
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.05)
+    assert not store.lease("drain", "a", 10)
