@@ -20,8 +20,9 @@ Exceptions (one tree, httpx style)::
         ├── UnavailableError  503: no model configured / overloaded (after retries)
         └── ServerError       other 5xx
 
-Every call is a read-only prediction, hence idempotent: connection errors,
-timeouts, 503s and 429s are retried with exponential backoff (`Retry`); a
+Every call is idempotent - predictions only read, and ``events`` sends each event with an
+``event_id`` (the client draws a uuid4 for each that has none), so a retried batch is stored
+once: connection errors, timeouts, 503s and 429s are retried with exponential backoff (`Retry`); a
 503/429 with `Retry-After` (what an overloaded ingress sends) waits what the
 server asks instead, at most `Retry.max_retry_after` seconds.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
+from ecomine.api.events import Event, EventsRequest, EventsResponse
 from ecomine.api.schema import (
     API_PREFIX,
     DEFAULT_LIMITS,
@@ -236,6 +239,14 @@ class _Calls:
         return _Call("POST", f"{API_PREFIX}/insights", request or InsightsRequest(**fields), InsightsResponse)
 
     @staticmethod
+    def events(request: EventsRequest | None = None, events: Sequence[Event | dict[str, Any]] | None = None) -> _Call:
+        body = request or EventsRequest(events=list(events or []))
+        # an event_id per event, drawn once here, makes the retries below store each event once
+        body = body.model_copy(update={"events": [
+            e if e.event_id is not None else e.model_copy(update={"event_id": uuid.uuid4().hex}) for e in body.events]})
+        return _Call("POST", f"{API_PREFIX}/events", body, EventsResponse)
+
+    @staticmethod
     def models() -> _Call:
         return _Call("GET", f"{API_PREFIX}/models", None, ModelsResponse)
 
@@ -305,6 +316,12 @@ class EcomineClient(_Client):
     def insights(self, request: InsightsRequest | None = None, **fields: Any) -> InsightsResponse:
         return self._run(_Calls.insights(request, **fields))
 
+    def events(self, request: EventsRequest | None = None, *,
+               events: Sequence[Event | dict[str, Any]] | None = None) -> EventsResponse:
+        """Send user events (``POST /v1/events``): ``client.events(events=[{"user_id": "u1", "item_id": "i9",
+        "event": "purchase"}])``. The answer counts the accepted and duplicate events."""
+        return self._run(_Calls.events(request, events))
+
     def models(self) -> ModelsResponse:
         return self._run(_Calls.models())
 
@@ -369,6 +386,11 @@ class AsyncEcomineClient(_Client):
 
     async def insights(self, request: InsightsRequest | None = None, **fields: Any) -> InsightsResponse:
         return await self._run(_Calls.insights(request, **fields))
+
+    async def events(self, request: EventsRequest | None = None, *,
+                     events: Sequence[Event | dict[str, Any]] | None = None) -> EventsResponse:
+        """As ``EcomineClient.events``."""
+        return await self._run(_Calls.events(request, events))
 
     async def models(self) -> ModelsResponse:
         return await self._run(_Calls.models())

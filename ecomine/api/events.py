@@ -61,4 +61,6 @@ class EventsResponse(_Response):
     unknown_items: list[str] = Field(
         default_factory=list, description="item ids the served recommender does not know (stored all the same)"
     )
+    items_checked: bool = Field(
+        True, description="false when the recommender could not be asked which items it knows (unknown_items empty)")
     request_id: str | None = None

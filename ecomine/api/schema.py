@@ -73,6 +73,7 @@ DEFAULT_HORIZON = 7  # periods of a demand forecast when neither the request nor
 DEFAULT_LIMITS = {
     "max_body_bytes": 262_144, "max_history": 500, "max_k": 100, "max_exclude": 1000, "max_demand_items": 200,
     "max_horizon": 90, "max_orders": 100, "max_order_lines": 200,
+    "max_events": 500,
     # explain: true - how much of an answer is explained (each bounds one batched forward pass)
     "max_explain_items": 10, "max_explain_history": 50, "max_explain_contributors": 3, "max_explain_lines": 20,
     # words cost an integrated-gradient pass through the text encoder: 50-330x a plain call on a
@@ -207,6 +208,9 @@ class RecommendResponse(_Response):
     fallback: bool = Field(False, description="true when the answer is popular items, not a personal ranking")
     fallback_reason: str | None = None
     unknown_items: list[str] = Field(default_factory=list, description="history items the model does not know (ignored)")
+    history_source: Literal["request", "live", "live+snapshot", "snapshot", "none"] = Field(
+        "request", description="the history scored: the request's, the user's live events (POST /v1/events) "
+        "after or without their training snapshot, the snapshot alone, or none (popular items)")
     explanation: str | None = Field(None, description="explain: how the contributions were computed, or why there are none")
     request_id: str = ""
 
@@ -410,6 +414,7 @@ class LimitsResponse(_Response):
     max_horizon: int = DEFAULT_LIMITS["max_horizon"]
     max_orders: int = DEFAULT_LIMITS["max_orders"]
     max_order_lines: int = DEFAULT_LIMITS["max_order_lines"]
+    max_events: int = DEFAULT_LIMITS["max_events"]
     max_explain_items: int = DEFAULT_LIMITS["max_explain_items"]
     max_explain_history: int = DEFAULT_LIMITS["max_explain_history"]
     max_explain_contributors: int = DEFAULT_LIMITS["max_explain_contributors"]

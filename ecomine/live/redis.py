@@ -107,6 +107,14 @@ class RedisHistoryStore:
         except self._errors as exc:
             raise StoreUnavailable(f"history store {self._where()}: {type(exc).__name__}: {exc}") from exc
 
+    def ensure_salt(self, candidate: str) -> str:
+        key = f"{self.prefix}:salt"
+        try:
+            self._redis.set(key, candidate, nx=True)
+            return _text(self._redis.get(key))
+        except self._errors as exc:
+            raise StoreUnavailable(f"history store {self._where()}: {type(exc).__name__}: {exc}") from exc
+
     def lease(self, name: str, owner: str, ttl_s: float) -> bool:
         try:
             return bool(self._lease(keys=[f"{self.prefix}:lease:{name}"], args=[owner, max(1, int(ttl_s * 1000))]))

@@ -28,6 +28,7 @@ CREATE INDEX IF NOT EXISTS events_by_user ON events (user_key, seq);
 CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS lease (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -106,6 +107,11 @@ class SQLiteHistoryStore:
             return
         with self._lock, self._errors():
             self._db.executemany("DELETE FROM log WHERE seq = ?", [(int(i),) for i in ids])
+
+    def ensure_salt(self, candidate: str) -> str:
+        with self._lock, self._errors():
+            self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('salt', ?)", (candidate,))
+            return self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()[0]
 
     def lease(self, name: str, owner: str, ttl_s: float) -> bool:
         now = time.time()

@@ -99,6 +99,10 @@ class HistoryStore(Protocol):
         """Drop these records from the log (they are in the event log's files now)."""
         ...
 
+    def ensure_salt(self, candidate: str) -> str:
+        """The salt this store's keys are hashed with: the one stored first (``candidate`` when none is)."""
+        ...
+
     def lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """Take or renew the lease ``name`` for ``owner`` for ``ttl_s`` seconds; False while another holds it."""
         ...

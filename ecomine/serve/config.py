@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from ecomine.api.schema import DEFAULT_LIMITS as _DEFAULT_LIMITS
 from ecomine.predict.runtime import DEFAULT_LOADERS, TASKS
+from ecomine.serve.live_args import LiveArgs
 from ecomine.serve.traffic import TrafficPolicy
 from ecomine.storage import S3Options
 
@@ -47,6 +48,7 @@ __all__ = [
     "AuthArgs",
     "IngressArgs",
     "ObservabilityArgs",
+    "LiveArgs",
     "AppArgs",
 ]
 
@@ -269,6 +271,7 @@ class Limits(_Strict):
     max_horizon: int = Field(_DEFAULT_LIMITS["max_horizon"], ge=1, le=366)
     max_orders: int = Field(_DEFAULT_LIMITS["max_orders"], ge=1, le=1000)
     max_order_lines: int = Field(_DEFAULT_LIMITS["max_order_lines"], ge=1, le=1000)
+    max_events: int = Field(_DEFAULT_LIMITS["max_events"], ge=1, le=1000)
     # explain: true - recommendations explained, history items tried, contributors kept per item,
     # order lines explained, text tokens kept per line
     max_explain_items: int = Field(_DEFAULT_LIMITS["max_explain_items"], ge=1, le=1000)
@@ -394,6 +397,8 @@ class AppArgs(_Strict):
     auth: AuthArgs = Field(default_factory=AuthArgs)
     ingress: IngressArgs = Field(default_factory=IngressArgs)
     observability: ObservabilityArgs = Field(default_factory=ObservabilityArgs)
+    live: LiveArgs = Field(default_factory=LiveArgs, description="POST /v1/events: the online history store and "
+                           "the event log")
     check_versions: bool = Field(
         True, description="resolve every version, verify its files' sha256 and check ensemble vocabularies when the "
         "app is built"

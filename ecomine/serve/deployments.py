@@ -320,6 +320,11 @@ class _ModelServer:
         self._observe(state, "recommend", len(req.get("history") or []), job, row)
         return finish_recommend(state, context, row)
 
+    async def unknown_items(self, req: dict[str, Any]) -> dict[str, Any]:
+        """``{"items": [...]}`` -> ``{"unknown": [...]}``: the ones the served recommender has no id for."""
+        vocab = self._current("recommend").extra["vocab"]
+        return {"unknown": [i for i in req.get("items") or [] if vocab.id_of(i) is None]}
+
     async def forecast(self, req: dict[str, Any]) -> dict[str, Any]:
         """A ``DemandRequest`` dict -> forecasts for every item (cold-start ones flagged), or
         ``{"error": ...}`` for a horizon beyond the model's."""

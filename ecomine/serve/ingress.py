@@ -1,8 +1,10 @@
-"""The HTTP ingress: FastAPI routes in front of the model deployments.
+"""The HTTP ingress: the deployment whose methods answer the ``/v1`` routes, in front of the model deployments.
 
 Sits at the top of a served app (``ecomine.serve.app.build`` binds it to the
-model deployments' handles). It validates requests (``ecomine.api.schema``),
-looks up stored user histories, hands each call to the task's router
+model deployments' handles; ``ecomine.serve.http_app`` builds its FastAPI app). It
+checks per-deployment limits, resolves user histories (``ecomine.serve.histories``:
+the training snapshot and the live events), takes ``POST /v1/events`` into the live
+store (``ecomine.serve.live_events``), hands each call to the task's router
 (``ecomine.serve.router``: champion or challenger, timeout, shadow), leaves the
 ``/v1/insights`` re-ranking to ``ecomine.serve.insights`` and colocated arms to
 ``ecomine.serve.colocation``, and records metrics and one hashed log line per
@@ -13,8 +15,8 @@ Status codes: 200; 400 (a body that is not UTF-8 or nests too deep, saying
 which); 401 (API key); 413 (body size); 415 (a Content-Type other than JSON);
 422 (invalid input: the
 ``detail`` names the field); 503 (a task not configured, its model
-unavailable, or ``ingress.max_in_flight`` requests in flight already: then with
-``Retry-After``, answered before the body is read); 504 (a model did not answer
+unavailable, the live store not answering, or ``ingress.max_in_flight`` requests in
+flight already: then with ``Retry-After``, answered before the body is read); 504 (a model did not answer
 in ``ingress.model_timeout_s``).
 """
 
@@ -22,47 +24,37 @@ import asyncio
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from ray import serve
 
 import ecomine
-from ecomine import storage
-from ecomine.api.schema import (
-    API_PREFIX,
-    DemandRequest,
-    DemandResponse,
-    ErrorResponse,
-    InsightsRequest,
-    InsightsResponse,
-    LimitsResponse,
-    RecommendRequest,
-    RecommendResponse,
-    RiskRequest,
-    RiskResponse,
-)
-from ecomine.api.status import DriftResponse, HealthResponse, ModelsResponse
+from ecomine.api.events import EventsRequest
+from ecomine.api.schema import API_PREFIX, DemandRequest, InsightsRequest, RecommendRequest, RiskRequest
 from ecomine.predict.runtime import reconfigure_failure
 from ecomine.serve.arm_options import admission_limit
 from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
 from ecomine.serve.config import AppArgs
+from ecomine.serve.histories import Resolved, UserHistories
+from ecomine.serve.http_app import build_http_app
 from ecomine.serve.insights import NOT_CONFIGURED, compose
-from ecomine.serve.observability import ObserveMiddleware, ServeMetrics, hash_user_id, log_event, resolve_salt, warn_event
-from ecomine.serve.openapi_doc import deployment_openapi
-from ecomine.serve.router import HTTPError, TaskRouter, short
-from ecomine.serve.security import AdmissionMiddleware, GuardMiddleware, resolve_api_keys
+from ecomine.serve.live_events import LiveEvents
+from ecomine.serve.observability import ServeMetrics, hash_user_id, log_event, resolve_salt, warn_event
+from ecomine.serve.router import HTTPError, TaskRouter
+from ecomine.serve.security import resolve_api_keys
 from ecomine.serve.traffic import routing_key
 
 __all__ = ["Ingress", "NOT_CONFIGURED"]
 
 _ROUTES = (
     f"{API_PREFIX}/recommend", f"{API_PREFIX}/demand", f"{API_PREFIX}/risk", f"{API_PREFIX}/insights",
-    f"{API_PREFIX}/models", f"{API_PREFIX}/drift", f"{API_PREFIX}/limits", "/healthz", "/readyz", "/docs",
+    f"{API_PREFIX}/events", f"{API_PREFIX}/models", f"{API_PREFIX}/drift", f"{API_PREFIX}/limits", "/healthz",
+    "/readyz", "/docs",
     "/openapi.json",
 )
 _PROBES = ("/healthz", "/readyz")  # not logged line by line
-_RECOMMEND_FIELDS = tuple(RecommendResponse.model_fields)
+_LIVE_OFF = ("live events are off for this app: set args.live.store (sqlite: a file on this machine; redis: "
+             "a server every replica shares)")
 
 
 def _route(path: str) -> str:
@@ -110,9 +102,12 @@ class Ingress:
             )
             for task, task_args in self.args.tasks().items()
         }
-        self.users: Optional[dict[str, tuple[str, ...]]] = None
-        if self.args.recommend.users_uri:
-            self.users = await asyncio.to_thread(self._load_users, self.args.recommend.users_uri)
+        self.live: Optional[LiveEvents] = None
+        if self.args.live.store != "off":
+            self.live = await LiveEvents.open(self.args.live, self.salt if self._salt_from_env() else None,
+                                              retry_after_s=self.args.ingress.retry_after_s, s3=self.args.s3)
+        self.histories = await UserHistories.load(
+            self.args.recommend.users_uri, self.live, self.args.limits.max_history, self.args.s3)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Colocated arms only: ``{deployment name: ModelSettings}``, applied (and swapped) arm by arm.
@@ -137,16 +132,12 @@ class Ingress:
             self._configured = True
         self._reconfigure_error = None
 
-    def _load_users(self, uri: str) -> dict[str, tuple[str, ...]]:
-        table = storage.read_parquet(uri, options=self.args.s3)
-        missing = [c for c in ("user_id", "items") if c not in table.columns]
-        if missing:
-            raise ValueError(f"recommend.users_uri: {uri} lacks column(s) {missing} (write it with `ecomine data build`)")
-        cap = self.args.limits.max_history
-        return {
-            str(user): tuple(str(i) for i in (items or [])[-cap:])
-            for user, items in zip(table["user_id"].to_list(), table["items"].to_list())
-        }
+    def _salt_from_env(self) -> bool:
+        """The app's salt came from its environment (not drawn for this replica): the store may keep it."""
+        import os
+
+        name = self.args.observability.user_hash_salt_env
+        return bool(name and os.environ.get(name))
 
     # ----------------------------------------------------------------- observation
 
@@ -183,40 +174,39 @@ class Ingress:
 
     # ----------------------------------------------------------------- the route bodies
 
-    def _history(self, req: RecommendRequest | InsightsRequest) -> tuple[list[str], Optional[str]]:
-        """The history to score and, when there is none to personalise from, the fallback code."""
-        limits = self.args.limits
-        if req.history is not None:
-            _limit(len(req.history), limits.max_history, ["body", "history"], "history items")
-            return list(req.history), None
-        if self.users is None:
-            return [], "no_users_table"
-        stored = self.users.get(req.user_id or "")
-        if stored is None:
-            return [], "unknown_user"
-        return list(stored), None
-
     def _explain(self, asked: bool) -> dict[str, int] | bool:
         """What a model deployment needs of ``explain: true``: this deployment's max_explain_* limits."""
         if not asked:
             return False
         return {k: v for k, v in self.args.limits.model_dump().items() if k.startswith("max_explain_")}
 
-    def _recommend_payload(self, req: RecommendRequest | InsightsRequest, k: int) -> tuple[dict[str, Any], str]:
+    async def _recommend_payload(self, req: RecommendRequest | InsightsRequest,
+                                 k: int) -> tuple[dict[str, Any], str, Resolved]:
         limits = self.args.limits
         _limit(req.k, limits.max_k, ["body", "k"], "items (k)")
         _limit(len(req.exclude), limits.max_exclude, ["body", "exclude"], "excluded items")
-        history, fallback = self._history(req)
+        if req.history is not None:
+            _limit(len(req.history), limits.max_history, ["body", "history"], "history items")
+        resolved = await self.histories.resolve(req.user_id, req.history)
         payload = {
-            "history": history, "k": k, "exclude": list(req.exclude), "exclude_history": req.exclude_history,
-            "categories": req.categories, "fallback_reason": fallback,
+            "history": resolved.history, "k": k, "exclude": list(req.exclude),
+            "exclude_history": req.exclude_history, "categories": req.categories, "fallback_reason": resolved.fallback,
             "explain": self._explain(getattr(req, "explain", False)),
         }
-        return payload, routing_key(req.user_id, history)
+        return payload, routing_key(req.user_id, resolved.history), resolved
+
+    @staticmethod
+    def _history_note(result: dict[str, Any], resolved: Resolved) -> dict[str, Any]:
+        """The answer says which history it scored, and when the live store did not answer."""
+        out = {**result, "history_source": resolved.source}
+        if resolved.live_error:
+            note = f"live history unavailable ({resolved.live_error}): the training snapshot instead"
+            out["fallback_reason"] = f"{result['fallback_reason']}; {note}" if result.get("fallback_reason") else note
+        return out
 
     async def recommend(self, req: RecommendRequest, request: Request) -> dict[str, Any]:
         user_hash = self._who(request, req.user_id)
-        payload, key = self._recommend_payload(req, req.k)
+        payload, key, resolved = await self._recommend_payload(req, req.k)
         result, arm = await self._router("recommend").call(
             "recommend", payload, key=key, request_id=request.state.request_id, user_hash=user_hash
         )
@@ -224,7 +214,7 @@ class Ingress:
             err = result["error"]
             raise _invalid(err["loc"], err["msg"])
         self._mark(request, result, arm)
-        return {**result, "variant": arm, "request_id": request.state.request_id}
+        return {**self._history_note(result, resolved), "variant": arm, "request_id": request.state.request_id}
 
     async def demand(self, req: DemandRequest, request: Request) -> dict[str, Any]:
         router = self._router("demand")
@@ -271,13 +261,35 @@ class Ingress:
         pool = req.candidates or min(limits.max_k, max(3 * req.k, 20))
         pool = max(pool, req.k)
         user_hash = self._who(request, req.user_id)
-        payload, key = self._recommend_payload(req, pool)
+        payload, key, resolved = await self._recommend_payload(req, pool)
         rid = request.state.request_id
         rec, arm = await self._router("recommend").call("recommend", payload, key=key, request_id=rid, user_hash=user_hash)
         if "error" in rec:
             raise _invalid(rec["error"]["loc"], rec["error"]["msg"])
         self._mark(request, rec, arm)
+        rec = self._history_note(rec, resolved)
         return await compose(self.routers, req, rec, arm, key=key, request_id=rid, user_hash=user_hash)
+
+    async def events(self, req: EventsRequest, request: Request) -> dict[str, Any]:
+        if self.live is None:
+            raise HTTPError(503, _LIVE_OFF)
+        _limit(len(req.events), self.args.limits.max_events, ["body", "events"], "events")
+        self._who(request, req.events[0].user_id)
+        stored = await self.live.accept(req.events)
+        unknown, checked = await self._unknown_items([e.item_id for e in req.events])
+        return {"accepted": stored.accepted, "duplicates": stored.duplicates, "unknown_items": unknown,
+                "items_checked": checked, "request_id": request.state.request_id}
+
+    async def _unknown_items(self, items: list[str]) -> tuple[list[str], bool]:
+        """The items the served recommender (its champion) does not know; ``([], False)`` when it cannot say."""
+        router = self.routers.get("recommend")
+        if router is None:
+            return [], False
+        try:
+            answer = await router.champion_call("unknown_items", {"items": list(dict.fromkeys(items))})
+        except HTTPError:
+            return [], False
+        return list(answer.get("unknown", [])), True
 
     def _mark(self, request: Request, result: dict[str, Any], arm: str) -> None:
         request.state.model = result.get("model")
@@ -317,114 +329,9 @@ class Ingress:
     # ----------------------------------------------------------------- the FastAPI app
 
     def __serve_build_asgi_app__(self) -> Any:
-        ingress = self
-        app = FastAPI(
-            title="ecomine",
-            version=ecomine.__version__,
-            description="Recommendations, demand forecasts and order risk from registered ecomine models. "
-            "Every /v1 route takes and returns JSON; bad input is a 422 whose detail names the field.",
-            docs_url="/docs",
-            redoc_url=None,
-        )
-        errors = {
-            400: {"model": ErrorResponse, "description": "the body is not UTF-8, or nests deeper than 32 levels "
-                  "(detail says which); or a Content-Length that is no byte count"},
-            401: {"model": ErrorResponse, "description": "missing or invalid API key"},
-            415: {"model": ErrorResponse, "description": "a Content-Type other than application/json"},
-            413: {"model": ErrorResponse, "description": "request body too large"},
-            503: {"model": ErrorResponse, "description": "task not configured, model unavailable, or overloaded "
-                  "(ingress.max_in_flight requests in flight: Retry-After says when to try again)"},
-            504: {"model": ErrorResponse, "description": "the model did not answer in time"},
-        }
+        return build_http_app(self)
 
-        @app.exception_handler(HTTPError)
-        async def _http_error(request: Request, exc: HTTPError) -> JSONResponse:
-            return JSONResponse(
-                {"detail": exc.detail, "request_id": request.state.request_id}, status_code=exc.status,
-                headers=exc.headers,
-            )
-
-        @app.exception_handler(RequestValidationError)
-        async def _invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
-            # loc + msg + type only: echoing the input back could leak it and may not be JSON (NaN)
-            detail = [
-                {"loc": [p if isinstance(p, (str, int)) else str(p) for p in e.get("loc", ())],
-                 "msg": str(e.get("msg", "")), "type": str(e.get("type", "value_error"))}
-                for e in exc.errors()
-            ]
-            return JSONResponse({"detail": detail, "request_id": getattr(request.state, "request_id", None)},
-                                status_code=422)
-
-        @app.exception_handler(Exception)
-        async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-            rid = getattr(request.state, "request_id", None)
-            log_event("error", request_id=rid, error=f"{type(exc).__name__}: {short(exc)}")
-            return JSONResponse({"detail": f"internal error (request id {rid})", "request_id": rid}, status_code=500)
-
-        @app.post(f"{API_PREFIX}/recommend", response_model=RecommendResponse, responses=errors, tags=["recommend"])
-        async def recommend(req: RecommendRequest, request: Request) -> JSONResponse:
-            """Top-k next items for a user (stored history) or an explicit history; popular items when unknown."""
-            # the hot path: the answer is built field by field to match RecommendResponse (tests check
-            # it against the model), so it goes out without a second validation pass
-            answer = await ingress.recommend(req, request)
-            return JSONResponse({k: answer[k] for k in _RECOMMEND_FIELDS})
-
-        @app.post(f"{API_PREFIX}/demand", response_model=DemandResponse, responses=errors, tags=["demand"])
-        async def demand(req: DemandRequest, request: Request) -> dict[str, Any]:
-            """Quantile forecasts of units sold per period for each item."""
-            return await ingress.demand(req, request)
-
-        @app.post(f"{API_PREFIX}/risk", response_model=RiskResponse, responses=errors, tags=["risk"])
-        async def risk(req: RiskRequest, request: Request) -> dict[str, Any]:
-            """Probability that each order is returned, and whether it crosses the threshold."""
-            return await ingress.risk(req, request)
-
-        @app.post(f"{API_PREFIX}/insights", response_model=InsightsResponse, responses=errors, tags=["insights"])
-        async def insights(req: InsightsRequest, request: Request) -> dict[str, Any]:
-            """Recommendations re-ranked by expected demand and return risk (signals not configured are skipped)."""
-            return await ingress.insights(req, request)
-
-        @app.get(f"{API_PREFIX}/models", response_model=ModelsResponse, responses=errors, tags=["operations"])
-        async def models() -> dict[str, Any]:
-            """What every route serves: versions per arm, traffic policy, shadow comparisons."""
-            return await ingress.models()
-
-        @app.get(f"{API_PREFIX}/drift", response_model=DriftResponse, responses=errors, tags=["operations"])
-        async def drift() -> dict[str, Any]:
-            """Each arm's live drift window: samples of its request features (what `ecomine monitor` reads)."""
-            return await ingress.drift()
-
-        @app.get(f"{API_PREFIX}/limits", response_model=LimitsResponse, responses=errors, tags=["operations"])
-        async def limits() -> dict[str, Any]:
-            """The per-request limits this deployment enforces (the SDK sizes its chunks by them)."""
-            return ingress.args.limits.model_dump()
-
-        @app.get("/healthz", response_model=HealthResponse, tags=["operations"])
-        async def healthz() -> dict[str, Any]:
-            """Liveness: the ingress answers (no API key needed; says nothing about the models, see /readyz)."""
-            return {"status": "ok", "tasks": list(ingress.routers), "ecomine": ecomine.__version__}
-
-        @app.get("/readyz", response_model=HealthResponse, tags=["operations"],
-                 responses={503: {"model": HealthResponse, "description": "an arm has no model loaded (detail names it)"}})
-        async def readyz() -> JSONResponse:
-            """Readiness: 200 once every configured arm has a model loaded (status ``degraded``, naming the arm,
-            when one refused the version its config asks for and serves its previous one), else 503 naming them."""
-            ready, body = await ingress.readiness()
-            return JSONResponse(body, status_code=200 if ready else 503)
-
-        app.openapi = lambda: deployment_openapi(app, ingress.args, bool(ingress.keys))  # type: ignore[method-assign]
-
-        # outermost first: the guard (API key, size, content type, the whole body within body_timeout_s),
-        # then admission (a slot only for an authorised request whose body is here: slow or
-        # unauthenticated clients hold none), then the request id / metrics / log line of what is admitted
-        app.add_middleware(ObserveMiddleware, on_done=self._observe)
-        if self.max_in_flight is not None:  # a refused request costs no request id, log line or parse
-            app.add_middleware(
-                AdmissionMiddleware, max_in_flight=self.max_in_flight, retry_after_s=self.args.ingress.retry_after_s,
-                hold_s=self.args.ingress.shed_hold_s, on_shed=self.metrics.shed,
-            )
-        app.add_middleware(
-            GuardMiddleware, keys=self.keys, max_body_bytes=self.args.limits.max_body_bytes,
-            body_timeout_s=self.args.ingress.body_timeout_s, on_refuse=self._refused,
-        )
-        return app
+    def __del__(self) -> None:  # Serve ends a replica: stop draining, close the store
+        live = getattr(self, "live", None)
+        if live is not None:
+            live.close()

@@ -25,7 +25,8 @@ from ecomine.serve.control import ECOMINE_IMPORT_PATH, ServeConfigError
 
 __all__ = ["AppPlan", "preflight", "pin_paths"]
 
-_PATH_FIELDS = (("registry",), ("recommend", "users_uri"), ("recommend", "catalogue_uri"))
+_PATH_FIELDS = (("registry",), ("recommend", "users_uri"), ("recommend", "catalogue_uri"), ("live", "path"),
+                ("live", "log_uri"))
 
 
 @dataclass

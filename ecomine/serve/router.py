@@ -83,6 +83,15 @@ class TaskRouter:
             response.cancel()
             raise HTTPError(504, f"the {self.task} model did not answer within {self.timeout_s:g} s") from None
 
+    async def champion_call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One call to the champion arm, outside the traffic policy (no shadow): a question about the model."""
+        try:
+            return await self._remote(self.champion, method, payload)
+        except HTTPError:
+            raise
+        except Exception as exc:
+            raise HTTPError(503, f"the {self.task} model is unavailable: {type(exc).__name__}: {short(exc)}") from exc
+
     async def call(self, method: str, payload: dict[str, Any], *, key: str, request_id: str,
                    user_hash: Optional[str]) -> tuple[dict[str, Any], str]:
         arm = self.arm_for(key)

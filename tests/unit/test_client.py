@@ -185,3 +185,28 @@ def test_demand_chunks_default_to_the_servers_limit() -> None:
     with EcomineClient(transport=httpx.MockTransport(old_server), retry=FAST) as c:
         c.demand_chunked([f"I{i}" for i in range(450)])
     assert seen == [200, 200, 50] and DEFAULT_LIMITS["max_demand_items"] == 200
+
+
+def test_events_retried_after_a_503_carry_the_same_event_ids() -> None:
+    import json
+
+    handle, calls = _handler([(503, {"detail": "live events unavailable"}), httpx.ConnectError("reset"),
+                              (200, {"accepted": 2, "duplicates": 0, "unknown_items": ["nope"]})])
+    sent = [{"user_id": "u1", "item_id": "A", "event": "view"},
+            {"user_id": "u1", "item_id": "nope", "event": "purchase", "event_id": "mine-1"}]
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c:
+        got = c.events(events=sent)
+    assert (got.accepted, got.unknown_items, got.items_checked) == (2, ["nope"], True)
+    bodies = [json.loads(r.content) for r in calls]
+    assert all(b == bodies[0] for b in bodies) and len(bodies) == 3
+    ids = [e["event_id"] for e in bodies[0]["events"]]
+    assert ids[1] == "mine-1" and len(ids[0]) == 32  # the caller's id kept, one drawn for the other
+
+    async def go():
+        async with AsyncEcomineClient(transport=httpx.MockTransport(_handler([(200, {"accepted": 1, "duplicates": 0})])[0]),
+                                      retry=FAST) as ac:
+            return await ac.events(events=sent[:1])
+
+    assert asyncio.run(go()).accepted == 1
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c, pytest.raises(Exception, match="event"):
+        c.events(events=[{"user_id": "u1", "item_id": "A", "event": "wishlist"}])  # refused before sending

@@ -6,7 +6,8 @@ and deleted when the package's tests end, so the fractional CPUs they hold
 are free again before other integration tests (Ray Train) run:
 
 - ``full`` at /full: every task (demand/risk through stand-in models), users
-  table, catalogue, an API key, and a shadow challenger (an Ensemble).
+  table, catalogue, an API key, a shadow challenger (an Ensemble), and live events
+  (an SQLite history store, the event log drained every half second).
 - ``lean`` at /lean: recommend only, champion vs an Ensemble challenger on a
   30 % sticky A/B split, no users table, both arms colocated in the ingress replica.
 """
@@ -90,11 +91,19 @@ def full_args(data: ServingData) -> dict[str, Any]:
         },
         "demand": {"champion": {"version": data.dem_a}, "loader": f"{STANDIN}:load_forecaster", "resources": SMALL},
         "risk": {"champion": {"version": data.risk_a}, "loader": f"{STANDIN}:load_risk_model", "resources": SMALL},
-        "limits": {"max_k": 50, "max_history": 100, "max_demand_items": 20, "max_body_bytes": 16384, "max_orders": 5},
+        "limits": {"max_k": 50, "max_history": 100, "max_demand_items": 20, "max_body_bytes": 16384, "max_orders": 5,
+                   "max_events": 20},
         # inline keys are hashes only; the file holds a plain key, read by the ingress replica
         "auth": {"api_keys": [key_hash(API_KEY)], "api_keys_env": None, "api_keys_file": str(api_keys_file(data))},
         "ingress": {"num_cpus": 0.05},
+        "live": {"store": "sqlite", "path": str(live_paths(data)[0]), "log_uri": str(live_paths(data)[1]),
+                 "log_flush_s": 0.5},
     }
+
+
+def live_paths(data: ServingData) -> tuple[Path, Path]:
+    """The full app's history store file and event-log folder."""
+    return data.registry.parent / "live" / "history.sqlite", data.registry.parent / "events"
 
 
 def lean_args(data: ServingData) -> dict[str, Any]:

@@ -119,3 +119,8 @@ def test_a_lease_has_one_holder_until_it_expires(store) -> None:
         assert time.monotonic() < deadline, "the lease never expired"
         time.sleep(0.05)
     assert not store.lease("drain", "a", 10)
+
+
+def test_the_first_salt_stored_is_the_salt(store) -> None:
+    first = store.ensure_salt("one")
+    assert store.ensure_salt("two") == first == "one"

@@ -257,3 +257,28 @@ def test_hash_key_prints_what_auth_api_keys_takes() -> None:
     out = CliRunner().invoke(serve_app, ["hash-key"], input="my-key\n")
     assert out.exit_code == 0 and out.output.strip() == key_hash("my-key")
     assert AppArgs.model_validate({**MINIMAL, "auth": {"api_keys": [out.output.strip()]}})
+
+
+def test_live_args_default_off_and_refuse_what_their_store_cannot_do() -> None:
+    from ecomine.serve.config import AppArgs
+
+    base = {"registry": "r", "recommend": {"champion": {"version": "latest"}}}
+    assert AppArgs.model_validate(base).live.store == "off"
+    on = AppArgs.model_validate({**base, "live": {"store": "sqlite", "log_uri": "s3://b/events"}})
+    assert on.live.history_events == ["view", "click", "cart", "purchase"]  # returns are logged, not read
+    for live, field in [({"store": "sqlite", "ttl_days": 1}, "ttl_days"), ({"log_uri": "x"}, "log_uri"),
+                        ({"store": "sqlite", "history_events": ["wish"]}, "history_events"),
+                        ({"store": "postgres"}, "store")]:
+        with pytest.raises(Exception, match=field):
+            AppArgs.model_validate({**base, "live": live})
+    with pytest.raises(Exception, match="max_events"):
+        AppArgs.model_validate({**base, "limits": {"max_events": 5000}})
+
+
+def test_the_live_store_needs_its_redis_url_in_the_environment(monkeypatch) -> None:
+    from ecomine.serve.live_args import LiveArgs
+    from ecomine.serve.live_events import open_store
+
+    monkeypatch.delenv("ECOMINE_REDIS_URL", raising=False)
+    with pytest.raises(ValueError, match=r"live.redis_url_env: \$ECOMINE_REDIS_URL is unset"):
+        open_store(LiveArgs(store="redis"))
