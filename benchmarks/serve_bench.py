@@ -116,6 +116,8 @@ def local_args(registry: Path, system: str = "ecomine", members: int = 1) -> dic
 
     args = read_serve_config(LOCAL_YAML)["applications"][0]["args"]
     args["registry"] = str(registry)
+    live = registry.parent / "live"  # local.yaml's live paths are relative to `serve up`: pin them here
+    args["live"] = {**args.get("live", {}), "path": str(live / "history.sqlite"), "log_uri": str(live / "events")}
     rec = args["recommend"]
     # local.yaml serves the production stage; the benchmark's registry names its versions directly
     rec["champion"] = {"version": "bench"}

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 
-from ecomine.api.schema import Count, ItemId, Price, Timestamp, UserId, _Request, _Response
+from ecomine.api.schema import ItemId, Price, Timestamp, UserId, _Request, _Response, _whole_number
 
 __all__ = ["EVENT_KINDS", "HARD_MAX_EVENTS", "MAX_CLOCK_SKEW", "Event", "EventsRequest", "EventsResponse"]
 
@@ -22,6 +22,8 @@ HARD_MAX_EVENTS = 1000  # events in one call
 MAX_CLOCK_SKEW = timedelta(minutes=10)  # a `ts` further in the future than this is refused
 
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# the bounds inside the type, so the OpenAPI document carries them into the non-null branch
+Quantity = Annotated[int, Field(strict=True, ge=1, le=1_000_000), BeforeValidator(_whole_number)]
 
 
 class Event(_Request):
@@ -34,7 +36,7 @@ class Event(_Request):
         None, description="the caller's id of this event: a retry with the same id is stored once (idempotency)"
     )
     ts: Timestamp | None = Field(None, description="when it happened, ISO 8601 (default: when it arrives)")
-    quantity: Count | None = Field(None, ge=1, le=1_000_000)
+    quantity: Quantity | None = None
     price: Price | None = Field(None, description="unit price")
     order_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 

@@ -85,6 +85,25 @@ def _explain_each_task(c, sample: dict[str, Any], orders: list[dict[str, Any]], 
     return found
 
 
+def _one_event_changes_it(c, history: list[str], titles: dict[str, str], console) -> dict[str, Any]:
+    """A shopper the model never saw: popular items, then one POST /v1/events, then a personal ranking."""
+    import uuid
+
+    user = f"new-shopper-{uuid.uuid4().hex[:6]}"
+    before = c.recommend(user_id=user, k=3)
+    sent = c.events(events=[{"user_id": user, "item_id": history[-1], "event": "cart"}])
+    after = c.recommend(user_id=user, k=3)
+    console.print(f"[bold]live events[/]: a new shopper puts {titles.get(history[-1], history[-1])!r} in the cart "
+                  f"(POST /v1/events: {sent.accepted} accepted); their next recommendation:")
+    console.print(f"   before ({before.history_source}, popular): {[titles.get(i.item_id, i.item_id)[:30] for i in before.items]}")
+    console.print(f"   after  ({after.history_source}): {[titles.get(i.item_id, i.item_id)[:30] for i in after.items]}")
+    return {"before": {"fallback": before.fallback, "history_source": before.history_source,
+                       "items": [i.item_id for i in before.items]},
+            "accepted": sent.accepted,
+            "after": {"fallback": after.fallback, "history_source": after.history_source,
+                      "items": [i.item_id for i in after.items]}}
+
+
 def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenger: str | None = None,
                    ray_is_ours: bool = False, risk_drivers_png: Path | None = None) -> dict[str, Any]:
     """Deploy serve_configs/local.yaml's app on the demo registry (the production version of each task; for
@@ -109,6 +128,10 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
     for task in ("demand", "risk"):
         args[task] = {"champion": {"version": "production"}, "resources": small}
     args["ingress"] = {**args.get("ingress", {}), "num_cpus": 0.1}
+    # live events (local.yaml: an SQLite store and an event log, paths relative to `serve up`): beside the registry
+    live_dir = registry.parent / "live"
+    args["live"] = {**args.get("live", {}), "store": "sqlite", "path": str(live_dir / "history.sqlite"),
+                    "log_uri": str(live_dir / "events")}
     # the demo shows the words of a risky line too (an encoder pass per request: off in local.yaml for its cost)
     args["limits"] = {**args.get("limits", {}), "max_explain_tokens": 8}
     port = _free_port()
@@ -136,6 +159,7 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
                 console.print(f"   {it.score:.3f}  {it.item_id}  {titles.get(it.item_id, '')}")
             cold = c.recommend(user_id="nobody-we-know", k=3)
             answers["recommend_unknown_user"] = {"fallback": cold.fallback, "items": [i.item_id for i in cold.items]}
+            answers["live_events"] = _one_event_changes_it(c, history, titles, console)
 
             items = [*sample["demand_items"], "NO-SUCH-ITEM"]
             dem = c.demand(item_ids=items, horizon=sample["demand_horizon"], quantiles=[0.1, 0.5, 0.9])

@@ -42,6 +42,10 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
     # the production recommend version is the ensemble: served through its pinned members
     assert sorted(served["recommend"]["versions"]) == sorted(m["version"] for m in ensemble["members"])
     assert served["recommend_unknown_user"]["fallback"] is True
+    live = served["live_events"]  # one POST /v1/events turns a stranger's popular items into a personal ranking
+    assert live["before"]["fallback"] and live["accepted"] == 1
+    assert not live["after"]["fallback"] and live["after"]["history_source"] == "live"
+    assert live["after"]["items"] != live["before"]["items"]
     demand = served["demand"]
     assert demand["versions"] == registry["demand"] and demand["horizon"] == 7
     flags = {f["item_id"]: f["fallback"] for f in demand["forecasts"]}

@@ -101,6 +101,14 @@ def full_args(data: ServingData) -> dict[str, Any]:
     }
 
 
+def live_under(args: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``args`` (a copy of serve_configs/local.yaml's) with its live store and event log under ``folder``,
+    not where the test runs (local.yaml's paths are relative to `serve up`'s directory)."""
+    args["live"] = {**args.get("live", {}), "path": str(folder / "live" / "history.sqlite"),
+                    "log_uri": str(folder / "live" / "events")}
+    return args
+
+
 def live_paths(data: ServingData) -> tuple[Path, Path]:
     """The full app's history store file and event-log folder."""
     return data.registry.parent / "live" / "history.sqlite", data.registry.parent / "events"

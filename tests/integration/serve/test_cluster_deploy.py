@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from ecomine.serve.control import read_serve_config
 from ecomine.cli.serve import serve_app
-from tests.integration.serve.conftest import REPO, free_port
+from tests.integration.serve.conftest import REPO, free_port, live_under
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +109,7 @@ def _config(serving_data, tmp_path: Path, http_port: int, **champion) -> Path:
     raw["http_options"]["port"] = http_port
     app = raw["applications"][0]
     app["args"]["registry"] = str(serving_data.registry)
+    live_under(app["args"], tmp_path)
     app["args"]["recommend"]["champion"] = champion or {"version": "production"}
     del app["args"]["demand"], app["args"]["risk"]
     config = tmp_path / f"cluster-{http_port}.yaml"
@@ -126,6 +127,7 @@ def test_serve_up_status_down_on_a_ray_start_cluster(cluster, serving_data, tmp_
     raw["http_options"]["port"] = http_port
     app = raw["applications"][0]
     app["args"]["registry"] = str(registry)
+    live_under(app["args"], tmp_path)
     app["args"]["recommend"]["champion"] = {"version": "production"}
     app["args"]["recommend"]["resources"]["num_cpus"] = 0.25
     # demand and risk stay as local.yaml has them (production, if_missing: skip): the test registry

@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from ecomine.serve.control import read_serve_config, validate_serve_config
-from tests.integration.serve.conftest import REPO, STANDIN, serve_log_lines
+from tests.integration.serve.conftest import REPO, STANDIN, live_under, serve_log_lines
 
 pytestmark = pytest.mark.integration
 APP = "local"
@@ -60,6 +60,7 @@ def local_config(registry: Path, user_config: dict[str, Any] | None = None, *, p
     app = raw["applications"][0]
     app.update(name=APP, route_prefix=f"/{APP}")
     app["args"]["registry"] = str(registry)
+    live_under(app["args"], registry.parent)
     app["args"]["recommend"]["resources"]["num_cpus"] = 0.1
     # local.yaml serves the production stage; this copy serves the newest version of each task (a config
     # may say `latest`), so what it serves does not depend on what other tests promoted
