@@ -51,11 +51,12 @@ def open_store(args: LiveArgs) -> HistoryStore:
 class LiveEvents:
     """One replica's handle on the store, and (with ``log_uri``) its share of draining the event log."""
 
-    def __init__(self, args: LiveArgs, store: HistoryStore, salt: str, *, retry_after_s: int = 1,
-                 s3: Optional[S3Options] = None) -> None:
+    def __init__(self, args: LiveArgs, store: HistoryStore, salt: Optional[str], *, app_salt: Optional[str] = None,
+                 retry_after_s: int = 1, s3: Optional[S3Options] = None) -> None:
         self.args = args
         self.store = store
-        self.salt = salt
+        self._salt = salt  # None until the store has answered (it may be down when the replica starts)
+        self._app_salt = app_salt
         self.retry_after_s = retry_after_s
         self.s3 = s3
         self.owner = uuid.uuid4().hex[:12]  # this replica, as the event log's lease knows it
@@ -66,15 +67,21 @@ class LiveEvents:
     @classmethod
     async def open(cls, args: LiveArgs, app_salt: Optional[str], *, retry_after_s: int = 1,
                    s3: Optional[S3Options] = None) -> LiveEvents:
-        def build() -> tuple[HistoryStore, str]:
-            store = open_store(args)
-            return store, store.ensure_salt(app_salt or secrets.token_hex(16))
-
-        store, salt = await asyncio.to_thread(build)
-        live = cls(args, store, salt, retry_after_s=retry_after_s, s3=s3)
+        store = await asyncio.to_thread(open_store, args)
+        live = cls(args, store, None, app_salt=app_salt, retry_after_s=retry_after_s, s3=s3)
+        try:
+            await asyncio.to_thread(live.salt)
+        except StoreUnavailable as exc:  # the replica serves on; events are 503s until the store answers
+            warn_event("live_store_unavailable", error=str(exc)[:300])
         if args.log_uri is not None:
             live._drain_task = asyncio.ensure_future(live._drain_forever())
         return live
+
+    def salt(self) -> str:
+        """The salt the store's keys are hashed with (blocking; raises StoreUnavailable until the store answers)."""
+        if self._salt is None:
+            self._salt = self.store.ensure_salt(self._app_salt or secrets.token_hex(16))
+        return self._salt
 
     def _unavailable(self, exc: StoreUnavailable) -> HTTPError:
         return HTTPError(503, f"live events unavailable: {exc}; nothing of this batch was stored, retry it",
@@ -82,16 +89,18 @@ class LiveEvents:
 
     async def accept(self, events: Sequence[Event]) -> Appended:
         """Store the batch (and its log records); returns once it is durable. 503 when the store is not there."""
-        batch = stored_events(events, self.salt, log=self.args.log_uri is not None)
+        def append() -> Appended:
+            return self.store.append(stored_events(events, self.salt(), log=self.args.log_uri is not None))
+
         try:
-            return await asyncio.to_thread(self.store.append, batch)
+            return await asyncio.to_thread(append)
         except StoreUnavailable as exc:
             raise self._unavailable(exc) from exc
 
     async def history(self, user_id: str, limit: int) -> list[str]:
         """The user's live item ids of ``history_events`` kinds, oldest first. Raises StoreUnavailable."""
         return await asyncio.to_thread(
-            self.store.history, user_key(user_id, self.salt), self.args.history_events, limit)
+            lambda: self.store.history(user_key(user_id, self.salt()), self.args.history_events, limit))
 
     async def drain_once(self) -> int:
         from ecomine.live.event_log import drain

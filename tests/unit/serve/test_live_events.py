@@ -1,0 +1,57 @@
+"""The ingress's live-events parts without Ray: LiveEvents over a store, UserHistories over it and a snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ecomine.api.events import EventsRequest
+from ecomine.serve.histories import UserHistories
+from ecomine.serve.live_args import LiveArgs
+from ecomine.serve.live_events import LiveEvents
+from ecomine.serve.router import HTTPError
+
+
+def _events(*rows: tuple[str, str, str]):
+    return EventsRequest.model_validate({"events": [
+        {"user_id": u, "item_id": i, "event": k, "event_id": f"{u}-{i}-{k}"} for u, i, k in rows]}).events
+
+
+def test_live_history_follows_the_snapshot_and_the_store_keeps_one_salt(tmp_path: Path) -> None:
+    async def go():
+        args = LiveArgs(store="sqlite", path=str(tmp_path / "h.sqlite"), max_len=3)
+        live = await LiveEvents.open(args, None)
+        got = await live.accept(_events(("u1", "a", "view"), ("u1", "b", "return"), ("new", "c", "cart")))
+        assert (got.accepted, got.duplicates) == (3, 0)
+        hist = UserHistories({"u1": ("x", "y")}, live, cap=3)
+        r1, r2, r3 = [await hist.resolve(u, None) for u in ("u1", "new", "nobody")]
+        assert (r1.history, r1.source) == (["x", "y", "a"], "live+snapshot")  # the return is not interest
+        assert (r2.history, r2.source) == (["c"], "live")
+        assert (r3.history, r3.source, r3.fallback) == ([], "none", "unknown_user")
+        assert (await hist.resolve("u1", ["z"])).source == "request"
+        first_salt = live.salt()
+        live.close()
+        again = await LiveEvents.open(args, "an-app-salt-set-later")  # a restart finds the same histories
+        assert again.salt() == first_salt and await again.history("new", 10) == ["c"]
+        again.close()
+
+    asyncio.run(go())
+
+
+def test_a_store_down_at_start_is_503s_then_snapshot_answers_with_the_reason(monkeypatch) -> None:
+    async def go():
+        args = LiveArgs(store="redis", redis_url_env="ECOMINE_TEST_DEAD_REDIS", timeout_s=0.3)
+        live = await LiveEvents.open(args, "salt", retry_after_s=3)  # starts: the store may come back
+        with pytest.raises(HTTPError) as refused:
+            await live.accept(_events(("u1", "a", "view")))
+        assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "3"}
+        assert "nothing of this batch was stored" in refused.value.detail
+        hist = UserHistories({"u1": ("x",)}, live, cap=5)
+        got = await hist.resolve("u1", None)
+        assert (got.history, got.source) == (["x"], "snapshot") and "redis://127.0.0.1:9/0" in got.live_error
+        live.close()
+
+    monkeypatch.setenv("ECOMINE_TEST_DEAD_REDIS", "redis://127.0.0.1:9/0")  # port 9: nothing listens
+    asyncio.run(go())
