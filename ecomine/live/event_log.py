@@ -56,7 +56,8 @@ def drain(store: HistoryStore, uri: str, *, owner: str, batch: int = 10_000, lea
         by_day: dict[str, list[tuple[str, list]]] = defaultdict(list)
         for log_id, record in pending:
             row = json.loads(record)
-            day = datetime.fromtimestamp(row[4], timezone.utc).strftime("%Y-%m-%d")
+            when = datetime.fromtimestamp(row[4], timezone.utc)
+            day = f"{when.year:04d}-{when.month:02d}-{when.day:02d}"  # %Y does not pad years before 1000
             by_day[day].append((log_id, row))
         for day, rows in sorted(by_day.items()):
             frame = pl.DataFrame([r for _, r in rows], schema=list(LOG_FIELDS), orient="row")
@@ -78,7 +79,8 @@ def read_event_log(uri: str, *, since: datetime | None = None, options: S3Option
     files = [f for f in storage.list_prefix(root, options=options)
              if f.endswith(".parquet") and f.rsplit("/", 1)[-1].startswith("events-")]
     if since is not None:
-        cut = "date=" + since.astimezone(timezone.utc).strftime("%Y-%m-%d")
+        at = since.astimezone(timezone.utc)
+        cut = f"date={at.year:04d}-{at.month:02d}-{at.day:02d}"
         files = [f for f in files if f.rsplit("/", 2)[-2] >= cut]
     frames = [storage.read_parquet(f, options=options) for f in files]
     if not frames:

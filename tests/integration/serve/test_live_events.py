@@ -76,8 +76,8 @@ def test_accepted_events_reach_the_event_log_once_and_a_data_spec_reads_them(ful
         assert time.monotonic() < deadline, "the events never reached the log"
         time.sleep(0.25)
     assert sorted(logged["event_id"].to_list()) == sorted(e["event_id"] for e in events)
-    assert logged["price"].to_list() == [2.5] * 3 and sorted(p.name for p in log.iterdir())[:3] == [
-        "date=2026-12-01", "date=2026-12-02", "date=2026-12-03"]
+    assert logged["price"].to_list() == [2.5] * 3  # (other tests' events share the log: only this user's are read)
+    assert {"date=2026-12-01", "date=2026-12-02", "date=2026-12-03"} <= {p.name for p in log.iterdir()}
     assert not list(log.rglob("*.tmp"))
     spec = DataSpec.model_validate({"sources": [{"uri": str(log), "format": "event_log"}]})
     clean, _ = load_events(spec)

@@ -90,3 +90,11 @@ def test_a_data_spec_reads_the_log_as_a_source(store, tmp_path: Path) -> None:
         ("u1", "a", "purchase"), ("u1", "b", "purchase"), ("u2", "c", "purchase")]
     with pytest.raises(ValueError, match="fixed columns"):
         DataSpec.model_validate({"sources": [{"uri": str(log), "format": "event_log", "columns": {"user_id": "u"}}]})
+
+
+def test_an_old_event_lands_in_a_zero_padded_day(store, tmp_path: Path) -> None:
+    log = str(tmp_path / "log")
+    store.append(_events(("u1", "a", "e1", "0159-06-03T00:00:00Z"), ("u1", "b", "e2", "2026-12-01T00:00:00Z")))
+    drain(store, log, owner="r1")
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["date=0159-06-03", "date=2026-12-01"]
+    assert read_event_log(log, since=datetime(2026, 1, 1, tzinfo=timezone.utc))["item_id"].to_list() == ["b"]
