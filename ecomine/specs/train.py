@@ -334,6 +334,11 @@ class DemandModelSpec(StrictModel):
             raise ValueError(f"patch_length ({self.patch_length}) exceeds context_length ({self.context_length})")
         if self.lightgbm is not None and self.forecaster != "lightgbm":
             raise ValueError(f"lightgbm: settings of forecaster lightgbm, but forecaster is {self.forecaster!r}")
+        if self.freq == "1d" and self.eval.train_stride % 7 == 0:
+            raise ValueError(
+                f"eval.train_stride ({self.eval.train_stride}): a multiple of 7 on daily data starts every training "
+                "window on the same weekday, and the test windows on another (test pinball +15 % on Online Retail "
+                "daily at 14); take one that is not, e.g. 1, 2 or 3")
         need = 28 if self.freq == "1d" else 4  # models.demand_lightgbm.history_needed: four seasons
         if self.forecaster == "lightgbm" and self.context_length < need:
             raise ValueError(f"context_length ({self.context_length}): forecaster lightgbm reads {need} periods "

@@ -188,3 +188,12 @@ def test_every_task_has_named_presets_and_the_spec_wins() -> None:
     assert base.mode == "lora" and base.max_length == 128 and base.hidden == [256]
     assert RiskModelSpec(preset="risk_base", max_length=96).max_length == 96
     assert RiskModelSpec().mode == RiskModelSpec(preset="risk_small").mode == "frozen"
+
+
+def test_a_daily_training_stride_of_whole_weeks_is_refused_naming_it() -> None:
+    from ecomine.specs.train import DemandModelSpec
+
+    assert DemandModelSpec(freq="1d", eval={"train_stride": 2}).eval.train_stride == 2
+    assert DemandModelSpec(freq="1w", eval={"train_stride": 14}).eval.train_stride == 14  # weeks have no weekday
+    with pytest.raises(ValueError, match=r"eval.train_stride \(14\): a multiple of 7 on daily data"):
+        DemandModelSpec(freq="1d", eval={"train_stride": 14})
