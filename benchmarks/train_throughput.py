@@ -132,6 +132,7 @@ class _Stepper:
 
         from ecomine.models.recommend import RecommenderConfig, SequentialRecommender, training_windows
         from ecomine.train.loop import lr_lambda
+        from ecomine.train.recommend_task import resolved_dropout
 
         self.spec = spec
         prepared, data = data, getattr(data, "data", data)
@@ -140,7 +141,7 @@ class _Stepper:
         torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
         cfg = RecommenderConfig(
             n_items=data.n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
-            dropout=bb.dropout, repeat=spec.model.repeat, loss=spec.model.loss, num_negatives=spec.model.num_negatives,
+            dropout=resolved_dropout(bb.dropout, data), repeat=spec.model.repeat, loss=spec.model.loss, num_negatives=spec.model.num_negatives,
         )
         self.model = SequentialRecommender(cfg)
         if hasattr(prepared, "inputs"):
