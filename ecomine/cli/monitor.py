@@ -5,8 +5,11 @@ An operator's verb on top of serve and the registry (mounted by ``ecomine.cli.ma
 Bearer key from ``$ECOMINE_API_KEY``), the reference of each arm from the
 registry (the served version's sha256-verified ``profile.json``), compares them
 with ``ecomine.data.drift.compare`` and exits 1 when any feature drifted, so a
-scheduler can run ``ecomine retrain`` on it. Imports typer, rich and httpx only;
-no Ray.
+scheduler can run ``ecomine retrain`` on it. ``--events`` compares a served app's
+event log (``POST /v1/events``, ``ecomine.live.event_log``) with a recommend
+version's profile instead (``ecomine.data.event_drift``): what users do now against
+what the version was trained on, before requests read it. Imports typer, rich and
+httpx only; no Ray.
 """
 
 from __future__ import annotations
@@ -118,6 +121,50 @@ def _run(url: str, registry_root: str, task: Optional[str], psi: float, ks: floa
     return rows
 
 
+def _run_events(events_uri: str, registry_root: str, version: str, since: Optional[str], psi: float, ks: float,
+                min_samples: int) -> list[tuple[str, str, Any]]:
+    """The event log's per-user histories against ``recommend/<version>``'s reference profile."""
+    import json as _json
+    from datetime import datetime, timezone
+
+    from ecomine.data.drift import compare
+    from ecomine.data.event_drift import event_log_window
+    from ecomine.live.event_log import read_event_log
+
+    when = None
+    if since is not None:
+        try:
+            when = datetime.fromisoformat(since)
+        except ValueError:
+            raise MonitorError(f"--since: {since!r} is not an ISO date (e.g. 2026-12-01)") from None
+        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    registry = Registry(registry_root)
+    try:
+        resolved = registry.resolve("recommend", version)
+        registry.get("recommend", resolved)
+    except (RegistryError, StorageError) as exc:
+        raise MonitorError(f"--version: {exc}") from None
+    profile = _reference(registry, "recommend", resolved)
+    if "item_rank" not in profile.lookups:
+        raise MonitorError(f"recommend/{resolved}: its profile has no item ranks (retrain it to monitor events)")
+    folder = registry.fetch("recommend", resolved)
+    vocab = _json.loads((folder / "items.json").read_text())["items"]
+    try:
+        events = read_event_log(events_uri, since=when)
+    except StorageError as exc:
+        raise MonitorError(f"--events: {exc}") from None
+    if events.height == 0:
+        raise MonitorError(f"--events: {events_uri} holds no events" + (f" since {since}" if since else ""))
+    window, users = event_log_window(events, vocab, profile.lookups["item_rank"], since=when)
+    report = compare(profile, window, psi_threshold=psi, ks_threshold=ks, min_samples=min_samples,
+                     skip={"top1_probability": "an event log has no answers (the served app's window has them)"})
+    if report.status == "too_few":
+        raise MonitorError(f"--events: {users} users in the log, need --min-samples {min_samples}; wait for "
+                           "events or lower --min-samples")
+    report.reference = f"recommend/{resolved}"
+    return [("recommend", f"events ({users} users)", report)]
+
+
 def monitor(
     url: Annotated[str, typer.Option("--url", envvar="ECOMINE_URL", help="base URL of the served app (with its route prefix)")] = "http://127.0.0.1:8000",
     registry: Annotated[str, typer.Option("--registry", envvar="ECOMINE_REGISTRY", help="registry root the app serves from: folder or s3://")] = "registry",
@@ -128,13 +175,21 @@ def monitor(
     api_key_env: Annotated[str, typer.Option("--api-key-env", help="environment variable holding the app's API key")] = "ECOMINE_API_KEY",
     as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON instead of a table")] = False,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="seconds to wait for the app")] = 10.0,
+    events: Annotated[Optional[str], typer.Option("--events", help="compare this event log (a served app's live.log_uri: folder or s3://) with a recommend version's profile instead of the app's live windows")] = None,
+    version: Annotated[str, typer.Option("--version", help="--events: the recommend version or stage to compare with")] = "production",
+    since: Annotated[Optional[str], typer.Option("--since", help="--events: only events at or after this ISO date")] = None,
 ) -> None:
     """Compare live request features with the served versions' reference profiles (PSI and KS per feature).
 
     Exit codes: 0 no drift; 1 drift found (a feature's PSI >= --psi or KS >= --ks: a scheduler can then run `ecomine retrain`); 2 bad input (the app unreachable or refusing the key, a served version without profile.json, a live window with fewer than --min-samples values).
     """
     try:
-        rows = _run(url, registry, task, psi, ks, min_samples, api_key_env, timeout)
+        if events is not None:
+            if task not in (None, "recommend"):
+                raise MonitorError(f"--task: an event log feeds the recommender, not {task}")
+            rows = _run_events(events, registry, version, since, psi, ks, min_samples)
+        else:
+            rows = _run(url, registry, task, psi, ks, min_samples, api_key_env, timeout)
     except MonitorError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
