@@ -82,7 +82,8 @@ class SQLiteHistoryStore:
                     cur.execute("DELETE FROM seen WHERE at < ?", (now - self.dedupe_s,))
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite rolls back itself on some errors (a full disk): keep the cause
+                    cur.execute("ROLLBACK")
                 raise
         return Appended(accepted, duplicates)
 

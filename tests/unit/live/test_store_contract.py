@@ -124,3 +124,15 @@ def test_a_lease_has_one_holder_until_it_expires(store) -> None:
 def test_the_first_salt_stored_is_the_salt(store) -> None:
     first = store.ensure_salt("one")
     assert store.ensure_salt("two") == first == "one"
+
+
+def test_a_full_sqlite_store_is_unavailable_and_keeps_what_it_had(tmp_path: Path) -> None:
+    s = SQLiteHistoryStore(tmp_path / "full.sqlite")
+    s.append([_ev("u", "kept", event_id="k")])
+    pages = s._db.execute("PRAGMA page_count").fetchone()[0]
+    s._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL, as a full disk gives it
+    with pytest.raises(StoreUnavailable, match=r"full.sqlite: database or disk is full"):
+        s.append([_ev(f"u{n}", "x" * 2000, event_id=f"e{n}") for n in range(50)])
+    assert s.history(user_key("u", "salt")) == ["kept"] and s.log_pending(10) == []
+    assert s.append([_ev("u", "kept", event_id="k")]).duplicates == 1  # the batch rolled back whole: e0.. unclaimed
+    s.close()
