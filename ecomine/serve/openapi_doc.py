@@ -27,6 +27,7 @@ _ENFORCED = [
     ("InsightsRequest", "horizon", "maximum", "max_horizon"), ("InsightsRequest", "candidates", "maximum", "max_k"),
     ("DemandRequest", "item_ids", "maxItems", "max_demand_items"), ("DemandRequest", "horizon", "maximum", "max_horizon"),
     ("RiskRequest", "orders", "maxItems", "max_orders"), ("Order", "lines", "maxItems", "max_order_lines"),
+    ("EventsRequest", "events", "maxItems", "max_events"),
 ]
 
 

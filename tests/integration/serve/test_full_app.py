@@ -155,6 +155,7 @@ def test_strict_contracts_name_what_failed(full: ServeTarget, serving_data) -> N
     assert schemas["RecommendRequest"]["properties"]["k"]["maximum"] == 50  # enforced, not the hard cap (1000)
     assert schemas["DemandRequest"]["properties"]["item_ids"]["maxItems"] == 20
     assert schemas["Order"]["properties"]["lines"]["maxItems"] == 200
+    assert schemas["EventsRequest"]["properties"]["events"]["maxItems"] == 20  # limits.max_events, not 1000
     ready = httpx.get(full.url + "/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ok" and ready.json()["detail"] == {}
 
