@@ -82,6 +82,18 @@ def test_accepted_events_reach_the_event_log_once_and_a_data_spec_reads_them(ful
     spec = DataSpec.model_validate({"sources": [{"uri": str(log), "format": "event_log"}]})
     clean, _ = load_events(spec)
     assert clean.filter(clean["user_id"] == user).height == 3
+    # what `ecomine retrain` trains on: a DataSpec file naming the log, cut to the pipeline's data window
+    import yaml
+
+    from ecomine.specs.train import SpecDataRef
+    from ecomine.train.events import load_training_events
+
+    path = log.parent / f"{user}.yaml"
+    path.write_text(yaml.safe_dump({"kind": "data", "sources": [{"uri": str(log), "format": "event_log"}]}))
+    windowed, _ = load_training_events(SpecDataRef(kind="spec", spec=str(path),
+                                                   window={"since": "2026-12-02", "until": "2026-12-04"}))
+    mine = windowed.filter(windowed["user_id"] == user)
+    assert sorted(mine["item_id"].to_list()) == sorted(serving_data.items[n] for n in (1, 2))
 
 
 @pytest.mark.parametrize("events, loc", [

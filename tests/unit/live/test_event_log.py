@@ -98,3 +98,18 @@ def test_an_old_event_lands_in_a_zero_padded_day(store, tmp_path: Path) -> None:
     drain(store, log, owner="r1")
     assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["date=0159-06-03", "date=2026-12-01"]
     assert read_event_log(log, since=datetime(2026, 1, 1, tzinfo=timezone.utc))["item_id"].to_list() == ["b"]
+
+
+def test_a_retrain_window_over_a_data_spec_naming_the_log(store, tmp_path: Path) -> None:
+    import yaml
+
+    from ecomine.specs.train import SpecDataRef
+    from ecomine.train.events import load_training_events
+
+    store.append(_events(*[(f"u{n % 2}", f"i{n}", f"e{n}", f"2026-12-0{n + 1}T12:00:00Z") for n in range(4)]))
+    drain(store, str(tmp_path / "log"), owner="r1")
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump({"kind": "data", "sources": [{"uri": str(tmp_path / "log"), "format": "event_log"}]}))
+    got, fingerprint = load_training_events(SpecDataRef(kind="spec", spec=str(path),
+                                                        window={"since": "2026-12-02", "until": "2026-12-04"}))
+    assert sorted(got["item_id"].to_list()) == ["i1", "i2"] and fingerprint
