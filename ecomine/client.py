@@ -22,7 +22,8 @@ Exceptions (one tree, httpx style)::
 
 Every call is idempotent - predictions only read, and ``events`` sends each event with an
 ``event_id`` (the client draws a uuid4 for each that has none), so a retried batch is stored
-once: connection errors, timeouts, 503s and 429s are retried with exponential backoff (`Retry`); a
+once: connection errors, timeouts, 503s, 429s and a proxy's bare 500 (a replica that died
+under the request; the app's own errors are JSON and final) are retried with exponential backoff (`Retry`); a
 503/429 with `Retry-After` (what an overloaded ingress sends) waits what the
 server asks instead, at most `Retry.max_retry_after` seconds.
 """
@@ -200,17 +201,23 @@ def _settle(call: _Call, outcome: httpx.Response | Exception, attempt: int, retr
     """The retry policy both clients share: ``(True, parsed answer)``, or ``(False, seconds to wait)``
     before the next attempt; raises when out of attempts.
 
-    Connection errors, 503 and 429 are retried (after the server's ``Retry-After`` when it sends
-    one); any other answer is final.
+    Connection errors, 503, 429 and a proxy's bare 500 are retried (after the server's ``Retry-After``
+    when it sends one); any other answer is final.
     """
     last = attempt == retry.attempts - 1
     if isinstance(outcome, Exception):
         if last:
             raise TransportError(f"{call.method} {call.path}: {type(outcome).__name__}: {outcome}") from None
         return False, retry.delay(attempt)
-    if outcome.status_code not in _RETRY_STATUS or last:
+    if not (outcome.status_code in _RETRY_STATUS or _proxy_error(outcome)) or last:
         return True, _parse(call, outcome)
     return False, retry.delay(attempt, _retry_after(outcome))
+
+
+def _proxy_error(resp: httpx.Response) -> bool:
+    """A 500 that is not the app's (the app answers every error as JSON): Serve's proxy saying the replica
+    died under the request - it never finished, and every call is idempotent, so it is retried."""
+    return resp.status_code == 500 and "application/json" not in resp.headers.get("content-type", "")
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

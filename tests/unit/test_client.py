@@ -12,6 +12,7 @@ from ecomine.client import (
     AuthError,
     EcomineClient,
     Retry,
+    ServerError,
     TransportError,
     UnavailableError,
     ValidationError,
@@ -210,3 +211,20 @@ def test_events_retried_after_a_503_carry_the_same_event_ids() -> None:
     assert asyncio.run(go()).accepted == 1
     with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c, pytest.raises(Exception, match="event"):
         c.events(events=[{"user_id": "u1", "item_id": "A", "event": "wishlist"}])  # refused before sending
+
+
+def test_a_proxys_bare_500_is_retried_and_the_apps_json_500_is_not() -> None:
+    def bare(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:  # what Serve's proxy answers when the replica dies under the request
+            return httpx.Response(500, text="Internal Server Error", headers={"content-type": "text/plain"})
+        return httpx.Response(200, json={"accepted": 1, "duplicates": 0})
+
+    calls: list = []
+    with EcomineClient(transport=httpx.MockTransport(bare), retry=FAST) as c:
+        assert c.events(events=[{"user_id": "u", "item_id": "i", "event": "view"}]).accepted == 1
+    assert len(calls) == 2
+    handle, app_calls = _handler([(500, {"detail": "internal error (request id r1)", "request_id": "r1"})])
+    with EcomineClient(transport=httpx.MockTransport(handle), retry=FAST) as c, pytest.raises(ServerError):
+        c.recommend(user_id="u")
+    assert len(app_calls) == 1
