@@ -17,6 +17,7 @@ reliability curve, the campaign) -> shut Serve down.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -310,6 +311,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         "num_samples": size.tune_samples, "max_concurrent": 1, "storage": str(out / "tune_runs"), "export_top_k": 2,
         "seed": size.seed,
     }, sort_keys=False))
+    # the demo's own campaign: a second `make demo` runs it again instead of refusing a name already used
+    shutil.rmtree(out / "tune_runs" / "demo-campaign", ignore_errors=True)
     camp = run_campaign(campaign, console=console)
     stages.append(_Stage("tune", time.perf_counter() - t, {"trials": camp.trials, "versions": camp.versions, "best": camp.best}))
 
