@@ -106,8 +106,10 @@ class LiveEvents:
         from ecomine.live.event_log import drain
 
         assert self.args.log_uri is not None
+        # the lease outlives one batch's write (renewed per batch) but not by much: a replica that dies
+        # holding it stops the log for this long (a killed replica's lease held it 60 s before)
         n = await asyncio.to_thread(drain, self.store, self.args.log_uri, owner=self.owner,
-                                    lease_s=max(60.0, 6 * self.args.log_flush_s), options=self.s3)
+                                    lease_s=max(15.0, 3 * self.args.log_flush_s), options=self.s3)
         self.drained += n
         return n
 
