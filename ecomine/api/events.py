@@ -9,15 +9,19 @@ reads. Only pydantic: the client builds these without Ray or torch.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 
 from ecomine.api.schema import ItemId, Price, Timestamp, UserId, _Request, _Response, _whole_number
 
-__all__ = ["EVENT_KINDS", "HARD_MAX_EVENTS", "MAX_CLOCK_SKEW", "Event", "EventsRequest", "EventsResponse"]
+__all__ = ["EVENT_KINDS", "EventKind", "HISTORY_KINDS", "HARD_MAX_EVENTS", "MAX_CLOCK_SKEW", "Event", "EventsRequest",
+           "EventsResponse"]
 
-EVENT_KINDS = ("view", "click", "cart", "purchase", "return")
+EventKind = Literal["view", "click", "cart", "purchase", "return"]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
+# what a user's live history holds by default (serve's live.history_events, monitor --events): returns are logged only
+HISTORY_KINDS: tuple[str, ...] = ("view", "click", "cart", "purchase")
 HARD_MAX_EVENTS = 1000  # events in one call
 MAX_CLOCK_SKEW = timedelta(minutes=10)  # a `ts` further in the future than this is refused
 
@@ -31,7 +35,7 @@ class Event(_Request):
 
     user_id: UserId
     item_id: ItemId
-    event: Literal["view", "click", "cart", "purchase", "return"]
+    event: EventKind
     event_id: EventId | None = Field(
         None, description="the caller's id of this event: a retry with the same id is stored once (idempotency)"
     )

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ecomine.api.events import HISTORY_KINDS
 from ecomine.data.drift import LiveWindow, recommend_observation
 
-__all__ = ["event_log_window", "HISTORY_KINDS"]
-
-HISTORY_KINDS = ("view", "click", "cart", "purchase")  # serve.live_args.LiveArgs.history_events' default
+__all__ = ["event_log_window"]
 
 
 def event_log_window(events: pl.DataFrame, vocab_items: Sequence[str], item_rank: Sequence[int], *,

@@ -21,6 +21,7 @@ in ``ingress.model_timeout_s``).
 """
 
 import asyncio
+import os
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -104,7 +105,9 @@ class Ingress:
         }
         self.live: Optional[LiveEvents] = None
         if self.args.live.store != "off":
-            self.live = await LiveEvents.open(self.args.live, self.salt if self._salt_from_env() else None,
+            # the store keeps the first salt it is given: the app's own (from its environment), or one it draws
+            env_salt = os.environ.get(obs.user_hash_salt_env) if obs.user_hash_salt_env else None
+            self.live = await LiveEvents.open(self.args.live, env_salt or None,
                                               retry_after_s=self.args.ingress.retry_after_s, s3=self.args.s3)
         self.histories = await UserHistories.load(
             self.args.recommend.users_uri, self.live, self.args.limits.max_history, self.args.s3)
@@ -131,13 +134,6 @@ class Ingress:
         finally:
             self._configured = True
         self._reconfigure_error = None
-
-    def _salt_from_env(self) -> bool:
-        """The app's salt came from its environment (not drawn for this replica): the store may keep it."""
-        import os
-
-        name = self.args.observability.user_hash_salt_env
-        return bool(name and os.environ.get(name))
 
     # ----------------------------------------------------------------- observation
 
@@ -275,8 +271,9 @@ class Ingress:
             raise HTTPError(503, _LIVE_OFF)
         _limit(len(req.events), self.args.limits.max_events, ["body", "events"], "events")
         self._who(request, req.events[0].user_id)
-        stored = await self.live.accept(req.events)
-        unknown, checked = await self._unknown_items([e.item_id for e in req.events])
+        # the write and the question to the model are independent: one waits for the other's round trip no more
+        stored, (unknown, checked) = await asyncio.gather(
+            self.live.accept(req.events), self._unknown_items([e.item_id for e in req.events]))
         return {"accepted": stored.accepted, "duplicates": stored.duplicates, "unknown_items": unknown,
                 "items_checked": checked, "request_id": request.state.request_id}
 
