@@ -141,7 +141,7 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
     cust = (
         _scan_prior(
             ev.select(_ROW, "__user_id", "ts", _OKEY, "__p", "__r", "quantity")
-            .sort("__user_id", "ts")
+            .sort("__user_id", "ts", _ROW)  # _ROW: float running sums in one order, run to run
             .with_columns(
                 (pl.col("quantity") * pl.col("__p")).alias("__q"),
                 (pl.col("__p") * pl.struct("__user_id", _OKEY).is_first_distinct()).alias("__o"),
@@ -170,7 +170,7 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
     # -- item history, in (item, ts) order
     item = _scan_prior(
         ev.select(_ROW, "__item_id", "ts", "__p", "__r", "price")
-        .sort("__item_id", "ts")
+        .sort("__item_id", "ts", _ROW)
         .with_columns((pl.col("price") * pl.col("__p")).alias("__pr")),
         "__item_id",
         ["__p", "__r", "__pr"],
