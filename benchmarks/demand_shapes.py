@@ -124,7 +124,8 @@ def main() -> None:
     from ecomine.train.demand_eval import format_report
     from ecomine.train.demand_task import UNCALIBRATED, model_name
     from ecomine.train.reports import report_json
-    from ecomine.train.runner import run_training
+    from ecomine.ensemble.trained import train_version
+    from ecomine.registry import Registry
 
     console = Console(width=180)
     summary: dict = {}
@@ -134,21 +135,26 @@ def main() -> None:
             spec = spec_for(shape, Path(tmp), overrides)
             load = os.getloadavg()
             t0 = time.perf_counter()
-            outcome = run_training(spec, console=console)
+            outcome = train_version(spec, console=console)
             seconds = time.perf_counter() - t0
+            fit = Registry(spec.run.registry).get("demand", outcome.version).metrics.get("fit")  # an ensemble's weights
         res = report_json(outcome.results)
         name = model_name(spec)  # the model's row; `<name>_uncalibrated` only with model.intervals: conformal
-        rows = {k: {m: res[k].get(m) for m in keys} for k in (name, name + UNCALIBRATED, "lightgbm") if k in res}
+        rows = {k: {m: res[k].get(m) for m in keys} for k in res
+                if k in (name, name + UNCALIBRATED, "lightgbm") or k.startswith("member ")}
         ratio = {m: res[name][m] / res["lightgbm"][m] for m in ("wape", "pinball") if "lightgbm" in res}
         console.print(format_report(outcome.results, title=f"{shape}: {spec.model.freq}, h={spec.model.horizon}, "
                                                            f"context {spec.model.context_length}"))
+        if fit:
+            console.print(f"{shape}: ensemble weights {[round(w, 3) for w in fit.get('fitted_weights', [])]} fitted, "
+                          f"shrink {fit.get('shrink')}, per origin {fit.get('origin_weights')}")
         console.print(f"{shape}: model / LightGBM " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
                       + f"; coverage {rows[name]['coverage']:.3f}"
                       + (f" (uncalibrated {rows[name + UNCALIBRATED]['coverage']:.3f})" if name + UNCALIBRATED in rows else "")
                       + f"; best epoch {outcome.best_epoch}; {seconds:.0f} s; load {load[0]:.2f}")
         summary[shape] = {"rows": rows, "ratio_to_lightgbm": ratio, "best_epoch": outcome.best_epoch,
                           "seconds": seconds, "loadavg_before": load, "loadavg_after": os.getloadavg(),
-                          "history": outcome.history, "spec": spec.model_dump(mode="json")}
+                          "history": outcome.history, "spec": spec.model_dump(mode="json"), "fit": fit}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "demand_shapes" + ("" if args.only == list(SHAPES) else "_" + "_".join(args.only)) + (f"_{args.tag}" if args.tag else "")

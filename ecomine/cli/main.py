@@ -102,15 +102,16 @@ def train(
         help="fit this non-neural recommender instead (item_knn | most_popular | user_history | recent_history)")] = None,
 ) -> None:
     """Fine-tune through Ray Train, evaluate on the test split beside baselines, register."""
+    from ecomine.ensemble.trained import train_version
     from ecomine.train.reports import report_json
-    from ecomine.train.runner import run_baseline, run_training
+    from ecomine.train.runner import run_baseline
     from ecomine.train.tasks import get_task
 
     train_spec = load_spec(spec, TrainSpec, overrides=parse_overrides(set_ or []))
     if baseline is not None:
         outcome = run_baseline(train_spec, baseline)
     else:
-        outcome = run_training(train_spec, ray_address=address, console=console)
+        outcome = train_version(train_spec, ray_address=address, console=console)
     console.print(get_task(train_spec.task).format_report(outcome.results, title=f"{outcome.run_name}: test split"))
     if report is not None:
         storage.write_json(str(report), report_json(outcome.results))

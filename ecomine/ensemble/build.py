@@ -174,7 +174,7 @@ def _recommend_report(train_spec: TrainSpec, members, models, data, weights, tem
 
 def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Quantile weights minimising validation pinball (scaled per item, as the report scores it)."""
-    from ecomine.predict.combine import combine_quantiles, fit_quantile_weights
+    from ecomine.predict.combine import combine_quantiles, fit_quantile_weights, fit_shrunk_quantile_weights
     from ecomine.train.demand_eval import MODEL_NAMES, forecast_metrics
     from ecomine.train.demand_task import TASK, UNCALIBRATED, _actuals, _model_forecasts
 
@@ -192,17 +192,31 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
 
     val = forecasts(data.valid_origins)
     y_val = _actuals(data, data.valid_origins, H)
+    fit_info: dict[str, Any] = {}
     if spec.fit.method == "uniform":
         weights = np.full(len(models), 1.0 / len(models))
     else:
-        preds = np.stack([(f / scale[..., None]).reshape(-1, len(qs)) for f in val])  # [M, N*O*H, Q]
-        y = (y_val / scale).reshape(-1)
+        # one fold per validation origin: [M, N*H, Q] forecasts and [N*H] actuals, scaled per item as
+        # the report scores them; max_rows spread over the folds (seeded)
         rng = np.random.default_rng(spec.fit.seed)
-        rows = rng.choice(len(y), min(len(y), spec.fit.max_rows), replace=False)
-        weights = fit_quantile_weights(preds[:, rows], y[rows], qs)
+        per_fold = max(1, spec.fit.max_rows // len(data.valid_origins))
+        folds = []
+        for k in range(len(data.valid_origins)):
+            preds = np.stack([(f[:, k] / scale).reshape(-1, len(qs)) for f in val])  # [N, H, Q] / [N, 1, 1]
+            y = (y_val[:, k] / scale[:, :, 0]).reshape(-1)
+            rows = rng.choice(len(y), min(len(y), per_fold), replace=False)
+            folds.append((preds[:, rows], y[rows]))
+        if spec.fit.shrink == "cv":
+            shrunk = fit_shrunk_quantile_weights(folds, qs)
+            weights = shrunk.weights
+            fit_info.update(fitted_weights=shrunk.fitted.tolist(), shrink=shrunk.shrink,
+                            origin_weights=shrunk.fold_weights, cv_pinball=shrunk.cv_pinball)
+        else:
+            weights = fit_quantile_weights(np.concatenate([p for p, _ in folds], axis=1),
+                                           np.concatenate([y for _, y in folds]), qs)
     val_mix = combine_quantiles(val, weights, axis=-1)
-    fit_info = {"validation_pinball": forecast_metrics(y_val, val_mix, qs, data.scale)["pinball"],
-                "member_validation_pinball": [forecast_metrics(y_val, f, qs, data.scale)["pinball"] for f in val]}
+    fit_info.update(validation_pinball=forecast_metrics(y_val, val_mix, qs, data.scale)["pinball"],
+                    member_validation_pinball=[forecast_metrics(y_val, f, qs, data.scale)["pinball"] for f in val])
     test = forecasts(data.test_origins)
     y_test = _actuals(data, data.test_origins, H)
     baselines = TASK.evaluate(models[0], data, specs[0])

@@ -118,7 +118,7 @@ def run_pipeline(
     Raises SpecError (bad input: nothing trained or written), RetrainError (training or the swap
     failed: the champion and Serve are unchanged; a `failed` record is written).
     """
-    from ecomine.train.runner import run_training
+    from ecomine.ensemble.trained import train_version
     from ecomine.train.tasks import get_task
 
     t0 = time.perf_counter()
@@ -150,7 +150,7 @@ def run_pipeline(
     prepared = task.prepare(train)  # SpecError for an empty window: nothing trained, nothing written
     record.data = {"fingerprint": task.fingerprint(prepared), **_data_summary(spec, prepared)}
     try:
-        outcome = run_training(train, ray_address=ray_address, console=console, data=prepared)
+        outcome = train_version(train, ray_address=ray_address, console=console, data=prepared)
     except SpecError:
         raise
     except BaseException as exc:  # noqa: BLE001 - any training failure leaves the champion as it was

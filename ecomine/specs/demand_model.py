@@ -49,12 +49,15 @@ class DemandModelSpec(StrictModel):
     """Demand forecaster over a global item panel (task: demand): PatchTST encoder + quantile head, or LightGBM."""
 
     kind: Literal["demand"] = "demand"
-    forecaster: Literal["patchtst", "lightgbm"] = Field(
+    forecaster: Literal["patchtst", "lightgbm", "ensemble"] = Field(
         "patchtst", description="patchtst: the transformer, trained by Ray Train; lightgbm: lag-feature quantile "
-        "boosters fitted on the driver (no Ray), e.g. the non-neural member of an ensemble"
+        "boosters fitted on the driver (no Ray), e.g. the non-neural member of an ensemble; ensemble: both on the "
+        "same windows, registered as members, and their mixture fitted on the validation origins (weights shrunk "
+        "toward uniform where the origins disagree) registered as the run's version (ecomine.ensemble.trained)"
     )
     lightgbm: DemandLightGBMSpec | None = Field(
-        None, description="forecaster lightgbm only: its settings (unset: the defaults)"
+        None, description="forecaster lightgbm or ensemble: the LightGBM forecaster's settings (unset: the defaults; "
+        "for ensemble, the report's LightGBM baseline: eval.lightgbm_rounds and eval.lightgbm_max_rows)"
     )
     preset: Literal["demand_small", "demand_base"] | None = Field(
         None, description="named backbone sizes; explicit fields override"
@@ -120,15 +123,15 @@ class DemandModelSpec(StrictModel):
             raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
         if self.patch_length > self.context_length:
             raise ValueError(f"patch_length ({self.patch_length}) exceeds context_length ({self.context_length})")
-        if self.lightgbm is not None and self.forecaster != "lightgbm":
-            raise ValueError(f"lightgbm: settings of forecaster lightgbm, but forecaster is {self.forecaster!r}")
+        if self.lightgbm is not None and self.forecaster == "patchtst":
+            raise ValueError("lightgbm: settings of forecaster lightgbm or ensemble, but forecaster is 'patchtst'")
         if self.freq == "1d" and self.eval.train_stride % 7 == 0:
             raise ValueError(
                 f"eval.train_stride ({self.eval.train_stride}): a multiple of 7 on daily data starts every training "
                 "window on the same weekday, and the test windows on another (test pinball +15 % on Online Retail "
                 "daily at 14); take one that is not, e.g. 1, 2 or 3")
         need = 28 if self.freq == "1d" else 4  # models.demand_lightgbm.history_needed: four seasons
-        if self.forecaster == "lightgbm" and self.context_length < need:
-            raise ValueError(f"context_length ({self.context_length}): forecaster lightgbm reads {need} periods "
+        if self.forecaster != "patchtst" and self.context_length < need:
+            raise ValueError(f"context_length ({self.context_length}): forecaster {self.forecaster} reads {need} periods "
                              f"of history ({self.freq})")
         return self

@@ -42,6 +42,11 @@ class EnsembleFitSpec(StrictModel):
     method: Literal["likelihood", "uniform"] = Field(
         "likelihood", description="likelihood: simplex weights fitted on validation (pinball for demand); uniform: equal"
     )
+    shrink: Literal["cv", "none"] = Field(
+        "cv", description="demand: cv shrinks the fitted weights toward uniform by as much as leave-one-validation-"
+        "origin-out pinball asks (0 where the origins agree on the weights, 1 where a fit on one origin fails on the "
+        "next); none keeps the fit. Recommend and risk: unused"
+    )
     max_rows: int = Field(5000, ge=100, description="validation rows used to fit (recommend: scores are [rows, items])")
     seed: int = 0
 

@@ -269,6 +269,9 @@ class TrainSpec(StrictModel):
             raise ValueError(f"model.kind {self.model.kind!r} does not match task {self.task!r}")
         if self.augment is not None and self.augment.enabled() and self.task != "recommend":
             raise ValueError(f"augment.sequences applies to task recommend, not {self.task!r}")
+        if getattr(self.model, "forecaster", None) == "ensemble" and not self.run.register_model:
+            raise ValueError("run.register_model: model.forecaster ensemble registers its members and their mixture; "
+                             "it cannot run with register_model false")
         es = self.optim.early_stopping
         if es is not None and es.metric is not None:
             known = task_metrics(self.task, self.eval.ks)

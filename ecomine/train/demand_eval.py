@@ -34,7 +34,7 @@ __all__ = [
 
 MODEL_NAME = "patchtst"
 # a version's own report row by `model.forecaster` (a LightGBM version's row is not the `lightgbm` baseline's)
-MODEL_NAMES = {"patchtst": MODEL_NAME, "lightgbm": "lightgbm_forecaster"}
+MODEL_NAMES = {"patchtst": MODEL_NAME, "lightgbm": "lightgbm_forecaster", "ensemble": "ensemble"}
 
 
 def quantile_key(q: float) -> str:

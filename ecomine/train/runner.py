@@ -161,6 +161,9 @@ def run_training(
     from ecomine.train.loop import load_checkpoint_dir, train_loop_per_worker, val_metric_name
     from ecomine.train.tasks import get_task
 
+    if getattr(spec.model, "forecaster", None) == "ensemble":
+        raise SpecError("model.forecaster: ensemble trains two members and fits their mixture above the training "
+                        "layer: run it through `ecomine train` (ecomine.ensemble.trained.train_version)")
     booster = next((f for f in ("forecaster", "classifier") if getattr(spec.model, f, None) == "lightgbm"), None)
     if booster is not None:
         if callbacks:

@@ -181,9 +181,10 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     mode = spec.mode or base.watch()[1]
     key = val_metric_name(metric)
     preflight(base)
-    if getattr(base.model, "forecaster", None) == "lightgbm":
-        raise SpecError(f"{path}: base.model.forecaster: lightgbm fits without Ray Train; a campaign searches "
-                        "PatchTST runs (train a LightGBM version with `ecomine train`)")
+    forecaster = getattr(base.model, "forecaster", None)
+    if forecaster in ("lightgbm", "ensemble"):
+        raise SpecError(f"{path}: base.model.forecaster: {forecaster} is not one Ray Train run; a campaign searches "
+                        f"PatchTST runs (train a {forecaster} version with `ecomine train`)")
     ensure_ray(ray_address)
     check_cluster(base)
     folder = Path(spec.storage).expanduser().resolve() / spec.name

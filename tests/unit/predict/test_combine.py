@@ -11,6 +11,7 @@ from ecomine.predict.combine import (
     fit_mixture_weights,
     fit_platt,
     fit_quantile_weights,
+    fit_shrunk_quantile_weights,
     fit_temperature,
     mix,
     softmax_rows,
@@ -109,3 +110,35 @@ def test_softmax_and_weighted_combination() -> None:
     mixed = mix([p, p[::-1]], [1.0, 3.0])
     assert mixed[0].tolist() == pytest.approx([0.0, 0.875, 0.125]) and mixed.sum(axis=1) == pytest.approx([1, 1])
     assert softmax_rows(np.array([[-np.inf, -np.inf]])).tolist() == [[0.0, 0.0]]  # no NaN from an all-banned row
+
+
+def _fold(rng, n, err_a, err_b):
+    """One validation origin: members a and b whose median errors have the given scales."""
+    y = rng.gamma(2.0, 3.0, n)
+    z = np.array([-1.2816, 0.0, 1.2816])
+    a = np.maximum(0, y[:, None] + rng.normal(0, err_a, (n, 1)) + z * err_a)
+    b = np.maximum(0, y[:, None] + rng.normal(0, err_b, (n, 1)) + z * err_b)
+    return np.stack([a, b]), y
+
+
+def test_shrunk_weights_keep_a_fit_the_origins_agree_on():
+    rng = np.random.default_rng(11)
+    folds = [_fold(rng, 300, 0.5, 4.0) for _ in range(3)]  # member a far better on every origin
+    fit = fit_shrunk_quantile_weights(folds, [0.1, 0.5, 0.9])
+    assert fit.shrink <= 0.25 and fit.weights[0] > 0.8
+    assert abs(fit.weights.sum() - 1) < 1e-9 and len(fit.fold_weights) == 3 and set(fit.cv_pinball) == {0, .25, .5, .75, 1}
+
+
+def test_shrunk_weights_go_uniform_when_the_origins_disagree():
+    # member a is best on one origin, member b on the other: a fit on one origin is wrong on the next
+    rng = np.random.default_rng(12)
+    folds = [_fold(rng, 300, 0.3, 5.0), _fold(rng, 300, 5.0, 0.3)]
+    fit = fit_shrunk_quantile_weights(folds, [0.1, 0.5, 0.9])
+    assert fit.fold_weights[0][0] > 0.9 and fit.fold_weights[1][1] > 0.9
+    assert fit.shrink >= 0.75 and abs(fit.weights[0] - 0.5) <= 0.15
+
+
+def test_shrunk_weights_with_one_origin_keep_the_fit():
+    rng = np.random.default_rng(13)
+    fit = fit_shrunk_quantile_weights([_fold(rng, 200, 0.5, 4.0)], [0.1, 0.5, 0.9])
+    assert fit.shrink == 0.0 and fit.cv_pinball == {} and np.allclose(fit.weights, fit.fitted)
