@@ -324,9 +324,8 @@ def _run_demand(state: ModelState, jobs: list[tuple[list[str], int, list[float]]
             arrays.append(arr)
             if hasattr(m.obj, "known_items"):
                 known &= np.asarray(m.obj.known_items(items), dtype=bool)
-        w = np.asarray(state.weights)[:, None, None, None]
-        mean = (np.stack(arrays) * w).sum(axis=0) if len(arrays) > 1 else arrays[0]
-        mean = np.sort(mean, axis=1)  # a weighted mean of quantiles can cross; keep them ordered
+        # the weighted mean, quantiles re-sorted (a mean of quantiles can cross): the one the ensemble was fitted with
+        mean = ensemble_math.combine_quantiles(arrays, state.weights, axis=1)
         start = 0
         for j in idx:
             out[j] = {

@@ -100,3 +100,55 @@ def test_train_register_serve_tracks_planted_rates(ray_session, tmp_path: Path) 
     assert fc.known_items(ids) == [True, True, True, False]
     with pytest.raises(ValueError, match="horizon 15 exceeds"):
         fc.forecast(ids, 15, [0.5])
+
+
+def _ensemble_spec(tmp_path: Path, name: str) -> TrainSpec:
+    return TrainSpec.model_validate({
+        "task": "demand", "data": {"kind": "synthetic", "users": 600, "items": 12, "days": 160, "seed": 3},
+        "model": {"forecaster": "ensemble", "horizon": 7, "context_length": 28, "d_model": 16, "heads": 2, "layers": 1,
+                  "top_items": None, "eval": {"lightgbm_rounds": 20, "test_periods": 28}},
+        "optim": {"epochs": 2, "batch_size": 64, "early_stopping": None},
+        "run": {"name": name, "storage": str(tmp_path / "runs"), "registry": str(tmp_path / "registry"), "tags": ["ci"]},
+    })
+
+
+def test_forecaster_ensemble_registers_both_members_and_serves_their_mixture(ray_session, tmp_path: Path) -> None:
+    from ecomine.ensemble.trained import train_version
+    from ecomine.predict.runtime import _run_demand, load_state
+    from ecomine.registry import read_ensemble
+
+    out = train_version(_ensemble_spec(tmp_path, "ens-it"))
+    reg = Registry(tmp_path / "registry")
+    versions = {mv.version: mv for mv in reg.list("demand")}
+    assert len(versions) == 3
+    ens = versions[out.version]
+    assert "ensemble" in ens.tags and "run:ens-it" in ens.tags and "ci" in ens.tags
+    manifest = read_ensemble(reg.fetch("demand", out.version))
+    members = [versions[m.version] for m in manifest.members]
+    assert sorted(m.metrics["run"] for m in members) == ["ens-it-lightgbm", "ens-it-patchtst"]
+    assert all({"member", "member-of:ens-it"} <= set(m.tags) for m in members)
+    assert abs(sum(m.weight for m in manifest.members) - 1) < 1e-9
+    fit = ens.metrics["fit"]
+    assert 0.0 <= fit["shrink"] <= 1.0 and len(fit["origin_weights"]) == 2  # the spec's 2 validation origins
+    # the run's report: the mixture, both members, and the baselines it is judged against
+    assert "ensemble" in out.results and "lightgbm" in out.results and "seasonal_naive" in out.results
+    assert sum(k.startswith("member ") for k in out.results) == 2
+    # the version serves by id like any other
+    state = load_state(reg, "demand", [(out.version, 1.0)])
+    assert sorted(state.versions) == sorted(m.version for m in manifest.members)
+    items = TASK.prepare(_ensemble_spec(tmp_path, "ens-it")).items[:3]
+    (answer,) = _run_demand(state, [(items, 5, [0.1, 0.5, 0.9])])
+    values = np.array([f["values"] for f in answer["forecasts"]])
+    assert values.shape == (3, 3, 5) and np.isfinite(values).all() and np.all(np.diff(values, axis=1) >= 0)
+
+
+def test_a_failed_ensemble_run_leaves_no_member_behind(ray_session, tmp_path: Path, monkeypatch) -> None:
+    import ecomine.ensemble.trained as trained
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the LightGBM member failed (injected)")
+
+    monkeypatch.setattr(trained, "run_lightgbm", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        trained.train_version(_ensemble_spec(tmp_path, "ens-broken"))
+    assert Registry(tmp_path / "registry").list("demand") == []  # the PatchTST member was registered, then deleted
