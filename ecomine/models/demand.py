@@ -12,7 +12,7 @@ what serving calls: forecasts from the end of the training data, with a
 category/global profile, flagged, for items the model cannot forecast; and
 `explain`, which `ecomine.models.demand_explain` answers. A LightGBM version
 (`models.demand_lightgbm`: the same `predict` arguments) is served by the same
-`PanelForecaster` code as a `LightGBMDemandModel`, which has no `explain`.
+`PanelForecaster` code as a `LightGBMDemandModel`, which explains the same way.
 """
 
 from __future__ import annotations
@@ -268,6 +268,10 @@ class PanelForecaster:
             self._index_cache = {item: k for k, item in enumerate(self.items) if item not in skip}
         return self._index_cache
 
+    def average_calendar(self) -> np.ndarray:
+        """[N_CALENDAR]: the calendar of no date in particular (the mean over the year from the origin; read-only)."""
+        return _average_calendar(self.origin, self.freq)
+
     def check_request(self, horizon: int, quantiles: list[float]) -> None:
         """ValueError naming `horizon` or `quantiles` when this model cannot answer them."""
         if not isinstance(horizon, (int, np.integer)) or horizon < 1:
@@ -329,10 +333,6 @@ class PanelForecaster:
 class DemandModel(PanelForecaster):
     """A PatchTST version served (`load_forecaster`): the panel forecast, and `explain`."""
 
-    def average_calendar(self) -> np.ndarray:
-        """[N_CALENDAR]: the calendar of no date in particular (the mean over the year from the origin; read-only)."""
-        return _average_calendar(self.origin, self.freq)
-
     def explain(self, item_ids: list[str], horizon: int, quantile: float = 0.5) -> list[dict[str, Any]]:
         """What drives each item's forecast at `quantile`: `ecomine.models.demand_explain.explain_forecast`."""
         return explain_forecast(self, item_ids, horizon, quantile=quantile)
@@ -340,10 +340,12 @@ class DemandModel(PanelForecaster):
 
 @dataclass
 class LightGBMDemandModel(PanelForecaster):
-    """A LightGBM version served (`load_forecaster` on a folder with `lightgbm.json`).
+    """A LightGBM version served (`load_forecaster` on a folder with `lightgbm.json`): the panel forecast, and
+    `explain` by the same five input groups, ablated in the boosters' feature columns."""
 
-    No `explain`: serving refuses `explain: true` for it (a 422 naming the model).
-    """
+    def explain(self, item_ids: list[str], horizon: int, quantile: float = 0.5) -> list[dict[str, Any]]:
+        """What drives each item's forecast at `quantile`: `ecomine.models.demand_explain.explain_forecast`."""
+        return explain_forecast(self, item_ids, horizon, quantile=quantile)
 
 
 @functools.lru_cache(maxsize=16)

@@ -15,6 +15,8 @@ price_rel` windows, `DemandForecastModel.predict`), reading only the last
 `history_needed(season)` periods of `past`, so the task's evaluation, the
 ensemble build and serving forecast both kinds from the same origins through
 the same code. Boosters are stored in LightGBM's own text format, never pickle.
+`feature_groups` names the columns by the input groups `models.demand_explain`
+ablates, so a LightGBM version explains its forecasts as the network does.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "LIGHTGBM_FILE",
     "history_needed",
     "window_features",
+    "feature_groups",
     "fit_lightgbm_forecaster",
     "load_lightgbm_forecaster",
 ]
@@ -80,6 +83,28 @@ def window_features(past: np.ndarray, item: np.ndarray, future_cov: np.ndarray, 
         same_slot[..., None], slot_mean[..., None], np.asarray(future_cov, np.float64),
     ], axis=-1)
     return rows.reshape(n * H, -1)
+
+
+def feature_groups(season: int, n_cov: int) -> dict[str, np.ndarray]:
+    """Columns of `window_features` by the input group `models.demand_explain` ablates, plus `step` (never
+    ablated) and `context_mean` (the four seasons' mean, the reference of the seasonal columns).
+
+    The groups partition the columns as the network's inputs are partitioned: `item` the item code;
+    `recent_level` the lags, the four seasons' mean and share of selling periods; `seasonal_values`
+    the last season's mean, the slot one season back and its four-season mean (the network's profile
+    features); `price`; `calendar` the steps' calendar.
+    """
+    nl = _n_lags(season)
+    last_season, context_mean, share, price, step, same_slot, slot_mean = range(nl + 1, nl + 8)
+    return {
+        "item": np.array([0]),
+        "recent_level": np.array([*range(1, nl + 1), context_mean, share]),
+        "seasonal_values": np.array([last_season, same_slot, slot_mean]),
+        "price": np.array([price]),
+        "calendar": np.arange(nl + 8, nl + 8 + n_cov),
+        "step": np.array([step]),
+        "context_mean": np.array([context_mean]),
+    }
 
 
 @dataclass
@@ -137,9 +162,12 @@ class LightGBMForecaster:
         if n == 0:
             return np.zeros((0, c.horizon, len(c.quantiles)), np.float32)
         X = window_features(past, item, future_cov, price_rel, c.season)
-        out = np.stack([b.predict(X, num_threads=c.threads) for b in self.boosters], axis=-1)
-        out = np.sort(np.maximum(np.nan_to_num(out, nan=0.0), 0.0), axis=-1)
-        return out.reshape(n, future_cov.shape[1], len(c.quantiles))
+        return self.predict_features(X).reshape(n, future_cov.shape[1], len(c.quantiles))
+
+    def predict_features(self, X: np.ndarray) -> np.ndarray:
+        """Feature rows [m, F] (`window_features`) -> quantiles [m, Q], >= 0 and sorted (explanations feed ablated rows)."""
+        out = np.stack([b.predict(X, num_threads=self.config.threads) for b in self.boosters], axis=-1)
+        return np.sort(np.maximum(np.nan_to_num(out, nan=0.0), 0.0), axis=-1)
 
     def save(self, folder: str | Path) -> None:
         """`lightgbm.json` (levels -> booster files) and one `lightgbm_<level>.txt` per level (`Booster.save_model`)."""

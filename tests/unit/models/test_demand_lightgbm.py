@@ -63,7 +63,7 @@ def test_spec_route_and_bad_input_name_the_field() -> None:
     msg = _error({"forecaster": "xgboost"})
     assert "model.demand.forecaster" in msg and msg.count("spec.yaml:") == 1
     msg = _error({"lightgbm": {"rounds": 50}})  # LightGBM settings on a PatchTST run
-    assert "lightgbm: settings of forecaster lightgbm" in msg and msg.count("spec.yaml:") == 1
+    assert "lightgbm: settings of forecaster lightgbm or ensemble" in msg and msg.count("spec.yaml:") == 1
     msg = _error({"forecaster": "lightgbm"}, task="recommend")  # on another task
     assert "model.recommend.forecaster" in msg and "Extra inputs" in msg
     assert "model.demand.lightgbm.rounds" in _error({"forecaster": "lightgbm", "lightgbm": {"rounds": 1}})
@@ -79,7 +79,7 @@ def test_version_folder_round_trip_gives_identical_forecasts(folder, fitted, dat
             "config.json", "items.json", "profiles.json"} <= names
     assert "model.safetensors" not in names and not any(n.endswith((".pkl", ".pickle")) for n in names)
     fc = load_forecaster(folder)
-    assert isinstance(fc, LightGBMDemandModel) and not hasattr(fc, "explain")
+    assert isinstance(fc, LightGBMDemandModel)
     assert fc.freq == "1d" and fc.max_horizon == 7 and fc.quantiles == [0.1, 0.5, 0.9]
     assert fc.origin == data.start + dt.timedelta(days=data.n_periods)  # the PatchTST versions' origin
     # the same windows through the fitted and the reloaded boosters
@@ -127,7 +127,7 @@ def test_serves_alone_and_beside_a_patchtst_version(folder, data, spec, tmp_path
     lgb, pt = load_forecaster(folder), load_forecaster(pt_folder)
     assert lgb.origin == pt.origin
     single = build_state("demand", [member("lgb", lgb, 1.0, spec)])
-    assert explain_refusal(single) is not None and "LightGBMDemandModel" in explain_refusal(single)
+    assert explain_refusal(single) is None  # a LightGBM version explains (test_explains_by_the_networks_groups)
     ens = build_state("demand", [member("pt", pt, 0.3, pt_spec), member("lgb", lgb, 0.7, spec)])
     req = {"item_ids": [data.items[0], "NEW-ITEM"], "horizon": 7, "quantiles": [0.1, 0.5, 0.9]}
     for state in (single, ens):
@@ -168,3 +168,25 @@ def test_ensemble_build_takes_a_lightgbm_member_beside_a_patchtst_one(tmp_path, 
     rows = {k: v["pinball"] for k, v in outcome.results.items() if k.startswith("member ")}
     assert outcome.results["ensemble"]["pinball"] <= max(rows.values()) + 1e-9  # pinball is convex in the forecast
     assert "lightgbm_forecaster" not in outcome.results and "patchtst" not in outcome.results
+
+
+def test_explains_by_the_networks_groups_exactly(folder, data) -> None:
+    from ecomine.models.demand_explain import GROUPS
+
+    fc = load_forecaster(folder)
+    ids = [*data.items[:4], "NOT-AN-ITEM"]
+    for q in (0.5, 0.9, 0.3):
+        out = fc.explain(ids, 6, quantile=q)
+        plain = fc.forecast(ids, 6, [q])[:, 0]
+        for row, p in zip(out, plain):
+            assert np.allclose(row["values"], p)  # the explained values are the served ones
+            if row["fallback"]:
+                assert row["drivers"] == [] and row["item_id"] == "NOT-AN-ITEM"
+                continue
+            assert sorted(d["input"] for d in row["drivers"]) == sorted(GROUPS)
+            total = np.asarray(row["baseline"]) + np.sum([d["by_step"] for d in row["drivers"]], axis=0)
+            assert np.allclose(total, row["values"], atol=1e-9)  # exact Shapley: baseline + effects = forecast
+            assert all(np.isfinite(d["effect"]) and len(d["by_step"]) == 6 for d in row["drivers"])
+    # the level of a series drives its forecast: across items, |recent_level| + |seasonal_values| is not all zero
+    drivers = [{d["input"]: abs(d["effect"]) for d in r["drivers"]} for r in fc.explain(data.items[:4], 6)]
+    assert any(d["recent_level"] + d["seasonal_values"] > 0 for d in drivers)
