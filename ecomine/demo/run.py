@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomine.cluster.session import ensure_ray
+from ecomine.demo.plots import plot_forecast, plot_history
 from ecomine.registry import Registry
 from ecomine.specs import DataSpec, EnsembleSpec, TrainSpec, load_spec, metric_mode
 
@@ -63,7 +64,7 @@ class DemoSize:
     def tiny(cls) -> DemoSize:
         return cls(
             users=150, items=50, days=90, epochs=2, tune_samples=2, tune_epochs=1,
-            demand_epochs=2, demand_freq="1d", demand_horizon=7, demand_context=21, demand_patch=7,
+            demand_epochs=2, demand_freq="1d", demand_horizon=7, demand_context=28, demand_patch=7,
             demand_test_periods=14,
             risk_epochs=2, risk_horizon_days=10, risk_test_days=20, risk_valid_days=15,
         )
@@ -92,67 +93,12 @@ class _Stage:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _plot_history(history: list[dict[str, Any]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    a.set_xlabel("epoch")
-    a.set_ylabel("train loss (full-softmax CE)")
-    b.plot(epochs, [h.get("val_ndcg@10") for h in history], marker="o", label="all items")
-    b.plot(epochs, [h.get("val_new_ndcg@10") for h in history], marker="o", label="new items")
-    b.set_xlabel("epoch")
-    b.set_ylabel("validation NDCG@10")
-    b.legend()
-    fig.suptitle("recommender training")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
-def _plot_forecast(forecaster, out: Path, *, titles: dict[str, str], n: int = 3) -> list[str]:
-    """The served forecaster's p10-p90 band and p50 after the end of the data, for its top items,
-    with the last stretch of their history."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    known = [i for i, ok in zip(forecaster.items, forecaster.known_items(forecaster.items)) if ok]
-    tails = {i: forecaster.tail_units[forecaster.items.index(i)] for i in known}
-    top = sorted(known, key=lambda i: -float(np.sum(tails[i])))[:n]
-    horizon = forecaster.max_horizon
-    fc = forecaster.forecast(top, horizon, [0.1, 0.5, 0.9])
-    fig, axes = plt.subplots(1, len(top), figsize=(4 * len(top), 3.2), squeeze=False)
-    for ax, item, f in zip(axes[0], top, fc):
-        hist = tails[item]
-        x_hist = np.arange(-len(hist), 0)
-        x_fc = np.arange(horizon)
-        ax.plot(x_hist, hist, color="0.4", lw=1, label="history")
-        ax.fill_between(x_fc, f[0], f[2], alpha=0.3, label="p10-p90")
-        ax.plot(x_fc, f[1], lw=1.5, label="p50")
-        ax.set_title(f"{item} {titles.get(item, '')[:28]}", fontsize=8)
-        ax.set_xlabel(f"periods ({forecaster.freq}) from {forecaster.origin}")
-    axes[0][0].set_ylabel("units")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle("demand forecast after the end of the data")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return top
-
-
 def _train_and_promote(spec, reg, console, title: str):
     """One task through Ray Train; its report beside the baselines; the version promoted to production."""
-    from ecomine.train.runner import run_training
+    from ecomine.ensemble.trained import train_version
     from ecomine.train.tasks import get_task
 
-    outcome = run_training(spec, console=console)
+    outcome = train_version(spec, console=console)
     console.print(get_task(spec.task).format_report(outcome.results, title=title))
     reg.promote(spec.task, outcome.version, "production")
     return outcome
@@ -160,7 +106,7 @@ def _train_and_promote(spec, reg, console, title: str):
 
 def _best(results: dict[str, Any], model: str, metric: str) -> dict[str, Any]:
     """The model's `metric` beside the best baseline's (for the summary); rows named after the model
-    (its `_uncalibrated` twin) are the model, not a baseline."""
+    (its `_uncalibrated` twin) and an ensemble's members are the model, not a baseline."""
     import math
 
 
@@ -168,7 +114,7 @@ def _best(results: dict[str, Any], model: str, metric: str) -> dict[str, Any]:
         return isinstance(v, (int, float)) and math.isfinite(v)
 
     base = [(n, r[metric]) for n, r in results.items()
-            if not n.startswith(model) and isinstance(r, dict) and ok(r.get(metric))]
+            if not n.startswith((model, "member ")) and isinstance(r, dict) and ok(r.get(metric))]
     pick = (min if metric_mode(metric) == "min" else max)(base, key=lambda kv: kv[1]) if base else ("none", None)
     mine = results.get(model, {}).get(metric)
     return {"metric": metric, "model": mine, "best_baseline": pick[0], "baseline": pick[1],
@@ -254,30 +200,34 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
                             "ratio": model / value if value else None}
     vs_baselines["recommend"] = ratios
     reports["recommend"] = report_json(outcome.results)
-    _plot_history(outcome.history, out / "training_curve.png")
+    plot_history(outcome.history, out / "training_curve.png")
     stages.append(_Stage("train recommend", time.perf_counter() - t, {"version": outcome.version, "ratios": ratios}))
 
-    t = stage(4, "train the demand forecaster (Ray Train)")
-    demand_eval = {"valid_origins": 1} | ({"test_periods": size.demand_test_periods} if size.demand_test_periods else {})
+    t = stage(4, "train the demand forecaster (PatchTST by Ray Train + LightGBM, their fitted mixture)")
+    # two validation origins (the spec's default): the mixture's weights are shrunk by leave-one-origin-out
+    demand_eval = {"test_periods": size.demand_test_periods} if size.demand_test_periods else {}
     dspec = TrainSpec.model_validate({
         "task": "demand", "data": data_ref,
-        "model": {"preset": "demand_small", "freq": size.demand_freq, "horizon": size.demand_horizon,
+        "model": {"preset": "demand_small", "forecaster": "ensemble", "freq": size.demand_freq, "horizon": size.demand_horizon,
                   "context_length": size.demand_context, "patch_length": size.demand_patch,
                   "patch_stride": size.demand_patch, "eval": demand_eval},
         "optim": {"epochs": size.demand_epochs, "batch_size": 128, "lr": 3e-3, "early_stopping": {"patience": 2}},
         "scaling": scaling, "run": {"name": "demo-demand", **run},
     })
     d_out = _train_and_promote(dspec, reg, console, "demand: rolling origins (test)")
-    from ecomine.train.demand_eval import MODEL_NAME as DEMAND_MODEL
+    from ecomine.models.demand import load_forecaster
+    from ecomine.registry import is_ensemble, read_ensemble
+    from ecomine.train.demand_task import model_name
 
-    vs_baselines["demand"] = {m: _best(d_out.results, DEMAND_MODEL, m) for m in ("wape", "pinball")}
-    vs_baselines["demand"]["coverage"] = d_out.results[DEMAND_MODEL].get("coverage")
+    demand_row = model_name(dspec)  # `ensemble`: the PatchTST + LightGBM mixture the version serves
+    vs_baselines["demand"] = {m: _best(d_out.results, demand_row, m) for m in ("wape", "pinball")}
+    vs_baselines["demand"]["coverage"] = d_out.results[demand_row].get("coverage")
     reports["demand"] = report_json(d_out.results)
     titles = dict(zip(*item_catalogue(events).select("item_id", "item_text").to_dict(as_series=False).values()))
-    from ecomine.models.demand import load_forecaster
-
-    forecaster = load_forecaster(reg.fetch("demand", d_out.version))
-    plotted = _plot_forecast(forecaster, out / "demand_forecast.png", titles=titles)
+    folder = reg.fetch("demand", d_out.version)
+    members = ([(load_forecaster(reg.fetch("demand", m.version)), m.weight) for m in read_ensemble(folder).members]
+               if is_ensemble(reg.get("demand", d_out.version)) else [(load_forecaster(folder), 1.0)])
+    plotted = plot_forecast(members, out / "demand_forecast.png", titles=titles)
     stages.append(_Stage("train demand", time.perf_counter() - t, {"version": d_out.version, "vs_baselines": vs_baselines["demand"]}))
 
     t = stage(5, "train the risk scorer (Ray Train, frozen text encoder)")

@@ -34,7 +34,7 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
     assert saved["vs_baselines"]["recommend (served ensemble)"]["all_items"]["ratio"] is not None
     registry = next(s for s in saved["stages"] if s["name"] == "registry")["info"]["versions"]
     assert len(registry["recommend"]) >= 2  # the trained model + the campaign's top trials
-    assert len(registry["demand"]) == 1 and len(registry["risk"]) == 1
+    assert len(registry["demand"]) == 3 and len(registry["risk"]) == 1  # demand: PatchTST, LightGBM, their mixture
     # every route answered through the client SDK, by the models the demo trained
     served = next(s for s in saved["stages"] if s["name"] == "serve")["info"]
     assert served["health"]["status"] == "ok" and served["models"]
@@ -47,7 +47,8 @@ def test_demo_tiny_end_to_end(ray_session, tmp_path: Path) -> None:
     assert not live["after"]["fallback"] and live["after"]["history_source"] == "live"
     assert live["after"]["items"] != live["before"]["items"]
     demand = served["demand"]
-    assert demand["versions"] == registry["demand"] and demand["horizon"] == 7
+    # the promoted mixture serves as its two members (the registry also lists the ensemble version itself)
+    assert len(demand["versions"]) == 2 and set(demand["versions"]) < set(registry["demand"]) and demand["horizon"] == 7
     flags = {f["item_id"]: f["fallback"] for f in demand["forecasts"]}
     assert flags.pop("NO-SUCH-ITEM") is True and not any(flags.values())  # the unknown item is flagged, known ones not
     for f in demand["forecasts"]:
