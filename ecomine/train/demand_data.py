@@ -47,6 +47,9 @@ class DemandData:
     fingerprint: str = ""
     key: str = ""  # the spec fields that shaped these arrays (`data_key`); `adapt` re-prepares on a change
     year_lag: int = 0  # periods one year back that each window's `year_ago` reads (0: the network reads none)
+    # the LightGBM baseline's test forecasts by their settings, filled on the driver by `evaluate`: an
+    # ensemble run evaluates three times (both members, the mixture) on one data set and fits it once
+    baseline_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_periods(self) -> int:

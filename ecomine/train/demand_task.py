@@ -229,9 +229,13 @@ class DemandTask:
         results[f"moving_average_{window}"] = forecast_metrics(
             y, point(moving_average(data.units, origins, H, window)), qs, data.scale, point_only=True)
         if ev.lightgbm:
-            lgb = lightgbm_forecasts(data.units, data.price_rel, data.cov, data.train_pairs, origins, H, season, qs,
-                                     rounds=ev.lightgbm_rounds, max_rows=ev.lightgbm_max_rows, seed=spec.optim.seed)
-            results["lightgbm"] = forecast_metrics(y, lgb, qs, data.scale)
+            key = ("lightgbm", tuple(origins.tolist()), H, season, tuple(qs), ev.lightgbm_rounds,
+                   ev.lightgbm_max_rows, spec.optim.seed)
+            if key not in data.baseline_cache:
+                data.baseline_cache[key] = lightgbm_forecasts(
+                    data.units, data.price_rel, data.cov, data.train_pairs, origins, H, season, qs,
+                    rounds=ev.lightgbm_rounds, max_rows=ev.lightgbm_max_rows, seed=spec.optim.seed)
+            results["lightgbm"] = forecast_metrics(y, data.baseline_cache[key], qs, data.scale)
         return results
 
     def headline(self, results: dict[str, Any]) -> dict[str, Any]:

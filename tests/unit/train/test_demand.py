@@ -207,6 +207,21 @@ def test_lightgbm_baseline_shapes(data) -> None:
     assert np.isfinite(f).all() and (f >= 0).all() and (np.diff(f, axis=-1) >= 0).all()
 
 
+def test_the_lightgbm_baseline_is_fitted_once_per_data_and_settings(trained, data, spec) -> None:
+    with_lgb = spec.model_copy(update={"model": spec.model.model_copy(update={
+        "eval": spec.model.eval.model_copy(update={"lightgbm": True, "lightgbm_rounds": 10})})})
+    data.baseline_cache.clear()
+    with torch.inference_mode():
+        first = TASK.evaluate(trained, data, with_lgb)
+        assert len(data.baseline_cache) == 1
+        again = TASK.evaluate(trained, data, with_lgb)  # an ensemble run's next evaluation: no refit
+        assert len(data.baseline_cache) == 1 and again["lightgbm"] == first["lightgbm"]
+        other = with_lgb.model_copy(update={"optim": with_lgb.optim.model_copy(update={"seed": 1})})
+        TASK.evaluate(trained, data, other)  # other settings: their own fit
+    assert len(data.baseline_cache) == 2
+    data.baseline_cache.clear()
+
+
 def test_items_with_little_history_fall_back_to_a_profile(spec) -> None:
     s = make_spec(min_history=10_000)  # nobody qualifies: every item is a fallback
     d = prepare_demand_data(s)
