@@ -83,13 +83,15 @@ class RedisHistoryStore:
         accepted = sum(int(s) for s in stored)
         return Appended(accepted, len(events) - accepted)
 
-    def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None) -> list[str]:
+    def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None,
+                since: float | None = None) -> list[str]:
         try:
             raw: list[Any] = self._redis.lrange(self._key(key), 0, -1)
         except self._errors as exc:
             raise StoreUnavailable(f"history store {self._where()}: {type(exc).__name__}: {exc}") from exc
         wanted = None if kinds is None else set(kinds)
-        items = [entry[0] for entry in map(json.loads, raw) if wanted is None or entry[1] in wanted]
+        items = [entry[0] for entry in map(json.loads, raw)
+                 if (wanted is None or entry[1] in wanted) and (since is None or entry[2] > since)]
         return items[-min(limit or self.max_len, self.max_len):]
 
     def log_pending(self, limit: int) -> list[tuple[str, str]]:

@@ -87,11 +87,15 @@ class SQLiteHistoryStore:
                 raise
         return Appended(accepted, duplicates)
 
-    def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None) -> list[str]:
+    def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None,
+                since: float | None = None) -> list[str]:
         sql, params = "SELECT item_id FROM events WHERE user_key = ?", [key]
         if kinds is not None:
             sql += f" AND event IN ({', '.join('?' * len(kinds))})"
             params += list(kinds)
+        if since is not None:
+            sql += " AND ts > ?"
+            params.append(float(since))
         sql += " ORDER BY seq DESC LIMIT ?"
         params.append(min(limit or self.max_len, self.max_len))
         with self._lock, self._errors():

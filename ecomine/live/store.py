@@ -87,8 +87,10 @@ class HistoryStore(Protocol):
         """Store the batch (in order), skipping events whose ``event_id`` was stored before."""
         ...
 
-    def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None) -> list[str]:
-        """The user's item ids, oldest first: events of ``kinds`` (all when None), the newest ``limit``."""
+    def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None,
+                since: float | None = None) -> list[str]:
+        """The user's item ids, oldest first: events of ``kinds`` (all when None) with ``ts`` after ``since``
+        (Unix seconds; None: all), the newest ``limit``."""
         ...
 
     def log_pending(self, limit: int) -> list[tuple[str, str]]:

@@ -97,10 +97,11 @@ class LiveEvents:
         except StoreUnavailable as exc:
             raise self._unavailable(exc) from exc
 
-    async def history(self, user_id: str, limit: int) -> list[str]:
-        """The user's live item ids of ``history_events`` kinds, oldest first. Raises StoreUnavailable."""
+    async def history(self, user_id: str, limit: int, since: float | None = None) -> list[str]:
+        """The user's live item ids of ``history_events`` kinds after ``since`` (Unix s), oldest first.
+        Raises StoreUnavailable."""
         return await asyncio.to_thread(
-            lambda: self.store.history(user_key(user_id, self.salt()), self.args.history_events, limit))
+            lambda: self.store.history(user_key(user_id, self.salt()), self.args.history_events, limit, since))
 
     async def drain_once(self) -> int:
         from ecomine.live.event_log import drain

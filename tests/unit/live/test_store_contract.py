@@ -47,6 +47,14 @@ def test_an_event_id_is_stored_once_whatever_the_retries(store) -> None:
     assert store.history(user_key("u", "salt")) == ["a", "b", "c", "d", "d"]
 
 
+def test_since_leaves_out_what_a_snapshot_already_holds(store) -> None:
+    store.append([_ev("u", "old", ts=100.0), _ev("u", "edge", ts=200.0), _ev("u", "new", ts=300.0)])
+    key = user_key("u", "salt")
+    assert store.history(key, since=200.0) == ["new"]  # strictly after: the snapshot's newest event is in it
+    assert store.history(key, since=50.0) == ["old", "edge", "new"] and store.history(key, since=None) == ["old", "edge", "new"]
+    assert store.history(key, kinds=["view"], since=0.0) == [] and store.history(key, since=300.0) == []
+
+
 def test_kinds_filter_what_a_recommender_reads(store) -> None:
     store.append([_ev("u", "seen", "view"), _ev("u", "bought", "purchase"), _ev("u", "back", "return")])
     key = user_key("u", "salt")

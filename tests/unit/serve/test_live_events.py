@@ -40,6 +40,36 @@ def test_live_history_follows_the_snapshot_and_the_store_keeps_one_salt(tmp_path
     asyncio.run(go())
 
 
+def test_after_a_retrain_the_snapshot_and_the_live_store_do_not_count_an_event_twice(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import polars as pl
+
+    from ecomine.serve.histories import load_snapshot
+
+    t = [dt.datetime(2026, 12, 1, h, tzinfo=dt.timezone.utc) for h in (9, 10, 11)]
+
+    async def go():
+        live = await LiveEvents.open(LiveArgs(store="sqlite", path=str(tmp_path / "h.sqlite"), max_len=10), "salt")
+        req = EventsRequest.model_validate({"events": [
+            {"user_id": "u1", "item_id": i, "event": "purchase", "ts": ts.isoformat(), "event_id": f"e{i}"}
+            for i, ts in zip(("a", "b", "c"), t)] + [
+            {"user_id": "fresh", "item_id": "z", "event": "view", "ts": t[0].isoformat(), "event_id": "ez"}]})
+        await live.accept(req.events)
+        # the retrained version's users table (as `ecomine data build` writes it) read a and b from the event log
+        pl.DataFrame({"user_id": ["u1"], "items": [["x", "a", "b"]], "ts": [[t[0] - dt.timedelta(days=3), t[0], t[1]]]}
+                     ).write_parquet(tmp_path / "users.parquet")
+        snapshot, ends = load_snapshot(str(tmp_path / "users.parquet"), 10)
+        assert snapshot == {"u1": ("x", "a", "b")} and ends == {"u1": t[1].timestamp()}
+        hist = await UserHistories.load(str(tmp_path / "users.parquet"), live, cap=10)
+        got = await hist.resolve("u1", None)
+        assert (got.history, got.source) == (["x", "a", "b", "c"], "live+snapshot")  # not x a b a b c
+        assert (await hist.resolve("fresh", None)).history == ["z"]  # no snapshot: every live event
+        live.close()
+
+    asyncio.run(go())
+
+
 def test_a_store_down_at_start_is_503s_then_snapshot_answers_with_the_reason(monkeypatch) -> None:
     async def go():
         args = LiveArgs(store="redis", redis_url_env="ECOMINE_TEST_DEAD_REDIS", timeout_s=0.3)
