@@ -11,8 +11,10 @@ and registers its top-k trials tagged with the campaign name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,11 +252,12 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
             run_config=tune.RunConfig(name="tune", storage_path=str(folder), callbacks=callbacks, verbose=0),
         )
     t0 = time.perf_counter()
-    if live:
-        with live:
+    with _ray_tune_quiet():
+        if live:
+            with live:
+                grid = tuner.fit()
+        else:
             grid = tuner.fit()
-    else:
-        grid = tuner.fit()
     frame = _results_frame(grid, key)
     results_parquet = folder / "results.parquet"
     frame.write_parquet(results_parquet)
@@ -268,6 +271,23 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
         best=summary.get("best", {}), trials=summary["trials"], stopped_early=summary["stopped_early"],
         errored=summary["errored"],
     )
+
+
+@contextlib.contextmanager
+def _ray_tune_quiet():
+    """Ray Tune's new terminal output prints its experiment box, "View detailed results here" and a
+    TensorBoard hint even at `verbose=0` (`tune.experimental.output.TuneReporterBase.experiment_started`);
+    its legacy reporter at verbose 0 prints nothing. Our live table and summary say what a user needs,
+    so the fit runs with the legacy path (RAY_AIR_NEW_OUTPUT=0, read by `get_air_verbosity`), restored after."""
+    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = before
 
 
 def _results_frame(grid, key: str):

@@ -50,7 +50,7 @@ seed: {seed}
     return p
 
 
-def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path) -> None:
+def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path, capfd) -> None:
     # seed 6 draws (lr, hidden, max_len) = (1e-2, 32, 50), (1e-2, 32, 10), (1e-7, 16, 10): one trial at
     # a time (Tune starts concurrent trials in whatever order their actors come up), so the frozen
     # trial reaches ASHA's first rung after both learning trials recorded there, and is cut.
@@ -58,6 +58,8 @@ def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path) -> None:
                   seed=6, lr="choice [1e-2, 1e-7]")
     out = run_campaign(path)
     assert out.trials == 3
+    printed = capfd.readouterr().out  # Ray Tune's own experiment box and hints: not on a user's terminal
+    assert "View detailed results" not in printed and "Configuration for experiment" not in printed, printed[-2000:]
     frame = pl.read_parquet(out.results_parquet)
     trials = frame.group_by("trial_id").agg(pl.col("config.optim.lr").first(), pl.col("epoch").max())
     assert sorted(trials["config.optim.lr"].to_list()) == [1e-7, 1e-2, 1e-2], trials  # the seed holds
