@@ -36,6 +36,7 @@ __all__ = [
     "ItemId",
     "UserId",
     "Variant",
+    "HistorySource",
     "RecommendRequest",
     "ScoredItem",
     "HistoryContribution",
@@ -84,6 +85,7 @@ DEFAULT_LIMITS = {
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Variant = Literal["champion", "challenger"]
+HistorySource = Literal["request", "live", "live+snapshot", "snapshot", "none"]  # serve.histories.Resolved.source
 
 
 class _Request(BaseModel):
@@ -208,7 +210,7 @@ class RecommendResponse(_Response):
     fallback: bool = Field(False, description="true when the answer is popular items, not a personal ranking")
     fallback_reason: str | None = None
     unknown_items: list[str] = Field(default_factory=list, description="history items the model does not know (ignored)")
-    history_source: Literal["request", "live", "live+snapshot", "snapshot", "none"] = Field(
+    history_source: HistorySource = Field(
         "request", description="the history scored: the request's, the user's live events (POST /v1/events) "
         "after or without their training snapshot, the snapshot alone, or none (popular items)")
     explanation: str | None = Field(None, description="explain: how the contributions were computed, or why there are none")
@@ -396,6 +398,8 @@ class InsightsResponse(_Response):
     unavailable: list[str] = Field(default_factory=list, description="signals that did not contribute")
     fallback: bool = False
     fallback_reason: str | None = None
+    history_source: HistorySource = Field("request", description="the history the recommend signal scored, as in "
+                                          "RecommendResponse")
     variant: Variant = "champion"
     request_id: str = ""
 

@@ -94,6 +94,7 @@ async def compose(
         "unavailable": [t for t, s in signals.items() if s["status"] != "used"],
         "fallback": rec["fallback"],
         "fallback_reason": rec.get("fallback_reason"),
+        "history_source": rec.get("history_source", "request"),
         "variant": arm,
         "request_id": request_id,
     }

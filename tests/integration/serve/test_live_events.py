@@ -50,6 +50,8 @@ def test_a_known_users_snapshot_is_extended_by_their_events(full: ServeTarget, s
     assert full.post("/v1/events", {"events": [_ev(user, i, "cart") for i in new]}).status_code == 200
     after = full.post("/v1/recommend", {"user_id": user, "k": 5}).json()
     assert after["history_source"] == "live+snapshot" and _ranking(after) != _ranking(before)
+    insights = full.post("/v1/insights", {"user_id": user, "k": 5}).json()  # its recommend signal reads the same
+    assert insights["history_source"] == "live+snapshot", insights
     cap = full.args["limits"]["max_history"]
     explicit = full.post("/v1/recommend", {"history": (history + new)[-cap:], "k": 5}).json()
     assert _ranking(explicit) == _ranking(after)
