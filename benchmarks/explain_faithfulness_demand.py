@@ -17,7 +17,10 @@ loads it as serving does, explains every network item at p50 and prints:
 - the largest |baseline + sum of effects - values| (exact Shapley: ~0);
 - ms per call (median of --reps) of `forecast` vs `explain` for 1 and 50 items.
 
+`--forecaster lightgbm` explains a LightGBM version instead (the same groups, ablated in its feature columns).
+
 Usage: python benchmarks/explain_faithfulness_demand.py [--steps 300] [--reps 20] [--data synthetic online-retail]
+       [--forecaster patchtst|lightgbm]
        [--json benchmarks/results/explain_faithfulness_demand.json]
 Online Retail needs /work/shared/data/online_retail (the `online-retail` DataSpec preset).
 """
@@ -84,16 +87,29 @@ def ms(fn, reps: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def measure(name: str, steps: int, reps: int, root: Path) -> dict:
+def with_forecaster(spec, forecaster: str):
+    """The spec with `model.forecaster` set (lightgbm: the boosters, fitted on the driver, no steps)."""
+    from ecomine.specs import TrainSpec
+
+    raw = spec.model_dump(mode="json")
+    return TrainSpec.model_validate({**raw, "model": {**raw["model"], "forecaster": forecaster}})
+
+
+def measure(name: str, steps: int, reps: int, root: Path, forecaster: str = "patchtst") -> dict:
     from ecomine.models.demand import load_forecaster
     from ecomine.models.demand_explain import GROUPS, coalition_forecasts
     from ecomine.train.demand_task import TASK
 
     t0 = time.perf_counter()
-    spec = spec_for(name, root)
+    spec = with_forecaster(spec_for(name, root), forecaster)
     data = TASK.prepare(spec)
     t_prep = time.perf_counter() - t0
-    model = train(spec, data, steps)
+    if forecaster == "lightgbm":
+        from ecomine.train.demand_task import fit_lightgbm
+
+        model, steps = fit_lightgbm(spec, data), 0
+    else:
+        model = train(spec, data, steps)
     t_train = time.perf_counter() - t0 - t_prep
     folder = root / name
     folder.mkdir()
@@ -128,7 +144,7 @@ def measure(name: str, steps: int, reps: int, root: Path) -> dict:
         timing[k] = {"forecast_ms": ms(lambda: fc.forecast(few, H, [0.5]), reps),
                      "explain_ms": ms(lambda: fc.explain(few, H), reps)}
     return {
-        "data": name, "freq": fc.freq, "horizon": H, "items_explained": len(ids), "fallback_items": len(fc.fallback_items),
+        "data": name, "forecaster": forecaster, "freq": fc.freq, "horizon": H, "items_explained": len(ids), "fallback_items": len(fc.fallback_items),
         "train_steps": steps, "prepare_s": round(t_prep, 1), "train_s": round(t_train, 1),
         "values_equal_forecast": bool(np.array_equal(values, forecast)),
         "values_max_abs_diff": float(np.abs(values - forecast).max()),
@@ -147,16 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=300, help="AdamW steps of training (batch 256)")
     ap.add_argument("--reps", type=int, default=20, help="timed calls per figure (median)")
     ap.add_argument("--data", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--forecaster", choices=["patchtst", "lightgbm"], default="patchtst",
+                    help="the model explained: the network, or a LightGBM version (its feature columns ablated)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="ecomine-explain-demand-") as tmp:
         for name in args.data:
-            r = measure(name, args.steps, args.reps, Path(tmp))
+            r = measure(name, args.steps, args.reps, Path(tmp), args.forecaster)
             rows.append(r)
             share = ", ".join(f"{g} {s:.0%}" for g, s in r["top_driver_share"].items())
-            print(f"\n== {name} ({r['freq']}, h={r['horizon']}): {r['items_explained']} items explained "
+            print(f"\n== {name}, {r['forecaster']} ({r['freq']}, h={r['horizon']}): {r['items_explained']} items explained "
                   f"({r['fallback_items']} fallback), {r['train_steps']} steps, prepare {r['prepare_s']} s, "
                   f"train {r['train_s']} s")
             print(f"top driver: {share}")
