@@ -96,12 +96,18 @@ def original_error(exc: BaseException, types: tuple[type[BaseException], ...]) -
 def surfaced(types: tuple[type[BaseException], ...], as_type: type[Exception]) -> Iterator[None]:
     """Inside: an exception of `types` raised in a Ray task or actor comes out as `as_type(message)`,
     one line, instead of Ray's wrapper; `as_type` itself passes through; anything else is re-raised."""
+    from ray.exceptions import RayError
+
     try:
         yield
-    except as_type:
-        raise
     except Exception as exc:
-        cause = original_error(exc, types)
+        # Ray's wrapper of an actor's `as_type` is itself an `as_type` (RayTaskError subclasses the cause's
+        # class), so only a plain one passes through; a wrapped one is unwrapped like the rest
+        if isinstance(exc, as_type) and not isinstance(exc, RayError):
+            raise
+        cause = original_error(exc, (*types, as_type))
         if cause is not None:
-            raise as_type(str(cause)) from None
+            # Ray Data appends its retry advice to the exception's message ("\nFailed to apply UDF transform
+            # after 1/1 attempts ... if you believe this to be transient."): advice about Ray, not the input
+            raise as_type(str(cause).split("\nFailed to ", 1)[0]) from None
         raise

@@ -38,7 +38,7 @@ import polars as pl
 
 from ecomine import storage
 from ecomine.cluster.session import ensure_ray, surfaced
-from ecomine.registry import Registry, RegistryError
+from ecomine.registry import Registry, RegistryError, is_ensemble, read_ensemble
 from ecomine.specs import ScoreSpec, TableInput, TrainSpec, expand_uri
 
 if TYPE_CHECKING:
@@ -109,6 +109,8 @@ def plan_scoring(spec: ScoreSpec) -> ScorePlan:
                          f"(has {table.columns[:12]})")
     if table.height == 0:
         raise ScoreError("inputs: the table has no rows")
+    if spec.task == "demand" and spec.horizon is not None:
+        _check_horizon(spec, mv)
     _check_loader(spec)  # last: the default loaders import torch
     if spec.task == "recommend":
         table = table.select("user_id", "items")
@@ -118,6 +120,18 @@ def plan_scoring(spec: ScoreSpec) -> ScorePlan:
         keep = [c for c in (*_REQUIRED["risk"], *_RISK_OPTIONAL) if c in table.columns]
         table = table.select(keep).with_row_index(_ROW)
     return ScorePlan(spec, mv.version, table, mv)
+
+
+def _check_horizon(spec: ScoreSpec, mv: Any) -> None:
+    """A horizon beyond what the version (every member of an ensemble) was trained for, refused on the driver
+    from the registry's specs - the actors would refuse it too, under Ray's logging of their failure."""
+    registry = _registry(spec)
+    members = ([registry.get(spec.task, m.version) for m in read_ensemble(registry.fetch(spec.task, mv.version)).members]
+               if is_ensemble(mv) else [mv])
+    trained = [h for m in members if (h := (m.spec.get("model") or {}).get("horizon")) is not None]
+    if trained and spec.horizon > min(trained):
+        raise ScoreError(f"horizon: {spec.horizon} is beyond what {spec.task}/{mv.version} was trained for "
+                         f"(at most {min(trained)} periods); leave horizon unset for the trained one")
 
 
 def _check_loader(spec: ScoreSpec) -> None:

@@ -69,7 +69,8 @@ class ScoreSpec(StrictModel):
     max_history: int = Field(500, ge=1, le=10_000, description="recommend: last items of a history scored (as Serve's limits.max_history)")
     exclude_history: bool | None = Field(None, description="recommend: leave out items in the history (null: the model's default)")
     # demand
-    horizon: int = Field(7, ge=1, le=366, description="demand: periods ahead (the model's frequency)")
+    horizon: int | None = Field(None, ge=1, le=366, description="demand: periods ahead in the model's frequency "
+                                "(unset: the horizon it was trained for)")
     quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1, description="demand: quantiles in (0, 1)")
     # Ray Data
     actors: int = Field(1, ge=1, le=256, description="model actors in the pool (each loads the version once)")

@@ -89,3 +89,29 @@ def test_shipped_score_configs_load() -> None:
         assert spec.kind == "score"
     with pytest.raises(ValidationError, match="inputs: set kind"):
         ScoreSpec.model_validate({"task": "recommend", "inputs": {}, "output": "o"})
+
+
+def test_a_horizon_beyond_every_members_training_is_refused_before_ray(tmp_path: Path) -> None:
+    from ecomine.registry import EnsembleManifest, PinnedMember, Registry, content_digest, write_ensemble
+
+    reg = Registry(tmp_path / "registry")
+    for version, horizon in (("dem-4", 4), ("dem-8", 8)):
+        folder = tmp_path / version
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        reg.register("demand", folder, spec={"task": "demand", "model": {"horizon": horizon}}, data_fingerprint="x",
+                     metrics={}, version=version)
+    ens = tmp_path / "ens"
+    ens.mkdir()
+    members = [PinnedMember(version=v, digest=content_digest(reg.get("demand", v)), weight=0.5, temperature=1.0)
+               for v in ("dem-4", "dem-8")]
+    write_ensemble(ens, EnsembleManifest(task="demand", method="likelihood", members=members))
+    reg.register("demand", ens, spec={"kind": "ensemble"}, data_fingerprint="x", metrics={}, version="dem-ens")
+    pl.DataFrame({"item_id": ["a"]}).write_parquet(tmp_path / "items.parquet")
+    base = (f"task: demand\nregistry: {tmp_path / 'registry'}\ninputs: {{uri: '{tmp_path}/items.parquet'}}\n"
+            f"output: {tmp_path / 'out'}\n")
+    for version, horizon, limit in (("dem-8", 9, 8), ("dem-ens", 5, 4)):  # an ensemble: its shortest member
+        r = _run(tmp_path, base + f"version: {version}\nhorizon: {horizon}\n")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"horizon: {horizon} is beyond what demand/{version} was trained for (at most {limit} periods)" in r.stderr
+    assert not (tmp_path / "out").exists()
