@@ -54,8 +54,8 @@ def _scan_prior(frame: pl.DataFrame, key: str, values: Sequence[str]) -> pl.Data
     For each column v in `values`, ``__prior_v`` = sum of v over the rows with the
     same key and a strictly smaller ts (so rows sharing an instant never see each
     other). Also ``__inst`` / ``__key_start``: row index of the first row of the
-    row's instant / key. One pass, no group-by: the inclusive running sum taken
-    at the instant's first row minus the one at the key's first row.
+    row's instant / key. The key's exclusive running sum, taken at the instant's
+    first row.
     """
     idx = pl.int_range(pl.len(), dtype=pl.UInt32)
     new_key = (pl.col(key) != pl.col(key).shift(1)).fill_null(True)
@@ -63,14 +63,13 @@ def _scan_prior(frame: pl.DataFrame, key: str, values: Sequence[str]) -> pl.Data
     f = frame.with_columns(
         pl.when(new_inst).then(idx).forward_fill().alias("__inst"),
         pl.when(new_key).then(idx).forward_fill().alias("__key_start"),
-        *[(pl.col(v).cum_sum() - pl.col(v)).alias(f"__excl_{v}") for v in values],
+        # running sums within each key, not over the whole frame: a sum carried across every earlier key is
+        # huge beside one item's, and the difference of two of them kept its rounding, which depended on the
+        # keys' (arbitrary, run-dependent) order - two runs on equal input differed in the last bits
+        *[(pl.col(v).cum_sum().over(key) - pl.col(v)).alias(f"__excl_{v}") for v in values],
     )
     return f.with_columns(
-        (
-            pl.col(f"__excl_{v}").gather(pl.col("__inst"))
-            - pl.col(f"__excl_{v}").gather(pl.col("__key_start"))
-        ).alias(f"__prior_{v}")
-        for v in values
+        pl.col(f"__excl_{v}").gather(pl.col("__inst")).alias(f"__prior_{v}") for v in values
     ).drop(*[f"__excl_{v}" for v in values])
 
 
