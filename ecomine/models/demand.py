@@ -268,6 +268,10 @@ class PanelForecaster:
             self._index_cache = {item: k for k, item in enumerate(self.items) if item not in skip}
         return self._index_cache
 
+    def explain(self, item_ids: list[str], horizon: int, quantile: float = 0.5) -> list[dict[str, Any]]:
+        """What drives each item's forecast at `quantile`: `ecomine.models.demand_explain.explain_forecast`."""
+        return explain_forecast(self, item_ids, horizon, quantile=quantile)
+
     def average_calendar(self) -> np.ndarray:
         """[N_CALENDAR]: the calendar of no date in particular (the mean over the year from the origin; read-only)."""
         return _average_calendar(self.origin, self.freq)
@@ -331,21 +335,13 @@ class PanelForecaster:
 
 @dataclass
 class DemandModel(PanelForecaster):
-    """A PatchTST version served (`load_forecaster`): the panel forecast, and `explain`."""
-
-    def explain(self, item_ids: list[str], horizon: int, quantile: float = 0.5) -> list[dict[str, Any]]:
-        """What drives each item's forecast at `quantile`: `ecomine.models.demand_explain.explain_forecast`."""
-        return explain_forecast(self, item_ids, horizon, quantile=quantile)
+    """A PatchTST version served (`load_forecaster`): the panel forecast and its explanation."""
 
 
 @dataclass
 class LightGBMDemandModel(PanelForecaster):
     """A LightGBM version served (`load_forecaster` on a folder with `lightgbm.json`): the panel forecast, and
-    `explain` by the same five input groups, ablated in the boosters' feature columns."""
-
-    def explain(self, item_ids: list[str], horizon: int, quantile: float = 0.5) -> list[dict[str, Any]]:
-        """What drives each item's forecast at `quantile`: `ecomine.models.demand_explain.explain_forecast`."""
-        return explain_forecast(self, item_ids, horizon, quantile=quantile)
+    its explanation by the same five input groups, ablated in the boosters' feature columns."""
 
 
 @functools.lru_cache(maxsize=16)

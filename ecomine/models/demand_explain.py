@@ -131,13 +131,30 @@ def coalition_forecasts(model: DemandModel, item_ids: list[str], horizon: int, q
     if n == 0:
         return rows, np.zeros((0, S, horizon))
     if hasattr(model.model, "predict_features"):  # a LightGBM version: the groups are columns of its features
-        return rows, _booster_coalitions(model, x, horizon, quantile, present)
-    past = np.asarray(x["past"], np.float32)
+        out = _booster_coalitions(model, x, present)
+    else:
+        out = _network_coalitions(model, x, present)
+    if model.intervals is not None:  # through the version's interval calibration, as `forecast` answers
+        scale = model.scale[np.asarray(x["item"]) - 1]
+        out = model.intervals.apply(out.reshape(n, S, *out.shape[1:]), scale).reshape(out.shape)
+    v = model.finish(out.astype(np.float64), horizon, [quantile])[:, 0, :]  # [n * S, horizon]
+    return rows, v.reshape(n, S, horizon)
+
+
+def _reference_inputs(model: DemandModel, x: dict[str, np.ndarray], dtype) -> tuple[np.ndarray, ...]:
+    """(past, past with `recent_level` at its reference, future calendar, the average calendar), as `dtype`."""
+    past = np.asarray(x["past"], dtype)
     m = recent_window(model.freq, past.shape[1])
     past_ref = past.copy()
     past_ref[:, -m:] = past[:, :-m].mean(1, keepdims=True)
-    cov = np.asarray(x["future_cov"], np.float32)
-    cov_ref = np.broadcast_to(model.average_calendar().astype(np.float32), cov.shape)
+    cov = np.asarray(x["future_cov"], dtype)
+    return past, past_ref, cov, np.broadcast_to(model.average_calendar().astype(dtype), cov.shape)
+
+
+def _network_coalitions(model: DemandModel, x: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
+    """[n * S, H, Q] the network's trained levels under every coalition, in one forward pass."""
+    n, S = len(x["past"]), len(present)
+    past, past_ref, cov, cov_ref = _reference_inputs(model, x, np.float32)
     keep = {g: present[None, :, j] for j, g in enumerate(GROUPS)}  # [1, S] per group
     rows_of = np.arange(n)[:, None]
     batch = {  # [n, S, ...]; the histories stay [2n, C]: row (i, s) reads i (actual) or n + i (reference)
@@ -162,51 +179,35 @@ def coalition_forecasts(model: DemandModel, item_ids: list[str], horizon: int, q
             out = net(**tensors).float().cpu().numpy()  # [n * S, H, Q] units at the trained levels
     finally:
         net.train(was)
-    if model.intervals is not None:  # through the version's interval calibration, as `forecast` answers
-        scale = model.scale[np.asarray(x["item"]) - 1]
-        out = model.intervals.apply(out.reshape(n, S, *out.shape[1:]), scale).reshape(out.shape)
-    v = model.finish(out.astype(np.float64), horizon, [quantile])[:, 0, :]  # [n * S, horizon]
-    return rows, v.reshape(n, S, horizon)
+    return out
 
 
-def _booster_coalitions(model, x: dict[str, np.ndarray], horizon: int, quantile: float, present: np.ndarray
-                        ) -> np.ndarray:
-    """`coalition_forecasts` for a LightGBM version: each group's feature columns (`feature_groups`) at the
-    actual or the reference inputs - the same references as the network's - in one predict of n * 2**G * H rows."""
+def _booster_coalitions(model, x: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
+    """[n * S, H, Q] a LightGBM version's levels under every coalition: each group's feature columns
+    (`feature_groups`) at the actual or the reference inputs - the network's references - in one predict."""
     from ecomine.models.demand_lightgbm import feature_groups, window_features
 
-    booster = model.model
-    season = booster.config.season
-    past = np.asarray(x["past"], np.float64)
-    n, H = past.shape[0], x["future_cov"].shape[1]
-    m = recent_window(model.freq, past.shape[1])
-    past_ref = past.copy()
-    past_ref[:, -m:] = past[:, :-m].mean(1, keepdims=True)
-    cov = np.asarray(x["future_cov"], np.float64)
-    cov_ref = np.broadcast_to(model.average_calendar().astype(np.float64), cov.shape)
+    season = model.model.config.season
+    past, past_ref, cov, cov_ref = _reference_inputs(model, x, np.float64)
     item, price = np.asarray(x["item"]), np.asarray(x["price_rel"], np.float64)
-    actual = window_features(past, item, cov, price, season).reshape(n, H, -1)
+    n, H = cov.shape[:2]
+
+    def features(p: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return window_features(p, item, c, price, season).reshape(n, H, -1)
+
+    actual = features(past, cov)
     cols = feature_groups(season, cov.shape[-1])
     ref = actual.copy()
-    ref[..., cols["recent_level"]] = window_features(past_ref, item, cov, price, season).reshape(n, H, -1)[
-        ..., cols["recent_level"]]
+    ref[..., cols["recent_level"]] = features(past_ref, cov)[..., cols["recent_level"]]
     ref[..., cols["seasonal_values"]] = actual[..., cols["context_mean"]]  # flattened to the context mean
-    ref[..., cols["calendar"]] = window_features(past, item, cov_ref, price, season).reshape(n, H, -1)[
-        ..., cols["calendar"]]
+    ref[..., cols["calendar"]] = features(past, cov_ref)[..., cols["calendar"]]
     ref[..., cols["price"]] = 0.0
     ref[..., cols["item"]] = 0.0  # the unknown item: a code no booster was trained on
-    batch = np.repeat(actual[:, None], len(present), axis=1)  # [n, S, H, F]
+    at_ref = np.zeros((len(present), actual.shape[-1]), bool)  # [S, F]: coalition s reads column f's reference
     for j, g in enumerate(GROUPS):
-        at_ref = np.flatnonzero(~present[:, j])
-        sub = batch[:, at_ref]  # [n, s, H, F], a copy (fancy index)
-        sub[..., cols[g]] = ref[:, None][..., cols[g]]
-        batch[:, at_ref] = sub
-    out = booster.predict_features(batch.reshape(-1, batch.shape[-1])).reshape(n * len(present), H, -1)
-    if model.intervals is not None:  # through the version's interval calibration, as `forecast` answers
-        scale = model.scale[item - 1]
-        out = model.intervals.apply(out.reshape(n, len(present), H, -1), scale).reshape(out.shape)
-    v = model.finish(out.astype(np.float64), horizon, [quantile])[:, 0, :]
-    return v.reshape(n, len(present), horizon)
+        at_ref[np.ix_(~present[:, j], cols[g])] = True
+    batch = np.where(at_ref[None, :, None, :], ref[:, None], actual[:, None])  # [n, S, H, F]
+    return model.model.predict_features(batch.reshape(-1, batch.shape[-1])).reshape(n * len(present), H, -1)
 
 
 def explain_forecast(model: DemandModel, item_ids: list[str], horizon: int, *, quantile: float = 0.5
