@@ -147,7 +147,7 @@ def main() -> None:
                                                            f"context {spec.model.context_length}"))
         if fit:
             console.print(f"{shape}: ensemble weights {[round(w, 3) for w in fit.get('fitted_weights', [])]} fitted, "
-                          f"shrink {fit.get('shrink')}, per origin {fit.get('origin_weights')}")
+                          f"shrink {fit.get('shrink')}, fitted without each origin {fit.get('held_out_weights')}")
         console.print(f"{shape}: model / LightGBM " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
                       + f"; coverage {rows[name]['coverage']:.3f}"
                       + (f" (uncalibrated {rows[name + UNCALIBRATED]['coverage']:.3f})" if name + UNCALIBRATED in rows else "")

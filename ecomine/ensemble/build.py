@@ -210,7 +210,7 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
             shrunk = fit_shrunk_quantile_weights(folds, qs)
             weights = shrunk.weights
             fit_info.update(fitted_weights=shrunk.fitted.tolist(), shrink=shrunk.shrink,
-                            origin_weights=shrunk.fold_weights, cv_pinball=shrunk.cv_pinball)
+                            held_out_weights=shrunk.held_out_weights, cv_pinball=shrunk.cv_pinball)
         else:
             weights = fit_quantile_weights(np.concatenate([p for p, _ in folds], axis=1),
                                            np.concatenate([y for _, y in folds]), qs)

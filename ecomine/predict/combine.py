@@ -171,18 +171,12 @@ def fit_quantile_weights(preds: np.ndarray, actual: np.ndarray, quantiles: list[
     return w / w.sum()
 
 
-def _mean_pinball(pred: np.ndarray, actual: np.ndarray, tau: np.ndarray) -> float:
-    """Mean pinball loss of `pred` [N, Q] (sorted along Q) against `actual` [N]."""
-    diff = np.asarray(actual, np.float64)[:, None] - np.sort(pred, axis=-1)
-    return float(np.mean(np.maximum(tau * diff, (tau - 1) * diff)))
-
-
 @dataclass
 class ShrunkWeights:
     weights: np.ndarray  # final simplex weights: (1 - shrink) * fitted + shrink * uniform
     fitted: np.ndarray  # the LP's weights on every fold together
     shrink: float  # chosen by leave-one-fold-out pinball (0: keep the fit, 1: uniform)
-    fold_weights: list[list[float]]  # the LP's weights on each fold alone
+    held_out_weights: list[list[float]]  # per fold: the LP's weights fitted without it (what CV scored on it)
     cv_pinball: dict[float, float]  # shrink -> mean held-out pinball (empty with one fold)
 
 
@@ -203,23 +197,22 @@ def fit_shrunk_quantile_weights(
     move toward it. Ties go to the larger shrink. With one fold there is nothing to
     hold out: the fit is kept (shrink 0).
     """
-    tau = np.asarray(quantiles, np.float64)
+    from ecomine.models.demand import pinball_loss  # the loss the task trains and reports
+
     m = folds[0][0].shape[0]
     uniform = np.full(m, 1.0 / m)
-    fitted = fit_quantile_weights(np.concatenate([p for p, _ in folds], axis=1),
-                                  np.concatenate([y for _, y in folds]), quantiles)
-    fold_weights = [fit_quantile_weights(p, y, quantiles) for p, y in folds]
+
+    def fit(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        return fit_quantile_weights(np.concatenate([p for p, _ in parts], axis=1),
+                                    np.concatenate([y for _, y in parts]), quantiles)
+
+    fitted = fit(folds)
     if len(folds) < 2:
-        return ShrunkWeights(fitted, fitted, 0.0, [w.tolist() for w in fold_weights], {})
-    loss = {g: 0.0 for g in grid}
-    for k, (p_k, y_k) in enumerate(folds):
-        rest = [f for j, f in enumerate(folds) if j != k]
-        w_rest = fit_quantile_weights(np.concatenate([p for p, _ in rest], axis=1),
-                                      np.concatenate([y for _, y in rest]), quantiles)
-        for g in grid:
-            w = (1 - g) * w_rest + g * uniform
-            loss[g] += _mean_pinball(np.tensordot(w, p_k, axes=1), y_k, tau) / len(folds)
+        return ShrunkWeights(fitted, fitted, 0.0, [], {})
+    held_out = [fit(folds[:k] + folds[k + 1:]) for k in range(len(folds))]
+    loss = {g: float(np.mean([pinball_loss(np.sort(np.tensordot((1 - g) * w + g * uniform, p, axes=1), axis=-1),
+                                           y, quantiles) for w, (p, y) in zip(held_out, folds)])) for g in grid}
     best = min(loss.values())
     shrink = max(g for g in grid if loss[g] <= best * (1 + 1e-9))
     return ShrunkWeights((1 - shrink) * fitted + shrink * uniform, fitted, float(shrink),
-                         [w.tolist() for w in fold_weights], {float(g): v for g, v in loss.items()})
+                         [w.tolist() for w in held_out], loss)

@@ -129,7 +129,7 @@ def test_forecaster_ensemble_registers_both_members_and_serves_their_mixture(ray
     assert all({"member", "member-of:ens-it"} <= set(m.tags) for m in members)
     assert abs(sum(m.weight for m in manifest.members) - 1) < 1e-9
     fit = ens.metrics["fit"]
-    assert 0.0 <= fit["shrink"] <= 1.0 and len(fit["origin_weights"]) == 2  # the spec's 2 validation origins
+    assert 0.0 <= fit["shrink"] <= 1.0 and len(fit["held_out_weights"]) == 2  # the spec's 2 validation origins
     # the run's report: the mixture, both members, and the baselines it is judged against
     assert "ensemble" in out.results and "lightgbm" in out.results and "seasonal_naive" in out.results
     assert sum(k.startswith("member ") for k in out.results) == 2
