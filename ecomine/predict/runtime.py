@@ -43,6 +43,7 @@ from ecomine.predict import combine as ensemble_math
 from ecomine.predict.ranking import ItemCatalogue
 
 __all__ = [
+    "expand_ensembles",
     "TASKS",
     "DEFAULT_LOADERS",
     "ModelLoadError",
@@ -174,7 +175,7 @@ def load_state(
     known = {m.version: m for m in (current.members if current else [])}
     members: list[Member] = []
     loader = None
-    entries, ensembles = _expand_ensembles(registry, task, refs, label)
+    entries, ensembles = expand_ensembles(registry, task, refs, label)
     for mv, ref, weight, temperature in entries:
         folder = registry.fetch(task, mv.version)  # raises ChecksumMismatch on any difference
         if mv.version in known:
@@ -197,7 +198,7 @@ def load_state(
     return state
 
 
-def _expand_ensembles(registry: Any, task: str, refs: list[tuple[str, float]], label: str) -> tuple[list, list]:
+def expand_ensembles(registry: Any, task: str, refs: list[tuple[str, float]], label: str) -> tuple[list, list]:
     """``(version, ref, weight, temperature)`` per model - a version of kind ensemble becomes its pinned members -
     and the ensemble manifests met on the way."""
     from ecomine.registry import is_ensemble, pinned_members, read_ensemble

@@ -38,7 +38,7 @@ import polars as pl
 
 from ecomine import storage
 from ecomine.cluster.session import ensure_ray, surfaced
-from ecomine.registry import Registry, RegistryError, is_ensemble, read_ensemble
+from ecomine.registry import Registry, RegistryError
 from ecomine.specs import ScoreSpec, TableInput, TrainSpec, expand_uri
 
 if TYPE_CHECKING:
@@ -125,10 +125,13 @@ def plan_scoring(spec: ScoreSpec) -> ScorePlan:
 def _check_horizon(spec: ScoreSpec, mv: Any) -> None:
     """A horizon beyond what the version (every member of an ensemble) was trained for, refused on the driver
     from the registry's specs - the actors would refuse it too, under Ray's logging of their failure."""
-    registry = _registry(spec)
-    members = ([registry.get(spec.task, m.version) for m in read_ensemble(registry.fetch(spec.task, mv.version)).members]
-               if is_ensemble(mv) else [mv])
-    trained = [h for m in members if (h := (m.spec.get("model") or {}).get("horizon")) is not None]
+    from ecomine.predict.runtime import ModelLoadError, expand_ensembles  # serving's own ensemble expansion
+
+    try:
+        members, _ = expand_ensembles(_registry(spec), spec.task, [(mv.version, 1.0)], spec.task)
+    except (ModelLoadError, RegistryError) as exc:
+        raise ScoreError(f"version: {exc}") from None
+    trained = [h for m, *_ in members if (h := (m.spec.get("model") or {}).get("horizon")) is not None]
     if trained and spec.horizon > min(trained):
         raise ScoreError(f"horizon: {spec.horizon} is beyond what {spec.task}/{mv.version} was trained for "
                          f"(at most {min(trained)} periods); leave horizon unset for the trained one")
