@@ -32,6 +32,21 @@ class StrictModel(BaseModel):
 _NAMES = {False: re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"), True: re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")}
 
 
+def with_preset(data: Any, presets: dict[str, dict[str, Any]], *, into: str | None = None,
+                extra: dict[str, Any] | None = None) -> Any:
+    """A model spec's raw `data` with its named `preset`'s sizes filled in: fields the spec sets itself win.
+
+    `into` names the sub-block the sizes belong to (recommend: `backbone`), `extra` fields that block needs
+    with them. Unknown presets are left for the field's own Literal to refuse, naming the field.
+    """
+    if not isinstance(data, dict) or data.get("preset") not in presets:
+        return data
+    sizes = presets[data["preset"]]
+    if into is None:
+        return {**sizes, **data}
+    return {**data, into: {**(extra or {}), **sizes, **(data.get(into) or {})}}
+
+
 def check_name(kind: str, value: str, *, lower: bool = False) -> str:
     """A run / pipeline / campaign name that is safe as a folder and registry tag (ValueError naming it).
     `lower`: lower case and at most 64 characters (names that become registry names)."""

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ecomine.specs._base import StrictModel
+from ecomine.specs._base import StrictModel, with_preset
 from ecomine.specs.boosters import DemandLightGBMSpec
 
 __all__ = ["DEMAND_PRESETS", "DemandEvalSpec", "DemandLightGBMSpec", "DemandModelSpec"]
@@ -99,11 +99,7 @@ class DemandModelSpec(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset"):
-            sizes = DEMAND_PRESETS.get(data["preset"])
-            if sizes is not None:
-                data = {**sizes, **data}
-        return data
+        return with_preset(data, DEMAND_PRESETS)
 
     @field_validator("quantiles")
     @classmethod

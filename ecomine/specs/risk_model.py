@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ecomine.specs._base import StrictModel
+from ecomine.specs._base import StrictModel, with_preset
 from ecomine.specs.boosters import RiskLightGBMSpec
 from ecomine.specs.lora import LoraSpec
 
@@ -136,9 +136,7 @@ class RiskModelSpec(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("preset") in RISK_PRESETS:
-            data = {**RISK_PRESETS[data["preset"]], **data}
-        return data
+        return with_preset(data, RISK_PRESETS)
 
     @model_validator(mode="after")
     def _classifier_fields(self) -> RiskModelSpec:

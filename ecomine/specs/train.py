@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ecomine.specs._base import StrictModel, check_name, expand_uri
+from ecomine.specs._base import StrictModel, check_name, expand_uri, with_preset
 from ecomine.specs.augment import TrainAugmentSpec
 from ecomine.specs.demand_model import DEMAND_PRESETS, DemandEvalSpec, DemandLightGBMSpec, DemandModelSpec
 from ecomine.specs.lora import LoraSpec
@@ -126,12 +126,7 @@ class RecommendModelSpec(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset"):
-            sizes = RECOMMEND_PRESETS.get(data["preset"])
-            if sizes is not None:
-                given = data.get("backbone") or {}
-                data = {**data, "backbone": {"kind": "from_config", **sizes, **given}}
-        return data
+        return with_preset(data, RECOMMEND_PRESETS, into="backbone", extra={"kind": "from_config"})
 
 
     @model_validator(mode="after")
