@@ -278,16 +278,16 @@ def _ray_tune_quiet():
     """Ray Tune's new terminal output prints its experiment box, "View detailed results here" and a
     TensorBoard hint even at `verbose=0` (`tune.experimental.output.TuneReporterBase.experiment_started`);
     its legacy reporter at verbose 0 prints nothing. Our live table and summary say what a user needs,
-    so the fit runs with the legacy path (RAY_AIR_NEW_OUTPUT=0, read by `get_air_verbosity`), restored after."""
-    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    so the fit runs with the legacy path (RAY_AIR_NEW_OUTPUT=0, read by `get_air_verbosity`), unset after;
+    a user who set RAY_AIR_NEW_OUTPUT keeps their choice."""
+    if "RAY_AIR_NEW_OUTPUT" in os.environ:  # the user chose Ray's output: theirs
+        yield
+        return
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = before
+        os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
 
 
 def _results_frame(grid, key: str):
