@@ -35,25 +35,26 @@ def plot_history(history: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
-def plot_forecast(members: list[tuple[Any, float]], out: Path, *, titles: dict[str, str], n: int = 3) -> list[str]:
+def plot_forecast(state: Any, out: Path, *, titles: dict[str, str], n: int = 3) -> list[str]:
     """The served forecast's p10-p90 band and p50 after the end of the data, for its top items, with the last
-    stretch of their history. `members`: (forecaster, weight) - one version, or an ensemble's members, mixed
-    as serving mixes them (`predict.combine.combine_quantiles`)."""
+    stretch of their history. `state`: the version loaded as serving loads it (`predict.runtime.load_state`:
+    an ensemble is its members), answered by serving's own code, so the picture is what `/v1/demand` says."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ecomine.predict.combine import combine_quantiles
+    from ecomine.predict.answers import demand_job
+    from ecomine.predict.runtime import run_jobs
 
-    forecaster = members[0][0]  # members share the panel, its tail and its origin (one data set)
+    forecaster = state.members[0].obj  # members share the panel, its tail and its origin (one data set)
     known = [i for i, ok in zip(forecaster.items, forecaster.known_items(forecaster.items)) if ok]
     tails = {i: forecaster.tail_units[forecaster.items.index(i)] for i in known}
     top = sorted(known, key=lambda i: -float(np.sum(tails[i])))[:n]
     horizon = forecaster.max_horizon
-    fc = combine_quantiles([f.forecast(top, horizon, [0.1, 0.5, 0.9]) for f, _ in members],
-                           [w for _, w in members], axis=1)
+    req = {"item_ids": top, "horizon": horizon, "quantiles": [0.1, 0.5, 0.9]}
+    fc = [np.asarray(f["values"]) for f in run_jobs([(state, demand_job(state, req))])[0]["forecasts"]]
     fig, axes = plt.subplots(1, len(top), figsize=(4 * len(top), 3.2), squeeze=False)
     for ax, item, f in zip(axes[0], top, fc):
         hist = tails[item]

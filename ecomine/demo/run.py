@@ -215,8 +215,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
         "scaling": scaling, "run": {"name": "demo-demand", **run},
     })
     d_out = _train_and_promote(dspec, reg, console, "demand: rolling origins (test)")
-    from ecomine.models.demand import load_forecaster
-    from ecomine.registry import is_ensemble, read_ensemble
+    from ecomine.predict.runtime import load_state
     from ecomine.train.demand_task import model_name
 
     demand_row = model_name(dspec)  # `ensemble`: the PatchTST + LightGBM mixture the version serves
@@ -224,10 +223,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     vs_baselines["demand"]["coverage"] = d_out.results[demand_row].get("coverage")
     reports["demand"] = report_json(d_out.results)
     titles = dict(zip(*item_catalogue(events).select("item_id", "item_text").to_dict(as_series=False).values()))
-    folder = reg.fetch("demand", d_out.version)
-    members = ([(load_forecaster(reg.fetch("demand", m.version)), m.weight) for m in read_ensemble(folder).members]
-               if is_ensemble(reg.get("demand", d_out.version)) else [(load_forecaster(folder), 1.0)])
-    plotted = plot_forecast(members, out / "demand_forecast.png", titles=titles)
+    plotted = plot_forecast(load_state(reg, "demand", [(d_out.version, 1.0)]), out / "demand_forecast.png",
+                            titles=titles)
     stages.append(_Stage("train demand", time.perf_counter() - t, {"version": d_out.version, "vs_baselines": vs_baselines["demand"]}))
 
     t = stage(5, "train the risk scorer (Ray Train, frozen text encoder)")
