@@ -29,10 +29,13 @@ def main() -> None:
     tr, trl = ragged(d.train_sequences)
     vh, vhl = ragged(d.valid_histories)
     th, thl = ragged(d.test_histories)
+    tokens = p.tokens if spec.model.item_tokens else None  # the item -> text-token table the model reads
     np.savez_compressed(
         a.out, inputs=p.inputs, targets=p.targets, n_items=d.n_items,
         train=tr, train_len=trl, valid_hist=vh, valid_len=vhl, valid_targets=d.valid_targets,
         test_hist=th, test_len=thl, test_targets=d.test_targets,
+        n_tokens=tokens.size if tokens is not None else 0,
+        token_index=tokens.index if tokens is not None else np.zeros((d.n_items + 1, 1), np.int64),
     )
     print(f"users {d.n_users}, items {d.n_items}, windows {len(p.inputs)}, valid {len(d.valid_targets)}, test {len(d.test_targets)} -> {a.out}")
 

@@ -58,7 +58,13 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = recommend_small(n_items)
     cfg.hidden, cfg.layers = a.hidden, a.layers
-    model = SequentialRecommender(cfg).to(device)
+    n_tokens = int(z["n_tokens"]) if "n_tokens" in z else 0  # arrays exported before item tokens have none
+    if n_tokens:
+        cfg.item_tokens, cfg.max_item_tokens = n_tokens, z["token_index"].shape[1]
+    model = SequentialRecommender(cfg)
+    if n_tokens:
+        model.item_tokens.fill(z["token_index"])
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
     steps = math.ceil(len(inputs) / a.batch_size)
     total, warm = steps * a.epochs, int(0.05 * steps * a.epochs)

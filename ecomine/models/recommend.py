@@ -11,6 +11,9 @@ the catalogue (tied input/output item embeddings, SASRec-style). Two additions:
 - optional knowledge transfer: item embeddings initialised from a pretrained
   text encoder's vectors of the item titles (projected to the model width),
   which also gives a new item a sensible vector before it is ever bought.
+- item tokens (`models.item_tokens`, `config.item_tokens > 0`): learned vectors
+  of the words / attribute ids in each item's text, their mean added to the
+  item's id vector on the input and the output side alike.
 
 Id 0 is padding; items are 1..n_items (see `ItemVocab`).
 """
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecomine.models.item_tokens import ItemTokenEmbedding
 from ecomine.models.recommend_bert import MaskedItemRecommender
 from ecomine.models.recommend_config import (
     PAD_ID,
@@ -112,6 +116,10 @@ class SequentialRecommender(nn.Module):
         )
         self.backbone = GPT2Model(gpt)
         self.out_bias = nn.Parameter(torch.zeros(config.n_items + 1))
+        self.item_tokens = (
+            ItemTokenEmbedding(config.n_items, config.item_tokens, config.max_item_tokens, config.hidden)
+            if config.item_tokens else None
+        )
         # Repeat channel: logit += scale * sum_k decay^k [item bought k steps ago].
         # starts at 0 and learns its sign: a log with no repeats (Amazon 5-core) learned -2.5 from an init
         # of 1.0, and test NDCG@10 there rose 0.0488 -> 0.0519 with this init and dropout 0.3 together
@@ -122,12 +130,20 @@ class SequentialRecommender(nn.Module):
     def item_embeddings(self) -> nn.Embedding:
         return self.backbone.wte
 
-    def hidden_states(self, ids: torch.Tensor) -> torch.Tensor:
-        """[B, T] ids (left-padded with 0) -> [B, T, H]."""
+    def item_table(self) -> torch.Tensor:
+        """[n_items + 1, H] item vectors as read and scored: the id vectors, plus their tokens' mean when on."""
+        weight = self.item_embeddings.weight
+        return weight if self.item_tokens is None else self.item_tokens.table(weight)
+
+    def hidden_states(self, ids: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T] ids (left-padded with 0) -> [B, T, H]; `table`: `item_table()` when the caller has it already."""
         mask = (ids != PAD_ID).long()
         # Positions count from the first real item so left padding does not shift them.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        return self.backbone(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+        if self.item_tokens is None:
+            return self.backbone(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+        embeds = nn.functional.embedding(ids, self.item_table() if table is None else table)
+        return self.backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
 
     def _repeat_terms(self, ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(index, weight) [N, T] of the repeat channel for N (sequence, query position) pairs.
@@ -142,13 +158,14 @@ class SequentialRecommender(nn.Module):
         seen = (age >= 0) & (ids != PAD_ID)
         return ids, repeat_weights(self.repeat_scale, self.repeat_decay_logit, age, seen)
 
-    def _project(self, h: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Scores of every item [N, V] from N hidden states, each row's sequence [N, T] and query position [N].
+    def _project(self, h: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Scores of every item [N, V] from N hidden states, each row's sequence [N, T] and query position [N],
+        against the item vectors `table` (`item_table()`).
 
         The bias is fused into the matmul and the repeat counts are scattered
         straight into its output instead of building a second [N, V] tensor.
         """
-        out = torch.addmm(self.out_bias, h, self.item_embeddings.weight.T)
+        out = torch.addmm(self.out_bias, h, table.T)
         if self.config.repeat:
             index, weights = self._repeat_terms(ids, positions)
             # in place: addmm's backward does not need its output, and a copy of [N, V] costs as much as the matmul
@@ -162,15 +179,16 @@ class SequentialRecommender(nn.Module):
         (`last_only=False`) is kept for analysis and tests, never for training,
         whose loss projects only the positions that have a target.
         """
-        h = self.hidden_states(ids)
+        table = self.item_table()
+        h = self.hidden_states(ids, table)
         B, T, H = h.shape
         if last_only:
             rows, positions = ids, torch.full((B,), T - 1, device=ids.device)
-            out = self._project(h[:, -1], rows, positions).unsqueeze(1)
+            out = self._project(h[:, -1], rows, positions, table).unsqueeze(1)
         else:
             rows = ids.repeat_interleave(T, dim=0)
             positions = torch.arange(T, device=ids.device).repeat(B)
-            out = self._project(h.reshape(B * T, H), rows, positions).view(B, T, -1)
+            out = self._project(h.reshape(B * T, H), rows, positions, table).view(B, T, -1)
         if mask_pad:
             out = out.index_fill(-1, torch.tensor([PAD_ID], device=out.device), float("-inf"))
         return out
@@ -187,22 +205,23 @@ class SequentialRecommender(nn.Module):
         anything touches the catalogue: a [B, T, V] projection over padding
         cost ~4x the whole step at short-sequence shapes (18 % of positions real).
         """
-        h = self.hidden_states(ids)
+        table = self.item_table()  # once per step: the input and the output side read the same vectors
+        h = self.hidden_states(ids, table)
         row, pos = (targets != PAD_ID).nonzero(as_tuple=True)
         h, seq, tgt = h[row, pos], ids[row], targets[row, pos]
         if self.config.loss == "sampled_softmax":
-            return self._sampled_loss(h, seq, pos, tgt)
-        logits = self._project(h, seq, pos)  # padding is never a target, so its logit needs no mask
+            return self._sampled_loss(h, seq, pos, tgt, table)
+        logits = self._project(h, seq, pos, table)  # padding is never a target, so its logit needs no mask
         return nn.functional.cross_entropy(logits.float(), tgt)
 
-    def _sampled_loss(self, h: torch.Tensor, seq: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    def _sampled_loss(self, h: torch.Tensor, seq: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor,
+                      emb: torch.Tensor) -> torch.Tensor:
         """Softmax over the target and shared uniform negatives (for big catalogues).
 
         The repeat channel adds to the target's and each negative's logit only,
         never to the whole catalogue (which is the cost sampled softmax avoids).
         """
         neg = torch.randint(1, self.config.n_items + 1, (self.config.num_negatives,), device=h.device)
-        emb = self.item_embeddings.weight
         pos_logit = (h * emb[tgt]).sum(-1, keepdim=True) + self.out_bias[tgt].unsqueeze(-1)
         neg_logit = h @ emb[neg].T + self.out_bias[neg]
         if self.config.repeat:

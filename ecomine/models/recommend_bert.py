@@ -31,6 +31,9 @@ scores - scale * decay^|t - s| for each visible item s. It starts at 0 and learn
 its sign: on logs with repeat purchases it lifts history items, on 5-core logs
 without them it pushes them down (the member ranked history items high without
 it). Versions trained without it load as they were trained.
+
+Item tokens (`config.item_tokens > 0`, `models.item_tokens`): as in the causal
+model, each item's vector is its id vector plus the mean of its text tokens'.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecomine.models.item_tokens import ItemTokenEmbedding
 from ecomine.models.recommend_config import PAD_ID, RecommenderConfig, batch_width, left_pad, repeat_weights
 
 __all__ = ["MaskedItemRecommender"]
@@ -64,27 +68,37 @@ class MaskedItemRecommender(nn.Module):
         if config.repeat:
             self.repeat_scale = nn.Parameter(torch.tensor(0.0))
             self.repeat_decay_logit = nn.Parameter(torch.tensor(2.0))  # sigmoid(2) ~ 0.88
+        self.item_tokens = (
+            ItemTokenEmbedding(config.n_items, config.item_tokens, config.max_item_tokens, config.hidden)
+            if config.item_tokens else None
+        )
 
     @property
     def item_embeddings(self) -> nn.Embedding:
         return self.backbone.embeddings.word_embeddings
 
-    def _hidden(self, ids: torch.Tensor) -> torch.Tensor:
+    def item_table(self) -> torch.Tensor:
+        """[n_items + 2, H] vectors as read and scored: the id vectors, plus their tokens' mean when on."""
+        weight = self.item_embeddings.weight
+        return weight if self.item_tokens is None else self.item_tokens.table(weight)
+
+    def _hidden(self, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         real = (ids != PAD_ID).long()
         if self.config.bert_query == "mask":  # versions trained before the previous-item query
             positions = (real.cumsum(-1) - 1).clamp(min=0)  # from the first real item, as the causal model counts
-            return self.backbone(input_ids=ids, attention_mask=real, position_ids=positions).last_hidden_state
+            return self.backbone(inputs_embeds=nn.functional.embedding(ids, table), attention_mask=real,
+                                 position_ids=positions).last_hidden_state
         positions = (real.flip(-1).cumsum(-1) - 1).flip(-1).clamp(min=0)  # back from the last position
         previous = nn.functional.pad(ids[:, :-1], (1, 0), value=PAD_ID)  # padding's embedding row is zero
-        embed = self.item_embeddings
-        return self.backbone(inputs_embeds=embed(ids) + embed(previous), attention_mask=real,
-                             position_ids=positions).last_hidden_state
+        embeds = nn.functional.embedding(ids, table) + nn.functional.embedding(previous, table)
+        return self.backbone(inputs_embeds=embeds, attention_mask=real, position_ids=positions).last_hidden_state
 
-    def _project(self, h: torch.Tensor, seq: torch.Tensor | None = None, pos: torch.Tensor | None = None) -> torch.Tensor:
-        """[N, H] -> [N, n_items + 1] scores (the [MASK] row of the embedding table is never a candidate);
-        with the repeat channel, each row's visible items `seq` [N, T] (masked ids as they were read) add
-        their distance-decayed pointer from the row's position `pos` [N]."""
-        out = torch.addmm(self.out_bias, h, self.item_embeddings.weight[: self.config.n_items + 1].T)
+    def _project(self, h: torch.Tensor, table: torch.Tensor, seq: torch.Tensor | None = None,
+                 pos: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, H] -> [N, n_items + 1] scores against `table` (`item_table()`; its [MASK] row is never a
+        candidate); with the repeat channel, each row's visible items `seq` [N, T] (masked ids as they were
+        read) add their distance-decayed pointer from the row's position `pos` [N]."""
+        out = torch.addmm(self.out_bias, h, table[: self.config.n_items + 1].T)
         if self.config.repeat and seq is not None:
             age = (pos[:, None] - torch.arange(seq.shape[1], device=seq.device)[None, :]).abs()
             seen = (seq != PAD_ID) & (seq != self.mask_id) & (age > 0)
@@ -102,9 +116,10 @@ class MaskedItemRecommender(nn.Module):
         mask = (torch.rand(seq.shape, device=seq.device) < self.config.mask_prob) & real
         mask[:, -1] = real[:, -1]  # the next item is always asked, as serving asks it
         read = seq.masked_fill(mask, self.mask_id)
-        h = self._hidden(read)
+        table = self.item_table()
+        h = self._hidden(read, table)
         row, pos = mask.nonzero(as_tuple=True)
-        logits = self._project(h[row, pos], read[row], pos)
+        logits = self._project(h[row, pos], table, read[row], pos)
         return nn.functional.cross_entropy(logits.float(), seq[row, pos])
 
     @torch.inference_mode()
@@ -112,6 +127,8 @@ class MaskedItemRecommender(nn.Module):
         """[B, n_items + 1] scores of the item after each history (padding -inf)."""
         ids = left_pad(histories, batch_width(histories, self.config.max_len - 1))
         ids = torch.cat([ids, torch.full((len(histories), 1), self.mask_id, dtype=torch.long)], dim=1).to(device)
-        out = self._project(self._hidden(ids)[:, -1], ids, torch.full((len(ids),), ids.shape[1] - 1, device=ids.device))
+        table = self.item_table()
+        out = self._project(self._hidden(ids, table)[:, -1], table, ids,
+                            torch.full((len(ids),), ids.shape[1] - 1, device=ids.device))
         out[:, PAD_ID] = float("-inf")
         return out.float().cpu().numpy()

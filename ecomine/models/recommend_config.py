@@ -41,6 +41,10 @@ class RecommenderConfig:
     # before it (models.recommend_bert); "mask" - the first design (positions from the first item, the [MASK]
     # alone), kept so versions trained before load as they were trained
     bert_query: Literal["previous_item", "mask"] = "previous_item"
+    # learned item-text tokens added to each item's vector (models.item_tokens): the token vocabulary's size,
+    # 0 for none (and for every version trained before the field existed)
+    item_tokens: int = 0
+    max_item_tokens: int = 16
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2, sort_keys=True))

@@ -116,6 +116,10 @@ class RecommendModelSpec(StrictModel):
         "random", description="text: item embeddings from the text encoder's vectors of item titles"
     )
     text_encoder: str = Field("default", description="default | local folder | s3:// prefix | hub id")
+    item_tokens: bool = Field(
+        True, description="learned vectors of the words / attribute ids in item texts, added to each item's vector "
+        "(models.item_tokens); a log without item texts trains without them"
+    )
     repeat: bool = Field(True, description="learned pointer to the user's own earlier items")
     exclude_history: bool = Field(False, description="served recommendations leave out items already bought")
     loss: Literal["full_softmax", "sampled_softmax"] = "full_softmax"

@@ -7,12 +7,16 @@ validation, test report beside popularity / item-kNN / own-history baselines.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ecomine.train.recommend_data import RecommendData, prepare_recommend_data
+
+if TYPE_CHECKING:
+    from ecomine.models.item_tokens import ItemTokens
 
 __all__ = ["RecommendTask", "TASK", "recommender_config", "augmented_copies", "resolved_dropout", "SPARSE_DENSITY"]
 
@@ -34,7 +38,10 @@ def resolved_dropout(value: float | str, data: RecommendData | None) -> float:
     return 0.5 if density < SPARSE_DENSITY else 0.3
 
 
-def recommender_config(spec, n_items: int, data: RecommendData | None = None):
+def recommender_config(spec, n_items: int, data: RecommendData | None = None, tokens: ItemTokens | None = None):
+    """The model's config for `spec`: sizes from the preset / backbone, dropout resolved on `data`, and the
+    item-token vocabulary's size from `tokens` (none when the spec turns them off or no token is shared)."""
+    from ecomine.models.item_tokens import MAX_ITEM_TOKENS
     from ecomine.models.recommend import RecommenderConfig
 
     bb, m = spec.model.backbone, spec.model
@@ -42,6 +49,8 @@ def recommender_config(spec, n_items: int, data: RecommendData | None = None):
         n_items=n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
         dropout=resolved_dropout(bb.dropout, data), repeat=m.repeat, loss=m.loss, num_negatives=m.num_negatives,
         arch=bb.arch, mask_prob=m.mask_prob,
+        item_tokens=tokens.size if m.item_tokens and tokens is not None else 0,
+        max_item_tokens=tokens.index.shape[1] if tokens is not None else MAX_ITEM_TOKENS,
     )
 
 
@@ -78,6 +87,13 @@ class _Prepared:
         self.lengths = (self.inputs != 0).sum(axis=1)  # real items per window (left-padded)
         self.targets_per_window = float((self.targets != 0).sum()) / max(1, len(self.targets))
 
+    @cached_property
+    def tokens(self) -> ItemTokens:
+        """The items' text tokens (`models.item_tokens`); `prepare` fills it on the driver when the spec uses them."""
+        from ecomine.models.item_tokens import item_tokens
+
+        return item_tokens(self.data.vocab_texts)
+
 
 def _key(spec) -> tuple:
     on = spec.augment is not None and spec.augment.enabled()
@@ -96,7 +112,10 @@ class RecommendTask:
     name = "recommend"
 
     def prepare(self, spec) -> _Prepared:
-        return _Prepared(prepare_recommend_data(spec), spec.model.backbone.max_len, spec.augment, spec.optim.seed)
+        prepared = _Prepared(prepare_recommend_data(spec), spec.model.backbone.max_len, spec.augment, spec.optim.seed)
+        if spec.model.item_tokens:
+            prepared.tokens  # noqa: B018 - cut once here, so every worker gets the same table with the data
+        return prepared
 
     def adapt(self, prepared: _Prepared, spec) -> _Prepared:
         # a campaign searching max_len or augment settings shares one prepared split: re-cut its windows
@@ -119,7 +138,10 @@ class RecommendTask:
 
         from ecomine.models.recommend import build_recommender
 
-        model = build_recommender(recommender_config(spec, prepared.data.n_items, prepared.data))
+        tokens = prepared.tokens if spec.model.item_tokens else None
+        model = build_recommender(recommender_config(spec, prepared.data.n_items, prepared.data, tokens))
+        if model.item_tokens is not None:
+            model.item_tokens.fill(tokens.index)
         if init is not None:
             with torch.no_grad():
                 init = torch.as_tensor(init)  # [n_items + 1, H]; a bert model's extra [MASK] row keeps its init

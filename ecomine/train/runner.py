@@ -251,9 +251,9 @@ def _warm_start(task, spec: TrainSpec, data, init):
         return None
     from ecomine.train.warm_start import warm_start_state
 
-    items = data.data.vocab_items if spec.task == "recommend" else None
+    items, texts = (data.data.vocab_items, data.data.vocab_texts) if spec.task == "recommend" else (None, None)
     try:
-        return warm_start_state(spec.run.warm_start, task.build_model(spec, data, init), items)
+        return warm_start_state(spec.run.warm_start, task.build_model(spec, data, init), items, texts)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
 

@@ -9,8 +9,11 @@ Lining up: a tensor of the same name and shape is copied; a recommend model's
 item tensors (embedding rows, output bias) are matched **by item id**, because
 the catalogue grows between windows: rows of items both versions know are
 copied, new items keep this run's fresh init, the padding / [MASK] rows come
-along. Anything else keeps its init and is counted in the summary (the run
-record says how much was carried over).
+along. A recommender's item-token vectors (`models.item_tokens`) are matched
+**by token**, the earlier token list rebuilt from the version's item texts; the
+item -> token index is this run's data and is never carried over. Anything else
+keeps its init and is counted in the summary (the run record says how much was
+carried over).
 """
 
 from __future__ import annotations
@@ -36,25 +39,44 @@ class WarmStart:
     shared_items: int | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"copied": len(self.copied), "remapped_by_item": self.remapped, "kept_init": self.skipped,
+        return {"copied": len(self.copied), "remapped_by_key": self.remapped, "kept_init": self.skipped,
                 "shared_items": self.shared_items}
 
 
-def _item_ids(folder: Path) -> list[str] | None:
+TOKEN_INDEX, TOKEN_VECTORS = "item_tokens.index", "item_tokens.bag.weight"  # models.item_tokens' tensors
+
+
+def _items_json(folder: Path) -> dict | list | None:
     f = folder / "items.json"
-    if not f.exists():
-        return None
-    raw = json.loads(f.read_text())
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def _item_ids(folder: Path) -> list[str] | None:
+    raw = _items_json(folder)
     items = raw.get("items") if isinstance(raw, dict) else raw
     return [str(i) for i in items] if isinstance(items, list) else None
 
 
-def warm_start_state(folder: str | Path, model: Any, new_items: list[str] | None) -> WarmStart:
+def _token_mapping(folder: Path, new_texts: list[str | None] | None) -> np.ndarray | None:
+    """This run's token id - 1 -> the version's token id (-1: new token), or None when either side has no texts."""
+    from ecomine.models.item_tokens import item_tokens
+
+    raw = _items_json(folder)
+    old_texts = raw.get("texts") if isinstance(raw, dict) else None
+    if new_texts is None or not isinstance(old_texts, list):
+        return None
+    where = {w: i + 1 for i, w in enumerate(item_tokens(old_texts).vocab)}
+    return np.array([where.get(w, -1) for w in item_tokens(new_texts).vocab], dtype=np.int64)
+
+
+def warm_start_state(folder: str | Path, model: Any, new_items: list[str] | None,
+                     new_texts: list[str | None] | None = None) -> WarmStart:
     """The state dict `model` (freshly built for this run) should start from, taken from `folder`.
 
     `new_items`: this run's item vocabulary (id i+1 = new_items[i]; 0 is padding) when the
-    task has one. ValueError naming the folder when it holds no weights (a baseline or an
-    ensemble version: warm start needs one trained network).
+    task has one; `new_texts` its item texts (what item tokens are cut from). ValueError
+    naming the folder when it holds no weights (a baseline or an ensemble version: warm
+    start needs one trained network).
     """
     from safetensors.numpy import load_file
 
@@ -73,8 +95,18 @@ def warm_start_state(folder: str | Path, model: Any, new_items: list[str] | None
         out.shared_items = int((mapping >= 0).sum())
     for name, init in target.items():
         prev = old.get(name)
-        if prev is None or prev.ndim != init.ndim or prev.shape[1:] != init.shape[1:]:
-            out.skipped.append(name)
+        if name == TOKEN_INDEX or prev is None or prev.ndim != init.ndim or prev.shape[1:] != init.shape[1:]:
+            out.skipped.append(name)  # (the token index: this run's items and tokens, whatever the version held)
+            continue
+        if name == TOKEN_VECTORS:
+            tokens = _token_mapping(folder, new_texts)
+            if tokens is None or len(tokens) + 1 != init.shape[0] or tokens.max(initial=0) >= prev.shape[0]:
+                out.skipped.append(name)
+                continue
+            rows, known = init.copy(), tokens >= 0
+            rows[1:][known] = prev[tokens[known]]
+            out.state[name] = rows
+            out.remapped.append(name)
             continue
         same_vocab = mapping is None or old_items == new_items
         extra = init.shape[0] - len(new_items) if not same_vocab and init.ndim else None

@@ -248,7 +248,8 @@ def test_trimmed_batches_score_as_the_full_width_ones():
                 ref = model.logits(ids, last_only=True)[:, 0].numpy()
             else:
                 ids = torch.cat([ids, torch.full((2, 1), model.mask_id)], dim=1)
-                ref = model._project(model._hidden(ids)[:, -1]).numpy()
+                table = model.item_table()
+                ref = model._project(model._hidden(ids, table)[:, -1], table).numpy()
                 ref[:, PAD_ID] = -np.inf
         np.testing.assert_allclose(wide, ref, rtol=1e-4, atol=1e-4)
 
