@@ -83,3 +83,19 @@ def test_warm_start_matches_token_vectors_by_token_and_keeps_this_runs_index(tmp
     for token in ("b", "x", "y"):
         assert np.array_equal(rows[new_tokens.vocab.index(token) + 1], old_bag[old_tokens.vocab.index(token) + 1])
     assert np.array_equal(rows[new_tokens.vocab.index("c") + 1], fresh[new_tokens.vocab.index("c") + 1].numpy())
+
+
+def test_the_table_kept_for_inference_follows_a_weight_change():
+    emb = ItemTokenEmbedding(n_items=3, n_tokens=2, max_tokens=2, hidden=4)
+    emb.fill(np.array([[0, 0], [1, 2], [2, 0], [0, 0]]))
+    ids = torch.randn(4, 4)
+    with torch.inference_mode():
+        first = emb.table(ids)
+        assert emb.table(ids) is first  # kept while nothing changed
+    with torch.no_grad():
+        emb.bag.weight.mul_(2)  # as load_state_dict or a training step would
+    with torch.inference_mode():
+        again = emb.table(ids)
+    assert again is not first
+    torch.testing.assert_close(again, ids + emb.bag(emb.index).detach())
+    assert emb.table(ids).requires_grad  # outside inference the table is built fresh, in the graph
