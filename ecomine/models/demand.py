@@ -34,7 +34,7 @@ from ecomine.models.demand_intervals import interpolate_quantiles
 
 __all__ = [
     "DemandConfig",
-    "DemandForecastModel",
+    "DemandNet",
     "PanelForecaster",
     "DemandModel",
     "LightGBMDemandModel",
@@ -97,7 +97,7 @@ class DemandConfig:
     year_lag: bool = False  # the head also reads each step's value one year back (`year_lag_periods`)
 
 
-class DemandForecastModel(nn.Module):
+class DemandNet(nn.Module):
     """PatchTST over log1p(units / scale) + per-step quantile head; forward(**batch) -> loss."""
 
     def __init__(self, config: DemandConfig) -> None:
@@ -232,7 +232,7 @@ class PanelForecaster:
     category's profile (or the global one), and `known_items` says False.
     """
 
-    model: Any  # DemandForecastModel | demand_lightgbm.LightGBMForecaster
+    model: Any  # DemandNet | demand_lightgbm.LightGBMForecaster
     config: Any  # DemandConfig | demand_lightgbm.LightGBMDemandConfig: read are horizon, quantiles, freq
     items: list[str]  # panel items; index + 1 is the embedding id
     tail_units: np.ndarray  # [n_items, context_length]
@@ -291,7 +291,7 @@ class PanelForecaster:
             raise ValueError(f"quantiles {outside} lie outside the trained levels {lo:g} to {hi:g} (model.quantiles)")
 
     def network_inputs(self, item_ids: list[str]) -> tuple[list[int], dict[str, np.ndarray]]:
-        """The positions in `item_ids` the network forecasts, and their inputs (`DemandForecastModel.predict`'s)."""
+        """The positions in `item_ids` the network forecasts, and their inputs (`DemandNet.predict`'s)."""
         index = self._index
         rows = [r for r, i in enumerate(item_ids) if i in index]
         k = np.array([index[item_ids[r]] for r in rows], dtype=np.int64)
@@ -401,7 +401,7 @@ def load_forecaster(folder: str | Path) -> PanelForecaster:
         config, served = model.config, LightGBMDemandModel
     else:
         config, served = DemandConfig(**meta["model"]), DemandModel
-        model = DemandForecastModel(config)
+        model = DemandNet(config)
         model.load_state_dict(load_file(str(folder / WEIGHTS)))
         model.eval()
     series = load_file(str(folder / SERIES))

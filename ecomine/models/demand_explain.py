@@ -20,7 +20,7 @@ local slope of a ReLU/softplus head. The groups and what each is replaced with:
   encoder, the per-series scale, the profile values).
 - `seasonal_values`: the three profile features (value one season back, mean at
   that season slot, last-season mean) replaced by the context mean on the same
-  scale: a profile with no season in it (`DemandForecastModel`'s `flat_profile`).
+  scale: a profile with no season in it (`DemandNet`'s `flat_profile`).
 - `calendar`: every horizon step's calendar covariates replaced by the average
   calendar row over a year of periods (`DemandModel.average_calendar`): no
   weekday, holiday or Christmas effect.

@@ -11,7 +11,7 @@ categorical. p50 comes from an L1 booster, every other level from a quantile
 booster at that level; outputs are clipped at 0 and sorted so levels never cross.
 
 `predict` takes the PatchTST network's arguments (`past, item, future_cov,
-price_rel` windows, `DemandForecastModel.predict`), reading only the last
+price_rel` windows, `DemandNet.predict`), reading only the last
 `history_needed(season)` periods of `past`, so the task's evaluation, the
 ensemble build and serving forecast both kinds from the same origins through
 the same code. Boosters are stored in LightGBM's own text format, never pickle.
@@ -142,7 +142,7 @@ class LightGBMDemandConfig:
 
 
 class LightGBMForecaster:
-    """One booster per quantile level; `predict` has `DemandForecastModel.predict`'s arguments and output."""
+    """One booster per quantile level; `predict` has `DemandNet.predict`'s arguments and output."""
 
     def __init__(self, config: LightGBMDemandConfig, boosters: list[Any]) -> None:
         if len(boosters) != len(config.quantiles):

@@ -43,11 +43,11 @@ from ecomine.models.risk_lightgbm import LIGHTGBM_FILE, LightGBMRiskModel, load_
 from ecomine.models.text_encoder import quiet_loading
 
 __all__ = [
-    "RiskModelConfig",
+    "RiskNetConfig",
     "NumericScaler",
     "numeric_matrix",
     "Calibrator",
-    "RiskModel",
+    "RiskNet",
     "line_texts",
     "history_state",
     "order_lines_frame",
@@ -70,7 +70,7 @@ ENCODER_DIR = "encoder"  # encoder config + tokenizer; its weights live in model
 
 
 @dataclass
-class RiskModelConfig:
+class RiskNetConfig:
     """Everything that shapes the module (saved as risk_config.json beside the weights)."""
 
     encoder: str  # where from_pretrained reads (resolved source) when training
@@ -90,11 +90,11 @@ class RiskModelConfig:
         path.write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, path: Path) -> RiskModelConfig:
+    def load(cls, path: Path) -> RiskNetConfig:
         return cls(**json.loads(path.read_text()))
 
 
-class RiskModel(nn.Module):
+class RiskNet(nn.Module):
     """Encoder (mean pooling) -> LayerNorm(text vector) ++ numeric -> MLP -> logit.
 
     Pretrained weights come from `config.encoder`; loading a version passes
@@ -103,7 +103,7 @@ class RiskModel(nn.Module):
     full: everything.
     """
 
-    def __init__(self, config: RiskModelConfig, *, encoder_config_dir: str | Path | None = None) -> None:
+    def __init__(self, config: RiskNetConfig, *, encoder_config_dir: str | Path | None = None) -> None:
         from transformers import AutoConfig, AutoModel
 
         super().__init__()
@@ -134,7 +134,7 @@ class RiskModel(nn.Module):
         self.head = nn.Sequential(*layers)
         self.register_buffer("pos_weight", torch.tensor([config.pos_weight], dtype=torch.float32))
 
-    def train(self, mode: bool = True) -> RiskModel:
+    def train(self, mode: bool = True) -> RiskNet:
         super().train(mode)
         if self.config.mode == "frozen":
             self.encoder.eval()  # a frozen encoder never drops out
@@ -260,9 +260,9 @@ def load_risk_model(folder: str | Path) -> OrderRiskModel | LightGBMRiskModel:
     for name in (WEIGHTS, CONFIG, SCALER, CALIBRATION, CUSTOMERS, ITEMS, ENCODER_DIR):
         if not (folder / name).exists():
             raise FileNotFoundError(f"risk model folder {folder}: missing {name}")
-    config = RiskModelConfig.load(folder / CONFIG)
+    config = RiskNetConfig.load(folder / CONFIG)
     config.encoder = str(folder / ENCODER_DIR)  # the training machine's path means nothing here (tokenizer is here)
-    module = RiskModel(config, encoder_config_dir=folder / ENCODER_DIR)
+    module = RiskNet(config, encoder_config_dir=folder / ENCODER_DIR)
     module.load_state_dict(load_file(str(folder / WEIGHTS)))
     cal = json.loads((folder / CALIBRATION).read_text())
     return OrderRiskModel(

@@ -160,9 +160,9 @@ class DemandTask:
         return None
 
     def build_model(self, spec, data: DemandData, init):
-        from ecomine.models.demand import DemandForecastModel
+        from ecomine.models.demand import DemandNet
 
-        return DemandForecastModel(demand_config(spec, len(data.items), year_lag=bool(data.year_lag)))
+        return DemandNet(demand_config(spec, len(data.items), year_lag=bool(data.year_lag)))
 
     def num_examples(self, data: DemandData) -> int:
         return len(data.train_pairs)

@@ -107,14 +107,14 @@ def _sample_train(labels: np.ndarray, ms, seed: int) -> tuple[np.ndarray, float,
 
 
 def _encode(texts: list[str], config, batch_size: int) -> np.ndarray:
-    """Pooled encoder vectors of `texts` (the RiskModel's own pooling), shortest texts batched together."""
+    """Pooled encoder vectors of `texts` (the RiskNet's own pooling), shortest texts batched together."""
     import torch
 
-    from ecomine.models.risk import RiskModel
+    from ecomine.models.risk import RiskNet
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(config.encoder)
-    model = RiskModel(config).eval()
+    model = RiskNet(config).eval()
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), model.encoder.config.hidden_size), np.float32)
     with torch.inference_mode():
@@ -126,10 +126,10 @@ def _encode(texts: list[str], config, batch_size: int) -> np.ndarray:
 
 
 def model_config(spec, data: RiskData):
-    from ecomine.models.risk import RiskModelConfig
+    from ecomine.models.risk import RiskNetConfig
 
     m = spec.model
-    return RiskModelConfig(
+    return RiskNetConfig(
         encoder=data.encoder, mode=m.mode, text=m.text, max_length=m.max_length,
         n_numeric=data.scaler.width if m.numeric_features else 0, hidden=list(m.hidden), dropout=m.dropout,
         pos_weight=data.pos_weight, logit_offset=data.logit_offset,

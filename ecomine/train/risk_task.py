@@ -100,9 +100,9 @@ class RiskTask:
         return None  # the text vectors are computed in prepare (evaluation on the driver needs them too)
 
     def build_model(self, spec, data: RiskData, init):
-        from ecomine.models.risk import RiskModel
+        from ecomine.models.risk import RiskNet
 
-        return RiskModel(model_config(spec, data))
+        return RiskNet(model_config(spec, data))
 
     def num_examples(self, data: RiskData) -> int:
         return len(data.train_index)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecomine.models.risk import Calibrator, OrderRiskModel, RiskModel, RiskModelConfig
+from ecomine.models.risk import Calibrator, OrderRiskModel, RiskNet, RiskNetConfig
 from ecomine.models.risk_explain import explain_orders
 from ecomine.models.risk_inputs import line_texts, numeric_matrix, order_lines_frame, validate_orders
 from ecomine.specs import TrainSpec
@@ -178,7 +178,7 @@ def test_lora_and_full_encoders_explain_through_a_step_calibrator(tiny_encoder: 
     """An untrained head in the other modes, behind an isotonic (non-differentiable) calibrator."""
     base, data = trained
     torch.manual_seed(1)
-    module = RiskModel(RiskModelConfig(encoder=tiny_encoder, mode=mode, max_length=48, hidden=[16]))
+    module = RiskNet(RiskNetConfig(encoder=tiny_encoder, mode=mode, max_length=48, hidden=[16]))
     iso = Calibrator("isotonic", {"x": [0.0, 0.3, 0.5, 0.7, 1.0], "y": [0.0, 0.1, 0.2, 0.6, 0.9]})
     model = OrderRiskModel(module, base.tokenizer, base.scaler, iso, 0.5, base.customers, base.items)
     orders = _orders(data, 4)

@@ -108,7 +108,7 @@ class Forecaster:
         return np.full((len(items), len(quantiles), horizon), self.level) * np.array(quantiles)[None, :, None]
 
 
-class RiskModel:
+class RiskNet:
     threshold = 0.3
 
     def __init__(self, p: float) -> None:
@@ -127,13 +127,13 @@ def test_demand_and_risk_ensembles_and_batches() -> None:
     assert first["freq"] == "1w" and first["fallback"] is True
     assert first["forecasts"][0]["values"] == [[7.5, 7.5]] and first["forecasts"][1]["fallback"] is True
     assert answers[1]["forecasts"][0]["values"] == [[1.5] * 3, [13.5] * 3]
-    risk = build_state("risk", [member("r1", RiskModel(0.2), 1), member("r2", RiskModel(0.6), 1)])
+    risk = build_state("risk", [member("r1", RiskNet(0.2), 1), member("r2", RiskNet(0.6), 1)])
     assert risk.extra["threshold"] == pytest.approx(0.3)
     orders = [{"order_id": "o1"}, {"order_id": "o2"}]
     (probs,) = run_jobs([(risk, orders)])
     out = finish_risk(risk, orders, probs)
     assert [r["probability"] for r in out["results"]] == pytest.approx([0.4, 0.4]) and out["results"][0]["flagged"]
-    assert build_state("risk", [member("r1", RiskModel(0.2))], threshold=0.9).extra["threshold"] == 0.9
+    assert build_state("risk", [member("r1", RiskNet(0.2))], threshold=0.9).extra["threshold"] == 0.9
 
 
 def test_a_quantile_outside_the_trained_levels_is_rejected_naming_the_field() -> None:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from ecomine.models.demand import (
     DemandConfig,
-    DemandForecastModel,
+    DemandNet,
     DemandModel,
     calendar_features,
     interpolate_quantiles,
@@ -162,7 +162,7 @@ def test_model_shapes_monotone_non_negative_quantiles() -> None:
     cfg = DemandConfig(n_items=5, horizon=6, context_length=21, quantiles=[0.1, 0.25, 0.5, 0.9], d_model=16,
                        layers=1, heads=2)
     torch.manual_seed(0)
-    model = DemandForecastModel(cfg)
+    model = DemandNet(cfg)
     past = torch.rand(8, 21) * 50
     past[0] = 0  # an all-zero history
     batch = {"past": past, "item": torch.arange(8) % 6, "future_cov": torch.rand(8, 6, 13), "price_rel": torch.zeros(8)}

@@ -21,8 +21,8 @@ from ecomine.datasets.synthetic import SynthParams, generate
 from ecomine.models.risk import (
     Calibrator,
     NumericScaler,
-    RiskModel,
-    RiskModelConfig,
+    RiskNet,
+    RiskNetConfig,
     history_state,
     line_texts,
     load_risk_model,
@@ -47,8 +47,8 @@ def events() -> pl.DataFrame:
     return ev
 
 
-def _config(encoder: str, mode: str = "frozen", **kw) -> RiskModelConfig:
-    return RiskModelConfig(encoder=encoder, mode=mode, max_length=32, hidden=[16], **kw)
+def _config(encoder: str, mode: str = "frozen", **kw) -> RiskNetConfig:
+    return RiskNetConfig(encoder=encoder, mode=mode, max_length=32, hidden=[16], **kw)
 
 
 # --------------------------------------------------------------------------- text and numbers
@@ -85,7 +85,7 @@ def test_scaler_standardises_and_flags_missing_values() -> None:
 
 @pytest.mark.parametrize("mode", ["frozen", "lora", "full"])
 def test_modes_train_the_right_parameters(tiny_encoder: str, mode: str) -> None:
-    model = RiskModel(_config(tiny_encoder, mode))
+    model = RiskNet(_config(tiny_encoder, mode))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     head = {n for n in trainable if n.startswith(("head.", "text_norm."))}
     enc = trainable - head
@@ -112,7 +112,7 @@ def test_modes_train_the_right_parameters(tiny_encoder: str, mode: str) -> None:
 
 
 def test_frozen_encoder_stays_in_eval_mode(tiny_encoder: str) -> None:
-    model = RiskModel(_config(tiny_encoder, "frozen")).train()
+    model = RiskNet(_config(tiny_encoder, "frozen")).train()
     assert model.head.training and not model.encoder.training
 
 
@@ -183,7 +183,7 @@ def saved(tiny_encoder: str, events: pl.DataFrame, tmp_path_factory) -> Path:
     ex = risk_examples(events, horizon_days=30)
     scaler = NumericScaler.fit(numeric_matrix(ex), list(RISK_FEATURES))
     torch.manual_seed(0)
-    model = RiskModel(_config(tiny_encoder, "lora", logit_offset=-2.0))
+    model = RiskNet(_config(tiny_encoder, "lora", logit_offset=-2.0))
     customers, items = history_state(events)
     folder = tmp_path_factory.mktemp("risk-version")
     save_risk_model(folder, model, scaler=scaler, calibrator=Calibrator("temperature", {"temperature": 1.5}),
