@@ -93,7 +93,7 @@ class ItemTokenEmbedding(nn.Module):
         """
         key = None
         if torch.is_inference_mode_enabled():
-            key = (ids_weight.data_ptr(), ids_weight._version, self.bag.weight._version, self.index._version)
+            key = tuple((id(t), t.data_ptr(), t._version) for t in (ids_weight, self.bag.weight, self.index))
             cached = getattr(self, "_cached", None)
             if cached is not None and cached[0] == key:
                 return cached[1]
