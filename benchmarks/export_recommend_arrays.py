@@ -29,7 +29,7 @@ def main() -> None:
     tr, trl = ragged(d.train_sequences)
     vh, vhl = ragged(d.valid_histories)
     th, thl = ragged(d.test_histories)
-    tokens = p.tokens if spec.model.item_tokens else None  # the item -> text-token table the model reads
+    tokens = d.item_tokens if spec.model.item_tokens else None  # the item -> text-token table the model reads
     np.savez_compressed(
         a.out, inputs=p.inputs, targets=p.targets, n_items=d.n_items,
         train=tr, train_len=trl, valid_hist=vh, valid_len=vhl, valid_targets=d.valid_targets,

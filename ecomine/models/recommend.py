@@ -140,9 +140,7 @@ class SequentialRecommender(nn.Module):
         mask = (ids != PAD_ID).long()
         # Positions count from the first real item so left padding does not shift them.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        if self.item_tokens is None:
-            return self.backbone(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
-        embeds = nn.functional.embedding(ids, self.item_table() if table is None else table)
+        embeds = nn.functional.embedding(ids, self.item_table() if table is None else table)  # = wte(ids) without tokens
         return self.backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
 
     def _repeat_terms(self, ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,12 +9,17 @@ source files.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from ecomine.specs import TrainSpec
 from ecomine.train.events import load_training_events
+
+if TYPE_CHECKING:
+    from ecomine.models.item_tokens import ItemTokens
 
 __all__ = ["RecommendData", "prepare_recommend_data"]
 
@@ -39,6 +44,14 @@ class RecommendData:
     @property
     def n_items(self) -> int:
         return len(self.vocab_items)
+
+    @cached_property
+    def item_tokens(self) -> ItemTokens:
+        """The items' text tokens (`models.item_tokens`), cut once per data set: every model, window cut and
+        warm start of a run reads this one (`RecommendTask.prepare` cuts it on the driver when the spec uses it)."""
+        from ecomine.models.item_tokens import item_tokens
+
+        return item_tokens(self.vocab_texts)
 
 
 def prepare_recommend_data(spec: TrainSpec, events: pl.DataFrame | None = None, fingerprint: str = "") -> RecommendData:

@@ -7,7 +7,6 @@ validation, test report beside popularity / item-kNN / own-history baselines.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,7 @@ def resolved_dropout(value: float | str, data: RecommendData | None) -> float:
 
 def recommender_config(spec, n_items: int, data: RecommendData | None = None, tokens: ItemTokens | None = None):
     """The model's config for `spec`: sizes from the preset / backbone, dropout resolved on `data`, and the
-    item-token vocabulary's size from `tokens` (none when the spec turns them off or no token is shared)."""
+    item-token vocabulary's size from `tokens` (None: no tokens, as when the spec turns them off)."""
     from ecomine.models.item_tokens import MAX_ITEM_TOKENS
     from ecomine.models.recommend import RecommenderConfig
 
@@ -49,7 +48,7 @@ def recommender_config(spec, n_items: int, data: RecommendData | None = None, to
         n_items=n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
         dropout=resolved_dropout(bb.dropout, data), repeat=m.repeat, loss=m.loss, num_negatives=m.num_negatives,
         arch=bb.arch, mask_prob=m.mask_prob,
-        item_tokens=tokens.size if m.item_tokens and tokens is not None else 0,
+        item_tokens=tokens.size if tokens is not None else 0,
         max_item_tokens=tokens.index.shape[1] if tokens is not None else MAX_ITEM_TOKENS,
     )
 
@@ -87,13 +86,6 @@ class _Prepared:
         self.lengths = (self.inputs != 0).sum(axis=1)  # real items per window (left-padded)
         self.targets_per_window = float((self.targets != 0).sum()) / max(1, len(self.targets))
 
-    @cached_property
-    def tokens(self) -> ItemTokens:
-        """The items' text tokens (`models.item_tokens`); `prepare` fills it on the driver when the spec uses them."""
-        from ecomine.models.item_tokens import item_tokens
-
-        return item_tokens(self.data.vocab_texts)
-
 
 def _key(spec) -> tuple:
     on = spec.augment is not None and spec.augment.enabled()
@@ -114,7 +106,7 @@ class RecommendTask:
     def prepare(self, spec) -> _Prepared:
         prepared = _Prepared(prepare_recommend_data(spec), spec.model.backbone.max_len, spec.augment, spec.optim.seed)
         if spec.model.item_tokens:
-            prepared.tokens  # noqa: B018 - cut once here, so every worker gets the same table with the data
+            prepared.data.item_tokens  # noqa: B018 - cut on the driver: workers and re-cut windows share it
         return prepared
 
     def adapt(self, prepared: _Prepared, spec) -> _Prepared:
@@ -138,7 +130,7 @@ class RecommendTask:
 
         from ecomine.models.recommend import build_recommender
 
-        tokens = prepared.tokens if spec.model.item_tokens else None
+        tokens = prepared.data.item_tokens if spec.model.item_tokens else None
         model = build_recommender(recommender_config(spec, prepared.data.n_items, prepared.data, tokens))
         if model.item_tokens is not None:
             model.item_tokens.fill(tokens.index)

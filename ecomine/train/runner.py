@@ -251,9 +251,12 @@ def _warm_start(task, spec: TrainSpec, data, init):
         return None
     from ecomine.train.warm_start import warm_start_state
 
-    items, texts = (data.data.vocab_items, data.data.vocab_texts) if spec.task == "recommend" else (None, None)
+    items = tokens = None
+    if spec.task == "recommend":
+        items = data.data.vocab_items
+        tokens = data.data.item_tokens.vocab if spec.model.item_tokens else None  # cut once, in prepare
     try:
-        return warm_start_state(spec.run.warm_start, task.build_model(spec, data, init), items, texts)
+        return warm_start_state(spec.run.warm_start, task.build_model(spec, data, init), items, tokens)
     except ValueError as exc:
         raise SpecError(str(exc)) from None
 

@@ -46,37 +46,41 @@ class WarmStart:
 TOKEN_INDEX, TOKEN_VECTORS = "item_tokens.index", "item_tokens.bag.weight"  # models.item_tokens' tensors
 
 
-def _items_json(folder: Path) -> dict | list | None:
+def _items_json(folder: Path) -> tuple[list[str] | None, list | None]:
+    """The version's item ids and item texts from its items.json (None for what it lacks)."""
     f = folder / "items.json"
-    return json.loads(f.read_text()) if f.exists() else None
-
-
-def _item_ids(folder: Path) -> list[str] | None:
-    raw = _items_json(folder)
+    raw = json.loads(f.read_text()) if f.exists() else None
     items = raw.get("items") if isinstance(raw, dict) else raw
-    return [str(i) for i in items] if isinstance(items, list) else None
+    texts = raw.get("texts") if isinstance(raw, dict) else None
+    return ([str(i) for i in items] if isinstance(items, list) else None), (texts if isinstance(texts, list) else None)
 
 
-def _token_mapping(folder: Path, new_texts: list[str | None] | None) -> np.ndarray | None:
-    """This run's token id - 1 -> the version's token id (-1: new token), or None when either side has no texts."""
-    from ecomine.models.item_tokens import item_tokens
+def _key_mapping(old: list[str], new: list[str]) -> np.ndarray:
+    """new id - 1 -> old id (1-based; -1 where the key is new), for rows keyed by item or by token."""
+    where = {key: i + 1 for i, key in enumerate(old)}
+    return np.array([where.get(key, -1) for key in new], dtype=np.int64)
 
-    raw = _items_json(folder)
-    old_texts = raw.get("texts") if isinstance(raw, dict) else None
-    if new_texts is None or not isinstance(old_texts, list):
-        return None
-    where = {w: i + 1 for i, w in enumerate(item_tokens(old_texts).vocab)}
-    return np.array([where.get(w, -1) for w in item_tokens(new_texts).vocab], dtype=np.int64)
+
+def _remap_rows(init: np.ndarray, prev: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    """`init` with rows 1..len(mapping) taken from `prev` where the key is known; row 0 and any rows past
+    the keys (padding, a [MASK]) as the version held them."""
+    rows, known = init.copy(), mapping >= 0
+    rows[0] = prev[0]
+    rows[1:][: len(mapping)][known] = prev[mapping[known]]
+    tail = rows.shape[0] - len(mapping) - 1  # the caller checked the version has as many
+    if tail:
+        rows[-tail:] = prev[-tail:]
+    return rows
 
 
 def warm_start_state(folder: str | Path, model: Any, new_items: list[str] | None,
-                     new_texts: list[str | None] | None = None) -> WarmStart:
+                     new_tokens: list[str] | None = None) -> WarmStart:
     """The state dict `model` (freshly built for this run) should start from, taken from `folder`.
 
     `new_items`: this run's item vocabulary (id i+1 = new_items[i]; 0 is padding) when the
-    task has one; `new_texts` its item texts (what item tokens are cut from). ValueError
-    naming the folder when it holds no weights (a baseline or an ensemble version: warm
-    start needs one trained network).
+    task has one; `new_tokens` its item-token vocabulary (`models.item_tokens`) when the
+    model has one. ValueError naming the folder when it holds no weights (a baseline or an
+    ensemble version: warm start needs one trained network).
     """
     from safetensors.numpy import load_file
 
@@ -85,40 +89,34 @@ def warm_start_state(folder: str | Path, model: Any, new_items: list[str] | None
     if not weights.exists():
         raise ValueError(f"run.warm_start: {folder} holds no model.safetensors (a baseline or ensemble version?)")
     old = load_file(str(weights))
-    old_items = _item_ids(folder)
+    old_items, old_texts = _items_json(folder)
     target = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     out = WarmStart(state={})
     mapping = None
     if old_items is not None and new_items is not None:
-        where = {item: i + 1 for i, item in enumerate(old_items)}
-        mapping = np.array([where.get(item, -1) for item in new_items], dtype=np.int64)  # new id - 1 -> old id
+        mapping = _key_mapping(old_items, new_items)
         out.shared_items = int((mapping >= 0).sum())
+    tokens = None
+    if TOKEN_VECTORS in target and new_tokens is not None and old_texts is not None:
+        from ecomine.models.item_tokens import item_tokens
+
+        tokens = _key_mapping(item_tokens(old_texts).vocab, new_tokens)  # the version's list, cut as it was cut
     for name, init in target.items():
         prev = old.get(name)
         if name == TOKEN_INDEX or prev is None or prev.ndim != init.ndim or prev.shape[1:] != init.shape[1:]:
             out.skipped.append(name)  # (the token index: this run's items and tokens, whatever the version held)
             continue
-        if name == TOKEN_VECTORS:
-            tokens = _token_mapping(folder, new_texts)
+        if name == TOKEN_VECTORS:  # rows: [no token, token 1..n]
             if tokens is None or len(tokens) + 1 != init.shape[0] or tokens.max(initial=0) >= prev.shape[0]:
                 out.skipped.append(name)
-                continue
-            rows, known = init.copy(), tokens >= 0
-            rows[1:][known] = prev[tokens[known]]
-            out.state[name] = rows
-            out.remapped.append(name)
+            else:
+                out.state[name] = _remap_rows(init, prev, tokens)
+                out.remapped.append(name)
             continue
         same_vocab = mapping is None or old_items == new_items
         extra = init.shape[0] - len(new_items) if not same_vocab and init.ndim else None
         if not same_vocab and extra in (1, 2) and prev.shape[0] - len(old_items) == extra:
-            # rows: [padding, item 1..n, ([MASK])]: items by id, the special rows as they were
-            rows = init.copy()
-            rows[0] = prev[0]
-            known = mapping >= 0
-            rows[1:][: len(new_items)][known] = prev[mapping[known]]
-            if extra == 2:
-                rows[-1] = prev[-1]
-            out.state[name] = rows
+            out.state[name] = _remap_rows(init, prev, mapping)  # rows: [padding, item 1..n, ([MASK])]
             out.remapped.append(name)
             continue
         if prev.shape == init.shape:

@@ -76,7 +76,7 @@ def test_warm_start_matches_token_vectors_by_token_and_keeps_this_runs_index(tmp
     save_recommender(tmp_path, old, ItemVocab(items=[f"i{k}" for k in range(4)], texts=old_texts), popular=[1])
     new = model(new_texts, new_tokens, 2)
     fresh = new.item_tokens.bag.weight.detach().clone()
-    warm = warm_start_state(tmp_path, new, [f"i{k}" for k in range(5)], new_texts)
+    warm = warm_start_state(tmp_path, new, [f"i{k}" for k in range(5)], new_tokens.vocab)
     assert "item_tokens.index" in warm.skipped and "item_tokens.index" not in warm.state
     rows = warm.state["item_tokens.bag.weight"]
     old_bag = old.item_tokens.bag.weight.detach().numpy()
