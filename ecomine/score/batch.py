@@ -39,6 +39,7 @@ import polars as pl
 from ecomine import storage
 from ecomine.cluster.session import ensure_ray, surfaced
 from ecomine.registry import Registry, RegistryError
+from ecomine.score.tasks import ScoreError, score_task
 from ecomine.specs import ScoreSpec, TableInput, TrainSpec, expand_uri
 
 if TYPE_CHECKING:
@@ -51,15 +52,6 @@ __all__ = ["ScoreError", "ScoreOutcome", "SUCCESS_FILE", "ScorePlan", "plan_scor
            "score_table", "BatchScorer", "run_scoring"]
 
 SUCCESS_FILE = "_SUCCESS.json"
-# Input columns each task reads (`user_id` / `item_id` first: the key of an output row).
-_REQUIRED = {"recommend": ("user_id", "items"), "demand": ("item_id",), "risk": ("item_id", "quantity")}
-_RISK_OPTIONAL = ("order_id", "user_id", "ts", "country", "price")
-_ROW = "row"  # risk: the line's position in the input file, kept in the output to join back on
-
-
-class ScoreError(ValueError):
-    """Bad input to a scoring run (a missing version or input, a column or horizon the model refuses);
-    one line naming the field and the value. Nothing is written."""
 
 
 @dataclass
@@ -103,23 +95,17 @@ def plan_scoring(spec: ScoreSpec) -> ScorePlan:
         raise ScoreError(f"version: {exc}") from None
     _check_output_free(spec.output)
     table = _read_inputs(spec, mv)
-    missing = [c for c in _REQUIRED[spec.task] if c not in table.columns]
+    task = score_task(spec.task)
+    missing = [c for c in task.required if c not in table.columns]
     if missing:
         raise ScoreError(f"inputs: the table lacks column(s) {missing} that {spec.task} scoring reads "
                          f"(has {table.columns[:12]})")
     if table.height == 0:
         raise ScoreError("inputs: the table has no rows")
-    if spec.task == "demand" and spec.horizon is not None:
+    if task.horizon and spec.horizon is not None:
         _check_horizon(spec, mv)
     _check_loader(spec)  # last: the default loaders import torch
-    if spec.task == "recommend":
-        table = table.select("user_id", "items")
-    elif spec.task == "demand":
-        table = table.select(pl.col("item_id").cast(pl.String)).unique(maintain_order=True).drop_nulls()
-    else:
-        keep = [c for c in (*_REQUIRED["risk"], *_RISK_OPTIONAL) if c in table.columns]
-        table = table.select(keep).with_row_index(_ROW)
-    return ScorePlan(spec, mv.version, table, mv)
+    return ScorePlan(spec, mv.version, task.keep(table), mv)
 
 
 def _check_horizon(spec: ScoreSpec, mv: Any) -> None:
@@ -180,7 +166,6 @@ def _read_inputs(spec: ScoreSpec, mv: Any) -> pl.DataFrame:
             raise ScoreError(f"inputs.uri: {uri} is not a valid {fmt} file ({str(exc).strip()[:160]})") from None
     from pydantic import ValidationError
 
-    from ecomine.data.features import user_sequences
     from ecomine.train.events import load_training_events
 
     ref = inputs.data
@@ -191,9 +176,7 @@ def _read_inputs(spec: ScoreSpec, mv: Any) -> pl.DataFrame:
             raise ScoreError(f"inputs.data: {spec.task}/{mv.version} carries no training spec to take the data "
                              "from (an ensemble or a stand-in); name the data ref") from None
     events, _ = load_training_events(ref)
-    if spec.task == "recommend":  # as `ecomine data build` writes user_sequences.parquet (Serve's users table)
-        return user_sequences(events, dedupe_consecutive=False).select("user_id", "items")
-    return events.filter(pl.col("event") == "purchase").select("item_id")
+    return score_task(spec.task).from_events(events)
 
 
 # --------------------------------------------------------------------------- one batch (actors and the plain loop)
@@ -211,93 +194,7 @@ def score_table(state: ModelState, spec: ScoreSpec, table: pa.Table | pl.DataFra
     """Score one batch of input rows with the predict layer's functions; the output rows, in input order."""
     df = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
-    if spec.task == "recommend":
-        return _recommend(state, spec, df).to_arrow()
-    if spec.task == "demand":
-        return _demand(state, spec, df).to_arrow()
-    return _risk(state, spec, df).to_arrow()
-
-
-def _recommend(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
-    from ecomine.predict.answers import finish_recommend, plan_recommend
-    from ecomine.predict.runtime import run_jobs
-
-    plans = []
-    for items in df["items"].to_list():
-        # what the ingress sends for a user of its users table: the last max_history items
-        history = [str(i) for i in (items or [])][-spec.max_history:]
-        req = {"history": history, "k": spec.k, "exclude": [], "exclude_history": spec.exclude_history,
-               "categories": None, "fallback_reason": None}
-        plans.append(plan_recommend(state, req))
-    todo = [n for n, (job, _) in enumerate(plans) if job is not None]
-    rows = run_jobs([(state, plans[n][0]) for n in todo]) if todo else []
-    row_of = dict(zip(todo, rows))
-    answers = [finish_recommend(state, ctx, row_of.get(n)) for n, (_, ctx) in enumerate(plans)]
-    return pl.DataFrame(
-        {
-            "user_id": df["user_id"].cast(pl.String),
-            "items": [[i["item_id"] for i in a["items"]] for a in answers],
-            "scores": [[i["score"] for i in a["items"]] for a in answers],
-            "fallback": [a["fallback_code"] for a in answers],
-        },
-        schema={"user_id": pl.String, "items": pl.List(pl.String), "scores": pl.List(pl.Float64), "fallback": pl.String},
-    )
-
-
-def _quantile_column(q: float) -> str:
-    return f"p{q * 100:g}"
-
-
-def _demand(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
-    from ecomine.predict.answers import demand_job
-    from ecomine.predict.ranking import Rejected
-    from ecomine.predict.runtime import run_jobs
-
-    req = {"item_ids": df["item_id"].to_list(), "horizon": spec.horizon, "quantiles": spec.quantiles}
-    try:
-        job = demand_job(state, req)
-    except Rejected as exc:
-        raise ScoreError(f"horizon: {exc.msg}") from None
-    forecasts = run_jobs([(state, job)])[0]["forecasts"]
-    out: dict[str, Any] = {"item_id": [f["item_id"] for f in forecasts], "fallback": [f["fallback"] for f in forecasts]}
-    for n, q in enumerate(spec.quantiles):
-        out[_quantile_column(q)] = [f["values"][n] for f in forecasts]
-    schema = {"item_id": pl.String, "fallback": pl.Boolean, **{_quantile_column(q): pl.List(pl.Float64) for q in spec.quantiles}}
-    return pl.DataFrame(out, schema=schema)
-
-
-def _risk(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
-    from datetime import datetime, timezone
-
-    from pydantic import ValidationError
-
-    from ecomine.api.schema import Order
-    from ecomine.predict.answers import risk_job
-    from ecomine.predict.runtime import run_jobs
-
-    # One order per line, checked by the API's own request model and completed as the ingress
-    # completes a request (ts: now when absent): its probability is that line's.
-    now = datetime.now(timezone.utc)
-    orders = []
-    for r in df.iter_rows(named=True):
-        raw = {"order_id": _text(r.get("order_id")), "user_id": _text(r.get("user_id")), "ts": r.get("ts"),
-               "country": _text(r.get("country")),
-               "lines": [{"item_id": _text(r["item_id"]), "quantity": r["quantity"], "price": r.get("price")}]}
-        try:
-            order = Order.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"] if p not in ("lines", 0))
-            raise ScoreError(f"inputs: row {r[_ROW]}: {where}: {first['msg']} (got {first.get('input')!r})") from None
-        orders.append({**order.model_dump(), "ts": order.ts or now})
-    probs = run_jobs([(state, risk_job({"orders": orders}))])[0]
-    thr = float(state.extra["threshold"])
-    return df.with_columns(pl.Series("probability", probs, dtype=pl.Float64),
-                           pl.Series("flagged", [p >= thr for p in probs], dtype=pl.Boolean))
-
-
-def _text(v: Any) -> str | None:
-    return None if v is None else str(v)
+    return score_task(spec.task).score(state, spec, df).to_arrow()
 
 
 class BatchScorer:
