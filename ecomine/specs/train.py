@@ -168,6 +168,11 @@ class OptimSpec(StrictModel):
     plateau_factor: float = Field(0.5, gt=0, lt=1, description="schedule plateau: lr multiplier at each plateau")
     plateau_patience: int = Field(2, ge=1, description="schedule plateau: epochs without a gain before the lr drops")
     grad_clip: float | None = Field(1.0, gt=0)
+    ema_epochs: float | None = Field(
+        None, gt=0, description="validate, keep and register an exponential moving average of the weights over "
+        "about this many epochs (decay 1 - 1 / (ema_epochs x steps per epoch)) instead of the last step's weights; "
+        "None: the weights as trained"
+    )
     epochs: int = Field(10, ge=1, description="passes over the training data (with schedule constant: the cap)")
     batch_size: int = Field(128, ge=1)
     early_stopping: EarlyStoppingSpec | None = Field(default_factory=EarlyStoppingSpec)

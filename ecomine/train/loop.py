@@ -31,7 +31,8 @@ __all__ = [
     "FaultDrill",
 ]
 
-WEIGHTS = "model.safetensors"
+WEIGHTS = "model.safetensors"  # what validation scored and the registry gets (the average, with optim.ema_epochs)
+TRAINED = "trained.safetensors"  # with optim.ema_epochs: the weights as trained, which a resumed run goes on from
 OPTIMIZER = "optimizer.safetensors"
 STATE = "state.json"
 
@@ -134,13 +135,21 @@ def _frozen(model: torch.nn.Module) -> set[str]:
     return {name for name, p in model.named_parameters() if not p.requires_grad}
 
 
-def save_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer, loop_state: dict[str, Any]) -> None:
+def save_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer, loop_state: dict[str, Any],
+                        averaged: torch.nn.Module | None = None) -> None:
+    """`model`'s weights (or, given `averaged`, the average's as WEIGHTS and the trained ones as TRAINED),
+    the optimiser's state and the loop's."""
     from safetensors.torch import save_file
 
     # Frozen weights are left out: a frozen MiniLM made every risk checkpoint ~90 MB of unchanged tensors.
     frozen = _frozen(model)
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in frozen}
-    save_file(sd, str(path / WEIGHTS))
+
+    def weights(m: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items() if k not in frozen}
+
+    save_file(weights(averaged if averaged is not None else model), str(path / WEIGHTS))
+    if averaged is not None:
+        save_file(weights(model), str(path / TRAINED))
     if optimizer is not None:
         tensors, meta = _flatten_optimizer(optimizer.state_dict())
         save_file(tensors, str(path / OPTIMIZER))
@@ -148,13 +157,22 @@ def save_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer, loop_stat
     (path / STATE).write_text(json.dumps(loop_state, indent=2, default=float))
 
 
-def load_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer=None) -> dict[str, Any]:
+def load_checkpoint_dir(path: Path, model: torch.nn.Module, optimizer=None,
+                        averaged: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Load WEIGHTS into `model`; a run resuming with an average (`averaged`) loads TRAINED into `model` and
+    WEIGHTS into the average. Returns the loop state."""
     from safetensors.torch import load_file
 
-    missing, unexpected = model.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
-    if unexpected or set(missing) - _frozen(model):
-        raise RuntimeError(f"checkpoint {path} does not fit the model: missing {sorted(set(missing) - _frozen(model))}, "
-                           f"unexpected {sorted(unexpected)}")
+    def into(m: torch.nn.Module, name: str) -> None:
+        missing, unexpected = m.load_state_dict(load_file(str(path / name)), strict=False)
+        if unexpected or set(missing) - _frozen(m):
+            raise RuntimeError(f"checkpoint {path} does not fit the model: missing {sorted(set(missing) - _frozen(m))}, "
+                               f"unexpected {sorted(unexpected)}")
+
+    resume_average = averaged is not None and (path / TRAINED).exists()
+    into(model, TRAINED if resume_average else WEIGHTS)
+    if resume_average:
+        into(averaged, WEIGHTS)
     state = json.loads((path / STATE).read_text())
     if optimizer is not None and (path / OPTIMIZER).exists():
         optimizer.load_state_dict(_unflatten_optimizer(load_file(str(path / OPTIMIZER)), state["optimizer"]))
@@ -170,6 +188,17 @@ def _progress(path: str | None, record: dict[str, Any]) -> None:
             f.write(json.dumps(record, default=float) + "\n")
     except OSError:
         pass  # progress is a convenience; never fail training over it
+
+
+def _averaged(model: torch.nn.Module, ema_epochs: float | None, steps_per_epoch: int):
+    """`optim.ema_epochs`: torch's exponential moving average of `model`'s parameters over about that many
+    epochs (buffers, such as the item-token index, are copied as they are), or None."""
+    if ema_epochs is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    decay = 1.0 - 1.0 / max(1.0, ema_epochs * steps_per_epoch)
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -217,6 +246,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(opt.schedule, warmup, total, lr_scale)
     )
+    ema = _averaged(core, opt.ema_epochs, steps_per_epoch)
     use_amp = spec.scaling.use_gpu and spec.scaling.mixed_precision != "no"
     amp_dtype = torch.bfloat16 if spec.scaling.mixed_precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -229,7 +259,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            state = load_checkpoint_dir(Path(d), core, optimizer)
+            state = load_checkpoint_dir(Path(d), core, optimizer, averaged=ema.module if ema is not None else None)
+        if ema is not None:
+            ema.n_averaged.fill_(1)  # the average goes on from the checkpoint's instead of restarting
         scheduler.last_epoch = state["epoch"] * steps_per_epoch
         lr_scale[0] = state.get("lr_scale", 1.0)
         state.pop("optimizer", None)
@@ -261,6 +293,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             # through the DDP wrapper, so gradients are all-reduced
             losses.append(train_step(model, batch, optimizer, scheduler, scaler, params, grad_clip=opt.grad_clip,
                                      device_type=device.type, amp_dtype=amp_dtype if use_amp else None))
+            if ema is not None:
+                ema.update_parameters(core)
         train_seconds = time.perf_counter() - t0
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -269,10 +303,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "lr": scheduler.get_last_lr()[0],
         }
         stop = False
+        scored = ema.module if ema is not None else core  # what validation scores and the checkpoint keeps
         if rank == 0:
-            core.eval()
+            scored.eval()
             with torch.inference_mode():
-                val = task.validate(core, data, spec, device)
+                val = task.validate(scored, data, spec, device)
             metrics.update({f"val_{k}": v for k, v in val.items()})
             metrics.setdefault("val_loss", metrics["train_loss"])
             value = metrics.get(watch)
@@ -310,7 +345,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         checkpoint = None
         if rank == 0 and ((epoch + 1) % spec.run.checkpoint_every == 0 or last):
             tmp = tempfile.mkdtemp(prefix="ecomine-ckpt-")
-            save_checkpoint_dir(Path(tmp), core, optimizer, state)
+            save_checkpoint_dir(Path(tmp), core, optimizer, state, averaged=ema.module if ema is not None else None)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(metrics, checkpoint=checkpoint)
         if stop:

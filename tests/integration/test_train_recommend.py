@@ -23,7 +23,8 @@ DATA = {"kind": "synthetic", "users": 300, "items": 80, "days": 150, "seed": 3}
 def make_spec(tmp_path: Path, **run) -> TrainSpec:
     return TrainSpec.model_validate({
         "data": DATA,
-        "optim": {"epochs": run.pop("epochs", 4), "batch_size": 64, "lr": 3e-3, "early_stopping": None},
+        "optim": {"epochs": run.pop("epochs", 4), "batch_size": 64, "lr": 3e-3, "early_stopping": None,
+                  "ema_epochs": run.pop("ema_epochs", None)},
         "scaling": {"num_workers": run.pop("num_workers", 1)},
         "run": {"storage": str(tmp_path / "runs"), "registry": str(tmp_path / "registry"), **run},
         "eval": {"ks": [10]},
@@ -54,7 +55,9 @@ def test_two_workers_train_evaluate_register(ray_session, tmp_path: Path, data) 
 
 
 def test_worker_failure_recovers_from_checkpoint(ray_session, tmp_path: Path, data) -> None:
-    spec = make_spec(tmp_path, name="fault", epochs=3, max_failures=1, fail_once_at_epoch=2, register_model=False)
+    # with a weight average on: the recovered run goes on from the trained weights and the average both
+    spec = make_spec(tmp_path, name="fault", epochs=3, max_failures=1, fail_once_at_epoch=2, register_model=False,
+                     ema_epochs=1.0)
     out = run_training(spec, data=data)
     assert (tmp_path / "runs" / "fault" / ".fault-drill-epoch-2").exists()
     # epoch 1 came from before the failure (restored from its checkpoint), 2-3 after it
@@ -64,6 +67,8 @@ def test_worker_failure_recovers_from_checkpoint(ray_session, tmp_path: Path, da
     progress = (tmp_path / "runs" / "fault" / "progress.jsonl").read_text().splitlines()
     trained = [json.loads(line)["epoch"] for line in progress if '"train_loss"' in line]
     assert trained == [1, 2, 3]
+    checkpoints = [c for c in (tmp_path / "runs" / "fault").glob("checkpoint_*") if c.is_dir()]
+    assert checkpoints and all((c / "trained.safetensors").exists() for c in checkpoints)
 
 
 def test_interrupted_run_resumes_with_same_name(ray_session, tmp_path: Path, data) -> None:
