@@ -260,8 +260,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if ckpt is not None:
         with ckpt.as_directory() as d:
             state = load_checkpoint_dir(Path(d), core, optimizer, averaged=ema.module if ema is not None else None)
-        if ema is not None:
-            ema.n_averaged.fill_(1)  # the average goes on from the checkpoint's instead of restarting
+            if ema is not None and (Path(d) / TRAINED).exists():
+                ema.n_averaged.fill_(1)  # the average goes on from the checkpoint's; without one it starts afresh
         scheduler.last_epoch = state["epoch"] * steps_per_epoch
         lr_scale[0] = state.get("lr_scale", 1.0)
         state.pop("optimizer", None)
