@@ -347,7 +347,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             tmp = tempfile.mkdtemp(prefix="ecomine-ckpt-")
             save_checkpoint_dir(Path(tmp), core, optimizer, state, averaged=ema.module if ema is not None else None)
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(metrics, checkpoint=checkpoint)
+        # Ray copies the folder to run storage before returning; its local copy (~18 MB a recommend epoch) goes then.
+        ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=checkpoint is not None)
         if stop:
             break
     if rank == 0:

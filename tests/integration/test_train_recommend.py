@@ -4,6 +4,7 @@ recover from a worker failure, resume an interrupted run, refuse bad specs befor
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,12 @@ def data(tmp_path_factory):
 
 def test_two_workers_train_evaluate_register(ray_session, tmp_path: Path, data) -> None:
     spec = make_spec(tmp_path, name="two-workers", num_workers=2, tags=["ci"])
+    local = lambda: set(Path(tempfile.gettempdir()).glob("ecomine-ckpt-*"))  # noqa: E731
+    before = local()
     out = run_training(spec, data=data)
-    # checkpoints were written by rank 0 under the run folder
+    # checkpoints were written by rank 0 under the run folder, and their local copies removed once uploaded
     assert list((tmp_path / "runs" / "two-workers").glob("checkpoint_*"))
+    assert local() - before == set()
     assert [h["epoch"] for h in out.history] == [1, 2, 3, 4]
     # the planted structure is learnable: the model beats popularity on the holdout
     model = out.results[MODEL_NAME]["all_items"]["NDCG@10"]
