@@ -4,8 +4,8 @@ Sits in ``ecomine.serve`` beside ``swap`` (which hot-swaps a served version thro
 these) and under ``ecomine serve up | down | status | check`` (``cli.serve``) and
 ``ecomine retrain --serve``. Every config is checked against Ray's ``ServeDeploySchema``
 and every ecomine application's ``args`` against ``AppArgs`` before anything is sent, so
-a typo is one line naming the file and the field. The cluster is reached through Ray's
-dashboard Serve SDK (``ServeSubmissionClient``: the REST API ``serve deploy`` uses).
+a typo is one line naming the file and the field. The cluster is reached through the
+dashboard's Serve REST API (``serve.rest``: the routes ``serve deploy`` uses).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ecomine.serve.rest import ServeRest, ServeRestError
 from ecomine.specs import SpecError
 
 __all__ = [
@@ -110,32 +111,14 @@ def dashboard_address(address: str | None) -> str:
     return address or os.environ.get("RAY_DASHBOARD_ADDRESS") or DEFAULT_DASHBOARD
 
 
-def _use_ray_token_if_present() -> None:
-    """Send Ray's auth token (``~/.ray/auth_token``) when RAY_AUTH_MODE is unset, as `ray start` and
-    ``ray.init`` do; without it a token-protected dashboard answers 401."""
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-    except ImportError:  # older or newer Ray: RAY_AUTH_MODE=token still works
-        return
-    from ecomine.cluster.session import quiet_token_notice
-
-    quiet_token_notice()
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
-def serve_client(address: str | None) -> Any:
-    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
-
-    _use_ray_token_if_present()
+def serve_client(address: str | None) -> ServeRest:
+    """A client of the dashboard's Serve REST API at ``address`` (else $RAY_DASHBOARD_ADDRESS, else 127.0.0.1:8265)."""
     url = dashboard_address(address)
     try:
-        return ServeSubmissionClient(url)
-    except Exception as exc:
+        return ServeRest(url)
+    except ServeRestError as exc:
         raise ServeConfigError(
-            f"no Ray dashboard answers at {url} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
-            "start a cluster with `ray start --head`, pass --address, or run locally with `ecomine serve up CONFIG --blocking`"
+            f"{exc}; start a cluster with `ray start --head`, pass --address, or run locally with `ecomine serve up CONFIG --blocking`"
         ) from None
 
 

@@ -188,9 +188,9 @@ def test_a_tampered_swap_keeps_both_replicas_serving_and_names_the_file(
     weights.write_bytes(bytes(data))
 
     def deployed_config() -> dict[str, Any]:
-        from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+        from ecomine.serve.control import serve_client
 
-        return ServeSubmissionClient(ray_dashboard).get_serve_details()["applications"][PAIR]["deployed_app_config"]
+        return serve_client(ray_dashboard).get_serve_details()["applications"][PAIR]["deployed_app_config"]
 
     before = deployed_config()
     # the swap `ecomine retrain` makes: it sees the refusal on /v1/models, names the file, and puts the

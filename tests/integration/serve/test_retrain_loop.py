@@ -140,9 +140,7 @@ class _Load:
 
 
 def _deploy_app(world, version: str) -> None:
-    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
-
-    from ecomine.serve.control import wait_running
+    from ecomine.serve.control import serve_client, wait_running
 
     args = {
         "registry": str(world["registry"]),
@@ -152,7 +150,7 @@ def _deploy_app(world, version: str) -> None:
     }
     config = {"applications": [{"name": APP, "route_prefix": f"/{APP}", "import_path": "ecomine.serve.app:build",
                                 "args": args}]}
-    ServeSubmissionClient(world["dashboard"]).deploy_applications(config)
+    serve_client(world["dashboard"]).deploy_applications(config)
     wait_running(world["dashboard"], [APP], 180)
 
 
