@@ -39,7 +39,8 @@ def explain_offline(registry: str, task: str, version: str, body: Any, *, source
     from ecomine.api import schema as api
     from ecomine.predict.explain import explain_request
     from ecomine.predict.ranking import Rejected
-    from ecomine.predict.runtime import ModelLoadError, load_state
+    from ecomine.predict.runtime import load_state
+    from ecomine.predict.state import ModelLoadError
     from ecomine.serve.config import Limits
 
     if task not in _REQUESTS:

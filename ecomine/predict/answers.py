@@ -17,7 +17,7 @@ import numpy as np
 from ecomine.predict.ranking import FALLBACK_REASONS, Rejected, popular_fill, top_k
 
 if TYPE_CHECKING:
-    from ecomine.predict.runtime import ModelState
+    from ecomine.predict.state import ModelState
 
 __all__ = ["plan_recommend", "finish_recommend", "demand_horizon", "demand_job", "finish_demand", "risk_job", "finish_risk"]
 

@@ -30,101 +30,18 @@ catalogue (recommend; members must share the item vocabulary), of quantiles
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ecomine.predict.state import Member, ModelLoadError, ModelState
+from ecomine.predict.tasks import PREDICT_TASKS, predict_task
 
-from ecomine.predict import combine as ensemble_math
-from ecomine.predict.ranking import ItemCatalogue
+__all__ = ["DEFAULT_LOADERS", "import_loader", "load_state", "expand_ensembles", "build_state", "run_jobs"]
 
-__all__ = [
-    "expand_ensembles",
-    "TASKS",
-    "DEFAULT_LOADERS",
-    "ModelLoadError",
-    "reconfigure_failure",
-    "Member",
-    "ModelState",
-    "import_loader",
-    "torch_device",
-    "load_state",
-    "build_state",
-    "run_jobs",
-]
-
-TASKS = ("recommend", "demand", "risk")
 # module:function that turns a verified version folder into a model (the loader protocol above).
-DEFAULT_LOADERS = {
-    "recommend": "ecomine.models.recommend:load_recommender",
-    "demand": "ecomine.models.demand:load_forecaster",
-    "risk": "ecomine.models.risk:load_risk_model",
-}
-
-
-class ModelLoadError(RuntimeError):
-    """A version could not be resolved, fetched, verified or loaded; the message names which."""
-
-
-def reconfigure_failure(user_config: Any, exc: BaseException) -> dict[str, Any]:
-    """What a refused ``user_config`` is reported as: ``{version, file, reason, at}``.
-
-    ``version`` is what the config asked for (a ref, or an ensemble's refs joined by ``+``);
-    ``file`` the version file that failed its check (a ``ChecksumMismatch`` anywhere in the
-    cause chain), else None; ``reason`` the error on one line.
-    """
-    version = None
-    if isinstance(user_config, dict):
-        if isinstance(user_config.get("version"), str):
-            version = user_config["version"]
-        elif isinstance(user_config.get("members"), list):
-            refs = [str(m.get("version")) for m in user_config["members"] if isinstance(m, dict)]
-            version = "+".join(refs) or None
-    file, seen, cur = None, set(), exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(getattr(cur, "file", None), str):
-            file = cur.file
-            break
-        cur = cur.__cause__ or cur.__context__
-    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return {"version": version, "file": file, "reason": reason[:600],
-            "at": datetime.now(timezone.utc).isoformat()}
-
-
-@dataclass
-class Member:
-    """One loaded version of an ensemble (or the only one)."""
-
-    version: str
-    ref: str
-    weight: float
-    created_at: datetime | None
-    stages: list[str]
-    obj: Any
-    spec: dict[str, Any] = field(default_factory=dict)  # the spec that trained it (manifest)
-    folder: Path | None = None
-    temperature: float = 1.0  # recommend: softmax(temperature * scores), fitted by `ecomine ensemble build`
-
-
-@dataclass
-class ModelState:
-    """One immutable snapshot of what a replica serves; a swap replaces the whole object."""
-
-    task: str
-    members: list[Member]
-    weights: list[float]
-    label: str
-    loaded_at: datetime
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def versions(self) -> list[str]:
-        return [m.version for m in self.members]
+DEFAULT_LOADERS = {name: task.loader for name, task in PREDICT_TASKS.items()}
 
 
 def import_loader(path: str, task: str) -> Callable[[Path], Any]:
@@ -143,13 +60,6 @@ def import_loader(path: str, task: str) -> Callable[[Path], Any]:
     if not callable(fn):
         raise ModelLoadError(f"{task}: loader {path!r}: {module_name} has no function {attr!r}")
     return fn
-
-
-def torch_device() -> str:
-    """``cuda`` when torch sees a GPU here, else ``cpu``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --------------------------------------------------------------------------- loading
@@ -190,11 +100,9 @@ def load_state(
         members.append(Member(mv.version, ref, weight, mv.created_at, list(mv.stages), obj, dict(mv.spec), folder,
                               temperature))
     state = build_state(task, members, catalogue=catalogue, threshold=threshold)
-    if task == "risk" and len(refs) == 1 and ensembles:
-        # a risk ensemble version carries its mixture's recalibration and the threshold chosen on it
-        state.extra["recalibration"] = ensembles[0].recalibration
-        if threshold is None and ensembles[0].threshold is not None:
-            state.extra["threshold"] = float(ensembles[0].threshold)
+    adopt = predict_task(task).adopt_ensemble
+    if adopt is not None and len(refs) == 1 and ensembles:
+        adopt(state, ensembles[0], threshold)  # what the ensemble version fitted on its mixture (risk: recalibration)
     return state
 
 
@@ -222,146 +130,15 @@ def expand_ensembles(registry: Any, task: str, refs: list[tuple[str, float]], la
 
 def build_state(task: str, members: list[Member], *, catalogue: Any = None, threshold: float | None = None) -> ModelState:
     """A ``ModelState`` from loaded members: weights normalised, task extras prepared and checked."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    contract = predict_task(task)
     total = sum(m.weight for m in members)
     weights = [m.weight / total for m in members]
     if len(members) == 1:
         label = f"{task}/{members[0].version}"
     else:
         label = "ensemble(" + "+".join(f"{task}/{m.version}*{w:.2f}" for m, w in zip(members, weights)) + ")"
-    extra: dict[str, Any]
-    if task == "recommend":
-        extra = _prepare_recommend(members, catalogue)
-    elif task == "demand":
-        freqs = {getattr(m.obj, "freq", None) for m in members}
-        if len(freqs) > 1:
-            raise ModelLoadError(f"demand ensemble members forecast different periods {sorted(map(str, freqs))}; use one freq")
-        horizons = [int(m.obj.max_horizon) for m in members if getattr(m.obj, "max_horizon", None)]
-        # the ensemble answers only horizons every member was trained for, and levels inside every member's range
-        levels = [list(m.obj.quantiles) for m in members if getattr(m.obj, "quantiles", None)]
-        extra = {"freq": freqs.pop(), "max_horizon": min(horizons) if horizons else None,
-                 "quantile_range": (max(q[0] for q in levels), min(q[-1] for q in levels)) if levels else None}
-    else:
-        thr = threshold if threshold is not None else sum(
-            w * float(getattr(m.obj, "threshold", 0.5)) for m, w in zip(members, weights)
-        )
-        extra = {"threshold": float(thr)}
+    extra = contract.prepare(members, catalogue, threshold)
     return ModelState(task, members, weights, label, datetime.now(timezone.utc), extra)
-
-
-def _prepare_recommend(members: list[Member], catalogue: Any) -> dict[str, Any]:
-    for m in members:
-        if not (isinstance(m.obj, tuple) and len(m.obj) == 2 and hasattr(m.obj[0], "score")):
-            raise ModelLoadError(f"recommend/{m.version}: the loader must return (model, vocab)")
-    first = members[0].obj[1]
-    for m in members[1:]:
-        vocab = m.obj[1]
-        if list(vocab.items) != list(first.items):
-            raise ModelLoadError(
-                f"ensemble members recommend/{members[0].version} ({len(first.items)} items) and "
-                f"recommend/{m.version} ({len(vocab.items)} items) have different item vocabularies; "
-                "members of a recommend ensemble must share one (train them on the same catalogue)"
-            )
-    device = torch_device() if hasattr(members[0].obj[0], "to") else "cpu"
-    if device != "cpu":
-        for m in members:
-            m.obj[0].to(device)
-    popular: list[int] = []
-    folder = members[0].folder
-    if folder is not None and (folder / "popular.json").exists():
-        popular = json.loads((folder / "popular.json").read_text()).get("items", [])
-    ids = np.array(popular, dtype=np.int64)
-    ids = ids[(ids >= 1) & (ids <= len(first.items))]
-    model_spec = members[0].spec.get("model") if isinstance(members[0].spec, dict) else None
-    return {
-        "vocab": first,
-        "catalogue": ItemCatalogue.build(list(first.items), list(first.texts or []), catalogue),
-        "popular": ids,
-        "exclude_history": bool(model_spec.get("exclude_history", False)) if isinstance(model_spec, dict) else False,
-        "device": device,
-    }
-
-
-# --------------------------------------------------------------------------- one batch
-
-
-_MEMBER_POOL: list[Any] = []  # created on the first ensemble batch, never at import
-
-
-def _member_probs(state: ModelState, m: Member, histories: list[np.ndarray]) -> np.ndarray:
-    logits = np.asarray(m.obj[0].score(histories, device=state.extra["device"]))
-    return ensemble_math.softmax_rows(logits, m.temperature)
-
-
-def _run_recommend(state: ModelState, histories: list[np.ndarray]) -> list[np.ndarray]:
-    if len(state.members) == 1:
-        probs = [_member_probs(state, state.members[0], histories)]
-    else:  # members side by side in threads (torch releases the GIL): a replica with one torch thread per
-        # member uses every core it is given instead of scoring them one after the other
-        if not _MEMBER_POOL:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _MEMBER_POOL.append(ThreadPoolExecutor(max_workers=16, thread_name_prefix="ecomine-member"))
-        probs = list(_MEMBER_POOL[0].map(lambda m: _member_probs(state, m, histories), state.members))
-    combined = ensemble_math.mix(probs, state.weights) if len(probs) > 1 else probs[0]
-    return [combined[i] for i in range(len(histories))]
-
-
-def _run_demand(state: ModelState, jobs: list[tuple[list[str], int, list[float]]]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [{} for _ in jobs]
-    groups: dict[tuple[int, tuple[float, ...]], list[int]] = {}
-    for j, (_, horizon, qs) in enumerate(jobs):
-        groups.setdefault((horizon, tuple(qs)), []).append(j)
-    for (horizon, qs), idx in groups.items():
-        items = [item for j in idx for item in jobs[j][0]]
-        arrays, known = [], np.ones(len(items), dtype=bool)
-        for m in state.members:
-            arr = np.asarray(m.obj.forecast(items, horizon, list(qs)), dtype=np.float64)
-            if arr.shape != (len(items), len(qs), horizon):
-                raise ModelLoadError(
-                    f"demand/{m.version}: forecast returned shape {arr.shape}, expected {(len(items), len(qs), horizon)}"
-                )
-            arrays.append(arr)
-            if hasattr(m.obj, "known_items"):
-                known &= np.asarray(m.obj.known_items(items), dtype=bool)
-        # the weighted mean, quantiles re-sorted (a mean of quantiles can cross): the one the ensemble was fitted with
-        mean = ensemble_math.combine_quantiles(arrays, state.weights, axis=1)
-        start = 0
-        for j in idx:
-            out[j] = {
-                "forecasts": [
-                    {"item_id": item, "values": mean[start + r].tolist(), "fallback": not bool(known[start + r])}
-                    for r, item in enumerate(jobs[j][0])
-                ],
-            }
-            start += len(jobs[j][0])
-    return out
-
-
-def _run_risk(state: ModelState, jobs: list[list[dict[str, Any]]]) -> list[list[float]]:
-    orders = [o for job in jobs for o in job]
-    probs = []
-    for m in state.members:
-        p = np.asarray(m.obj.score(orders), dtype=np.float64).reshape(-1)
-        if p.shape[0] != len(orders):
-            raise ModelLoadError(f"risk/{m.version}: score returned {p.shape[0]} values for {len(orders)} orders")
-        probs.append(np.clip(p, 0.0, 1.0))
-    mean = ensemble_math.mix(probs, state.weights) if len(probs) > 1 else probs[0]
-    if state.extra.get("recalibration"):
-        mean = ensemble_math.apply_platt(mean, *state.extra["recalibration"])
-    out, start = [], 0
-    for job in jobs:
-        out.append(mean[start : start + len(job)].tolist())
-        start += len(job)
-    return out
-
-
-_RUNNERS: dict[str, Callable[[ModelState, list[Any]], list[Any]]] = {
-    "recommend": _run_recommend,
-    "demand": _run_demand,
-    "risk": _run_risk,
-}
 
 
 def run_jobs(jobs: list[tuple[ModelState, Any]]) -> list[Any]:
@@ -372,7 +149,7 @@ def run_jobs(jobs: list[tuple[ModelState, Any]]) -> list[Any]:
         by_state.setdefault(id(state), []).append(i)
     for idx in by_state.values():
         state = jobs[idx[0]][0]
-        answers = _RUNNERS[state.task](state, [jobs[i][1] for i in idx])
+        answers = predict_task(state.task).run(state, [jobs[i][1] for i in idx])
         for i, answer in zip(idx, answers):
             results[i] = answer
     return results

@@ -45,7 +45,7 @@ from ecomine.specs import ScoreSpec, TableInput, TrainSpec, expand_uri
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from ecomine.predict.runtime import ModelState
+    from ecomine.predict.state import ModelState
     from ecomine.registry import Registry
 
 __all__ = ["ScoreError", "ScoreOutcome", "SUCCESS_FILE", "ScorePlan", "plan_scoring", "load_scorer",
@@ -111,7 +111,8 @@ def plan_scoring(spec: ScoreSpec) -> ScorePlan:
 def _check_horizon(spec: ScoreSpec, mv: Any) -> None:
     """A horizon beyond what the version (every member of an ensemble) was trained for, refused on the driver
     from the registry's specs - the actors would refuse it too, under Ray's logging of their failure."""
-    from ecomine.predict.runtime import ModelLoadError, expand_ensembles  # serving's own ensemble expansion
+    from ecomine.predict.runtime import expand_ensembles  # serving's own ensemble expansion
+    from ecomine.predict.state import ModelLoadError
 
     try:
         members, _ = expand_ensembles(_registry(spec), spec.task, [(mv.version, 1.0)], spec.task)
@@ -125,7 +126,8 @@ def _check_horizon(spec: ScoreSpec, mv: Any) -> None:
 
 def _check_loader(spec: ScoreSpec) -> None:
     """Import the loader here: in an actor's constructor its failure would come back as a dead actor."""
-    from ecomine.predict.runtime import DEFAULT_LOADERS, ModelLoadError, import_loader
+    from ecomine.predict.runtime import DEFAULT_LOADERS, import_loader
+    from ecomine.predict.state import ModelLoadError
 
     try:
         import_loader(spec.loader or DEFAULT_LOADERS[spec.task], spec.task)
@@ -336,6 +338,6 @@ def _data_context() -> Iterator[None]:
 
 def _actor_errors():
     """A ScoreError or a model that would not load, raised in an actor, comes back as one ScoreError."""
-    from ecomine.predict.runtime import ModelLoadError
+    from ecomine.predict.state import ModelLoadError
 
     return surfaced((ScoreError, ModelLoadError), ScoreError)

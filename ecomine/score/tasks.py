@@ -17,7 +17,7 @@ import polars as pl
 from ecomine.specs import ScoreSpec
 
 if TYPE_CHECKING:
-    from ecomine.predict.runtime import ModelState
+    from ecomine.predict.state import ModelState
 
 __all__ = ["ScoreError", "ScoreTask", "SCORE_TASKS", "score_task", "ROW"]
 

@@ -26,7 +26,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ecomine.api.schema import DEFAULT_LIMITS as _DEFAULT_LIMITS
-from ecomine.predict.runtime import DEFAULT_LOADERS, TASKS
+from ecomine.predict.runtime import DEFAULT_LOADERS
+from ecomine.predict.state import TASKS
 from ecomine.serve.live_args import LiveArgs
 from ecomine.serve.traffic import TrafficPolicy
 from ecomine.storage import S3Options

@@ -38,7 +38,8 @@ from ecomine.predict.answers import (
 )
 from ecomine.predict.explain import explain_request
 from ecomine.predict.ranking import Rejected
-from ecomine.predict.runtime import TASKS, ModelLoadError, ModelState, load_state, reconfigure_failure, run_jobs
+from ecomine.predict.runtime import load_state, run_jobs
+from ecomine.predict.state import ModelLoadError, ModelState, TASKS, reconfigure_failure
 from ecomine.registry import Registry
 from ecomine.serve.batching import Batcher
 from ecomine.serve.config import DEFAULT_LOADERS, ModelSettings

@@ -32,7 +32,7 @@ from ray import serve
 import ecomine
 from ecomine.api.events import EventsRequest
 from ecomine.api.schema import API_PREFIX, DemandRequest, InsightsRequest, RecommendRequest, RiskRequest
-from ecomine.predict.runtime import reconfigure_failure
+from ecomine.predict.state import reconfigure_failure
 from ecomine.serve.arm_options import admission_limit
 from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
 from ecomine.serve.config import AppArgs

@@ -15,6 +15,7 @@ import asyncio
 from typing import Any, Optional
 
 from ecomine.api.schema import API_PREFIX
+from ecomine.predict.tasks import predict_task
 from ecomine.serve.config import TaskArgs
 from ecomine.serve.observability import ServeMetrics, log_event
 from ecomine.serve.traffic import ShadowRecorder, TrafficPolicy, agreement, assign, shadow_sampled
@@ -39,14 +40,8 @@ def short(exc: BaseException, limit: int = 300) -> str:
 
 
 def brief(task: str, answer: dict[str, Any]) -> list[Any]:
-    """A compact, loggable view of an answer: top item ids, first medians, or probabilities."""
-    if task == "recommend":
-        return [i["item_id"] for i in answer.get("items", [])]
-    if task == "demand":
-        qs = answer.get("quantiles") or [0.5]
-        mid = min(range(len(qs)), key=lambda i: abs(qs[i] - 0.5))
-        return [round(sum(f["values"][mid]), 3) for f in answer.get("forecasts", [])[:10]]
-    return [round(r["probability"], 4) for r in answer.get("results", [])[:10]]
+    """A compact, loggable view of an answer: the task's own (top item ids, first medians, or probabilities)."""
+    return predict_task(task).brief(answer)
 
 
 async def _awaited(response: Any) -> Any:

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ecomine.predict.tasks import predict_task
+
 __all__ = [
     "Arm",
     "TrafficPolicy",
@@ -94,42 +96,9 @@ def routing_key(user_id: str | None, parts: Sequence[str] = ()) -> str:
 
 
 def agreement(task: str, champion: Mapping[str, Any], challenger: Mapping[str, Any]) -> float | None:
-    """How far two answers of ``task`` agree, in [0, 1] (1: the same answer).
-
-    - recommend: overlap of the top-k item sets (|A ∩ B| / max(|A|, |B|)); 1.0 when both are empty.
-    - demand: 1 - WAPE of the challenger's medians against the champion's (floored at 0).
-    - risk: share of orders whose flagged decision agrees.
-    """
-    if task == "recommend":
-        a = [i["item_id"] for i in champion.get("items", [])]
-        b = [i["item_id"] for i in challenger.get("items", [])]
-        if not a and not b:
-            return 1.0
-        return len(set(a) & set(b)) / max(len(a), len(b))
-    if task == "demand":
-        qs = champion.get("quantiles") or []
-        if not qs:
-            return None
-        mid = min(range(len(qs)), key=lambda i: abs(qs[i] - 0.5))
-        err = tot = 0.0
-        other = {f["item_id"]: f for f in challenger.get("forecasts", [])}
-        for f in champion.get("forecasts", []):
-            g = other.get(f["item_id"])
-            if g is None or len(g["values"]) <= mid:
-                continue
-            for x, y in zip(f["values"][mid], g["values"][mid]):
-                err += abs(x - y)
-                tot += abs(x)
-        if tot == 0.0:
-            return 1.0 if err == 0.0 else 0.0
-        return max(0.0, 1.0 - err / tot)
-    if task == "risk":
-        a = [r["flagged"] for r in champion.get("results", [])]
-        b = [r["flagged"] for r in challenger.get("results", [])]
-        if not a or len(a) != len(b):
-            return None
-        return sum(x == y for x, y in zip(a, b)) / len(a)
-    raise ValueError(f"unknown task {task!r}")
+    """How far two answers of ``task`` agree, in [0, 1] (1: the same answer): the task's own measure
+    (``predict.tasks``: top-k overlap, 1 - WAPE of the medians, flagged decisions agreeing)."""
+    return predict_task(task).agreement(dict(champion), dict(challenger))
 
 
 class ShadowRecorder:

@@ -114,7 +114,8 @@ def _ensemble_spec(tmp_path: Path, name: str) -> TrainSpec:
 
 def test_forecaster_ensemble_registers_both_members_and_serves_their_mixture(ray_session, tmp_path: Path) -> None:
     from ecomine.ensemble.trained import train_version
-    from ecomine.predict.runtime import _run_demand, load_state
+    from ecomine.predict.demand_task import run as _run_demand
+    from ecomine.predict.runtime import load_state
     from ecomine.registry import read_ensemble
 
     out = train_version(_ensemble_spec(tmp_path, "ens-it"))

@@ -181,7 +181,7 @@ def test_serving_runtime_expands_an_ensemble_version_into_its_pinned_members(reg
     assert state.weights == pytest.approx([pins["rec-a"].weight, pins["rec-b"].weight])
     assert [m.temperature for m in state.members] == [pins["rec-a"].temperature, pins["rec-b"].temperature]
     histories = [np.array([1, 2, 3]), np.array([5])]
-    from ecomine.predict.runtime import _run_recommend
+    from ecomine.predict.recommend_task import run as _run_recommend
 
     served = np.stack(_run_recommend(state, histories))
     models = [load_recommender(registry.fetch("recommend", v))[0] for v in ("rec-a", "rec-b")]
@@ -204,7 +204,8 @@ def test_serving_runtime_expands_an_ensemble_version_into_its_pinned_members(reg
 def test_a_non_neural_member_joins_an_ensemble_and_serves(registry_root):
     from ecomine.ensemble.build import build_ensemble
     from ecomine.registry import Registry
-    from ecomine.predict.runtime import _run_recommend, load_state
+    from ecomine.predict.recommend_task import run as _run_recommend
+    from ecomine.predict.runtime import load_state
     from ecomine.specs import EnsembleSpec
 
     registry = Registry(registry_root)

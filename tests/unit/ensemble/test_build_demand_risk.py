@@ -36,7 +36,8 @@ def _fit(task, spec, data, seed: int, steps: int):
 def test_demand_ensemble_weights_quantiles_by_validation_pinball_and_serves(tmp_path):
     from ecomine.ensemble.build import build_ensemble
     from ecomine.registry import Registry
-    from ecomine.predict.runtime import _run_demand, load_state
+    from ecomine.predict.demand_task import run as _run_demand
+    from ecomine.predict.runtime import load_state
     from ecomine.train.demand_task import TASK
 
     spec = TrainSpec.model_validate({

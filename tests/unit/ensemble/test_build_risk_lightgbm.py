@@ -62,7 +62,8 @@ def test_lm_plus_lightgbm_ensemble_builds_and_answers_through_the_runtime(regist
     from ecomine.registry import read_ensemble
     from ecomine.ensemble.build import build_ensemble, versus_best_member
     from ecomine.models.risk import load_risk_model
-    from ecomine.predict.runtime import Member, build_state, load_state, run_jobs
+    from ecomine.predict.runtime import build_state, load_state, run_jobs
+    from ecomine.predict.state import Member
 
     root, registry, data = registry_with_members
     # the LightGBM member first: the build prepares its (text-free) data, and the LM member gets its own vectors

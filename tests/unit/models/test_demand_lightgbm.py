@@ -113,7 +113,8 @@ def test_served_contract_fallbacks_and_quantile_interpolation(folder, data) -> N
 def test_serves_alone_and_beside_a_patchtst_version(folder, data, spec, tmp_path) -> None:
     from ecomine.predict.answers import demand_job, finish_demand
     from ecomine.predict.explain import explain_refusal
-    from ecomine.predict.runtime import Member, build_state, run_jobs
+    from ecomine.predict.runtime import build_state, run_jobs
+    from ecomine.predict.state import Member
 
     def member(version: str, obj, weight: float, member_spec) -> Member:
         return Member(version, version, weight, datetime.now(timezone.utc), [], obj, member_spec.model_dump(mode="json"))

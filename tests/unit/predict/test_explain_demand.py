@@ -10,9 +10,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from ecomine.predict.explain import explain_demand, explain_refusal, explain_request
+from ecomine.predict.demand_task import explain_demand
+from ecomine.predict.explain import explain_refusal, explain_request
 from ecomine.predict.ranking import Rejected
-from ecomine.predict.runtime import Member, build_state, run_jobs
+from ecomine.predict.runtime import build_state, run_jobs
+from ecomine.predict.state import Member
 from tests.unit.models.test_demand_explain import H, data, fc, known, spec  # noqa: F401 (fixtures)
 
 

@@ -17,8 +17,10 @@ from ecomine.models.recommend import ItemVocab, RecommenderConfig, SequentialRec
 from ecomine.models.recommend_baselines import BaselineRecommender, ItemKNN, MostPopular
 from ecomine.models.recommend_explain import occlusion_histories
 from ecomine.predict.answers import finish_recommend, plan_recommend
-from ecomine.predict.explain import explain_recommend, explain_refusal
-from ecomine.predict.runtime import Member, build_state, run_jobs
+from ecomine.predict.explain import explain_refusal
+from ecomine.predict.recommend_task import explain_recommend
+from ecomine.predict.runtime import build_state, run_jobs
+from ecomine.predict.state import Member
 
 N_ITEMS = 40
 ITEMS = [f"i{n}" for n in range(N_ITEMS)]

@@ -12,7 +12,8 @@ import pytest
 
 from ecomine.api.schema import RiskResponse
 from ecomine.predict.explain import explain_request
-from ecomine.predict.runtime import Member, build_state, run_jobs
+from ecomine.predict.runtime import build_state, run_jobs
+from ecomine.predict.state import Member
 from tests.unit.models.test_risk_explain import _orders, tiny_encoder, trained  # noqa: F401 (fixtures)
 
 

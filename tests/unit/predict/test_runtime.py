@@ -14,7 +14,8 @@ import pytest
 from ecomine.models.recommend import ItemVocab
 from ecomine.predict.ranking import Rejected
 from ecomine.predict.answers import demand_job, finish_demand, finish_recommend, finish_risk, plan_recommend
-from ecomine.predict.runtime import Member, ModelLoadError, build_state, import_loader, run_jobs
+from ecomine.predict.runtime import build_state, import_loader, run_jobs
+from ecomine.predict.state import Member, ModelLoadError
 
 ITEMS = ["a", "b", "c", "d", "e"]
 

@@ -76,7 +76,8 @@ def test_api_module_imports_neither_ray_nor_torch() -> None:
 
 @pytest.mark.parametrize("module", [
     "api.schema", "api.status", "serve.traffic", "serve.config", "serve.security", "serve.observability",
-    "predict.ranking", "predict.runtime", "predict.answers", "predict.combine", "predict.explain",
+    "predict.ranking", "predict.runtime", "predict.answers", "predict.combine", "predict.explain", "predict.state",
+    "predict.tasks", "predict.recommend_task", "predict.demand_task", "predict.risk_task",
 ])
 def test_all_is_complete(module: str) -> None:
     import importlib

@@ -9,7 +9,7 @@ import numpy as np
 
 from ecomine.data.drift import PROFILE_FILE, build_profile, recommend_observation
 from ecomine.serve.monitor import ArmMonitor
-from ecomine.predict.runtime import Member, ModelState
+from ecomine.predict.state import Member, ModelState
 
 N_ITEMS = 50
 
