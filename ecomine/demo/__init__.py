@@ -1,3 +1,3 @@
-"""`ecomine demo`: the whole platform on the embedded synthetic log, as named stages (`run`),
-and the served part of it (`serve`). An operator on top; nothing below imports it.
+"""`ecomine demo`: the whole platform on the embedded synthetic log: `run` runs the named stages of
+`stages` in order; `serve` is the served part, `plots` the pictures. An operator on top; nothing below imports it.
 """

@@ -89,8 +89,8 @@ def test_campaign_asha_topk_results_plot(ray_session, tmp_path: Path, capfd) -> 
 
 def test_interrupted_campaign_resumes_without_rerunning_finished_trials(ray_session, tmp_path: Path) -> None:
     # FIFO: every trial trains to the end, so "finished" is well defined (ASHA is tested above).
-    # 3 trials: two finish before the interrupt, the third runs after the resume (each trial is ~30 s of the suite)
-    spec = _write(tmp_path, "resume-campaign", samples=3, concurrent=1, top_k=0, scheduler="fifo")
+    # 2 trials: the first finishes before the interrupt, the second runs after the resume (each trial is ~30 s of the suite)
+    spec = _write(tmp_path, "resume-campaign", samples=2, concurrent=1, top_k=0, scheduler="fifo")
     trials_dir = tmp_path / "tune_runs" / "resume-campaign" / "trials"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # RAY_ADDRESS: the session cluster
     cmd = [sys.executable, "-m", "ecomine.cli.main", "tune", str(spec)]
@@ -115,10 +115,10 @@ def test_interrupted_campaign_resumes_without_rerunning_finished_trials(ray_sess
         return out
 
     deadline = time.time() + 300
-    while len(finished()) < 2 and time.time() < deadline and proc.poll() is None:
+    while len(finished()) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(1)
     before = finished()
-    assert len(before) >= 2, "campaign did not finish two trials in time:\n" + (tmp_path / "tune.log").read_text()[-3000:]
+    assert len(before) >= 1, "campaign did not finish a trial in time:\n" + (tmp_path / "tune.log").read_text()[-3000:]
     proc.send_signal(signal.SIGINT)  # Tune saves its state and stops
     proc.wait(timeout=120)
     r = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=600)
@@ -129,7 +129,7 @@ def test_interrupted_campaign_resumes_without_rerunning_finished_trials(ray_sess
         # its Train run resumes from the final checkpoint: no epoch is trained twice.
         assert after[run] == epochs, f"finished trial {run} trained again"
     results = pl.read_parquet(tmp_path / "tune_runs" / "resume-campaign" / "results.parquet")
-    assert results["trial_id"].n_unique() == 3  # the rest ran after the resume
+    assert results["trial_id"].n_unique() == 2  # the rest ran after the resume
 
 
 def test_a_stopped_runs_placement_group_is_freed(ray_session, tmp_path: Path) -> None:
