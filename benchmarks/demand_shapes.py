@@ -129,7 +129,7 @@ def main() -> None:
 
     console = Console(width=180)
     summary: dict = {}
-    keys = ("wape", "pinball", "coverage", "below_low", "above_high")
+    keys = ("wape", "pinball", "coverage", "coverage_open", "below_low", "above_high")
     for shape in args.only:
         with tempfile.TemporaryDirectory(prefix="ecomine-demand-shapes-") as tmp:
             spec = spec_for(shape, Path(tmp), overrides)
@@ -149,7 +149,7 @@ def main() -> None:
             console.print(f"{shape}: ensemble weights {[round(w, 3) for w in fit.get('fitted_weights', [])]} fitted, "
                           f"shrink {fit.get('shrink')}, fitted without each origin {fit.get('held_out_weights')}")
         console.print(f"{shape}: model / LightGBM " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
-                      + f"; coverage {rows[name]['coverage']:.3f}"
+                      + f"; coverage {rows[name]['coverage']:.3f} (open {rows[name]['coverage_open']:.3f})"
                       + (f" (uncalibrated {rows[name + UNCALIBRATED]['coverage']:.3f})" if name + UNCALIBRATED in rows else "")
                       + f"; best epoch {outcome.best_epoch}; {seconds:.0f} s; load {load[0]:.2f}")
         summary[shape] = {"rows": rows, "ratio_to_lightgbm": ratio, "best_epoch": outcome.best_epoch,

@@ -60,8 +60,10 @@ def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, quantiles: list[f
     pinball (mean over quantiles of the scaled pinball), pinball_pXX (scaled, per
     quantile), raw_pinball_pXX (units), wape = sum|y - p50| / sum y, mase = mean
     |y - p50| / scale, bias = sum(p50 - y) / sum y, coverage = share of points in
-    [lowest, highest quantile], below_low / above_high the shares outside it (all
-    three None for point forecasts), n points.
+    [lowest, highest quantile], coverage_open the share strictly inside it (the two
+    bracket a calibrated band's nominal share on counts, where many points sit on a
+    quantile: a p10 of 0 on a zero day), below_low / above_high the shares outside it
+    (all None for point forecasts), n points.
     """
     y = np.asarray(actual, np.float64)
     f = np.asarray(forecast, np.float64)
@@ -89,6 +91,9 @@ def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, quantiles: list[f
     # the two sides of the band: with many zero days a calibrated lowest quantile is 0, so nothing
     # falls below it and coverage reads 1 - above_high (about 0.9 for a calibrated p90)
     out["below_low"] = None if point_only else float((y < f[..., 0]).mean())
+    # counts are discrete: a calibrated q_t has P(y < q_t) <= t <= P(y <= q_t), so a calibrated band's
+    # nominal share lies between the open band's coverage and the closed one's (equal on continuous data)
+    out["coverage_open"] = None if out["coverage"] is None else float(((f[..., 0] < y) & (y < f[..., -1])).mean())
     out["above_high"] = None if point_only else float((y > f[..., -1]).mean())
     out["n"] = int(y.size)
     return out
@@ -149,12 +154,12 @@ def format_report(results: dict[str, Any], title: str | None = "Demand forecasts
 
     qs = sorted({k[len("pinball_"):] for r in results.values() for k in r if k.startswith("pinball_p")},
                 key=lambda k: float(k[1:]))
-    cols = ["wape", "mase", "bias", "pinball", *[f"pinball_{q}" for q in qs], "coverage"]
-    lower = {c for c in cols if c not in ("coverage", "bias")}
+    cols = ["wape", "mase", "bias", "pinball", *[f"pinball_{q}" for q in qs], "coverage", "coverage_open"]
+    lower = {c for c in cols if c not in ("coverage", "coverage_open", "bias")}
     table = Table(title=title)
     table.add_column("model", style="bold", no_wrap=True)
     for c in cols:
-        table.add_column(c.replace("pinball_", "pinball\n"), justify="right")
+        table.add_column(c.replace("pinball_", "pinball\n").replace("_open", "\n(open)"), justify="right")
 
     def val(name: str, c: str) -> float:
         v = results[name].get(c)
@@ -173,6 +178,7 @@ def format_report(results: dict[str, Any], title: str | None = "Demand forecasts
     first = next(iter(results.values()), {})
     table.caption = (
         f"n={first.get('n', 0):,} points; pinball scaled by each item's in-sample seasonal-naive MAE; "
-        "point baselines use their point as every quantile (no coverage)."
+        "point baselines use their point as every quantile (no coverage); coverage counts a point on a band edge "
+        "(a 0 on a p10 of 0) as inside, coverage (open) as outside: a calibrated band's share lies between."
     )
     return table

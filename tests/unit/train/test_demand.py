@@ -126,6 +126,8 @@ def test_forecast_metrics_by_hand() -> None:
     assert m["wape"] == pytest.approx((1 + 2) / 10)
     assert m["mase"] == pytest.approx((1 / 2 + 2 / 2) / 2)
     assert m["coverage"] == pytest.approx(1.0) and m["below_low"] == 0 and m["above_high"] == 0
+    # the zero day sits on its p10 of 0: inside the closed band, outside the open one
+    assert m["coverage_open"] == pytest.approx(0.5)
     high = forecast_metrics(y + 20, f, [0.1, 0.5, 0.9], scale=np.array([2.0]))
     assert high["coverage"] == 0 and high["above_high"] == 1
     # raw pinball p90: step 1 over by 2 -> 0.1*2, step 2 over by 2 -> 0.2; mean 0.2
