@@ -11,13 +11,16 @@ and the statistic of each metric.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ecomine.specs import PipelineSpec
 
-__all__ = ["holdout_units", "risk_holdout", "ranks_as_served", "per_unit", "score_versions", "gate"]
+__all__ = ["holdout_units", "risk_holdout", "ranks_as_served", "per_unit", "GatedTask", "GATED_TASKS", "data_summary",
+           "score_versions", "gate"]
 
 
 def holdout_units(prepared: Any, days: int | None = None) -> tuple[list[list[str]], list[str], list[str]]:
@@ -137,19 +140,56 @@ def risk_statistic(labels: np.ndarray):
     return make
 
 
-def score_versions(registry: Any, spec: PipelineSpec, versions: dict[str, str], prepared: Any):
-    """Per version, its answers on the newest holdout as served, and how to aggregate them per metric."""
-    from ecomine.predict.runtime import load_state
+def _recommend_summary(spec: PipelineSpec, prepared: Any) -> dict[str, Any]:
+    d = prepared.data
+    return {"events": d.n_events, "users": d.n_users, "items": d.n_items, "test_users": len(d.test_targets),
+            "holdout_users": len(holdout_units(prepared, spec.gate.holdout_days)[1])}
 
-    task = spec.task
-    states = {role: load_state(registry, task, [(v, 1.0)], name=f"retrain {role}") for role, v in versions.items()}
-    if task == "recommend":
-        histories, targets, _ = holdout_units(prepared, spec.gate.holdout_days)
-        return {role: ranks_as_served(st, histories, targets) for role, st in states.items()}, ranking_statistic
+
+def _recommend_scores(states: dict[str, Any], spec: PipelineSpec, prepared: Any):
+    histories, targets, _ = holdout_units(prepared, spec.gate.holdout_days)
+    return {role: ranks_as_served(st, histories, targets) for role, st in states.items()}, ranking_statistic
+
+
+def _risk_summary(spec: PipelineSpec, prepared: Any) -> dict[str, Any]:
+    return {"train_lines": len(prepared.train), "holdout_lines": len(prepared.test),
+            "holdout_orders": int(prepared.test_keys["order_id"].n_unique()), "windows": prepared.windows}
+
+
+def _risk_scores(states: dict[str, Any], spec: PipelineSpec, prepared: Any):
     orders, labels = risk_holdout(prepared)
     if labels.min() == labels.max():
         raise ValueError(f"the newest holdout's {len(labels)} orders are all of one class; the gate cannot rank them")
     return {role: risk_probabilities(st, orders) for role, st in states.items()}, risk_statistic(labels)
+
+
+@dataclass(frozen=True)
+class GatedTask:
+    """What the gate needs of a task: the window's summary for the record, and per-version held-out values
+    with the statistic that aggregates them per metric."""
+
+    summary: Callable[[PipelineSpec, Any], dict[str, Any]]
+    scores: Callable[[dict[str, Any], PipelineSpec, Any], tuple[dict[str, np.ndarray], Any]]
+
+
+# the tasks the gate scores (specs.pipeline.GATE_TASKS says which, before anything runs)
+GATED_TASKS = {
+    "recommend": GatedTask(_recommend_summary, _recommend_scores),
+    "risk": GatedTask(_risk_summary, _risk_scores),
+}
+
+
+def data_summary(spec: PipelineSpec, prepared: Any) -> dict[str, Any]:
+    """What the record says of the window's data (events, users, held-out units)."""
+    return GATED_TASKS[spec.task].summary(spec, prepared)
+
+
+def score_versions(registry: Any, spec: PipelineSpec, versions: dict[str, str], prepared: Any):
+    """Per version, its answers on the newest holdout as served, and how to aggregate them per metric."""
+    from ecomine.predict.runtime import load_state
+
+    states = {role: load_state(registry, spec.task, [(v, 1.0)], name=f"retrain {role}") for role, v in versions.items()}
+    return GATED_TASKS[spec.task].scores(states, spec, prepared)
 
 
 def gate(spec: PipelineSpec, scores: dict[str, np.ndarray], statistic, level: float | None = None):

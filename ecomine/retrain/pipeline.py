@@ -38,7 +38,7 @@ import numpy as np
 
 from ecomine import storage
 from ecomine.registry import Registry
-from ecomine.retrain.holdout import gate, holdout_units, score_versions
+from ecomine.retrain.holdout import data_summary, gate, score_versions
 from ecomine.specs import PipelineSpec, SpecError, TrainSpec
 
 __all__ = ["ServeTarget", "RetrainError", "RetrainRecord", "run_pipeline", "rollback", "record_root"]
@@ -93,15 +93,6 @@ def record_root(registry: str, pipeline: str) -> str:
     return storage.join(registry, RECORD_DIR, pipeline)
 
 
-def _data_summary(spec: PipelineSpec, prepared: Any) -> dict[str, Any]:
-    if spec.task == "recommend":
-        d = prepared.data
-        return {"events": d.n_events, "users": d.n_users, "items": d.n_items, "test_users": len(d.test_targets),
-                "holdout_users": len(holdout_units(prepared, spec.gate.holdout_days)[1])}
-    return {"train_lines": len(prepared.train), "holdout_lines": len(prepared.test),
-            "holdout_orders": int(prepared.test_keys["order_id"].n_unique()), "windows": prepared.windows}
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -148,7 +139,7 @@ def run_pipeline(
     train = _with_run(train, name=run, tags=[*train.run.tags, f"pipeline:{spec.name}", "challenger"])
     task = get_task(spec.task)
     prepared = task.prepare(train)  # SpecError for an empty window: nothing trained, nothing written
-    record.data = {"fingerprint": task.fingerprint(prepared), **_data_summary(spec, prepared)}
+    record.data = {"fingerprint": task.fingerprint(prepared), **data_summary(spec, prepared)}
     try:
         outcome = train_version(train, ray_address=ray_address, console=console, data=prepared)
     except SpecError:

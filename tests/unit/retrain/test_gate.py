@@ -82,3 +82,10 @@ def test_a_collapsed_level_refuses_even_a_significant_winner():
     assert not decision.promote and "looks broken" in decision.reason
     # a level within the allowed drop passes through to the usual rule
     assert decide(comp, [], 0.0, level=(comp.challenger * 1.5, 0.5)).promote
+
+
+def test_the_spec_admits_exactly_the_tasks_the_gate_scores() -> None:
+    from ecomine.retrain.holdout import GATED_TASKS
+    from ecomine.specs.pipeline import GATE_TASKS
+
+    assert set(GATED_TASKS) == set(GATE_TASKS)
