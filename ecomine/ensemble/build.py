@@ -30,7 +30,7 @@ from ecomine.registry import (
 )
 from ecomine.specs import EnsembleSpec, SpecError, TrainSpec, metric_mode
 
-__all__ = ["EnsembleOutcome", "resolve_members", "build_ensemble", "campaign_ensemble", "versus_best_member", "RecommendMixture"]
+__all__ = ["EnsembleOutcome", "resolve_members", "resolve_member_groups", "build_ensemble", "campaign_ensemble", "versus_best_member", "RecommendMixture"]
 
 
 @dataclass
@@ -43,7 +43,12 @@ class EnsembleOutcome:
 
 def resolve_members(registry, spec: EnsembleSpec) -> list:
     """The spec's member references -> distinct registered versions (errors name `members[i]`)."""
-    chosen, seen = [], set()
+    return resolve_member_groups(registry, spec)[0]
+
+
+def resolve_member_groups(registry, spec: EnsembleSpec) -> tuple[list, list[str]]:
+    """``resolve_members`` and each member's group: its reference's ``group``, else one of its own."""
+    chosen, groups, seen = [], [], set()
     for i, ref in enumerate(spec.members):
         field = f"members[{i}]"
         if ref.version is not None:
@@ -64,9 +69,13 @@ def resolve_members(registry, spec: EnsembleSpec) -> list:
             if mv.version not in seen:
                 seen.add(mv.version)
                 chosen.append(mv)
+                groups.append(ref.group if ref.group is not None else f"#{mv.version}")
     if len(chosen) < 2:
         raise SpecError(f"members: resolve to {len(chosen)} distinct version(s); an ensemble needs at least 2")
-    return chosen
+    if spec.task != "demand" and len(set(groups)) < len(groups):
+        raise SpecError(f"members[].group: groups are a demand mixture's (seeds of one forecaster); {spec.task} "
+                        "ensembles weigh every member")
+    return chosen, groups
 
 
 # The primary test metric of each task's report: (path inside a report row, larger is better)
@@ -172,8 +181,22 @@ def _recommend_report(train_spec: TrainSpec, members, models, data, weights, tem
     return ordered
 
 
-def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """Quantile weights minimising validation pinball (scaled per item, as the report scores it)."""
+def _group_means(forecasts: list[np.ndarray], groups: list[str]) -> list[np.ndarray]:
+    """One forecast per group (in first-seen order): its members' equal-weight mean."""
+    order = list(dict.fromkeys(groups))
+    return [np.mean([f for f, g in zip(forecasts, groups) if g == name], axis=0) for name in order]
+
+
+def _member_weights(group_weights: np.ndarray, groups: list[str]) -> np.ndarray:
+    """A group's fitted weight split equally among its members."""
+    order = list(dict.fromkeys(groups))
+    return np.array([group_weights[order.index(g)] / groups.count(g) for g in groups])
+
+
+def _fit_demand(spec: EnsembleSpec, members, models, specs, data,
+                groups: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Quantile weights minimising validation pinball (scaled per item, as the report scores it); members of one
+    group (seeds of one forecaster) are averaged first and share their group's weight."""
     from ecomine.predict.combine import combine_quantiles, fit_quantile_weights, fit_shrunk_quantile_weights
     from ecomine.train.demand_eval import MODEL_NAMES, forecast_metrics
     from ecomine.train.demand_task import TASK, UNCALIBRATED, _actuals, _model_forecasts
@@ -190,11 +213,13 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
     def forecasts(origins):
         return [_model_forecasts(m, data, origins, s, data.profiles_eval) for m, s in zip(models, specs)]
 
+    groups = groups or [f"#{mv.version}" for mv in members]
     val = forecasts(data.valid_origins)
+    val_groups = _group_means(val, groups)
     y_val = _actuals(data, data.valid_origins, H)
     fit_info: dict[str, Any] = {}
     if spec.fit.method == "uniform":
-        weights = np.full(len(models), 1.0 / len(models))
+        weights = np.full(len(val_groups), 1.0 / len(val_groups))
     else:
         # one fold per validation origin: [M, N*H, Q] forecasts and [N*H] actuals, scaled per item as
         # the report scores them; max_rows spread over the folds (seeded)
@@ -202,7 +227,7 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
         per_fold = max(1, spec.fit.max_rows // len(data.valid_origins))
         folds = []
         for k in range(len(data.valid_origins)):
-            preds = np.stack([(f[:, k] / scale).reshape(-1, len(qs)) for f in val])  # [N, H, Q] / [N, 1, 1]
+            preds = np.stack([(f[:, k] / scale).reshape(-1, len(qs)) for f in val_groups])  # [N, H, Q] / [N, 1, 1]
             y = (y_val[:, k] / scale[:, :, 0]).reshape(-1)
             rows = rng.choice(len(y), min(len(y), per_fold), replace=False)
             folds.append((preds[:, rows], y[rows]))
@@ -214,6 +239,9 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
         else:
             weights = fit_quantile_weights(np.concatenate([p for p, _ in folds], axis=1),
                                            np.concatenate([y for _, y in folds]), qs)
+    if len(val_groups) < len(val):
+        fit_info["group_weights"] = [float(w) for w in weights]
+        weights = _member_weights(weights, groups)
     val_mix = combine_quantiles(val, weights, axis=-1)
     fit_info.update(validation_pinball=forecast_metrics(y_val, val_mix, qs, data.scale)["pinball"],
                     member_validation_pinball=[forecast_metrics(y_val, f, qs, data.scale)["pinball"] for f in val])
@@ -228,7 +256,8 @@ def _fit_demand(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[
     return pins, results, {"fit": fit_info}
 
 
-def _fit_risk(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+def _fit_risk(spec: EnsembleSpec, members, models, specs, data,
+              groups: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Mixture of the members' calibrated probabilities (EM on the validation likelihood), then one Platt recalibration."""
     from ecomine.predict.combine import apply_platt, fit_mixture_weights, fit_platt, mix
     from ecomine.train.risk_eval import MODEL_NAME, binary_metrics, choose_threshold, decision_report
@@ -275,7 +304,7 @@ def _fit_risk(spec: EnsembleSpec, members, models, specs, data) -> tuple[list[di
     return pins, results, {"fit": fit_info, "recalibration": (a, b), "threshold": float(thr["threshold"])}
 
 
-def _fit_recommend_task(spec: EnsembleSpec, members, models, specs, data):
+def _fit_recommend_task(spec: EnsembleSpec, members, models, specs, data, groups: list[str] | None = None):
     weights, temps, fit_info = _fit_recommend(spec, models, data.data)
     results = _recommend_report(specs[0], members, models, data.data, weights, temps)
     pins = [{"weight": float(w), "temperature": float(t)} for w, t in zip(weights, temps)]
@@ -302,7 +331,7 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
     from ecomine.train.tasks import get_task
 
     registry = Registry(spec.registry)
-    members = resolve_members(registry, spec)
+    members, groups = resolve_member_groups(registry, spec)
     specs = [_member_spec(mv, i) for i, mv in enumerate(members)]
     for i, s in enumerate(specs):
         if s.task != spec.task:
@@ -325,7 +354,7 @@ def build_ensemble(spec: EnsembleSpec, *, console=None, source: str = "ensemble 
             models.append(task.load(folder, s, data).eval())
         except ValueError as exc:
             raise SpecError(f"members[{i}]: {spec.task}/{mv.version}: {exc}") from None
-    fits, results, extra = _FITTERS[spec.task](spec, members, models, specs, data)
+    fits, results, extra = _FITTERS[spec.task](spec, members, models, specs, data, groups)
     pinned = [PinnedMember(version=mv.version, digest=content_digest(mv), **f) for mv, f in zip(members, fits)]
     ensemble = EnsembleManifest(task=spec.task, method=spec.fit.method, members=pinned,
                                 recalibration=extra.get("recalibration"), threshold=extra.get("threshold"))

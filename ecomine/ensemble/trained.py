@@ -6,7 +6,8 @@ train`, `ecomine retrain` and the demo call `train_version`. A plain spec goes t
 `train_demand_ensemble`:
 
 1. the data is prepared once;
-2. the PatchTST member trains by Ray Train and the LightGBM member fits on the driver,
+2. the PatchTST member trains by Ray Train (``model.seeds`` of them, with seeds ``optim.seed``,
+   +1, ...: averaged with equal weights, one fitted weight for the group) and the LightGBM member fits on the driver,
    on the same windows and origins, each registered as an ordinary version (its own
    report; tags `member`, `member-of:<run>`). Unless `model.lightgbm` says otherwise,
    the LightGBM member has the report's LightGBM baseline settings (`eval.lightgbm_rounds`,
@@ -38,17 +39,20 @@ def train_version(spec: TrainSpec, *, ray_address: str | None = None, console=No
     return run_training(spec, ray_address=ray_address, console=console, data=data)
 
 
-def member_spec(spec: TrainSpec, forecaster: str, run: str) -> TrainSpec:
-    """The spec of one member of a `forecaster: ensemble` run: the same data, windows and origins."""
+def member_spec(spec: TrainSpec, forecaster: str, run: str, seed: int = 0) -> TrainSpec:
+    """The spec of one member of a `forecaster: ensemble` run: the same data, windows and origins
+    (``seed``: the k-th PatchTST seed, trained with ``optim.seed + k``)."""
     raw = spec.model_dump(mode="json")
-    model = {**raw["model"], "forecaster": forecaster}
+    model = {**raw["model"], "forecaster": forecaster, "seeds": 1}
     if forecaster == "patchtst":
         model.pop("lightgbm", None)
     elif model.get("lightgbm") is None:  # unset: the report's LightGBM baseline, so the mixture contains it
         ev = model["eval"]
         model["lightgbm"] = {"rounds": ev["lightgbm_rounds"], "max_rows": ev["lightgbm_max_rows"]}
     tags = [*spec.run.tags, "member", f"member-of:{run}"]
-    return TrainSpec.model_validate({**raw, "model": model, "run": {**raw["run"], "name": f"{run}-{forecaster}", "tags": tags}})
+    name = f"{run}-{forecaster}" + (f"-s{seed}" if seed else "")
+    optim = {**raw["optim"], "seed": raw["optim"]["seed"] + seed}
+    return TrainSpec.model_validate({**raw, "model": model, "optim": optim, "run": {**raw["run"], "name": name, "tags": tags}})
 
 
 def train_demand_ensemble(spec: TrainSpec, *, ray_address: str | None = None, console=None, data=None) -> TrainOutcome:
@@ -59,23 +63,32 @@ def train_demand_ensemble(spec: TrainSpec, *, ray_address: str | None = None, co
 
     t0 = time.perf_counter()
     name = run_name(spec)
-    neural, booster = member_spec(spec, "patchtst", name), member_spec(spec, "lightgbm", name)
+    seeds = spec.model.seeds
+    neural = [member_spec(spec, "patchtst", name, seed=k) for k in range(seeds)]
+    booster = member_spec(spec, "lightgbm", name)
     task = get_task("demand")
-    data = task.adapt(data, neural) if data is not None else task.prepare(neural)
+    data = task.adapt(data, neural[0]) if data is not None else task.prepare(neural[0])
     registered: list[str] = []
+    n = seeds + 1
     try:
+        first = None
+        for k, member in enumerate(neural):
+            if console is not None:
+                seed = f", seed {member.optim.seed}" if seeds > 1 else ""
+                console.print(f"[bold]{name}[/]: member {k + 1}/{n}, the PatchTST forecaster (Ray Train{seed})")
+            out = run_training(member, ray_address=ray_address, console=console, data=data)
+            registered.append(out.version)
+            first = first or out
         if console is not None:
-            console.print(f"[bold]{name}[/]: member 1/2, the PatchTST forecaster (Ray Train)")
-        first = run_training(neural, ray_address=ray_address, console=console, data=data)
-        registered.append(first.version)
-        if console is not None:
-            console.print(f"[bold]{name}[/]: member 2/2, the LightGBM forecaster (driver)")
+            console.print(f"[bold]{name}[/]: member {n}/{n}, the LightGBM forecaster (driver)")
         second = run_lightgbm(booster, data=data)
         registered.append(second.version)
         if console is not None:
             console.print(f"[bold]{name}[/]: their mixture, fitted on the validation origins")
+        group = "patchtst" if seeds > 1 else None  # the seeds: averaged, one fitted weight
+        refs = [{"version": v, "group": group} for v in registered[:-1]] + [{"version": registered[-1]}]
         ens = build_ensemble(
-            EnsembleSpec(task="demand", registry=spec.run.registry, members=[{"version": v} for v in registered],
+            EnsembleSpec(task="demand", registry=spec.run.registry, members=refs,
                          tags=[*spec.run.tags, f"run:{name}"]),
             console=console, source=f"run {name}", data=data,
         )

@@ -59,6 +59,10 @@ class DemandModelSpec(StrictModel):
         None, description="forecaster lightgbm or ensemble: the LightGBM forecaster's settings (unset: the defaults; "
         "for ensemble, the report's LightGBM baseline: eval.lightgbm_rounds and eval.lightgbm_max_rows)"
     )
+    seeds: int = Field(
+        1, ge=1, le=8, description="forecaster ensemble: PatchTST members trained with seeds optim.seed, +1, ...; "
+        "the mixture averages them with equal weights (one fitted weight for the group) before weighing LightGBM"
+    )
     preset: Literal["demand_small", "demand_base"] | None = Field(
         None, description="named backbone sizes; explicit fields override"
     )
@@ -119,6 +123,9 @@ class DemandModelSpec(StrictModel):
             raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
         if self.patch_length > self.context_length:
             raise ValueError(f"patch_length ({self.patch_length}) exceeds context_length ({self.context_length})")
+        if self.seeds > 1 and self.forecaster != "ensemble":
+            raise ValueError(f"seeds ({self.seeds}): several PatchTST seeds are members of forecaster ensemble, "
+                             f"but forecaster is {self.forecaster!r}")
         if self.lightgbm is not None and self.forecaster == "patchtst":
             raise ValueError("lightgbm: settings of forecaster lightgbm or ensemble, but forecaster is 'patchtst'")
         if self.freq == "1d" and self.eval.train_stride % 7 == 0:

@@ -25,6 +25,10 @@ class EnsembleMemberRef(StrictModel):
     tag: str | None = Field(None, description="every version carrying this tag (then the best `top`)")
     campaign: str | None = Field(None, description="a tuning campaign's registered trials (tagged with its name)")
     top: int = Field(1, ge=1, le=16, description="with tag/campaign: the best `top` by their validation metric")
+    group: str | None = Field(
+        None, description="demand: members of one group (e.g. seeds of one model) are averaged with equal weights "
+        "and share one fitted weight; unset: a member is its own group"
+    )
 
     @model_validator(mode="after")
     def _one(self) -> EnsembleMemberRef:

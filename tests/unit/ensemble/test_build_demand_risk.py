@@ -70,6 +70,15 @@ def test_demand_ensemble_weights_quantiles_by_validation_pinball_and_serves(tmp_
     (answer,) = _run_demand(state, [(data.items[:3], 4, [0.1, 0.5, 0.9])])
     values = np.array([f["values"] for f in answer["forecasts"]])
     assert values.shape == (3, 3, 4) and np.all(np.diff(values, axis=1) >= 0)
+    # two seeds as one group: averaged, one fitted weight split equally between them
+    grouped = EnsembleSpec.model_validate({"task": "demand", "registry": str(tmp_path / "reg"), "members": [
+        {"version": "dem-a", "group": "seeds"}, {"version": "dem-b", "group": "seeds"}, {"version": "dem-noise"}]})
+    outcome = build_ensemble(grouped)
+    weights = {m["version"]: m["weight"] for m in outcome.members}
+    fit = registry.get("demand", outcome.version).metrics["fit"]
+    assert len(fit["group_weights"]) == 2 and sum(weights.values()) == pytest.approx(1.0)
+    assert weights["dem-a"] == pytest.approx(weights["dem-b"]) == pytest.approx(fit["group_weights"][0] / 2)
+    assert weights["dem-noise"] < 0.01
 
 
 def test_risk_ensemble_is_recalibrated_and_served_with_its_threshold(tmp_path):

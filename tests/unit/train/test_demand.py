@@ -312,3 +312,13 @@ def test_forecaster_flags_fallback_items_of_the_panel(trained, data) -> None:
     assert out[1, :, 0].tolist() == [0.0, 1.0, 3.0]  # an unknown item: the global one
     with pytest.raises(ValueError, match="exceeds"):
         fc.forecast(["NEW"], 99, [0.5])
+
+
+def test_seeds_belong_to_the_ensemble_forecaster() -> None:
+    with pytest.raises((SpecError, ValidationError), match=r"seeds \(3\): several PatchTST seeds are members of forecaster ensemble"):
+        TrainSpec.model_validate({"task": "demand", "data": DATA, "model": {"forecaster": "patchtst", "seeds": 3}})
+    spec = TrainSpec.model_validate({"task": "demand", "data": DATA, "model": {"forecaster": "ensemble", "seeds": 3}})
+    from ecomine.ensemble.trained import member_spec
+
+    second = member_spec(spec, "patchtst", "run", seed=2)
+    assert (second.model.seeds, second.optim.seed, second.run.name) == (1, spec.optim.seed + 2, "run-patchtst-s2")
