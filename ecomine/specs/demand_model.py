@@ -61,7 +61,9 @@ class DemandModelSpec(StrictModel):
     )
     seeds: int = Field(
         1, ge=1, le=8, description="forecaster ensemble: PatchTST members trained with seeds optim.seed, +1, ...; "
-        "the mixture averages them with equal weights (one fitted weight for the group) before weighing LightGBM"
+        "the mixture averages them with equal weights (one fitted weight for the group) before weighing LightGBM. "
+        "A run of forecaster patchtst or lightgbm trains one model whatever this says (so `--set "
+        "model.forecaster=patchtst` on train_configs/demand.yaml needs nothing else)"
     )
     preset: Literal["demand_small", "demand_base"] | None = Field(
         None, description="named backbone sizes; explicit fields override"
@@ -123,9 +125,6 @@ class DemandModelSpec(StrictModel):
             raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
         if self.patch_length > self.context_length:
             raise ValueError(f"patch_length ({self.patch_length}) exceeds context_length ({self.context_length})")
-        if self.seeds > 1 and self.forecaster != "ensemble":
-            raise ValueError(f"seeds ({self.seeds}): several PatchTST seeds are members of forecaster ensemble, "
-                             f"but forecaster is {self.forecaster!r}")
         if self.lightgbm is not None and self.forecaster == "patchtst":
             raise ValueError("lightgbm: settings of forecaster lightgbm or ensemble, but forecaster is 'patchtst'")
         if self.freq == "1d" and self.eval.train_stride % 7 == 0:
