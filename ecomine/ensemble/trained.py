@@ -71,14 +71,15 @@ def train_demand_ensemble(spec: TrainSpec, *, ray_address: str | None = None, co
     registered: list[str] = []
     n = seeds + 1
     try:
-        first = None
+        outs = []
         for k, member in enumerate(neural):
             if console is not None:
                 seed = f", seed {member.optim.seed}" if seeds > 1 else ""
                 console.print(f"[bold]{name}[/]: member {k + 1}/{n}, the PatchTST forecaster (Ray Train{seed})")
             out = run_training(member, ray_address=ray_address, console=console, data=data)
             registered.append(out.version)
-            first = first or out
+            outs.append(out)
+        first = outs[0]  # seed 0: the run's training history and stop reason
         if console is not None:
             console.print(f"[bold]{name}[/]: member {n}/{n}, the LightGBM forecaster (driver)")
         second = run_lightgbm(booster, data=data)

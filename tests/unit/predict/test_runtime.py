@@ -174,3 +174,11 @@ def test_loader_import_errors_name_the_loader(monkeypatch) -> None:
     with pytest.raises(ModelLoadError, match="has no function 'nope'"):
         import_loader("ecomine.predict.runtime:nope", "risk")
     assert import_loader("ecomine.models.recommend:load_recommender", "recommend").__name__ == "load_recommender"
+
+
+def test_the_task_list_and_the_task_registry_agree() -> None:
+    # `state.TASKS` sits below `tasks` (config validation reads it without loading any task's code)
+    from ecomine.predict.state import TASKS
+    from ecomine.predict.tasks import PREDICT_TASKS
+
+    assert tuple(PREDICT_TASKS) == TASKS
