@@ -141,14 +141,6 @@ def _remember(url: str, config: Path, schema: Any, plans: list[Any], pid: int | 
                         registries={p.app: p.registry for p in plans}))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _up_blocking(config: Path, schema: Any, plans: list[Any], address: str | None, timeout: float) -> None:
     """`serve run CONFIG`, with an end: deploy through the dashboard of a Ray started here (or joined), wait
     until RUNNING (a failed build ends it with one line), then serve until Ctrl-C or until `ecomine serve
@@ -162,7 +154,7 @@ def _up_blocking(config: Path, schema: Any, plans: list[Any], address: str | Non
     here = ray_address(address) == "local"
     if here:  # the Ray started here serves in Ray's high-throughput mode (ecomine.serve.launch)
         apply_serve_env()
-    started = ensure_ray(address, dashboard_port=_free_port() if here else None)
+    started = ensure_ray(address)  # a local one on a free dashboard port
     url = dashboard_url()
     client = serve_client(url)
     recorded = False

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-__all__ = ["ray_address", "ensure_ray", "quiet_token_notice", "dashboard_url", "original_error", "surfaced"]
+__all__ = ["ray_address", "free_port", "ensure_ray", "quiet_token_notice", "dashboard_url", "original_error", "surfaced"]
 
 
 def ray_address(address: str | None) -> str:
@@ -27,18 +27,32 @@ def ray_address(address: str | None) -> str:
     return address or os.environ.get("RAY_ADDRESS") or "local"
 
 
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def ensure_ray(address: str | None = None, *, local_cpus: int | None = None, dashboard_port: int | None = None) -> bool:
     """Join the Ray that `ray_address(address)` names, or start a local one; True when this call started it.
 
     A Ray already initialised in this process is kept as it is. `local_cpus` sets the
     logical CPUs of a Ray this call starts locally (never of a cluster it joins), `dashboard_port`
-    its dashboard's port (`ecomine serve up --blocking` takes a free one, so it never collides
-    with another Ray's 8265 on the same host).
-    Ray's dashboard stays on: Train's placement-group cleaner needs its state API to
-    free a stopped run's CPUs. Worker and controller logs stay in Ray's log files
-    (/tmp/ray/session_latest/logs) instead of this terminal: the progress bar and the
-    run's own error say what happened, and Ray's per-epoch reports and its cleaner's
-    shutdown traceback on a busy machine only bury them. ECOMINE_RAY_LOGS=1 brings them back.
+    its dashboard's port (default: a free one, so it never collides with another Ray's 8265).
+
+    Ray's dashboard stays on: Train's placement-group cleaner needs its state API to free a
+    stopped run's CPUs. A local Ray's processes are started knowing that dashboard
+    (RAY_API_SERVER_ADDRESS, set only while `ray.init` spawns them): otherwise the cleaner,
+    a worker that does not know its cluster, asks whatever /tmp/ray/ray_current_cluster
+    names (a dead cluster after any earlier `ray start`), and every Train run waited 12 s at
+    its end for that query to time out (a one-worker run of nothing: 24-27 s -> 12-15 s).
+
+    Worker and controller logs stay in Ray's log files (/tmp/ray/session_latest/logs)
+    instead of this terminal: the progress bar and the run's own error say what happened,
+    and Ray's per-epoch reports only bury them. ECOMINE_RAY_LOGS=1 brings them back.
     """
     import ray
 
@@ -46,11 +60,24 @@ def ensure_ray(address: str | None = None, *, local_cpus: int | None = None, das
         return False
     target = ray_address(address)
     local: dict = {}
+    spawn_env: dict[str, str] = {}
     if target == "local":
         local.update({"num_cpus": local_cpus} if local_cpus is not None else {})
-        local.update({"include_dashboard": True, "dashboard_port": dashboard_port} if dashboard_port else {})
+        port = dashboard_port or free_port()
+        local.update({"include_dashboard": True, "dashboard_port": port})
+        spawn_env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     quiet_token_notice()
-    ray.init(address=target, log_to_driver=os.environ.get("ECOMINE_RAY_LOGS") == "1", configure_logging=False, **local)
+    saved = {k: os.environ.get(k) for k in spawn_env}
+    os.environ.update(spawn_env)  # inherited by the processes ray.init starts, and only by them
+    try:
+        ray.init(address=target, log_to_driver=os.environ.get("ECOMINE_RAY_LOGS") == "1", configure_logging=False,
+                 **local)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return True
 
 

@@ -15,14 +15,6 @@ from typing import Any
 __all__ = ["serve_and_call", "plot_risk_drivers"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _local_serve_args() -> dict[str, Any]:
     """`args:` of serve_configs/local.yaml when the demo runs from a checkout (else AppArgs' defaults)."""
     import yaml
@@ -113,6 +105,7 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
     from ray import serve
 
     from ecomine.client import EcomineClient
+    from ecomine.cluster.session import free_port
     from ecomine.serve.app import build
 
     args = _local_serve_args()
@@ -134,7 +127,7 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
                     "log_uri": str(live_dir / "events")}
     # the demo shows the words of a risky line too (an encoder pass per request: off in local.yaml for its cost)
     args["limits"] = {**args.get("limits", {}), "max_explain_tokens": 8}
-    port = _free_port()
+    port = free_port()
     from ray.serve.context import _get_global_client
 
     try:  # Serve already running on this cluster (its HTTP port is fixed when it first starts)

@@ -227,6 +227,10 @@ def test_blocking_up_serves_until_serve_down_ends_it(serving_data, tmp_path: Pat
             assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()[-3000:]
             time.sleep(1)
         assert httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=30).json()["status"] == "ok"
+        # every process of that Ray knows its own dashboard, so Train's placement-group cleaner asks this
+        # cluster, not the one a stale /tmp/ray/ray_current_cluster names (a 12 s stall at each run's end)
+        dashboard = json.loads((tmp_path / "state" / "serve.json").read_text())["deployments"][-1]["address"]
+        assert _spawned_env(proc.pid, "RAY_API_SERVER_ADDRESS") - {None} == {dashboard}
         down = subprocess.run([ecomine, "serve", "down", "--timeout", "120"], env=env, capture_output=True, text=True, timeout=180)
         assert down.returncode == 0, down.stdout + down.stderr + (tmp_path / "up.log").read_text()[-3000:]
         assert "deleted ecomine" in down.stdout and f"(pid {proc.pid}) has stopped" in down.stdout, down.stdout
@@ -237,6 +241,20 @@ def test_blocking_up_serves_until_serve_down_ends_it(serving_data, tmp_path: Pat
             os.killpg(proc.pid, signal.SIGINT)
             proc.wait(timeout=60)
         log.close()
+
+
+def _spawned_env(pid: int, name: str) -> set[str]:
+    """The values of environment variable `name` in the processes under `pid` (None where one lacks it, or
+    where a process that retitled itself, as Ray's agents do, wrote over its /proc environ)."""
+    import psutil
+
+    values = set()
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            values.add(child.environ().get(name))
+        except psutil.Error:  # ended meanwhile
+            continue
+    return values
 
 
 def test_serve_up_without_a_cluster_says_how_to_start_one(tmp_path: Path) -> None:
