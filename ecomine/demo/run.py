@@ -60,7 +60,7 @@ class DemoSize:
     @classmethod
     def tiny(cls) -> DemoSize:
         return cls(
-            users=150, items=50, days=90, epochs=2, tune_samples=2, tune_epochs=1,
+            users=150, items=50, days=90, epochs=2, tune_samples=1, tune_epochs=1,  # tune: one trial (test_tuning tests the campaign)
             demand_epochs=2, demand_freq="1d", demand_horizon=7, demand_context=28, demand_patch=7,
             demand_test_periods=14,
             risk_epochs=2, risk_horizon_days=10, risk_test_days=20, risk_valid_days=15,
