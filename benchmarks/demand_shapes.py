@@ -17,8 +17,12 @@ intervals, the same model before calibration (`*_uncalibrated`), and the LightGB
 baseline of the same report: WAPE, scaled pinball, p10-p90 coverage, the shares below
 p10 and above p90, and the model / LightGBM ratios. Figures, never asserted.
 
+`--compare-seeds` also fits, on the same trained members, the mixture of the first PatchTST
+seed and LightGBM alone (`build_ensemble`, the path of `ecomine ensemble build`), so what the
+seed average (`model.seeds`, 3 in train_configs/demand.yaml) adds is measured in one run.
+
 Usage: python benchmarks/demand_shapes.py [--only synthetic or-daily or-weekly weekly-retail] [--set optim.lr=1e-3]
-       [--tag NAME] [--out benchmarks/results]
+       [--compare-seeds] [--tag NAME] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -108,6 +112,22 @@ def spec_for(shape: str, tmp: Path, overrides: dict | None = None):
     })
 
 
+def _one_seed_mixture(spec, version) -> dict:
+    """The test report of the mixture of the ensemble's first PatchTST seed and its LightGBM member alone."""
+    from ecomine.ensemble.build import build_ensemble
+    from ecomine.specs import EnsembleSpec
+    from ecomine.train.reports import report_json
+
+    refs = version.spec["members"]
+    seeds = [r["version"] for r in refs if r.get("group")]
+    single = [r["version"] for r in refs if not r.get("group")]
+    if not seeds or len(single) != 1:
+        raise SystemExit(f"--compare-seeds: {version.version} is not a seeds ensemble (model.seeds > 1)")
+    out = build_ensemble(EnsembleSpec(task="demand", registry=spec.run.registry,
+                                      members=[{"version": seeds[0]}, {"version": single[0]}]))
+    return report_json(out.results)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="+", default=list(SHAPES), choices=SHAPES)
@@ -115,6 +135,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a spec field on every shape (YAML value), e.g. --set optim.lr=1e-3")
     ap.add_argument("--tag", default="", help="suffix of the results file")
+    ap.add_argument("--compare-seeds", action="store_true",
+                    help="also fit the first PatchTST seed + LightGBM mixture on the same members")
     args = ap.parse_args()
     from ecomine.specs import parse_overrides
 
@@ -137,7 +159,9 @@ def main() -> None:
             t0 = time.perf_counter()
             outcome = train_version(spec, console=console)
             seconds = time.perf_counter() - t0
-            fit = Registry(spec.run.registry).get("demand", outcome.version).metrics.get("fit")  # an ensemble's weights
+            version = Registry(spec.run.registry).get("demand", outcome.version)
+            fit = version.metrics.get("fit")  # an ensemble's weights
+            one_seed = _one_seed_mixture(spec, version) if args.compare_seeds and fit else None
         res = report_json(outcome.results)
         name = model_name(spec)  # the model's row; `<name>_uncalibrated` only with model.intervals: conformal
         rows = {k: {m: res[k].get(m) for m in keys} for k in res
@@ -152,7 +176,15 @@ def main() -> None:
                       + f"; coverage {rows[name]['coverage']:.3f} (open {rows[name]['coverage_open']:.3f})"
                       + (f" (uncalibrated {rows[name + UNCALIBRATED]['coverage']:.3f})" if name + UNCALIBRATED in rows else "")
                       + f"; best epoch {outcome.best_epoch}; {seconds:.0f} s; load {load[0]:.2f}")
-        summary[shape] = {"rows": rows, "ratio_to_lightgbm": ratio, "best_epoch": outcome.best_epoch,
+        ratio_1 = None
+        if one_seed is not None:
+            rows["mixture_1_seed"] = {m: one_seed["ensemble"].get(m) for m in keys}
+            ratio_1 = {m: one_seed["ensemble"][m] / one_seed["lightgbm"][m] for m in ("wape", "pinball")}
+            console.print(f"{shape}: {spec.model.seeds} seeds vs 1 on the same members, model / LightGBM: "
+                          + ", ".join(f"{k} {ratio[k]:.3f} vs {ratio_1[k]:.3f}" for k in ratio)
+                          + f"; coverage {rows[name]['coverage']:.3f} vs {rows['mixture_1_seed']['coverage']:.3f}")
+        summary[shape] = {"rows": rows, "ratio_to_lightgbm": ratio, "ratio_1_seed_to_lightgbm": ratio_1,
+                          "best_epoch": outcome.best_epoch,
                           "seconds": seconds, "loadavg_before": load, "loadavg_after": os.getloadavg(),
                           "history": outcome.history, "spec": spec.model_dump(mode="json"), "fit": fit}
     out = Path(args.out)
