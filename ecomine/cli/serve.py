@@ -120,18 +120,18 @@ def up(
     if blocking:
         _up_blocking(config, schema, plans, address, timeout)
         return
-    client = serve_client(address)
-    sent = time.time()
-    client.deploy_applications(schema.model_dump(exclude_unset=True, mode="json"))
-    url = dashboard_address(address)
-    _remember(url, config, schema, plans, pid=None)
-    console.print(f"sent {config} to {url}: {', '.join(names)}")
-    if wait:
-        apps = wait_running(address, names, timeout)
-        ecomine_apps = [a.name for a in schema.applications if a.import_path == ECOMINE_IMPORT_PATH]
-        _raise_refused(client, ecomine_apps, sent)
-        for name in names:
-            console.print(f"[green]RUNNING[/] {name} at {apps[name].get('route_prefix')}")
+    with serve_client(address) as client:
+        sent = time.time()
+        client.deploy_applications(schema.model_dump(exclude_unset=True, mode="json"))
+        url = dashboard_address(address)
+        _remember(url, config, schema, plans, pid=None)
+        console.print(f"sent {config} to {url}: {', '.join(names)}")
+        if wait:
+            apps = wait_running(address, names, timeout)
+            ecomine_apps = [a.name for a in schema.applications if a.import_path == ECOMINE_IMPORT_PATH]
+            _raise_refused(client, ecomine_apps, sent)
+            for name in names:
+                console.print(f"[green]RUNNING[/] {name} at {apps[name].get('route_prefix')}")
 
 
 def _remember(url: str, config: Path, schema: Any, plans: list[Any], pid: int | None) -> None:
@@ -180,6 +180,7 @@ def _up_blocking(config: Path, schema: Any, plans: list[Any], address: str | Non
         if recorded:
             forget(url, names)
         _stop_blocking(client, names, started)
+        client.close()
 
 
 def _stop_blocking(client: Any, names: list[str], started: bool) -> None:
@@ -240,10 +241,16 @@ def down(
     timeout: Annotated[float, typer.Option(help="seconds to wait for a --blocking `serve up` to end")] = 30.0,
 ) -> None:
     """Delete what `ecomine serve up` deployed (or --app, or --all), and end the --blocking process serving it."""
-    from ecomine.serve.deployed import forget, process_alive, target
+    from ecomine.serve.deployed import target
 
     url, record = target(address, force=force, verb="serve down")
-    client = serve_client(url)
+    with serve_client(url) as client:
+        _down(client, url, record, app, every, timeout)
+
+
+def _down(client: Any, url: str, record: Any, app: str | None, every: bool, timeout: float) -> None:
+    from ecomine.serve.deployed import forget, process_alive
+
     if every:
         client.delete_applications()
         forget(url)
@@ -278,7 +285,8 @@ def status(
     from ecomine.serve.deployed import target
 
     url, record = target(address, force=force, verb="serve status")
-    details = serve_client(url).get_serve_details()
+    with serve_client(url) as client:
+        details = client.get_serve_details()
     apps = app_statuses(details)
     arms = {
         name: get_models(models_url(details, name)) for name, app in apps.items()

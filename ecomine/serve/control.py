@@ -128,7 +128,11 @@ def app_statuses(details: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def wait_running(address: str | None, names: list[str], timeout_s: float) -> dict[str, Any]:
     """Poll until every app in ``names`` is RUNNING; raise ServeConfigError on DEPLOY_FAILED or timeout."""
-    client = serve_client(address)
+    with serve_client(address) as client:
+        return _wait_running(client, names, timeout_s)
+
+
+def _wait_running(client, names: list[str], timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] = {}
     while True:

@@ -96,3 +96,9 @@ class ServeRest:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> ServeRest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -40,8 +40,7 @@ __all__ = ["check_app", "swap_served_version", "swap_stage"]
 INGRESS = "Ingress"  # the ingress deployment's name (its class name; ecomine.serve.app binds it)
 
 
-def _running_app(address: str | None, app: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    client = serve_client(address)
+def _running_app(client, address: str | None, app: str) -> tuple[dict[str, Any], dict[str, Any]]:
     details = client.get_serve_details()
     apps = app_statuses(details)
     if app not in apps:
@@ -57,12 +56,13 @@ def _running_app(address: str | None, app: str) -> tuple[Any, dict[str, Any], di
             f"--serve {app!r}: the application was started by serve.run, not from a config; "
             "deploy it with `ecomine serve up CONFIG` so its versions can be swapped"
         )
-    return client, details, apps
+    return details, apps
 
 
 def check_app(address: str | None, app: str) -> None:
     """ServeConfigError naming ``app`` unless it runs from a deployed config (checked before any training)."""
-    _running_app(address, app)
+    with serve_client(address) as client:
+        _running_app(client, address, app)
 
 
 def _app_args(cfg: dict[str, Any]):
@@ -115,10 +115,15 @@ def swap_served_version(
     app is missing, the replica refuses the version, or it is not serving it in time; the app's
     config is then put back as it was, so no replica ever restarts on the refused version.
     """
+    with serve_client(address) as client:
+        return _swap_with(client, address, app, task, version, arm, timeout_s)
+
+
+def _swap_with(client, address: str | None, app: str, task: str, version: str, arm: str, timeout_s: float) -> dict[str, Any]:
     from ecomine.serve.arm_options import colocated_user_config
 
     t0, sent = time.monotonic(), time.time()
-    client, details, apps = _running_app(address, app)
+    details, apps = _running_app(client, address, app)
     cfg = copy.deepcopy(apps[app]["deployed_app_config"])
     running = _running_arms(details, app)
     arm_name, settings = _current_settings(cfg, task, arm, running)
@@ -148,7 +153,7 @@ def swap_served_version(
 
     client.deploy_applications(config_with(cfg))
     try:
-        _wait_serving(address, app, target, arm_name, version, timeout_s - (time.monotonic() - t0), sent)
+        _wait_serving(client, app, target, arm_name, version, timeout_s - (time.monotonic() - t0), sent)
     except ServeConfigError as exc:
         # the refused version must not stay in the config a new replica starts from (a replica that
         # restarts would fail on it forever): the config the app ran before goes back
@@ -171,12 +176,11 @@ def _served(models: dict[str, Any] | None, task: str, arm: str) -> list[str] | N
     return [m.get("version") for m in info.get("members") or []]
 
 
-def _wait_serving(address: str | None, app: str, target: str, arm_name: str, version: str, timeout_s: float,
+def _wait_serving(client, app: str, target: str, arm_name: str, version: str, timeout_s: float,
                   since: float) -> None:
     """Until ``GET /v1/models`` shows the arm serving ``version`` alone; ServeConfigError when the
     replica refused it (the arm reports a ``last_reconfigure_error`` for it since ``since``, a Unix
     time, while the old version serves on; or, on a first load, its deployment fails) or on timeout."""
-    client = serve_client(address)
     task, arm = arm_name.split("-", 1)
     deadline = time.monotonic() + max(5.0, timeout_s)
     served: list[str] | None = None
@@ -207,7 +211,8 @@ def swap_stage(address: str | None, app: str, task: str, stage: str, version: st
     """After ``stage`` of ``task`` moved to ``version`` (promote / rollback): swap every arm of ``app``
     whose config serves that stage, in place. Returns one swap record per arm; ServeConfigError when
     no arm of the app serves ``task`` from ``stage``, or a swap is refused (its config then put back)."""
-    _, _, apps = _running_app(address, app)
+    with serve_client(address) as client:
+        _, apps = _running_app(client, address, app)
     args = _app_args(apps[app]["deployed_app_config"])
     task_args = args.tasks().get(task)
     arms = [arm for arm, arm_args in (task_args.arms().items() if task_args else [])

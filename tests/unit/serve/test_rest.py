@@ -72,11 +72,12 @@ def test_the_token_is_sent_and_a_refusal_names_the_route() -> None:
     try:
         with pytest.raises(ServeRestError, match=r"/api/ray/version: 401 - the dashboard wants Ray's auth token"):
             ServeRest(url, token="wrong")
-        client = ServeRest(url, token="s3cret")
-        assert client.get_serve_details()["applications"] == {}
-        client.delete_applications()
-        with pytest.raises(ServeRestError, match=r"/api/serve/applications/: PUT answered 400: bad config: applications.0.name"):
-            client.deploy_applications({"applications": []})
-        client.close()
+        with ServeRest(url, token="s3cret") as client:
+            assert client.get_serve_details()["applications"] == {}
+            client.delete_applications()
+            with pytest.raises(ServeRestError, match=r"/api/serve/applications/: PUT answered 400: bad config: applications.0.name"):
+                client.deploy_applications({"applications": []})
+        with pytest.raises(RuntimeError, match="closed"):  # the block closed its connection pool
+            client.get_serve_details()
     finally:
         server.shutdown()
