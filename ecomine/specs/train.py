@@ -122,7 +122,10 @@ class RecommendModelSpec(StrictModel):
     )
     repeat: bool = Field(True, description="learned pointer to the user's own earlier items")
     exclude_history: bool = Field(False, description="served recommendations leave out items already bought")
-    loss: Literal["full_softmax", "sampled_softmax"] = "full_softmax"
+    loss: Literal["auto", "full_softmax", "sampled_softmax"] = Field(
+        "auto", description="auto: full_softmax up to 50,000 items, sampled_softmax above (a full softmax over a "
+        "300k-item catalogue costs ~80 s and ~20 GB per CPU step); arch bert always full_softmax"
+    )
     num_negatives: int = Field(1000, ge=1, description="sampled_softmax only")
     mask_prob: float = Field(0.2, gt=0, lt=1, description="arch bert: share of items masked per training window")
     lora: LoraSpec = Field(default_factory=LoraSpec)
@@ -135,7 +138,7 @@ class RecommendModelSpec(StrictModel):
 
     @model_validator(mode="after")
     def _bert_fits(self) -> RecommendModelSpec:
-        if self.backbone.arch == "bert" and self.loss != "full_softmax":
+        if self.backbone.arch == "bert" and self.loss == "sampled_softmax":
             raise ValueError("backbone.arch bert trains with loss full_softmax")
         return self
 

@@ -17,7 +17,8 @@ from ecomine.train.recommend_data import RecommendData, prepare_recommend_data
 if TYPE_CHECKING:
     from ecomine.models.item_tokens import ItemTokens
 
-__all__ = ["RecommendTask", "TASK", "recommender_config", "augmented_copies", "resolved_dropout", "SPARSE_DENSITY"]
+__all__ = ["RecommendTask", "TASK", "recommender_config", "augmented_copies", "resolved_dropout", "SPARSE_DENSITY",
+           "resolved_loss", "FULL_SOFTMAX_MAX_ITEMS"]
 
 # Below this density (training interactions / (users x items)) a log is sparse: SASRec (Kang & McAuley, 2018) trained
 # MovieLens-1m (4.8 %) at dropout 0.2 and Amazon Beauty, Games and Steam (0.01-0.08 %) at 0.5. Measured here
@@ -37,6 +38,20 @@ def resolved_dropout(value: float | str, data: RecommendData | None) -> float:
     return 0.5 if density < SPARSE_DENSITY else 0.3
 
 
+# Above this many items `loss: auto` samples negatives. A full softmax step's logits are [targets, items]: at 12k items
+# (Amazon Toys) it costs ~1.5x a 1000-negative sampled step and reaches the published sampled-softmax SASRec (README);
+# at 100k items ~9x (short sequences) to ~65x (Online Retail's long ones, 7 GB of logits and gradients), at 300k items
+# ~80 s and ~20 GB a step on 2 cores: a run that never ends or runs out of memory (measured, torch CPU, hidden 64).
+FULL_SOFTMAX_MAX_ITEMS = 50_000
+
+
+def resolved_loss(value: str, n_items: int, arch: str = "gpt2") -> str:
+    """``model.loss`` as trained: as given, or ``auto`` by catalogue size (the masked-item model: always full)."""
+    if value != "auto":
+        return value
+    return "full_softmax" if arch == "bert" or n_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled_softmax"
+
+
 def recommender_config(spec, n_items: int, data: RecommendData | None = None, tokens: ItemTokens | None = None):
     """The model's config for `spec`: sizes from the preset / backbone, dropout resolved on `data`, and the
     item-token vocabulary's size from `tokens` (None: no tokens, as when the spec turns them off)."""
@@ -46,7 +61,8 @@ def recommender_config(spec, n_items: int, data: RecommendData | None = None, to
     bb, m = spec.model.backbone, spec.model
     return RecommenderConfig(
         n_items=n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
-        dropout=resolved_dropout(bb.dropout, data), repeat=m.repeat, loss=m.loss, num_negatives=m.num_negatives,
+        dropout=resolved_dropout(bb.dropout, data), repeat=m.repeat, loss=resolved_loss(m.loss, n_items, bb.arch),
+        num_negatives=m.num_negatives,
         arch=bb.arch, mask_prob=m.mask_prob,
         item_tokens=tokens.size if tokens is not None else 0,
         max_item_tokens=tokens.index.shape[1] if tokens is not None else MAX_ITEM_TOKENS,
