@@ -117,7 +117,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, size: DemoSize | None = None, 
     _print_summary(demo.console, demo.vs_baselines, summary["seconds"], demo.out, demo.plots)
     if demo.ray_is_ours:
         ray.shutdown()  # Serve (its app was deleted) goes with it, before the next steps are printed
-    _print_next_steps(demo.console, demo.registry, demo.made["history"][-2:])
+    _print_next_steps(demo.console, demo.registry, demo.history[-2:])
     return summary
 
 

@@ -45,7 +45,13 @@ class DemoRun:
     reports: dict[str, Any] = field(default_factory=dict)
     vs_baselines: dict[str, Any] = field(default_factory=dict)
     plots: dict[str, Path] = field(default_factory=dict)
-    made: dict[str, Any] = field(default_factory=dict)  # versions, specs and results later stages read
+    # what later stages read: the trained recommender (its spec and version), the campaign's exports,
+    # the items the demand plot drew, the sample customer's history the serve stage sent
+    recommend_spec: Any = None  # TrainSpec
+    recommend_version: str | None = None
+    campaign_versions: list[str] = field(default_factory=list)
+    demand_items: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)
     ray_is_ours: bool = False
 
     def __post_init__(self) -> None:
@@ -155,7 +161,7 @@ def recommend_stage(demo: DemoRun) -> StageRecord:
     demo.reports["recommend"] = report_json(outcome.results)
     demo.plots["training_curve"] = demo.out / "training_curve.png"
     plot_history(outcome.history, demo.plots["training_curve"])
-    demo.made["recommend"] = {"spec": spec, "version": outcome.version}
+    demo.recommend_spec, demo.recommend_version = spec, outcome.version
     return StageRecord("train recommend", time.perf_counter() - t, {"version": outcome.version, "ratios": ratios})
 
 
@@ -184,7 +190,7 @@ def demand_stage(demo: DemoRun) -> StageRecord:
     demo.vs_baselines["demand"] = found
     demo.reports["demand"] = report_json(outcome.results)
     demo.titles = dict(zip(*item_catalogue(demo.events).select("item_id", "item_text").to_dict(as_series=False).values()))
-    demo.made["demand_items"] = plot_forecast(load_state(demo.reg, "demand", [(outcome.version, 1.0)]),
+    demo.demand_items = plot_forecast(load_state(demo.reg, "demand", [(outcome.version, 1.0)]),
                                               demo.out / "demand_forecast.png", titles=demo.titles)
     demo.plots["demand_forecast"] = demo.out / "demand_forecast.png"
     return StageRecord("train demand", time.perf_counter() - t, {"version": outcome.version, "vs_baselines": found})
@@ -223,7 +229,7 @@ def tune_stage(demo: DemoRun) -> StageRecord:
     t, size = time.perf_counter(), demo.size
     base = demo.out / "tune" / "base.yaml"
     base.parent.mkdir(parents=True, exist_ok=True)
-    base.write_text(yaml.safe_dump(demo.made["recommend"]["spec"].model_dump(mode="json"), sort_keys=False))
+    base.write_text(yaml.safe_dump(demo.recommend_spec.model_dump(mode="json"), sort_keys=False))
     campaign = demo.out / "tune" / "demo.yaml"
     campaign.write_text(yaml.safe_dump({
         "kind": "tune", "name": "demo-campaign", "base": "base.yaml",
@@ -235,7 +241,7 @@ def tune_stage(demo: DemoRun) -> StageRecord:
     # the demo's own campaign: a second `make demo` runs it again instead of refusing a name already used
     shutil.rmtree(demo.out / "tune_runs" / "demo-campaign", ignore_errors=True)
     camp = run_campaign(campaign, console=demo.console)
-    demo.made["campaign_versions"] = camp.versions
+    demo.campaign_versions = list(camp.versions)
     demo.plots["campaign"] = camp.plot_png
     return StageRecord("tune", time.perf_counter() - t, {"trials": camp.trials, "versions": camp.versions, "best": camp.best})
 
@@ -247,9 +253,9 @@ def ensemble_stage(demo: DemoRun) -> StageRecord:
     from ecomine.train.runner import run_baseline
 
     t = time.perf_counter()
-    spec = demo.made["recommend"]["spec"]
+    spec = demo.recommend_spec
     knn = run_baseline(spec.model_copy(update={"run": spec.run.model_copy(update={"name": "demo-item-knn"})}), "item_knn")
-    members = [demo.made["recommend"]["version"], *demo.made["campaign_versions"], knn.version]
+    members = [demo.recommend_version, *demo.campaign_versions, knn.version]
     ens = build_ensemble(EnsembleSpec(task="recommend", registry=str(demo.registry), members=[{"version": v} for v in members],
                                       tags=["demo"], promote="production"), console=demo.console)
     demo.console.print(ens.report)
@@ -285,12 +291,12 @@ def serve_stage(demo: DemoRun) -> StageRecord:
     prices = dict(zip(*purchases.group_by("item_id").agg(pl.col("price").median()).to_dict(as_series=False).values()))
     sample = {
         "user": user, "history": mine["item_id"].to_list()[-10:], "titles": demo.titles, "prices": prices,
-        "demand_items": demo.made["demand_items"][:2], "demand_horizon": demo.size.demand_horizon,
+        "demand_items": demo.demand_items[:2], "demand_horizon": demo.size.demand_horizon,
         "risky_country": demo.risky_country, "country": mine["country"][0] if "country" in mine.columns else None,
     }
-    demo.made["history"] = sample["history"]
+    demo.history = list(sample["history"])
     demo.plots["risk_drivers"] = demo.out / "risk_drivers.png"
-    answers = serve_and_call(demo.registry, sample, demo.console, challenger=demo.made["recommend"]["version"],  # in shadow
+    answers = serve_and_call(demo.registry, sample, demo.console, challenger=demo.recommend_version,  # in shadow
                              ray_is_ours=demo.ray_is_ours, risk_drivers_png=demo.plots["risk_drivers"])
     return StageRecord("serve", time.perf_counter() - t, answers)
 
