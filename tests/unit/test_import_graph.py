@@ -59,13 +59,26 @@ def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
+def _parse(path: Path) -> ast.Module:
+    """`ast.parse`, once more if CPython 3.11's AST constructor trips on its process-wide recursion counter
+    (cpython gh-106905: another thread parsing at the same moment - 3.11 parses a source line for the carets of
+    every formatted traceback - fails it with "AST constructor recursion depth mismatch"; seen once in the suite)."""
+    for attempt in range(3):
+        try:
+            return ast.parse(path.read_text(), str(path))
+        except SystemError as exc:
+            if "recursion depth mismatch" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def import_graph(root: Path) -> dict[str, set[str]]:
     """module -> the package modules it imports (at module level or inside a function)."""
     files = {module_name(f, root): f for f in root.rglob("*.py")}
     known, top = set(files), root.name
     graph: dict[str, set[str]] = {}
     for mod, path in files.items():
-        tree = ast.parse(path.read_text(), str(path))
+        tree = _parse(path)
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
         targets: set[str] = set()
