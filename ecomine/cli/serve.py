@@ -34,7 +34,7 @@ from ecomine.serve.control import (
     serve_client,
     summarize,
     validate_serve_config,
-    wait_running,
+    wait_running_on,
 )
 
 __all__ = ["serve_app", "up", "down", "status", "check", "hash_key"]
@@ -127,7 +127,7 @@ def up(
         _remember(url, config, schema, plans, pid=None)
         console.print(f"sent {config} to {url}: {', '.join(names)}")
         if wait:
-            apps = wait_running(address, names, timeout)
+            apps = wait_running_on(client, names, timeout)
             ecomine_apps = [a.name for a in schema.applications if a.import_path == ECOMINE_IMPORT_PATH]
             _raise_refused(client, ecomine_apps, sent)
             for name in names:
@@ -161,7 +161,7 @@ def _up_blocking(config: Path, schema: Any, plans: list[Any], address: str | Non
     try:
         sent = time.time()
         client.deploy_applications(schema.model_dump(exclude_unset=True, mode="json"))
-        apps = wait_running(url, names, timeout)
+        apps = wait_running_on(client, names, timeout)
         _raise_refused(client, [a.name for a in schema.applications if a.import_path == ECOMINE_IMPORT_PATH], sent)
         _remember(url, config, schema, plans, pid=os.getpid())
         recorded = True

@@ -36,12 +36,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ensure_ray(address: str | None = None, *, local_cpus: int | None = None, dashboard_port: int | None = None) -> bool:
+def ensure_ray(address: str | None = None, *, local_cpus: int | None = None) -> bool:
     """Join the Ray that `ray_address(address)` names, or start a local one; True when this call started it.
 
     A Ray already initialised in this process is kept as it is. `local_cpus` sets the
-    logical CPUs of a Ray this call starts locally (never of a cluster it joins), `dashboard_port`
-    its dashboard's port (default: a free one, so it never collides with another Ray's 8265).
+    logical CPUs of a Ray this call starts locally (never of a cluster it joins); its dashboard
+    takes a free port, so it never collides with another Ray's 8265.
 
     Ray's dashboard stays on: Train's placement-group cleaner needs its state API to free a
     stopped run's CPUs. A local Ray's processes are started knowing that dashboard
@@ -60,24 +60,21 @@ def ensure_ray(address: str | None = None, *, local_cpus: int | None = None, das
         return False
     target = ray_address(address)
     local: dict = {}
-    spawn_env: dict[str, str] = {}
     if target == "local":
-        local.update({"num_cpus": local_cpus} if local_cpus is not None else {})
-        port = dashboard_port or free_port()
-        local.update({"include_dashboard": True, "dashboard_port": port})
-        spawn_env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        port = free_port()
+        local = {"include_dashboard": True, "dashboard_port": port, **({"num_cpus": local_cpus} if local_cpus is not None else {})}
     quiet_token_notice()
-    saved = {k: os.environ.get(k) for k in spawn_env}
-    os.environ.update(spawn_env)  # inherited by the processes ray.init starts, and only by them
+    key, prior = "RAY_API_SERVER_ADDRESS", os.environ.get("RAY_API_SERVER_ADDRESS")
+    if local:  # inherited by the processes ray.init starts, and only by them
+        os.environ[key] = f"http://127.0.0.1:{local['dashboard_port']}"
     try:
         ray.init(address=target, log_to_driver=os.environ.get("ECOMINE_RAY_LOGS") == "1", configure_logging=False,
                  **local)
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if local and prior is None:
+            os.environ.pop(key, None)
+        elif local:
+            os.environ[key] = prior
     return True
 
 

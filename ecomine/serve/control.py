@@ -20,7 +20,7 @@ import yaml
 from ecomine.serve.rest import ServeRest, ServeRestError
 from ecomine.specs import SpecError
 
-__all__ = [
+__all__ = ["wait_running_on", 
     "ServeConfigError",
     "ECOMINE_IMPORT_PATH",
     "DEFAULT_DASHBOARD",
@@ -129,10 +129,11 @@ def app_statuses(details: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def wait_running(address: str | None, names: list[str], timeout_s: float) -> dict[str, Any]:
     """Poll until every app in ``names`` is RUNNING; raise ServeConfigError on DEPLOY_FAILED or timeout."""
     with serve_client(address) as client:
-        return _wait_running(client, names, timeout_s)
+        return wait_running_on(client, names, timeout_s)
 
 
-def _wait_running(client, names: list[str], timeout_s: float) -> dict[str, Any]:
+def wait_running_on(client: ServeRest, names: list[str], timeout_s: float) -> dict[str, Any]:
+    """`wait_running` on a client the caller already holds."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] = {}
     while True:

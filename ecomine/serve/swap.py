@@ -27,25 +27,25 @@ from typing import Any
 from ecomine.serve.control import (
     ServeConfigError,
     app_statuses,
-    dashboard_address,
     get_models,
     models_url,
     refusal_line,
     refused_arms,
     serve_client,
 )
+from ecomine.serve.rest import ServeRest
 
 __all__ = ["check_app", "swap_served_version", "swap_stage"]
 
 INGRESS = "Ingress"  # the ingress deployment's name (its class name; ecomine.serve.app binds it)
 
 
-def _running_app(client, address: str | None, app: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _running_app(client: ServeRest, app: str) -> tuple[dict[str, Any], dict[str, Any]]:
     details = client.get_serve_details()
     apps = app_statuses(details)
     if app not in apps:
         raise ServeConfigError(
-            f"--serve {app!r}: no such Serve application at {dashboard_address(address)} "
+            f"--serve {app!r}: no such Serve application at {client.url} "
             f"(running: {', '.join(sorted(apps)) or 'none'})"
         )
     status = apps[app].get("status")
@@ -62,7 +62,7 @@ def _running_app(client, address: str | None, app: str) -> tuple[dict[str, Any],
 def check_app(address: str | None, app: str) -> None:
     """ServeConfigError naming ``app`` unless it runs from a deployed config (checked before any training)."""
     with serve_client(address) as client:
-        _running_app(client, address, app)
+        _running_app(client, app)
 
 
 def _app_args(cfg: dict[str, Any]):
@@ -116,14 +116,14 @@ def swap_served_version(
     config is then put back as it was, so no replica ever restarts on the refused version.
     """
     with serve_client(address) as client:
-        return _swap_with(client, address, app, task, version, arm, timeout_s)
+        return _swap_with(client, app, task, version, arm, timeout_s)
 
 
-def _swap_with(client, address: str | None, app: str, task: str, version: str, arm: str, timeout_s: float) -> dict[str, Any]:
+def _swap_with(client: ServeRest, app: str, task: str, version: str, arm: str, timeout_s: float) -> dict[str, Any]:
     from ecomine.serve.arm_options import colocated_user_config
 
     t0, sent = time.monotonic(), time.time()
-    details, apps = _running_app(client, address, app)
+    details, apps = _running_app(client, app)
     cfg = copy.deepcopy(apps[app]["deployed_app_config"])
     running = _running_arms(details, app)
     arm_name, settings = _current_settings(cfg, task, arm, running)
@@ -176,7 +176,7 @@ def _served(models: dict[str, Any] | None, task: str, arm: str) -> list[str] | N
     return [m.get("version") for m in info.get("members") or []]
 
 
-def _wait_serving(client, app: str, target: str, arm_name: str, version: str, timeout_s: float,
+def _wait_serving(client: ServeRest, app: str, target: str, arm_name: str, version: str, timeout_s: float,
                   since: float) -> None:
     """Until ``GET /v1/models`` shows the arm serving ``version`` alone; ServeConfigError when the
     replica refused it (the arm reports a ``last_reconfigure_error`` for it since ``since``, a Unix
@@ -211,13 +211,13 @@ def swap_stage(address: str | None, app: str, task: str, stage: str, version: st
     """After ``stage`` of ``task`` moved to ``version`` (promote / rollback): swap every arm of ``app``
     whose config serves that stage, in place. Returns one swap record per arm; ServeConfigError when
     no arm of the app serves ``task`` from ``stage``, or a swap is refused (its config then put back)."""
-    with serve_client(address) as client:
-        _, apps = _running_app(client, address, app)
-    args = _app_args(apps[app]["deployed_app_config"])
-    task_args = args.tasks().get(task)
-    arms = [arm for arm, arm_args in (task_args.arms().items() if task_args else [])
-            if not arm_args.is_ensemble and arm_args.refs()[0].version == stage]
-    if not arms:
-        raise ServeConfigError(f"--serve {app!r}: no {task} arm of the application serves the {stage!r} stage; "
-                               "nothing to swap (the stage moved all the same)")
-    return [swap_served_version(address, app, task, version, arm=arm, timeout_s=timeout_s) for arm in arms]
+    with serve_client(address) as client:  # one client for the check and every arm's swap
+        _, apps = _running_app(client, app)
+        args = _app_args(apps[app]["deployed_app_config"])
+        task_args = args.tasks().get(task)
+        arms = [arm for arm, arm_args in (task_args.arms().items() if task_args else [])
+                if not arm_args.is_ensemble and arm_args.refs()[0].version == stage]
+        if not arms:
+            raise ServeConfigError(f"--serve {app!r}: no {task} arm of the application serves the {stage!r} stage; "
+                                   "nothing to swap (the stage moved all the same)")
+        return [_swap_with(client, app, task, version, arm, timeout_s) for arm in arms]

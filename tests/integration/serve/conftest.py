@@ -14,7 +14,6 @@ are free again before other integration tests (Ray Train) run:
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ecomine.cluster.session import free_port
 from ecomine.serve.security import key_hash
 from tests.integration.serve.registry_setup import ServingData, build_serving_data
 
@@ -32,12 +32,6 @@ FILE_KEY = "file-key-93e1c7"  # a second key, in auth.api_keys_file (what a moun
 REPO = Path(__file__).resolve().parents[3]
 # Replicas are tiny here: 0.1 CPU each keeps the whole package under 1 logical CPU.
 SMALL = {"num_cpus": 0.1, "max_ongoing_requests": 32}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -3,7 +3,6 @@ wants a token. The routes against a real dashboard are the integration suite's (
 
 from __future__ import annotations
 
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ecomine.serve.control import ServeConfigError, serve_client
+from ecomine.cluster.session import free_port
 from ecomine.serve.rest import ServeRest, ServeRestError, ray_auth_token
 
 
@@ -31,14 +31,8 @@ def test_the_token_follows_rays_precedence(tmp_path: Path, monkeypatch) -> None:
         ray_auth_token({"RAY_AUTH_TOKEN_PATH": str(tmp_path / "missing")})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_no_dashboard_is_one_line_naming_the_address() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ServeConfigError, match=rf"{url}: no Ray dashboard answers .*ray start --head") as err:
         serve_client(url)
     assert "\n" not in str(err.value)
