@@ -10,6 +10,7 @@ and registers the version (or nothing, if anything fails).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomine.cluster.session import ensure_ray
+from ecomine.cluster.train_env import train_env
 from ecomine.specs import SpecError, TrainSpec
 from ecomine.specs.train import metric_mode
 from ecomine.train.background import BackgroundThread
@@ -210,10 +212,8 @@ def run_training(
             ),
         ),
     )
-    if console is not None:
-        with _ProgressTail(progress_file, spec, console):
-            result = trainer.fit()
-    else:
+    tail = _ProgressTail(progress_file, spec, console) if console is not None else contextlib.nullcontext()
+    with train_env(), tail:
         result = trainer.fit()
     if result.error:
         raise result.error

@@ -13,7 +13,6 @@ from tests.integration.s3_fixtures import s3_prefix, s3_server  # noqa: F401
 import os  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -21,11 +20,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ecomine.cluster.session import free_port  # noqa: E402
 
 
 _DASHBOARD: dict[str, str] = {}  # the session cluster's dashboard URL (ray job submit, serve deploy)
@@ -46,13 +41,14 @@ def ray_session(tmp_path_factory):
     if ray.is_initialized():
         yield ray
         return
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
-    dashboard_port = _free_port()
+    dashboard_port = free_port()
     _DASHBOARD["url"] = f"http://127.0.0.1:{dashboard_port}"
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    # Token auth is off for this loopback-only test cluster, so CLI subprocesses join it as-is.
-    env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"}
+    # Token auth is off for this loopback-only test cluster, so CLI subprocesses join it as-is. One node: no
+    # drain to watch for, so Train runs start no preemption watcher (as on the local Ray ensure_ray starts).
+    env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
     log = tmp_path_factory.mktemp("ray") / "ray_start.log"
     proc = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",

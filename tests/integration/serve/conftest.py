@@ -55,9 +55,10 @@ def serving_data(tmp_path_factory: pytest.TempPathFactory) -> ServingData:
     return build_serving_data(tmp_path_factory.mktemp("serving"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def serve_base(ray_session) -> str:
-    """Serve on a free loopback port (shut down at the end of the session)."""
+    """Serve on a free loopback port, shut down when this package's tests end: its controller, proxy and
+    replicas poll and report all the time, and the training and tuning tests after them need the cores."""
     from ray import serve
 
     port = free_port()
