@@ -7,8 +7,9 @@ dashboard port its processes are started knowing), then a plain
 the run's controller still lives; a worker that does not know its cluster asks whatever
 /tmp/ray/ray_current_cluster names, and where that is a dead cluster (any earlier
 `ray start` leaves it behind) every run waits ~12 s at its end for the query to time out.
-Then `--runs` tiny `ecomine train` runs (the synthetic log, 3 epochs, nothing registered)
-on ecomine's Ray: what the rest of the path adds. Figures, never asserted.
+Then `--runs` pairs of tiny `ecomine train` runs (the synthetic log, 3 epochs, nothing registered)
+on ecomine's Ray, what the rest of the path adds: each with ecomine's controller poll
+(`cluster.train_env`) and with Ray's own 2 s exported, alternating. Figures, never asserted.
 
 Usage: python benchmarks/train_overhead.py [--runs 2]
 """
@@ -46,6 +47,7 @@ def main() -> None:
     import ray
 
     from ecomine.cluster.session import ensure_ray
+    from ecomine.cluster.train_env import POLL_ENV, TRAIN_POLL_S
     from ecomine.specs import TrainSpec
     from ecomine.train.runner import run_training
 
@@ -61,11 +63,15 @@ def main() -> None:
             "scaling": {"num_workers": 1, "cpus_per_worker": 1},
             "run": {"storage": tmp, "registry": str(Path(tmp) / "registry"), "register_model": False},
         })
-        tiny = []
-        for i in range(args.runs):
-            t0 = time.perf_counter()
-            run_training(spec.model_copy(update={"run": spec.run.model_copy(update={"name": f"tiny-{i}"})}))
-            tiny.append(time.perf_counter() - t0)
+        tiny, ray_poll = [], []
+        for i in range(args.runs):  # alternating: ecomine's poll interval, then Ray's own 2 s exported as a user would
+            for arm, out in ((None, tiny), ("2.0", ray_poll)):
+                if arm is not None:
+                    os.environ[POLL_ENV] = arm
+                t0 = time.perf_counter()
+                run_training(spec.model_copy(update={"run": spec.run.model_copy(update={"name": f"tiny-{i}-{arm}"})}))
+                out.append(time.perf_counter() - t0)
+                os.environ.pop(POLL_ENV, None)
         ray.shutdown()
         ray.init(address="local", num_cpus=4, include_dashboard=True, log_to_driver=False)
         plain = _bare_fits(args.runs, tmp)
@@ -77,7 +83,9 @@ def main() -> None:
     print(f"TorchTrainer of nothing, Ray started by ensure_ray: {fmt(ours)}")
     print(f"TorchTrainer of nothing, plain ray.init:          {fmt(plain)}")
     print(f"ratio ensure_ray / plain: {sum(ours) / sum(plain):.2f}")
-    print(f"tiny ecomine train (3 epochs, synthetic), ensure_ray: {fmt(tiny)}; load {os.getloadavg()[0]:.2f}")
+    print(f"tiny ecomine train (3 epochs, synthetic), ensure_ray, Train polling every {TRAIN_POLL_S} s: {fmt(tiny)}")
+    print(f"the same with Ray's own 2 s poll ({POLL_ENV}=2.0):                    {fmt(ray_poll)}")
+    print(f"ratio ecomine's poll / Ray's: {sum(tiny) / sum(ray_poll):.2f}; load {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

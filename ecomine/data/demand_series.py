@@ -60,6 +60,9 @@ def demand_series(
       (1=Mon), is_weekend, week_of_year (ISO), month, day_of_year,
       days_to_christmas (to the next Dec 25, 0 on the day), is_uk_holiday (England
       & Wales bank holidays from `uk_bank_holidays`; weekly: any in the week).
+
+    ~120 lines: one polars pipeline (aggregate, zero-fill, then one expression per covariate the docstring
+    lists).
     """
     where = "demand_series"
     _require(events, ("item_id", "ts", "event", "quantity", "price", "order_id"), where)

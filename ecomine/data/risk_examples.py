@@ -81,6 +81,80 @@ def _unsort(frame: pl.DataFrame) -> pl.DataFrame:
     return frame[inverse]
 
 
+def _customer_pass(ev: pl.DataFrame) -> pl.DataFrame:
+    """Each events row's customer history before it, in row order: prior lines, returns, quantity and
+    orders, the previous order's ts and the customer's first ts. One pass in (user, ts) order; an order
+    counts at its first row."""
+    return (
+        _scan_prior(
+            ev.select(_ROW, "__user_id", "ts", _OKEY, "__p", "__r", "quantity")
+            .sort("__user_id", "ts", _ROW)  # _ROW: float running sums in one order, run to run
+            .with_columns(
+                (pl.col("quantity") * pl.col("__p")).alias("__q"),
+                (pl.col("__p") * pl.struct("__user_id", _OKEY).is_first_distinct()).alias("__o"),
+            ),
+            "__user_id",
+            ["__p", "__r", "__q", "__o"],
+        )
+        .with_columns(
+            # latest purchase ts up to this row, within the user
+            pl.when(
+                pl.when(pl.col("__p") == 1).then(pl.col("__user_id")).forward_fill()
+                == pl.col("__user_id")
+            )
+            .then(pl.when(pl.col("__p") == 1).then(pl.col("ts")).forward_fill())
+            .alias("__last_p")
+        )
+        .with_columns(
+            # ... as of the row just before this instant, when it is the same user's
+            pl.when(pl.col("__inst") > pl.col("__key_start"))
+            .then(pl.col("__last_p").gather((pl.col("__inst").cast(pl.Int64) - 1).clip(0)))
+            .alias("__prev_order_ts"),
+            pl.col("ts").gather(pl.col("__key_start")).alias("__first_ts"),
+        )
+        .pipe(_unsort)
+    )
+
+
+def _item_pass(ev: pl.DataFrame) -> pl.DataFrame:
+    """Each events row's item history before it, in row order: prior lines, returns and line prices of
+    every customer. One pass in (item, ts) order."""
+    return _scan_prior(
+        ev.select(_ROW, "__item_id", "ts", "__p", "__r", "price")
+        .sort("__item_id", "ts", _ROW)
+        .with_columns((pl.col("price") * pl.col("__p")).alias("__pr")),
+        "__item_id",
+        ["__p", "__r", "__pr"],
+    ).pipe(_unsort)
+
+
+def _return_labels(ev: pl.DataFrame, lines: pl.DataFrame, horizon: dt.timedelta) -> tuple[pl.Series, pl.Series]:
+    """(each line's next unlinked return ts of the same (user, item) at or after it, by an as-of join;
+    the line_ids a return linked to their order hits within the horizon)."""
+    rets = ev.filter(pl.col("__r") == 1).select(
+        "user_id", "item_id", pl.col("ts").alias("__r_ts"), "linked_order_id"
+    )
+    unlinked = rets.filter(pl.col("linked_order_id").is_null()).drop("linked_order_id").sort("__r_ts")
+    nxt = lines.select("user_id", "item_id", "ts").join_asof(
+        unlinked,
+        left_on="ts",
+        right_on="__r_ts",
+        by=["user_id", "item_id"],
+        strategy="forward",
+        check_sortedness=False,
+    )["__r_ts"]
+    hit_linked = (
+        lines.select("line_id", "user_id", "item_id", "order_id", "ts")
+        .join(
+            rets.filter(pl.col("linked_order_id").is_not_null()),
+            left_on=["user_id", "item_id", "order_id"],
+            right_on=["user_id", "item_id", "linked_order_id"],
+        )
+        .filter(pl.col("__r_ts").is_between(pl.col("ts"), pl.col("ts") + horizon))["line_id"]
+    )
+    return nxt, hit_linked
+
+
 def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFrame:
     """One example per purchase line: its return label and leakage-free history.
 
@@ -119,14 +193,7 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
         pl.col("linked_order_id") if "linked_order_id" in events.columns else pl.lit(None, pl.String)
     )
     ev = events.with_row_index(_ROW).select(
-        _ROW,
-        "user_id",
-        "item_id",
-        "ts",
-        "order_id",
-        "quantity",
-        "price",
-        linked.alias("linked_order_id"),
+        _ROW, "user_id", "item_id", "ts", "order_id", "quantity", "price", linked.alias("linked_order_id"),
         _PURCHASE.cast(pl.Int64).alias("__p"),
         _RETURN.cast(pl.Int64).alias("__r"),
         _order_key(events),
@@ -136,44 +203,7 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
         _codes("item_id"),
     )
 
-    # -- customer history, in (user, ts) order; orders count at their first row
-    cust = (
-        _scan_prior(
-            ev.select(_ROW, "__user_id", "ts", _OKEY, "__p", "__r", "quantity")
-            .sort("__user_id", "ts", _ROW)  # _ROW: float running sums in one order, run to run
-            .with_columns(
-                (pl.col("quantity") * pl.col("__p")).alias("__q"),
-                (pl.col("__p") * pl.struct("__user_id", _OKEY).is_first_distinct()).alias("__o"),
-            ),
-            "__user_id",
-            ["__p", "__r", "__q", "__o"],
-        )
-        .with_columns(
-            # latest purchase ts up to this row, within the user
-            pl.when(
-                pl.when(pl.col("__p") == 1).then(pl.col("__user_id")).forward_fill()
-                == pl.col("__user_id")
-            )
-            .then(pl.when(pl.col("__p") == 1).then(pl.col("ts")).forward_fill())
-            .alias("__last_p")
-        )
-        .with_columns(
-            # ... as of the row just before this instant, when it is the same user's
-            pl.when(pl.col("__inst") > pl.col("__key_start"))
-            .then(pl.col("__last_p").gather((pl.col("__inst").cast(pl.Int64) - 1).clip(0)))
-            .alias("__prev_order_ts"),
-            pl.col("ts").gather(pl.col("__key_start")).alias("__first_ts"),
-        )
-        .pipe(_unsort)
-    )
-    # -- item history, in (item, ts) order
-    item = _scan_prior(
-        ev.select(_ROW, "__item_id", "ts", "__p", "__r", "price")
-        .sort("__item_id", "ts", _ROW)
-        .with_columns((pl.col("price") * pl.col("__p")).alias("__pr")),
-        "__item_id",
-        ["__p", "__r", "__pr"],
-    ).pipe(_unsort)
+    cust, item = _customer_pass(ev), _item_pass(ev)
     feats = pl.concat(
         [
             ev.select(_ROW, "__p"),
@@ -197,51 +227,15 @@ def risk_examples(events: pl.DataFrame, *, horizon_days: int = 60) -> pl.DataFra
     # -- purchase lines in (ts, row) order
     order = ev.filter(pl.col("__p") == 1).select(_ROW, "ts").sort("ts", _ROW)[_ROW]
     lines = events.select(
-        pl.col("order_id"),
-        "user_id",
-        "item_id",
-        text.alias("item_text"),
-        "ts",
-        *attrs,
-        "quantity",
-        "price",
+        pl.col("order_id"), "user_id", "item_id", text.alias("item_text"), "ts", *attrs, "quantity", "price",
     )[order].with_columns(pl.Series("line_id", order))
     feats = feats[order]
 
-    # -- label: the next unlinked return of (user, item) at/after ts, by an as-of join
-    rets = ev.filter(pl.col("__r") == 1).select(
-        "user_id", "item_id", pl.col("ts").alias("__r_ts"), "linked_order_id"
-    )
-    unlinked = rets.filter(pl.col("linked_order_id").is_null()).drop("linked_order_id").sort("__r_ts")
-    nxt = lines.select("user_id", "item_id", "ts").join_asof(
-        unlinked,
-        left_on="ts",
-        right_on="__r_ts",
-        by=["user_id", "item_id"],
-        strategy="forward",
-        check_sortedness=False,
-    )["__r_ts"]
-    hit_linked = (
-        lines.select("line_id", "user_id", "item_id", "order_id", "ts")
-        .join(
-            rets.filter(pl.col("linked_order_id").is_not_null()),
-            left_on=["user_id", "item_id", "order_id"],
-            right_on=["user_id", "item_id", "linked_order_id"],
-        )
-        .filter(pl.col("__r_ts").is_between(pl.col("ts"), pl.col("ts") + horizon))["line_id"]
-    )
+    nxt, hit_linked = _return_labels(ev, lines, horizon)
     ts = pl.col("ts")
     out = pl.concat([lines, feats.drop(_ROW, "__p"), nxt.to_frame()], how="horizontal")
     return out.select(
-        "line_id",
-        "order_id",
-        "user_id",
-        "item_id",
-        "item_text",
-        "ts",
-        *attrs,
-        "quantity",
-        "price",
+        "line_id", "order_id", "user_id", "item_id", "item_text", "ts", *attrs, "quantity", "price",
         (pl.col("quantity") * pl.col("price")).alias("line_value"),
         pl.col("__c_orders").alias("cust_prior_orders"),
         pl.col("__c_lines").alias("cust_prior_lines"),

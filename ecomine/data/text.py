@@ -98,6 +98,9 @@ def user_behaviour_text(
     else the item's most frequent item_text in `events` (before `as_of`), else the
     item_id; whitespace trimmed and collapsed. Quantities are printed for
     purchase, return and cart events; prices with two decimals.
+
+    ~115 lines: two polars passes (each user's newest events, their totals), then one expression per clause of the
+    sentence the docstring describes.
     """
     where = "user_behaviour_text"
     _require(events, ("user_id", "item_id", "ts", "event", "quantity", "price", "order_id"), where)
@@ -203,6 +206,8 @@ def order_line_text(rows: pl.DataFrame) -> pl.Series:
         item: 150 prior purchases, return rate 1.2%; price 1.05x the item's usual
 
     Returns a String Series named ``text``, same length and order as `rows`.
+
+    ~100 lines: one polars expression per clause of the line the docstring shows, each only where its columns exist.
     """
     _require(rows, ("quantity", "price"), "order_line_text")
     c = rows.columns

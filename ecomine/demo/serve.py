@@ -101,7 +101,9 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
     """Deploy serve_configs/local.yaml's app on the demo registry (the production version of each task; for
     recommend that is the demo's ensemble version), call every route through the SDK, then take it down.
     `challenger`: a recommend version served beside it in shadow. `ray_is_ours`: the demo started this
-    Ray and shuts it down after, which takes Serve with it."""
+    Ray and shuts it down after, which takes Serve with it.
+
+    ~90 lines: the demo's one scripted walk through every route, printing each answer as it comes."""
     from ray import serve
 
     from ecomine.client import EcomineClient

@@ -108,6 +108,9 @@ def run_pipeline(
 
     Raises SpecError (bad input: nothing trained or written), RetrainError (training or the swap
     failed: the champion and Serve are unchanged; a `failed` record is written).
+
+    ~90 lines: the retraining steps in their order (window, train, hold out, gate, promote, swap) inside the
+    one try block that writes the failed record.
     """
     from ecomine.ensemble.trained import train_version
     from ecomine.train.tasks import get_task

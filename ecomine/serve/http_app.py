@@ -45,7 +45,10 @@ RECOMMEND_FIELDS = tuple(RecommendResponse.model_fields)
 
 
 def build_http_app(ingress: "Ingress") -> FastAPI:
-    """The FastAPI app of one ingress replica (its routes call ``ingress``'s methods)."""
+    """The FastAPI app of one ingress replica (its routes call ``ingress``'s methods).
+
+    ~120 lines: each route is a closure over this replica's ingress and limits,
+    declared where FastAPI reads its signature; split, they would only pass that state around."""
     app = FastAPI(
         title="ecomine",
         version=ecomine.__version__,

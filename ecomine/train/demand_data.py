@@ -118,7 +118,9 @@ def data_key(spec) -> str:
 
 
 def prepare_demand_data(spec, events=None, fingerprint: str = "") -> DemandData:
-    """Events -> panel -> cuts (see the module docstring). Raises ValueError naming the spec field when too short."""
+    """Events -> panel -> cuts (see the module docstring). Raises ValueError naming the spec field when too short.
+
+    ~90 lines: the preparation steps in their order, each a call; the length is the list."""
     import polars as pl
 
     from ecomine.data.features import demand_series

@@ -201,9 +201,108 @@ def _averaged(model: torch.nn.Module, ema_epochs: float | None, steps_per_epoch:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
 
 
+def _fault_drill(drill: int | None, epoch: int, run_dir: str) -> None:
+    """`run.fail_once_at_epoch`: raise once at that epoch (a marker in the run folder keeps the retry going)."""
+    if drill is None or epoch + 1 != drill:
+        return
+    marker = Path(run_dir) / f".fault-drill-epoch-{drill}"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("raised once\n")
+        raise FaultDrill(f"fault drill: worker raised at epoch {drill} (run.fail_once_at_epoch)")
+
+
+def _judge(spec, val: dict[str, Any], metrics: dict[str, Any], state: dict[str, Any], epoch: int, *,
+           started: float, epoch_t0: float) -> bool:
+    """Rank 0 after validation: record the epoch's metrics, the best so far and the plateau count in
+    `metrics` / `state`, lower the plateau schedule's scale, and say whether the run stops here."""
+    opt = spec.optim
+    metric, mode = spec.watch()
+    metrics.update({f"val_{k}": v for k, v in val.items()})
+    metrics.setdefault("val_loss", metrics["train_loss"])
+    value = metrics.get(val_metric_name(metric))
+    better = value is not None and np.isfinite(value) and (
+        state["best"] is None or (value > state["best"] if mode == "max" else value < state["best"])
+    )
+    if better:
+        state.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    now = time.perf_counter()
+    metrics["elapsed_s"] = now - started
+    reason = stop_reason(
+        plateau=opt.early_stopping is not None and state["bad_epochs"] >= opt.early_stopping.patience,
+        elapsed_s=now - started, epoch_s=now - epoch_t0,
+        budget_s=opt.max_minutes * 60 if opt.max_minutes is not None else None,
+    )
+    state.update(elapsed_s=now - started, stopped_on=reason)
+    if opt.schedule == "plateau" and not better and state["bad_epochs"] % opt.plateau_patience == 0:
+        state["lr_scale"] = state.get("lr_scale", 1.0) * opt.plateau_factor
+    state["history"].append(metrics)
+    return reason is not None
+
+
+def _resume(ckpt, core: torch.nn.Module, optimizer, ema) -> dict[str, Any]:
+    """The loop state to start from: a fresh one, or the checkpoint Ray Train hands a restarted worker
+    (weights, optimiser and the weights' average loaded into `core`, `optimizer`, `ema`)."""
+    if ckpt is None:
+        return {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": [], "elapsed_s": 0.0,
+                "stopped_on": None}
+    with ckpt.as_directory() as d:
+        state = load_checkpoint_dir(Path(d), core, optimizer, averaged=ema.module if ema is not None else None)
+        if ema is not None and (Path(d) / TRAINED).exists():
+            ema.n_averaged.fill_(1)  # the average goes on from the checkpoint's; without one it starts afresh
+    state.pop("optimizer", None)
+    return state
+
+
+def _epoch_order(task, data, opt, epoch: int) -> np.ndarray:
+    """Every example's index in this epoch's order, the same on every rank (seeded by the epoch): the task's
+    own order where it has one (recommend: length buckets), else a plain shuffle."""
+    rng = np.random.default_rng(opt.seed * 1000 + epoch)
+    ordering = getattr(task, "epoch_order", None)
+    return ordering(data, rng, opt.batch_size) if ordering is not None else rng.permutation(task.num_examples(data))
+
+
+def _report(metrics: dict[str, Any], state: dict[str, Any] | None, core: torch.nn.Module, optimizer, ema) -> None:
+    """Report the epoch to Ray Train, with a checkpoint of the model, optimiser and loop `state` (None: none)."""
+    import ray.train
+
+    checkpoint = None
+    if state is not None:
+        tmp = tempfile.mkdtemp(prefix="ecomine-ckpt-")
+        save_checkpoint_dir(Path(tmp), core, optimizer, state, averaged=ema.module if ema is not None else None)
+        checkpoint = ray.train.Checkpoint.from_directory(tmp)
+    # Ray copies the folder to run storage before returning; its local copy (~18 MB a recommend epoch) goes then.
+    ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=checkpoint is not None)
+
+
+def _optimiser(core: torch.nn.Module, opt, steps_per_epoch: int):
+    """(trained parameters, AdamW, its warm-up + schedule, the one-float scale the plateau schedule lowers)."""
+    total = steps_per_epoch * opt.epochs
+    warmup = int(opt.warmup_epochs * steps_per_epoch) if opt.warmup_epochs is not None else int(opt.warmup_ratio * total)
+    params = [p for p in core.parameters() if p.requires_grad]  # frozen encoders / LoRA train a subset
+    optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    lr_scale = [1.0]  # schedule plateau: lowered at each plateau by the loop, kept in the loop state
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(opt.schedule, warmup, total, lr_scale))
+    return params, optimizer, scheduler, lr_scale
+
+
+def _built(task, spec, data, init, warm: dict[str, Any] | None) -> torch.nn.Module:
+    """The task's model, with the champion's weights the driver lined up where the run warm-starts
+    (ecomine.train.warm_start)."""
+    built = task.build_model(spec, data, init)
+    if warm is not None:
+        built.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in warm.items()}, strict=False)
+    return built
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point. `config`: spec (dict), data (ObjectRef), init (ObjectRef|None),
-    warm (ObjectRef|None: a warm-start state dict), run_dir, progress_file."""
+    warm (ObjectRef|None: a warm-start state dict), run_dir, progress_file.
+
+    ~90 lines: the epoch loop reads and updates the model, optimiser, schedule, weights' average and loop
+    state together; the steps around it (`_resume`, `_epoch_order`, `_judge`, `_report`) are helpers."""
     import ray
     import ray.train
     import ray.train.torch
@@ -213,9 +312,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     spec = TrainSpec.model_validate(config["spec"])
     task = get_task(spec.task)
-    data = ray.get(config["data"]) if isinstance(config["data"], ray.ObjectRef) else config["data"]
-    init = config.get("init")
-    init = ray.get(init) if isinstance(init, ray.ObjectRef) else init
+    data, init, warm = (ray.get(v) if isinstance(v, ray.ObjectRef) else v
+                        for v in (config["data"], config.get("init"), config.get("warm")))
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     pg = ray.util.get_current_placement_group()
@@ -225,113 +323,57 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     opt = spec.optim
     torch.manual_seed(opt.seed)
     torch.set_num_threads(max(1, int(spec.scaling.cpus_per_worker)))
-
     device = ray.train.torch.get_device()
-    built = task.build_model(spec, data, init)
-    warm = config.get("warm")
-    if warm is not None:  # the champion's weights lined up by the driver (ecomine.train.warm_start)
-        warm = ray.get(warm) if isinstance(warm, ray.ObjectRef) else warm
-        built.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in warm.items()}, strict=False)
-    model = ray.train.torch.prepare_model(built)
+    model = ray.train.torch.prepare_model(_built(task, spec, data, init, warm))
     core = model.module if hasattr(model, "module") else model
 
     n_examples = task.num_examples(data)
     per_rank = n_examples // world  # equal step counts on every rank keep DDP in lock-step
     steps_per_epoch = max(1, math.ceil(per_rank / opt.batch_size))
-    total = steps_per_epoch * opt.epochs
-    warmup = int(opt.warmup_epochs * steps_per_epoch) if opt.warmup_epochs is not None else int(opt.warmup_ratio * total)
-    params = [p for p in core.parameters() if p.requires_grad]  # frozen encoders / LoRA train a subset
-    optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
-    lr_scale = [1.0]  # schedule plateau: lowered below at each plateau, kept in the loop state
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(opt.schedule, warmup, total, lr_scale)
-    )
+    params, optimizer, scheduler, lr_scale = _optimiser(core, opt, steps_per_epoch)
     ema = _averaged(core, opt.ema_epochs, steps_per_epoch)
     use_amp = spec.scaling.use_gpu and spec.scaling.mixed_precision != "no"
     amp_dtype = torch.bfloat16 if spec.scaling.mixed_precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-    metric, mode = spec.watch()
-    watch = val_metric_name(metric)
-    es = opt.early_stopping
-    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": [],
-                             "elapsed_s": 0.0, "stopped_on": None}
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            state = load_checkpoint_dir(Path(d), core, optimizer, averaged=ema.module if ema is not None else None)
-            if ema is not None and (Path(d) / TRAINED).exists():
-                ema.n_averaged.fill_(1)  # the average goes on from the checkpoint's; without one it starts afresh
-        scheduler.last_epoch = state["epoch"] * steps_per_epoch
-        lr_scale[0] = state.get("lr_scale", 1.0)
-        state.pop("optimizer", None)
+    def step(batch: dict[str, Any]) -> float:
+        loss = train_step(model, batch, optimizer, scheduler, scaler, params, grad_clip=opt.grad_clip,
+                          device_type=device.type, amp_dtype=amp_dtype if use_amp else None)
+        if ema is not None:
+            ema.update_parameters(core)
+        return loss
 
-    budget_s = opt.max_minutes * 60 if opt.max_minutes is not None else None
+    state = _resume(ray.train.get_checkpoint(), core, optimizer, ema)
+    scheduler.last_epoch = state["epoch"] * steps_per_epoch
+    lr_scale[0] = state.get("lr_scale", 1.0)
+
     started = time.perf_counter() - state.get("elapsed_s", 0.0)  # a resumed run counts the time before the failure
     for epoch in range(state["epoch"], opt.epochs):
         epoch_t0 = time.perf_counter()
-        drill = spec.run.fail_once_at_epoch
-        if drill is not None and epoch + 1 == drill and rank == 0:
-            marker = Path(config["run_dir"]) / f".fault-drill-epoch-{drill}"
-            if not marker.exists():
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text("raised once\n")
-                raise FaultDrill(f"fault drill: worker raised at epoch {drill} (run.fail_once_at_epoch)")
+        if rank == 0:
+            _fault_drill(spec.run.fail_once_at_epoch, epoch, config["run_dir"])
         model.train()
         t0 = time.perf_counter()
-        rng = np.random.default_rng(opt.seed * 1000 + epoch)
-        # a task may order its examples (recommend: length buckets); the default is a plain shuffle
-        ordering = getattr(task, "epoch_order", None)
-        full = ordering(data, rng, opt.batch_size) if ordering is not None else rng.permutation(n_examples)
-        order = full[rank * per_rank : (rank + 1) * per_rank]
+        order = _epoch_order(task, data, opt, epoch)[rank * per_rank : (rank + 1) * per_rank]
         losses = []
         for s in range(steps_per_epoch):
             idx = order[s * opt.batch_size : (s + 1) * opt.batch_size]
-            if len(idx) == 0:
-                continue
-            batch = task.batch(data, idx, device)
-            # through the DDP wrapper, so gradients are all-reduced
-            losses.append(train_step(model, batch, optimizer, scheduler, scaler, params, grad_clip=opt.grad_clip,
-                                     device_type=device.type, amp_dtype=amp_dtype if use_amp else None))
-            if ema is not None:
-                ema.update_parameters(core)
+            if len(idx) > 0:  # through the DDP wrapper, so gradients are all-reduced
+                losses.append(step(task.batch(data, idx, device)))
         train_seconds = time.perf_counter() - t0
-        metrics: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": float(np.mean(losses)) if losses else float("nan"),
-            "samples_per_s": len(order) / max(train_seconds, 1e-9),
-            "lr": scheduler.get_last_lr()[0],
-        }
+        metrics: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                                   "samples_per_s": len(order) / max(train_seconds, 1e-9),
+                                   "lr": scheduler.get_last_lr()[0]}
         stop = False
         scored = ema.module if ema is not None else core  # what validation scores and the checkpoint keeps
         if rank == 0:
             scored.eval()
             with torch.inference_mode():
                 val = task.validate(scored, data, spec, device)
-            metrics.update({f"val_{k}": v for k, v in val.items()})
-            metrics.setdefault("val_loss", metrics["train_loss"])
-            value = metrics.get(watch)
-            better = value is not None and np.isfinite(value) and (
-                state["best"] is None or (value > state["best"] if mode == "max" else value < state["best"])
-            )
-            if better:
-                state.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
-            else:
-                state["bad_epochs"] += 1
-            now = time.perf_counter()
-            metrics["elapsed_s"] = now - started
-            reason = stop_reason(
-                plateau=es is not None and state["bad_epochs"] >= es.patience,
-                elapsed_s=now - started, epoch_s=now - epoch_t0, budget_s=budget_s,
-            )
-            stop = reason is not None
-            state.update(elapsed_s=now - started, stopped_on=reason if stop else None)
-            if opt.schedule == "plateau" and not better and state["bad_epochs"] % opt.plateau_patience == 0:
-                state["lr_scale"] = state.get("lr_scale", 1.0) * opt.plateau_factor
-            state["history"].append(metrics)
+            stop = _judge(spec, val, metrics, state, epoch, started=started, epoch_t0=epoch_t0)
             _progress(config.get("progress_file"), metrics)
         state["epoch"] = epoch + 1
-        if world > 1:
+        if world > 1:  # rank 0 decided: every rank stops (and lowers its rate) at the same epoch
             flag = torch.tensor([1.0 if stop else 0.0, state.get("lr_scale", 1.0)], device=device)
             torch.distributed.broadcast(flag, src=0)
             stop, state["lr_scale"] = bool(flag[0].item()), float(flag[1].item())
@@ -342,13 +384,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         metrics["stopped_early"] = stop and epoch + 1 < opt.epochs
         if rank == 0 and last:
             metrics["stopped_on"] = state["stopped_on"]  # in the history the checkpoint below carries
-        checkpoint = None
-        if rank == 0 and ((epoch + 1) % spec.run.checkpoint_every == 0 or last):
-            tmp = tempfile.mkdtemp(prefix="ecomine-ckpt-")
-            save_checkpoint_dir(Path(tmp), core, optimizer, state, averaged=ema.module if ema is not None else None)
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        # Ray copies the folder to run storage before returning; its local copy (~18 MB a recommend epoch) goes then.
-        ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=checkpoint is not None)
+        keep = rank == 0 and ((epoch + 1) % spec.run.checkpoint_every == 0 or last)
+        _report(metrics, state if keep else None, core, optimizer, ema)
         if stop:
             break
     if rank == 0:

@@ -138,7 +138,9 @@ def model_config(spec, data: RiskData):
 
 
 def prepare_risk_data(spec, events: pl.DataFrame | None = None, fingerprint: str = "") -> RiskData:
-    """Events -> risk examples -> temporal holdout -> arrays (+ cached text vectors in frozen mode)."""
+    """Events -> risk examples -> temporal holdout -> arrays (+ cached text vectors in frozen mode).
+
+    ~90 lines: the preparation steps in their order, each a call; the length is the list."""
     from ecomine.data.features import RISK_FEATURES, risk_examples
     from ecomine.models.risk import NumericScaler, history_state, line_texts, numeric_matrix
     from ecomine.models.text_encoder import EncoderNotFound, resolve_encoder

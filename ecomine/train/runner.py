@@ -140,6 +140,43 @@ class _ProgressTail(BackgroundThread):
                 time.sleep(0.5)
 
 
+def _trainer(spec: TrainSpec, name: str, root: str, local_run_dir: Path, callbacks: list | None, *, data, init, warm):
+    """The run's TorchTrainer: the loop with its inputs in the object store, the scaling, and checkpoints
+    ranked by the watched validation metric."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from ecomine.train.loop import train_loop_per_worker, val_metric_name
+
+    metric, mode = spec.watch()
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "spec": spec.model_dump(mode="json"),
+            "data": ray.put(data),
+            "init": ray.put(init) if init is not None else None,
+            "warm": ray.put(warm.state) if warm is not None else None,
+            "progress_file": str(local_run_dir / "progress.jsonl"),
+            "run_dir": str(local_run_dir),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=spec.scaling.num_workers,
+            use_gpu=spec.scaling.use_gpu,
+            resources_per_worker={"CPU": spec.scaling.cpus_per_worker, **({"GPU": 1} if spec.scaling.use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=root,
+            failure_config=FailureConfig(max_failures=spec.run.max_failures),
+            callbacks=callbacks,
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=val_metric_name(metric), checkpoint_score_order=mode
+            ),
+        ),
+    )
+
+
 def run_training(
     spec: TrainSpec,
     *,
@@ -156,11 +193,7 @@ def run_training(
     `evaluate=False` the run stops after training (Tune trials: the campaign
     evaluates and registers only its top-k).
     """
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from ecomine.train.loop import load_checkpoint_dir, train_loop_per_worker, val_metric_name
+    from ecomine.train.loop import load_checkpoint_dir
     from ecomine.train.tasks import get_task
 
     if getattr(spec.model, "forecaster", None) == "ensemble":
@@ -186,32 +219,7 @@ def run_training(
     progress_file = local_run_dir / "progress.jsonl"
     init = task.driver_init(spec, data)
     warm = _warm_start(task, spec, data, init)
-    metric, mode = spec.watch()
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "spec": spec.model_dump(mode="json"),
-            "data": ray.put(data),
-            "init": ray.put(init) if init is not None else None,
-            "warm": ray.put(warm.state) if warm is not None else None,
-            "progress_file": str(progress_file),
-            "run_dir": str(local_run_dir),
-        },
-        scaling_config=ScalingConfig(
-            num_workers=spec.scaling.num_workers,
-            use_gpu=spec.scaling.use_gpu,
-            resources_per_worker={"CPU": spec.scaling.cpus_per_worker, **({"GPU": 1} if spec.scaling.use_gpu else {})},
-        ),
-        run_config=RunConfig(
-            name=name,
-            storage_path=root,
-            failure_config=FailureConfig(max_failures=spec.run.max_failures),
-            callbacks=callbacks,
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute=val_metric_name(metric), checkpoint_score_order=mode
-            ),
-        ),
-    )
+    trainer = _trainer(spec, name, root, local_run_dir, callbacks, data=data, init=init, warm=warm)
     tail = _ProgressTail(progress_file, spec, console) if console is not None else contextlib.nullcontext()
     with train_env(), tail:
         result = trainer.fit()
@@ -222,7 +230,7 @@ def run_training(
         raise RuntimeError(f"run {name}: training produced no checkpoint")
     # The latest checkpoint carries the whole run's history (the best one stops at its epoch).
     state = _loop_state(result.checkpoint or best)
-    curve = time_to_quality(state.get("history", []), metric)
+    curve = time_to_quality(state.get("history", []), spec.watch()[0])
     (local_run_dir / "time_to_quality.json").write_text(json.dumps(curve, indent=2))
     if not evaluate:
         return TrainOutcome(

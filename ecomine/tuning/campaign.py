@@ -167,11 +167,45 @@ class _LiveTable:
             self.live.update(t)
 
 
+def _scheduler(spec, base):
+    """The campaign's trial scheduler: ASHA, PBT over the search space, or FIFO."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    if spec.scheduler.kind == "asha":
+        return ASHAScheduler(
+            # max_t one past the last epoch: a trial that trains every epoch ends on its own,
+            # so its Ray Train run shuts down (and frees its CPUs) before the trial exits.
+            time_attr="training_iteration", max_t=base.optim.epochs + 1,
+            grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
+        )
+    if spec.scheduler.kind == "pbt":
+        return PopulationBasedTraining(
+            time_attr="training_iteration", perturbation_interval=spec.scheduler.perturbation_interval,
+            hyperparam_mutations=_search_space(spec),
+        )
+    return FIFOScheduler()
+
+
+def _search(spec):
+    """The campaign's search: seeded random draws holding `max_concurrent` themselves, or Optuna."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    if spec.search == "optuna":
+        try:
+            from ray.tune.search.optuna import OptunaSearch
+        except ImportError:
+            raise SpecError("search: optuna needs the tune extra (pip install 'ecomine[tune]')") from None
+        return OptunaSearch(seed=spec.seed)
+    # Tune's default random search draws from an unseeded generator: `seed:` would say nothing.
+    # A generator ignores TuneConfig.max_concurrent_trials (Tune warns and runs every trial at
+    # once), so the limit goes to the generator itself.
+    return BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent)
+
+
 def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_address: str | None = None,
                  overrides: dict[str, Any] | None = None) -> CampaignOutcome:
     """Run (or resume) a campaign; see the module docstring."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     from ecomine.train.loop import val_metric_name
     from ecomine.train.runner import check_cluster, preflight
@@ -198,32 +232,7 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
         tune.with_parameters(_trial_fn, base=base_raw, storage=str(folder / "trials"), campaign=spec.name, data=data),
         {"CPU": spec.trial_cpus},
     )
-    if spec.scheduler.kind == "asha":
-        scheduler = ASHAScheduler(
-            # max_t one past the last epoch: a trial that trains every epoch ends on its own,
-            # so its Ray Train run shuts down (and frees its CPUs) before the trial exits.
-            time_attr="training_iteration", max_t=base.optim.epochs + 1,
-            grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor,
-        )
-    elif spec.scheduler.kind == "pbt":
-        scheduler = PopulationBasedTraining(
-            time_attr="training_iteration", perturbation_interval=spec.scheduler.perturbation_interval,
-            hyperparam_mutations=_search_space(spec),
-        )
-    else:
-        scheduler = FIFOScheduler()
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    # Tune's default random search draws from an unseeded generator: `seed:` would say nothing.
-    # A generator ignores TuneConfig.max_concurrent_trials (Tune warns and runs every trial at
-    # once), so the limit goes to the generator itself.
-    search_alg = BasicVariantGenerator(random_state=spec.seed, max_concurrent=spec.max_concurrent)
-    if spec.search == "optuna":
-        try:
-            from ray.tune.search.optuna import OptunaSearch
-        except ImportError:
-            raise SpecError("search: optuna needs the tune extra (pip install 'ecomine[tune]')") from None
-        search_alg = OptunaSearch(seed=spec.seed)
+    scheduler, search_alg = _scheduler(spec, base), _search(spec)
     exp_dir = folder / "tune"
     live = _LiveTable(console, key, mode) if console is not None else None
     from ecomine.tuning.callbacks import FreeStoppedTrialsCallback
@@ -242,7 +251,7 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
             tune_config=tune.TuneConfig(
                 metric=key, mode=mode, scheduler=scheduler, search_alg=search_alg,
                 num_samples=spec.num_samples,
-                max_concurrent_trials=None if isinstance(search_alg, BasicVariantGenerator) else spec.max_concurrent,
+                max_concurrent_trials=None if spec.search != "optuna" else spec.max_concurrent,
                 time_budget_s=spec.time_budget_s,
                 # A stopped trial's process must exit: its Ray Train controller (and the
                 # placement group holding the workers' CPUs) is owned by it. A reused
