@@ -16,7 +16,11 @@ almost no repeats). Prints samples/s (training windows per second) and the shipp
 (target >= 0.90), the median over interleaved rounds because this machine is noisy; the load
 average is printed beside every figure.
 
+With `--losses 12101,50000,100000`: the shipped step under the full and the sampled softmax on short
+sequences over catalogues of those sizes (what `loss: auto`'s 50,000-item threshold rests on).
+
 Run:  python benchmarks/train_step.py                       # both shapes, 1 thread
+      python benchmarks/train_step.py --losses 12101,50000,100000 --steps 5 --json benchmarks/results/train_step_losses.json
       python benchmarks/train_step.py --shapes short --threads 2 --json benchmarks/results/train_step.json
 """
 
@@ -36,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TARGET = 0.90
 
-__all__ = ["short_sequences", "online_retail_windows", "bench_shape", "main"]
+__all__ = ["short_sequences", "online_retail_windows", "bench_shape", "bench_losses", "main"]
 
 
 def _load() -> str:
@@ -173,6 +177,48 @@ def bench_shape(name: str, inputs: np.ndarray, targets: np.ndarray, n_items: int
     }
 
 
+def bench_losses(catalogues: list[int], *, steps: int, batch_size: int) -> list[dict[str, Any]]:
+    """The shipped step under `loss: full_softmax` and `sampled_softmax` (the spec's `num_negatives`) on short
+    sequences over catalogues of each size: what `loss: auto`'s threshold (FULL_SOFTMAX_MAX_ITEMS) rests on."""
+    import torch
+
+    from ecomine.models.recommend import SequentialRecommender, training_windows
+    from ecomine.specs import TrainSpec, load_spec
+    from ecomine.train.loop import lr_lambda, train_step
+    from ecomine.train.recommend_task import FULL_SOFTMAX_MAX_ITEMS, recommender_config, resolved_loss
+
+    spec = load_spec(ROOT / "train_configs" / "recommend.yaml", TrainSpec)
+    out = []
+    for n_items in catalogues:
+        x, y = training_windows(short_sequences(users=4_000, items=n_items), 50)
+        rng = np.random.default_rng(0)
+        batches = []
+        for _ in range(steps):
+            idx = rng.choice(len(x), batch_size, replace=False)
+            batches.append({"ids": torch.from_numpy(x[idx]), "targets": torch.from_numpy(y[idx])})
+        row: dict[str, Any] = {"n_items": n_items, "auto": resolved_loss("auto", n_items),
+                               "threshold": FULL_SOFTMAX_MAX_ITEMS, "load": _load()}
+        for loss in ("sampled_softmax", "full_softmax"):
+            s = spec.model_copy(update={"model": spec.model.model_copy(update={"loss": loss})})
+            torch.manual_seed(0)
+            model = SequentialRecommender(recommender_config(s, n_items)).train()
+            params = [p for p in model.parameters() if p.requires_grad]
+            opt = torch.optim.AdamW(params, lr=spec.optim.lr)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda("constant", 0, 1))
+            scaler = torch.amp.GradScaler("cuda", enabled=False)
+
+            def step(b, model=model, opt=opt, sched=sched, scaler=scaler, params=params):
+                train_step(model, b, opt, sched, scaler, params, grad_clip=None, device_type="cpu", amp_dtype=None)
+
+            step(batches[0])  # warm-up
+            row[f"{loss}_per_s"] = _timed(step, batches)
+        row["full_over_sampled_s"] = row["sampled_softmax_per_s"] / row["full_softmax_per_s"]
+        print(f"  {n_items:>7} items: sampled {row['sampled_softmax_per_s']:8.1f}/s  full {row['full_softmax_per_s']:8.1f}/s"
+              f"  a full step costs {row['full_over_sampled_s']:.1f}x; auto -> {row['auto']}   (load {row['load']})", flush=True)
+        out.append(row)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", default="online-retail,short", help="comma-separated: online-retail, short")
@@ -182,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--legacy-steps", type=int, default=3, help="steps of the every-position loss (0: skip)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--losses", default="", help="comma-separated catalogue sizes (e.g. 12101,50000,100000): time the "
+                    "full and the sampled softmax step on short sequences over each instead of the shapes")
     a = ap.parse_args(argv)
     import torch
 
@@ -190,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     print(f"train_step: threads {a.threads}, batch {a.batch_size}, {a.steps} steps x {a.rounds} rounds, "
           f"load {_load()}", flush=True)
+    if a.losses:
+        rows = bench_losses([int(n) for n in a.losses.split(",")], steps=a.steps, batch_size=a.batch_size)
+        print(f"load average after: {_load()}")
+        if a.json:
+            a.json.write_text(json.dumps({"threads": a.threads, "batch_size": a.batch_size, "losses": rows}, indent=2))
+        return 0
     results = []
     for shape in [s.strip() for s in a.shapes.split(",") if s.strip()]:
         if shape == "short":
