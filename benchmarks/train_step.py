@@ -112,11 +112,13 @@ def _timed(step, batches) -> float:
     return sum(len(b["ids"]) for b in batches) / (time.perf_counter() - t0)
 
 
-def _with_dropout(spec, dropout: float):
-    """`spec` with a number for `backbone.dropout` (the shipped `auto` resolves on the training data, which a
-    step benchmark does not build: 0.5 on sparse logs like these short sessions, 0.3 on Online Retail)."""
-    bb = spec.model.backbone.model_copy(update={"dropout": dropout})
-    return spec.model_copy(update={"model": spec.model.model_copy(update={"backbone": bb})})
+def _spec(**overrides: Any):
+    """train_configs/recommend.yaml with `overrides` (dotted paths, as `--set` takes them). `backbone.dropout`
+    gets a number: the shipped `auto` resolves on the training data, which a step benchmark does not build
+    (0.5 on sparse logs like the short sessions, 0.3 on Online Retail)."""
+    from ecomine.specs import TrainSpec, load_spec
+
+    return load_spec(ROOT / "train_configs" / "recommend.yaml", TrainSpec, overrides=overrides)
 
 
 def bench_shape(name: str, inputs: np.ndarray, targets: np.ndarray, n_items: int, *, steps: int, rounds: int,
@@ -124,12 +126,10 @@ def bench_shape(name: str, inputs: np.ndarray, targets: np.ndarray, n_items: int
     import torch
 
     from ecomine.models.recommend import SequentialRecommender
-    from ecomine.specs import TrainSpec, load_spec
     from ecomine.train.loop import lr_lambda, train_step
     from ecomine.train.recommend_task import recommender_config
 
-    spec = _with_dropout(load_spec(ROOT / "train_configs" / "recommend.yaml", TrainSpec),
-                         0.3 if name == "online-retail" else 0.5)
+    spec = _spec(**{"model.backbone.dropout": 0.3 if name == "online-retail" else 0.5})
     opt = spec.optim
     config = recommender_config(spec, n_items)
     rng = np.random.default_rng(0)
@@ -191,11 +191,9 @@ def bench_losses(catalogues: list[int], *, steps: int, batch_size: int) -> list[
     import torch
 
     from ecomine.models.recommend import SequentialRecommender, training_windows
-    from ecomine.specs import TrainSpec, load_spec
     from ecomine.train.loop import lr_lambda, train_step
     from ecomine.train.recommend_task import FULL_SOFTMAX_MAX_ITEMS, recommender_config, resolved_loss
 
-    spec = _with_dropout(load_spec(ROOT / "train_configs" / "recommend.yaml", TrainSpec), 0.5)
     out = []
     for n_items in catalogues:
         x, y = training_windows(short_sequences(users=4_000, items=n_items), 50)
@@ -207,15 +205,15 @@ def bench_losses(catalogues: list[int], *, steps: int, batch_size: int) -> list[
         row: dict[str, Any] = {"n_items": n_items, "auto": resolved_loss("auto", n_items),
                                "threshold": FULL_SOFTMAX_MAX_ITEMS, "load": _load()}
         for loss in ("sampled_softmax", "full_softmax"):
-            s = spec.model_copy(update={"model": spec.model.model_copy(update={"loss": loss})})
+            spec = _spec(**{"model.backbone.dropout": 0.5, "model.loss": loss})
             torch.manual_seed(0)
-            model = SequentialRecommender(recommender_config(s, n_items)).train()
+            model = SequentialRecommender(recommender_config(spec, n_items)).train()
             params = [p for p in model.parameters() if p.requires_grad]
             opt = torch.optim.AdamW(params, lr=spec.optim.lr)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda("constant", 0, 1))
             scaler = torch.amp.GradScaler("cuda", enabled=False)
 
-            def step(b, model=model, opt=opt, sched=sched, scaler=scaler, params=params):
+            def step(b):  # called within this iteration only
                 train_step(model, b, opt, sched, scaler, params, grad_clip=None, device_type="cpu", amp_dtype=None)
 
             step(batches[0])  # warm-up

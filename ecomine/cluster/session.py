@@ -15,6 +15,8 @@ import logging
 import os
 from collections.abc import Iterator
 
+from ecomine.cluster.env import ONE_NODE_ENV, scoped_env
+
 __all__ = ["ray_address", "free_port", "ensure_ray", "quiet_token_notice", "dashboard_url", "original_error", "surfaced"]
 
 
@@ -50,9 +52,8 @@ def ensure_ray(address: str | None = None, *, local_cpus: int | None = None) -> 
     names (a dead cluster after any earlier `ray start`), and every Train run waited 12 s at
     its end for that query to time out (a one-worker run of nothing: 24-27 s -> 12-15 s).
 
-    A local Ray is one node that nothing drains, so its processes also start without Train's preemption
-    watcher (an actor process per run that polls for node drains: ~1 s of a 2-core box per run);
-    a value of RAY_TRAIN_ENABLE_PREEMPTION_WATCHER the user exported wins. A cluster joined keeps Ray's default.
+    A local Ray is one node that nothing drains, so its processes also start with `cluster.env.ONE_NODE_ENV`
+    (no Train preemption watcher; a value the user exported wins). A cluster joined keeps Ray's defaults.
 
     Worker and controller logs stay in Ray's log files (/tmp/ray/session_latest/logs)
     instead of this terminal: the progress bar and the run's own error say what happened,
@@ -68,22 +69,11 @@ def ensure_ray(address: str | None = None, *, local_cpus: int | None = None) -> 
         port = free_port()
         local = {"include_dashboard": True, "dashboard_port": port, **({"num_cpus": local_cpus} if local_cpus is not None else {})}
     quiet_token_notice()
-    spawn_env = {}
-    if local:  # inherited by the processes ray.init starts, and only by them
-        spawn_env = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{local['dashboard_port']}"}
-        if "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ:
-            spawn_env["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
-    prior = {key: os.environ.get(key) for key in spawn_env}
-    os.environ.update(spawn_env)
-    try:
+    # inherited by the processes ray.init starts, and only by them
+    dashboard = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{local['dashboard_port']}"} if local else {}
+    with scoped_env(dashboard, exported_wins=False), scoped_env(ONE_NODE_ENV if local else {}):
         ray.init(address=target, log_to_driver=os.environ.get("ECOMINE_RAY_LOGS") == "1", configure_logging=False,
                  **local)
-    finally:
-        for key, value in prior.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return True
 
 

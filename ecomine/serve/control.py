@@ -20,7 +20,7 @@ import yaml
 from ecomine.serve.rest import ServeRest, ServeRestError
 from ecomine.specs import SpecError
 
-__all__ = ["wait_running_on", 
+__all__ = [
     "ServeConfigError",
     "ECOMINE_IMPORT_PATH",
     "DEFAULT_DASHBOARD",
@@ -31,6 +31,7 @@ __all__ = ["wait_running_on",
     "serve_client",
     "app_statuses",
     "wait_running",
+    "wait_running_on",
     "failure_line",
     "models_url",
     "get_models",

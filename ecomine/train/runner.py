@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomine.cluster.session import ensure_ray
-from ecomine.cluster.train_env import train_env
+from ecomine.cluster.env import train_env
 from ecomine.specs import SpecError, TrainSpec
 from ecomine.specs.train import metric_mode
 from ecomine.train.background import BackgroundThread
@@ -140,7 +140,8 @@ class _ProgressTail(BackgroundThread):
                 time.sleep(0.5)
 
 
-def _trainer(spec: TrainSpec, name: str, root: str, local_run_dir: Path, callbacks: list | None, *, data, init, warm):
+def _trainer(spec: TrainSpec, name: str, root: str, local_run_dir: Path, progress_file: Path, callbacks: list | None,
+             *, data, init, warm):
     """The run's TorchTrainer: the loop with its inputs in the object store, the scaling, and checkpoints
     ranked by the watched validation metric."""
     import ray
@@ -157,7 +158,7 @@ def _trainer(spec: TrainSpec, name: str, root: str, local_run_dir: Path, callbac
             "data": ray.put(data),
             "init": ray.put(init) if init is not None else None,
             "warm": ray.put(warm.state) if warm is not None else None,
-            "progress_file": str(local_run_dir / "progress.jsonl"),
+            "progress_file": str(progress_file),
             "run_dir": str(local_run_dir),
         },
         scaling_config=ScalingConfig(
@@ -219,7 +220,7 @@ def run_training(
     progress_file = local_run_dir / "progress.jsonl"
     init = task.driver_init(spec, data)
     warm = _warm_start(task, spec, data, init)
-    trainer = _trainer(spec, name, root, local_run_dir, callbacks, data=data, init=init, warm=warm)
+    trainer = _trainer(spec, name, root, local_run_dir, progress_file, callbacks, data=data, init=init, warm=warm)
     tail = _ProgressTail(progress_file, spec, console) if console is not None else contextlib.nullcontext()
     with train_env(), tail:
         result = trainer.fit()

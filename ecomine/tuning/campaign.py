@@ -11,10 +11,8 @@ and registers its top-k trials tagged with the campaign name.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ecomine.cluster.env import scoped_env
 from ecomine.cluster.session import ensure_ray
 from ecomine.specs import SpecError, TrainSpec, TuneSpec, apply_overrides, format_validation_error, load_spec, task_metrics
 
@@ -282,21 +281,13 @@ def run_campaign(path: str | Path, *, resume: bool = False, console=None, ray_ad
     )
 
 
-@contextlib.contextmanager
 def _ray_tune_quiet():
     """Ray Tune's new terminal output prints its experiment box, "View detailed results here" and a
     TensorBoard hint even at `verbose=0` (`tune.experimental.output.TuneReporterBase.experiment_started`);
     its legacy reporter at verbose 0 prints nothing. Our live table and summary say what a user needs,
     so the fit runs with the legacy path (RAY_AIR_NEW_OUTPUT=0, read by `get_air_verbosity`), unset after;
     a user who set RAY_AIR_NEW_OUTPUT keeps their choice."""
-    if "RAY_AIR_NEW_OUTPUT" in os.environ:  # the user chose Ray's output: theirs
-        yield
-        return
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    try:
-        yield
-    finally:
-        os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+    return scoped_env({"RAY_AIR_NEW_OUTPUT": "0"})
 
 
 def _results_frame(grid, key: str):

@@ -20,6 +20,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from ecomine.cluster.env import ONE_NODE_ENV  # noqa: E402
 from ecomine.cluster.session import free_port  # noqa: E402
 
 
@@ -46,9 +47,9 @@ def ray_session(tmp_path_factory):
     dashboard_port = free_port()
     _DASHBOARD["url"] = f"http://127.0.0.1:{dashboard_port}"
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    # Token auth is off for this loopback-only test cluster, so CLI subprocesses join it as-is. One node: no
-    # drain to watch for, so Train runs start no preemption watcher (as on the local Ray ensure_ray starts).
-    env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+    # Token auth is off for this loopback-only test cluster, so CLI subprocesses join it as-is. One node: it
+    # starts with what ensure_ray gives a local Ray (cluster.env.ONE_NODE_ENV: no preemption watcher per run).
+    env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled", **ONE_NODE_ENV}
     log = tmp_path_factory.mktemp("ray") / "ray_start.log"
     proc = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",

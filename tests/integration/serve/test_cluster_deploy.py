@@ -21,8 +21,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ecomine.serve.control import read_serve_config
 from ecomine.cli.serve import serve_app
+from ecomine.cluster.env import ONE_NODE_ENV
+from ecomine.serve.control import read_serve_config
 from tests.integration.serve.conftest import REPO, free_port, live_under
 
 pytestmark = pytest.mark.integration
@@ -62,8 +63,7 @@ def cluster():
         f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
         f"--metrics-export-port={free_port()}", f"--temp-dir={temp}", "--disable-usage-stats",
     ]
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RAY_ADDRESS") and k != "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     log = open(temp / "ray-start.log", "w")
     proc = subprocess.Popen([ray_bin, "start", *flags], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -215,8 +215,8 @@ def test_blocking_up_serves_until_serve_down_ends_it(serving_data, tmp_path: Pat
     8265), records itself, and a plain `ecomine serve down` deletes the app and ends that process."""
     http_port = free_port()
     config = _config(serving_data, tmp_path, http_port)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RAY_ADDRESS") and k != "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"}
+    # without a value of the user's for ONE_NODE_ENV's variables, so the check below is ensure_ray's doing
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS") and k not in ONE_NODE_ENV}
     env.update(ECOMINE_STATE_DIR=str(tmp_path / "state"), NO_COLOR="1")
     ecomine = str(Path(sys.executable).parent / "ecomine")
     log = open(tmp_path / "up.log", "w")
@@ -233,8 +233,9 @@ def test_blocking_up_serves_until_serve_down_ends_it(serving_data, tmp_path: Pat
         # cluster, not the one a stale /tmp/ray/ray_current_cluster names (a 12 s stall at each run's end)
         dashboard = json.loads((tmp_path / "state" / "serve.json").read_text())["deployments"][-1]["address"]
         assert _spawned_env(proc.pid, "RAY_API_SERVER_ADDRESS") - {None} == {dashboard}
-        # and a one-node Ray has no node to drain: Train runs there start no preemption watcher
-        assert _spawned_env(proc.pid, "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER") - {None} == {"0"}
+        # and a one-node Ray has no node to drain: its processes start with ONE_NODE_ENV (no preemption watcher)
+        for key, value in ONE_NODE_ENV.items():
+            assert _spawned_env(proc.pid, key) - {None} == {value}, key
         down = subprocess.run([ecomine, "serve", "down", "--timeout", "120"], env=env, capture_output=True, text=True, timeout=180)
         assert down.returncode == 0, down.stdout + down.stderr + (tmp_path / "up.log").read_text()[-3000:]
         assert "deleted ecomine" in down.stdout and f"(pid {proc.pid}) has stopped" in down.stdout, down.stdout

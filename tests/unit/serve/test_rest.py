@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ecomine.serve.control import ServeConfigError, serve_client
 from ecomine.cluster.session import free_port
+from ecomine.serve.control import ServeConfigError, serve_client
 from ecomine.serve.rest import ServeRest, ServeRestError, ray_auth_token
 
 
