@@ -39,9 +39,9 @@ def resolved_dropout(value: float | str, data: RecommendData | None) -> float:
 
 
 # Above this many items `loss: auto` samples negatives. A full softmax step's logits are [targets, items]: on short
-# sequences a full step costs 2.1x a 1,000-negative sampled step at 12,101 items (Amazon Toys, where it reaches the
-# published sampled-softmax SASRec: README), 6.4x at 50,000 and 10.0x at 100,000 (`python benchmarks/train_step.py
-# --losses 12101,50000,100000`, one thread, load 1.2-1.5: benchmarks/results/train_step_losses.json); on Online
+# sequences a full step costs 2.4x a 1,000-negative sampled step at 12,101 items (Amazon Toys, where it reaches the
+# published sampled-softmax SASRec: README), 6.0x at 50,000 and 9.3x at 100,000 (`python benchmarks/train_step.py
+# --losses 12101,50000,100000`, one thread, load 1.4-2.0: benchmarks/results/train_step_losses.json); on Online
 # Retail's long windows ~65x at 100k (7 GB of logits and gradients), at 300k items ~80 s and ~20 GB a step on 2 cores
 # (a throw-away snippet, torch CPU, hidden 64): a run that never ends or runs out of memory.
 FULL_SOFTMAX_MAX_ITEMS = 50_000
