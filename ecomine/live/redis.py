@@ -4,10 +4,11 @@ Sits in ``ecomine.live`` beside ``sqlite`` (the embedded default, same contract)
 appended by one Lua script, atomic on the server: claim the ``event_id`` (``SET NX`` with the
 dedupe window as its TTL), append to the user's list, trim it to ``max_len``, and refresh its
 TTL (``ttl_s``, 0: none), and add the event's log record to one stream (``XADD``), the event log's
-outbox. A batch is one pipeline of script calls, so it costs one round trip;
-Redis runs each script whole, so a concurrent reader sees an event entirely or not at all. A
-batch that fails half-way is not rolled back by Redis: its events that were stored keep their
-``event_id`` claims, so the caller's retry of the whole batch stores the rest and no event twice.
+outbox. A call is one pipeline of script calls (``append_many``: every caller's batch of a group
+commit), so it costs one round trip; Redis runs each script whole, so a concurrent reader sees
+an event entirely or not at all. A batch that fails half-way is not rolled back by Redis: its
+events that were stored keep their ``event_id`` claims, so the caller's retry of the whole batch
+stores the rest and no event twice.
 Durability is the server's: run it with ``appendonly yes`` and ``appendfsync always`` where an
 acknowledged event must survive a crash (the tests do). A connection or server error is
 ``StoreUnavailable``.
@@ -70,18 +71,25 @@ class RedisHistoryStore:
         return f"{self.prefix}:h:{user_key}"
 
     def append(self, events: Sequence[StoredEvent]) -> Appended:
+        return self.append_many([events])[0]
+
+    def append_many(self, batches: Sequence[Sequence[StoredEvent]]) -> list[Appended]:
         pipe = self._redis.pipeline(transaction=False)
-        for e in events:
-            entry = json.dumps([e.item_id, e.event, e.ts, e.quantity], separators=(",", ":"))
-            claim = f"{self.prefix}:e:{e.event_id}" if e.event_id is not None else ""
-            self._append(keys=[claim, self._key(e.user_key), self._log],
-                         args=[entry, self.max_len, self.dedupe_s, self.ttl_s, e.record or ""], client=pipe)
+        for events in batches:
+            for e in events:
+                entry = json.dumps([e.item_id, e.event, e.ts, e.quantity], separators=(",", ":"))
+                claim = f"{self.prefix}:e:{e.event_id}" if e.event_id is not None else ""
+                self._append(keys=[claim, self._key(e.user_key), self._log],
+                             args=[entry, self.max_len, self.dedupe_s, self.ttl_s, e.record or ""], client=pipe)
         try:
-            stored = pipe.execute()
+            stored = iter(pipe.execute())
         except self._errors as exc:
             raise StoreUnavailable(f"history store {self._where()}: {type(exc).__name__}: {exc}") from exc
-        accepted = sum(int(s) for s in stored)
-        return Appended(accepted, len(events) - accepted)
+        counts = []
+        for events in batches:
+            accepted = sum(int(next(stored)) for _ in events)
+            counts.append(Appended(accepted, len(events) - accepted))
+        return counts
 
     def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None,
                 since: float | None = None) -> list[str]:

@@ -3,8 +3,9 @@
 Sits in ``ecomine.live`` beside ``redis`` (the production backend, same contract). The
 standard library's ``sqlite3``, so the default needs no service: WAL lets readers go on while a
 batch commits, ``synchronous=FULL`` makes a commit durable before ``append`` returns, and one
-transaction per batch stores all of it or none. A locked file (another writer past
-``timeout_s``) or a full disk is ``StoreUnavailable``.
+transaction per call stores all of it or none (``append_many``: every caller's batch of a group
+commit in one transaction, one fsync). A locked file (another writer past ``timeout_s``) or a
+full disk is ``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -54,25 +55,31 @@ class SQLiteHistoryStore:
         return _Unavailable(self.path)
 
     def append(self, events: Sequence[StoredEvent]) -> Appended:
-        accepted = duplicates = 0
+        return self.append_many([events])[0]
+
+    def append_many(self, batches: Sequence[Sequence[StoredEvent]]) -> list[Appended]:
         now = time.time()
+        counts = []
         with self._lock, self._errors():
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 touched = set()
-                for e in events:
-                    if e.event_id is not None:
-                        cur.execute("INSERT OR IGNORE INTO seen (event_id, at) VALUES (?, ?)", (e.event_id, now))
-                        if cur.rowcount == 0:
-                            duplicates += 1
-                            continue
-                    cur.execute("INSERT INTO events (user_key, item_id, event, ts, quantity) VALUES (?, ?, ?, ?, ?)",
-                                (e.user_key, e.item_id, e.event, e.ts, e.quantity))
-                    if e.record is not None:  # the event log's outbox, in the same transaction
-                        cur.execute("INSERT INTO log (record) VALUES (?)", (e.record,))
-                    touched.add(e.user_key)
-                    accepted += 1
+                for events in batches:
+                    accepted = duplicates = 0
+                    for e in events:
+                        if e.event_id is not None:
+                            cur.execute("INSERT OR IGNORE INTO seen (event_id, at) VALUES (?, ?)", (e.event_id, now))
+                            if cur.rowcount == 0:
+                                duplicates += 1
+                                continue
+                        cur.execute("INSERT INTO events (user_key, item_id, event, ts, quantity) "
+                                    "VALUES (?, ?, ?, ?, ?)", (e.user_key, e.item_id, e.event, e.ts, e.quantity))
+                        if e.record is not None:  # the event log's outbox, in the same transaction
+                            cur.execute("INSERT INTO log (record) VALUES (?)", (e.record,))
+                        touched.add(e.user_key)
+                        accepted += 1
+                    counts.append(Appended(accepted, duplicates))
                 for key in touched:  # keep each user's newest max_len
                     cur.execute(
                         "DELETE FROM events WHERE user_key = ? AND seq <= (SELECT seq FROM events WHERE user_key = ? "
@@ -85,7 +92,7 @@ class SQLiteHistoryStore:
                 if self._db.in_transaction:  # SQLite rolls back itself on some errors (a full disk): keep the cause
                     cur.execute("ROLLBACK")
                 raise
-        return Appended(accepted, duplicates)
+        return counts
 
     def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None,
                 since: float | None = None) -> list[str]:

@@ -87,6 +87,12 @@ class HistoryStore(Protocol):
         """Store the batch (in order), skipping events whose ``event_id`` was stored before."""
         ...
 
+    def append_many(self, batches: Sequence[Sequence[StoredEvent]]) -> list[Appended]:
+        """``append`` of several callers' batches in one write (one transaction or round trip: a group commit),
+        each batch's own counts in order; an error stores none of them (SQLite) or leaves each event's
+        ``event_id`` claim with it (Redis), so every caller's retry is safe either way."""
+        ...
+
     def history(self, key: str, kinds: Sequence[str] | None = None, limit: int | None = None,
                 since: float | None = None) -> list[str]:
         """The user's item ids, oldest first: events of ``kinds`` (all when None) with ``ts`` after ``since``

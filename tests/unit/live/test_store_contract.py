@@ -47,6 +47,15 @@ def test_an_event_id_is_stored_once_whatever_the_retries(store) -> None:
     assert store.history(user_key("u", "salt")) == ["a", "b", "c", "d", "d"]
 
 
+def test_a_group_commit_counts_each_callers_batch_on_its_own(store) -> None:
+    # three callers' batches in one write; the third retries the first's event_id (a client racing its own retry)
+    got = store.append_many([[_ev("u", "a", event_id="g1"), _ev("v", "b")], [_ev("v", "c", event_id="g2")],
+                             [_ev("u", "a", event_id="g1"), _ev("u", "d", event_id="g3")]])
+    assert [(g.accepted, g.duplicates) for g in got] == [(2, 0), (1, 0), (1, 1)]
+    assert store.history(user_key("u", "salt")) == ["a", "d"] and store.history(user_key("v", "salt")) == ["b", "c"]
+    assert store.append_many([]) == []
+
+
 def test_since_leaves_out_what_a_snapshot_already_holds(store) -> None:
     store.append([_ev("u", "old", ts=100.0), _ev("u", "edge", ts=200.0), _ev("u", "new", ts=300.0)])
     key = user_key("u", "salt")

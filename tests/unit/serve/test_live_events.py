@@ -85,3 +85,28 @@ def test_a_store_down_at_start_is_503s_then_snapshot_answers_with_the_reason(mon
 
     monkeypatch.setenv("ECOMINE_TEST_DEAD_REDIS", "redis://127.0.0.1:9/0")  # port 9: nothing listens
     asyncio.run(go())
+
+
+def test_concurrent_calls_are_written_in_group_commits_each_answered_with_its_own_counts(tmp_path: Path) -> None:
+    async def go(commit_batch: int) -> tuple[list[tuple[int, int]], list[int]]:
+        live = await LiveEvents.open(LiveArgs(store="sqlite", path=str(tmp_path / f"h{commit_batch}.sqlite"),
+                                              commit_batch=commit_batch), "salt")
+        writes: list[int] = []
+        append_many = live.store.append_many
+
+        def counted(batches):  # the real store's write, counted
+            writes.append(len(batches))
+            return append_many(batches)
+
+        live.store.append_many = counted
+        calls = [_events((f"u{n}", f"i{n}", "view")) for n in range(20)] + [_events(("u0", "i0", "view"))]
+        got = await asyncio.gather(*(live.accept(c) for c in calls))
+        assert await live.history("u0", 10) == ["i0"]  # the retried event_id is stored once
+        live.close()
+        return [(g.accepted, g.duplicates) for g in got], writes
+
+    grouped, writes = asyncio.run(go(64))
+    assert grouped == [(1, 0)] * 20 + [(0, 1)] and sum(writes) == 21
+    assert len(writes) < 21 and max(writes) > 1  # calls that queued behind a write went together in the next
+    one_by_one, writes = asyncio.run(go(1))
+    assert one_by_one == grouped and writes == [1] * 21
