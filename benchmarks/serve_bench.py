@@ -12,6 +12,7 @@ GPT-2 item model: `recommend_small` over `--items` items by default,
   serve+batch@ha     the same app under ecomine's Ray environment (ecomine.serve.launch)
   ecomine            serve_configs/local.yaml's args as shipped, under ecomine's Ray environment
   ecomine-nobatch    the same with max_batch_size 1
+  ecomine-wait5      the same with batch_wait_timeout_s 0.005 (an idle model waits 5 ms, as @serve.batch)
   ecomine-split      the same with ingress.colocate false: ingress -> model deployment (production's layout)
   ecomine@ray        local.yaml's args under Ray as it comes (what the environment adds)
 
@@ -42,9 +43,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "serve_post.lua"
 LOCAL_YAML = HERE.parent / "serve_configs" / "local.yaml"
-SYSTEMS = ("uvicorn", "serve", "serve+batch", "serve+batch@ha", "ecomine", "ecomine-nobatch", "ecomine-split", "ecomine@ray")
+SYSTEMS = ("uvicorn", "serve", "serve+batch", "serve+batch@ha", "ecomine", "ecomine-nobatch", "ecomine-wait5", "ecomine-split",
+           "ecomine@ray")
 # which Ray environment each Serve system runs under: Ray as it comes, or ecomine.serve.launch's
-_UNDER_ECOMINE_ENV = {"serve+batch@ha", "ecomine", "ecomine-nobatch", "ecomine-split"}
+_UNDER_ECOMINE_ENV = {"serve+batch@ha", "ecomine", "ecomine-nobatch", "ecomine-wait5", "ecomine-split"}
 BATCH = 32
 
 __all__ = ["SYSTEMS", "run", "format_table", "parse_wrk", "local_args", "make_model", "write_bodies", "main"]
@@ -125,6 +127,8 @@ def local_args(registry: Path, system: str = "ecomine", members: int = 1) -> dic
         rec["champion"] = {"members": [{"version": "bench" if m == 0 else f"bench-{m + 1}"} for m in range(members)]}
     if system == "ecomine-nobatch":
         rec.setdefault("batching", {})["max_batch_size"] = 1
+    if system == "ecomine-wait5":  # what @serve.batch does: an idle model waits 5 ms for a fuller batch
+        rec.setdefault("batching", {})["batch_wait_timeout_s"] = 0.005
     if system == "ecomine-split":
         args.setdefault("ingress", {})["colocate"] = False
     return args

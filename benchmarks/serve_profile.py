@@ -8,7 +8,9 @@ GCS, wrk) and (2) samples each Serve Python process with py-spy
 is given the stage of its deepest recognised frame (HTTP parsing, ASGI
 middleware, pydantic, the handle hop, batch queue, left_pad, the torch forward,
 softmax, top-k, metadata, logging, metrics ...), and samples become CPU ms per
-answered request. A profile, not a test: it prints and writes JSON, asserts nothing.
+answered request. `--events` profiles `POST /v1/events` instead (single events, each with its own
+event_id, into local.yaml's embedded SQLite store and event log). A profile, not a test: it prints and
+writes JSON, asserts nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("top-k", ("top_k (", "popular_fill (", "argpartition", "argsort")),
     ("answer: metadata per item", ("finish_recommend", "describe (")),
     ("plan: vocab encode, filters", ("plan_recommend", "encode (", "allowed (")),
+    ("live store write (ecomine.live)", ("ecomine/live/", "sqlite3", "redis/")),
+    ("events: unknown items, group commit", ("ecomine/serve/live_events.py", "unknown_items (")),
     ("batch queue (serve.batch)", ("serve/batching.py",)),
     ("pydantic validation / dump", ("pydantic", "fastapi/_compat", "fastapi/dependencies", "fastapi/encoders")),
     ("JSON encode / decode", ("json/", "render (", "orjson")),
@@ -156,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds sampled per point")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--items", type=int, default=4000)
+    parser.add_argument("--events", action="store_true", help="profile POST /v1/events (single events, local.yaml's SQLite store)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     from ray import serve
@@ -164,10 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="ecomine-serve-profile-"))
     folder, registry, vocab = sb.make_model(root, args.items)
     bodies = sb.write_bodies(root / "bodies.jsonl", vocab)
+    route = "recommend"
+    if args.events:
+        from events_bench import _event_bodies
+
+        bodies, route = _event_bodies(root / "events.jsonl", vocab, batch=1, n_events=200_000), "events"
     report: dict[str, list[dict[str, Any]]] = {}
     for system in args.systems:
         with sb.ray_serving(system in sb._UNDER_ECOMINE_ENV) as port:
-            url = f"http://127.0.0.1:{port}/v1/recommend"
+            url = f"http://127.0.0.1:{port}/v1/{route}"
+            if args.events and not system.startswith("ecomine"):
+                raise SystemExit(f"--events profiles ecomine's own route (local.yaml's live store); {system} has none")
             serve.run(sb.serve_app(system, folder, registry), name="bench", route_prefix="/")
             sb.wait_http(url, bodies.read_text().splitlines()[0])
             sb.run_wrk(url, 4, 2, bodies)
