@@ -33,10 +33,10 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from serve_bench import local_args, make_model, ray_serving, run_wrk, wait_http  # noqa: E402
 
-__all__ = ["main"]
+__all__ = ["event_bodies", "main"]
 
 
-def _event_bodies(path: Path, items: list[str], *, batch: int, n_events: int, users: int = 5000) -> Path:
+def event_bodies(path: Path, items: list[str], *, batch: int, n_events: int, users: int = 5000) -> Path:
     import numpy as np
 
     rng = np.random.default_rng(batch)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 for batch in (1, 50):
                     for c in concurrency:
                         n_events = max(20_000, int(3000 * a.duration * batch ** 0.5))
-                        bodies = _event_bodies(root / f"events-{store}-{commit_batch}-{batch}-{c}.jsonl", items,
+                        bodies = event_bodies(root / f"events-{store}-{commit_batch}-{batch}-{c}.jsonl", items,
                                                batch=batch, n_events=n_events)
                         got = run_wrk(f"{base}/v1/events", c, a.duration, bodies)
                         row(system=f"ecomine /v1/events ({store})", commit_batch=commit_batch, batch=batch,

@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", action="store_true", help="profile POST /v1/events (single events, local.yaml's SQLite store)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.events and any(not s.startswith("ecomine") for s in args.systems):
+        parser.error("--events profiles ecomine's own route (local.yaml's live store); choose ecomine systems only")
     from ray import serve
 
     os.environ.pop("ECOMINE_API_KEYS", None)
@@ -171,15 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     bodies = sb.write_bodies(root / "bodies.jsonl", vocab)
     route = "recommend"
     if args.events:
-        from events_bench import _event_bodies
+        from events_bench import event_bodies
 
-        bodies, route = _event_bodies(root / "events.jsonl", vocab, batch=1, n_events=200_000), "events"
+        bodies, route = event_bodies(root / "events.jsonl", vocab, batch=1, n_events=200_000), "events"
     report: dict[str, list[dict[str, Any]]] = {}
     for system in args.systems:
         with sb.ray_serving(system in sb._UNDER_ECOMINE_ENV) as port:
             url = f"http://127.0.0.1:{port}/v1/{route}"
-            if args.events and not system.startswith("ecomine"):
-                raise SystemExit(f"--events profiles ecomine's own route (local.yaml's live store); {system} has none")
             serve.run(sb.serve_app(system, folder, registry), name="bench", route_prefix="/")
             sb.wait_http(url, bodies.read_text().splitlines()[0])
             sb.run_wrk(url, 4, 2, bodies)
