@@ -6,8 +6,8 @@ beside each row (a benchmark: nothing is asserted):
 
 1. events/s accepted by `POST /v1/events` at concurrency 1 / 8 / 64 with batches of 1 and 50 events
    (wrk, every event with its own event_id), with the Redis store and with the embedded SQLite one,
-   each with group commits of up to `live.commit_batch` calls (the default, 64) and, with
-   `--commit-batches 64,1`, one store write per call (the arm without group commits), against the
+   each with group commits of up to `live.commit_events` events (the default, 5000) and, with
+   `--commit-events 5000,1`, one store write per call (the arm without group commits), against the
    physical floor here: a plain redis-py pipeline writing the same keys from one process
    (claim the event id with SET NX, RPUSH + LTRIM the user's list, XADD the log record), in the same run;
 2. `POST /v1/recommend` by user_id at c=1: p50 / p99 for a user served from the training snapshot
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=6.0, help="seconds per wrk point")
     p.add_argument("--items", type=int, default=4000)
     p.add_argument("--stores", default="redis,sqlite")
-    p.add_argument("--commit-batches", default="64", help="live.commit_batch values to serve, one app each (1: no "
+    p.add_argument("--commit-events", default="5000", help="live.commit_events values to serve, one app each (1: no "
                    "group commit)")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
@@ -120,30 +120,30 @@ def main(argv: list[str] | None = None) -> int:
 
         with ray_serving(True) as port:
             base = f"http://127.0.0.1:{port}"
-            commit_batches = [int(b) for b in a.commit_batches.split(",")]
-            for store, commit_batch in [(s, b) for s in a.stores.split(",") for b in commit_batches]:
+            commit_caps = [int(b) for b in a.commit_events.split(",")]
+            for store, cap in [(s, b) for s in a.stores.split(",") for b in commit_caps]:
                 args = local_args(registry)
                 args["recommend"]["users_uri"] = str(users)
                 args["limits"]["max_events"] = 50
-                live = {"store": store, "log_uri": str(root / f"log-{store}-{commit_batch}"), "log_flush_s": 5.0,
-                        "commit_batch": commit_batch}
+                live = {"store": store, "log_uri": str(root / f"log-{store}-{cap}"), "log_flush_s": 5.0,
+                        "commit_events": cap}
                 if store == "redis":
                     live.update(redis_url_env="ECOMINE_BENCH_REDIS", redis_prefix=f"bench-{uuid.uuid4().hex[:6]}")
                 else:
-                    live["path"] = str(root / f"history-{commit_batch}.sqlite")
+                    live["path"] = str(root / f"history-{cap}.sqlite")
                 args["live"] = live
                 serve.run(build(args), name="bench", route_prefix="/")
                 wait_http(f"{base}/v1/recommend", json.dumps({"user_id": "s1", "k": 10}))
                 for batch in (1, 50):
                     for c in concurrency:
                         n_events = max(20_000, int(3000 * a.duration * batch ** 0.5))
-                        bodies = event_bodies(root / f"events-{store}-{commit_batch}-{batch}-{c}.jsonl", items,
+                        bodies = event_bodies(root / f"events-{store}-{cap}-{batch}-{c}.jsonl", items,
                                                batch=batch, n_events=n_events)
                         got = run_wrk(f"{base}/v1/events", c, a.duration, bodies)
-                        row(system=f"ecomine /v1/events ({store})", commit_batch=commit_batch, batch=batch,
+                        row(system=f"ecomine /v1/events ({store})", commit_events=cap, batch=batch,
                             concurrency=c, events_per_s=got["rps"] * batch, p50_ms=got["p50_ms"],
                             p99_ms=got["p99_ms"], non_2xx=got["non_2xx"])
-                if store == "redis" and commit_batch == commit_batches[0]:
+                if store == "redis" and cap == commit_caps[0]:
                     # a recommendation with a live history (20 events each) vs the snapshot
                     live_users = root / "live-users.jsonl"
                     import httpx

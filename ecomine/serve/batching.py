@@ -10,7 +10,9 @@ each request still waits the full timeout. Here a batch is cut only when the
 model is idle: at c=1 a request runs at once, under load it takes everything
 that queued meanwhile (up to ``max_batch_size``). ``wait_s`` (the settings'
 ``batch_wait_timeout_s``) is how long an idle model waits for a fuller batch
-when fewer than ``max_batch_size`` are queued (0: never).
+when fewer than ``max_batch_size`` are queued (0: never). ``weight`` counts a job as that many
+toward ``max_batch_size`` (live events: a call's number of events); a job heavier than the cap
+runs in a batch of its own.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ class Batcher:
 
     def __init__(
         self, run: Callable[[list[Any]], Awaitable[list[Any]]], *, max_batch_size: int = 16, wait_s: float = 0.0,
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[int], None] | None = None, weight: Callable[[Any], int] | None = None,
     ) -> None:
         self._run = run
+        self._weight = weight
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
         self._on_batch = on_batch
@@ -50,11 +53,18 @@ class Batcher:
         return await future
 
     def _take(self) -> list[tuple[Any, asyncio.Future]]:
-        batch = []
-        while self._queue and len(batch) < self.max_batch_size:
-            job, future = self._queue.popleft()
-            if not future.done():  # a caller that gave up (timeout, disconnect) is dropped
-                batch.append((job, future))
+        batch, total = [], 0
+        while self._queue:
+            job, future = self._queue[0]
+            if future.done():  # a caller that gave up (timeout, disconnect) is dropped
+                self._queue.popleft()
+                continue
+            size = self._weight(job) if self._weight is not None else 1
+            if batch and total + size > self.max_batch_size:
+                break
+            self._queue.popleft()
+            batch.append((job, future))
+            total += size
         return batch
 
     async def _drain(self) -> None:

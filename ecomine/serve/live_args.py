@@ -38,9 +38,9 @@ class LiveArgs(BaseModel):
                                 "parquet (a DataSpec source `format: event_log` reads it); none: no log")
     log_flush_s: float = Field(10.0, gt=0, le=3600, description="how often a replica drains new events into the log")
     timeout_s: float = Field(2.0, gt=0, le=60, description="longest wait for the store (then a 503)")
-    commit_batch: int = Field(64, ge=1, le=1024, description="most POST /v1/events calls written in one store write "
-                              "(a group commit: calls that arrive while the store writes are written together next; "
-                              "1: one write per call)")
+    commit_events: int = Field(5000, ge=1, le=100_000, description="most events in one store write: the POST /v1/events "
+                               "calls that arrive while the store writes are written together next (a group commit), "
+                               "up to this many events; a larger call is written alone; 1: one write per call")
 
     @model_validator(mode="after")
     def _fits_the_store(self) -> LiveArgs:

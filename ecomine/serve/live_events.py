@@ -12,8 +12,9 @@ every restart finds the same histories. A store that cannot take or give events 
 Writes are group commits (``serve.batching.Batcher``, as the model arms batch their forward
 passes): the calls that arrive while the store writes one group are written together in the
 next, in one thread hop and one store write (one SQLite transaction and fsync, one Redis
-round trip), up to ``live.commit_batch`` calls; each caller still gets its own counts and is
-answered only once its events are durable. At c=1 a call is written at once.
+round trip), up to ``live.commit_events`` events (a bound on one transaction's lock and one
+pipeline's memory; a larger call is written alone); each caller still gets its own counts and
+is answered only once its events are durable. At c=1 a call is written at once.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class LiveEvents:
         self.drained = 0
         self.last_drain_error: Optional[str] = None
         self._drain_task: Optional[asyncio.Task[None]] = None
-        self._commits = Batcher(self._write, max_batch_size=args.commit_batch)
+        self._commits = Batcher(self._write, max_batch_size=args.commit_events, weight=len)
 
     @classmethod
     async def open(cls, args: LiveArgs, app_salt: Optional[str], *, retry_after_s: int = 1,

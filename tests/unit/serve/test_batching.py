@@ -112,3 +112,18 @@ def test_configure_applies_from_the_next_batch(size: int) -> None:
 
     asyncio.run(main())
     assert sizes == [1] + [size] * (6 // size)
+
+
+def test_weighted_jobs_fill_a_batch_up_to_the_cap_and_a_heavy_one_runs_alone() -> None:
+    run, sizes = _recording(delay_s=0.05)
+
+    async def main() -> list[int]:
+        batcher = Batcher(run, max_batch_size=5, weight=lambda j: j)
+        first = asyncio.ensure_future(batcher.submit(1))  # runs at once; the rest queue behind it
+        await asyncio.sleep(0.01)
+        rest = [asyncio.ensure_future(batcher.submit(j)) for j in (2, 2, 2, 9, 1)]
+        return await asyncio.gather(first, *rest)
+
+    got = asyncio.run(main())
+    assert got == [10, 20, 20, 20, 90, 10]
+    assert sizes == [1, 2, 1, 1, 1]  # 2+2 | 2 (2+9 > 5) | 9 alone | 1

@@ -88,9 +88,9 @@ def test_a_store_down_at_start_is_503s_then_snapshot_answers_with_the_reason(mon
 
 
 def test_concurrent_calls_are_written_in_group_commits_each_answered_with_its_own_counts(tmp_path: Path) -> None:
-    async def go(commit_batch: int) -> tuple[list[tuple[int, int]], list[int]]:
-        live = await LiveEvents.open(LiveArgs(store="sqlite", path=str(tmp_path / f"h{commit_batch}.sqlite"),
-                                              commit_batch=commit_batch), "salt")
+    async def go(commit_events: int) -> tuple[list[tuple[int, int]], list[int]]:
+        live = await LiveEvents.open(LiveArgs(store="sqlite", path=str(tmp_path / f"h{commit_events}.sqlite"),
+                                              commit_events=commit_events), "salt")
         writes: list[int] = []
         append_many = live.store.append_many
 
@@ -105,8 +105,10 @@ def test_concurrent_calls_are_written_in_group_commits_each_answered_with_its_ow
         live.close()
         return [(g.accepted, g.duplicates) for g in got], writes
 
-    grouped, writes = asyncio.run(go(64))
+    grouped, writes = asyncio.run(go(5000))
     assert grouped == [(1, 0)] * 20 + [(0, 1)] and sum(writes) == 21
     assert len(writes) < 21 and max(writes) > 1  # calls that queued behind a write went together in the next
+    capped, writes = asyncio.run(go(4))
+    assert capped == grouped and sum(writes) == 21 and max(writes) == 4  # no write over commit_events events
     one_by_one, writes = asyncio.run(go(1))
     assert one_by_one == grouped and writes == [1] * 21
