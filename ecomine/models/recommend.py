@@ -111,6 +111,10 @@ class SequentialRecommender(nn.Module):
             embd_pdrop=config.dropout,
             attn_pdrop=config.dropout,
             use_cache=False,
+            # GPT-2's tanh-approximated GELU as torch's one fused kernel: transformers' default `gelu_new`
+            # computes the same formula in five tensor ops; scoring 1.18x, training steps unchanged
+            # (benchmarks/recommend_activation.py). Built from our config, so stored versions load with it too
+            activation_function="gelu_pytorch_tanh",
             bos_token_id=PAD_ID,
             eos_token_id=PAD_ID,
         )
