@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     app_args = autoscaled_args(registry, target=args.target, upscale_delay_s=args.upscale_delay,
                                downscale_delay_s=args.downscale_delay)
     with sb.ray_serving(ecomine_env=True) as port:
-        serve.run(build(app_args), name="bench", route_prefix="/")
+        serve.run(build(app_args), name="bench", route_prefix="/", logging_config=sb.logging_config("ecomine"))
         url = f"http://127.0.0.1:{port}/v1/recommend"
         sb.wait_http(url, bodies[0])
         print(f"recommend_{args.preset} over {args.items} items, autoscaling 1..2, target_ongoing_requests "

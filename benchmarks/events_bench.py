@@ -31,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from serve_bench import local_args, make_model, ray_serving, run_wrk, wait_http  # noqa: E402
+from serve_bench import local_args, logging_config, make_model, ray_serving, run_wrk, wait_http  # noqa: E402
 
 __all__ = ["event_bodies", "main"]
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     live["path"] = str(root / f"history-{cap}.sqlite")
                 args["live"] = live
-                serve.run(build(args), name="bench", route_prefix="/")
+                serve.run(build(args), name="bench", route_prefix="/", logging_config=logging_config("ecomine"))
                 wait_http(f"{base}/v1/recommend", json.dumps({"user_id": "s1", "k": 10}))
                 for batch in (1, 50):
                     for c in concurrency:
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             args = local_args(registry)
             args["recommend"]["users_uri"] = str(users)
             args.pop("live", None)
-            serve.run(build(args), name="bench", route_prefix="/")
+            serve.run(build(args), name="bench", route_prefix="/", logging_config=logging_config("ecomine"))
             wait_http(f"{base}/v1/recommend", snap_users.read_text().splitlines()[0])
             got = run_wrk(f"{base}/v1/recommend", 1, a.duration, snap_users)
             row(system="recommend: snapshot user, live off", concurrency=1, p50_ms=got["p50_ms"], p99_ms=got["p99_ms"],

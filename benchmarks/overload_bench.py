@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_bench import local_args, make_model, ray_serving, run_wrk, wait_http, write_bodies  # noqa: E402
+from serve_bench import local_args, logging_config, make_model, ray_serving, run_wrk, wait_http, write_bodies  # noqa: E402
 
 SYSTEMS = ("serve-queue", "ecomine-shed-now", "ecomine-shed")
 HOLD = 4  # requests the recommend arm holds at once (the max_ongoing_requests)
@@ -199,7 +199,8 @@ def run(*, concurrency: list[int], duration_s: float, items: int, systems: list[
     rows: list[dict[str, Any]] = []
     with ray_serving(True) as port:
         for system in systems:
-            serve.run(build(overload_args(registry, system)), name="bench", route_prefix="/")
+            serve.run(build(overload_args(registry, system)), name="bench", route_prefix="/",
+                      logging_config=logging_config("ecomine"))
             url = f"http://127.0.0.1:{port}/v1/recommend"
             mine = measure(system, url, concurrency, duration_s, bodies)
             rows += mine

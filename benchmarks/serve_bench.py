@@ -49,7 +49,7 @@ SYSTEMS = ("uvicorn", "serve", "serve+batch", "serve+batch@ha", "ecomine", "ecom
 _UNDER_ECOMINE_ENV = {"serve+batch@ha", "ecomine", "ecomine-nobatch", "ecomine-wait5", "ecomine-split"}
 BATCH = 32
 
-__all__ = ["SYSTEMS", "run", "format_table", "parse_wrk", "local_args", "make_model", "write_bodies", "main"]
+__all__ = ["SYSTEMS", "run", "format_table", "parse_wrk", "local_args", "logging_config", "make_model", "write_bodies", "main"]
 
 UVICORN_APP = '''
 import os
@@ -253,6 +253,17 @@ def ray_serving(ecomine_env: bool) -> Iterator[int]:
                 os.environ[name] = value
 
 
+def logging_config(system: str) -> dict[str, Any] | None:
+    """The Serve logging config a system runs with: an ecomine system local.yaml's top-level one (as
+    ``ecomine serve up`` deploys the whole file: Ray's access log off, ecomine's request line on), a
+    hand-written one Serve's default."""
+    if not system.startswith("ecomine"):
+        return None
+    from ecomine.serve.control import read_serve_config
+
+    return read_serve_config(LOCAL_YAML).get("logging_config")
+
+
 def serve_app(system: str, folder: Path, registry: Path, members: int = 1) -> Any:
     """The Serve application of one system (a hand-written one, or ecomine's builder on local.yaml's args)."""
     if system.startswith("ecomine"):
@@ -301,7 +312,8 @@ def run(
 
         with ray_serving(ecomine_env) as port:
             for system in group:
-                serve.run(serve_app(system, folder, registry, members), name="bench", route_prefix="/")
+                serve.run(serve_app(system, folder, registry, members), name="bench", route_prefix="/",
+                          logging_config=logging_config(system))
                 rows += _measure(system, f"http://127.0.0.1:{port}/v1/recommend", list(concurrency), duration_s, bodies)
                 serve.delete("bench")
     for row in rows:

@@ -100,7 +100,8 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def profile_point(url: str, concurrency: int, duration_s: float, bodies: Path, rate: int, out: Path) -> dict[str, Any]:
+def profile_point(url: str, concurrency: int, duration_s: float, bodies: Path, rate: int, out: Path,
+                  gil: bool = False) -> dict[str, Any]:
     """wrk at one concurrency; CPU per process and py-spy stages per Serve Python process, per request."""
     wrk = subprocess.Popen(sb.wrk_command(url, concurrency, duration_s + 3, bodies), stdout=subprocess.PIPE, text=True)
     time.sleep(1.5)
@@ -109,6 +110,7 @@ def profile_point(url: str, concurrency: int, duration_s: float, bodies: Path, r
     sampled = {pid: name for pid, name in procs.items() if name.startswith(("ServeReplica", "ProxyActor"))}
     spies = {
         pid: subprocess.Popen([PY_SPY, "record", "--nonblocking", "--format", "raw", "-r", str(rate), "-d", f"{duration_s:g}",
+                               *(["--gil"] if gil else []),
                                "-p", str(pid), "-o", str(out / f"{pid}.txt")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for pid in sampled
     }
@@ -161,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--items", type=int, default=4000)
     parser.add_argument("--events", action="store_true", help="profile POST /v1/events (single events, local.yaml's SQLite store)")
+    parser.add_argument("--gil", action="store_true",
+                        help="sample only the thread holding the GIL (py-spy --gil): a thread waiting for it is not counted")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.events and any(not s.startswith("ecomine") for s in args.systems):
@@ -180,14 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     for system in args.systems:
         with sb.ray_serving(system in sb._UNDER_ECOMINE_ENV) as port:
             url = f"http://127.0.0.1:{port}/v1/{route}"
-            serve.run(sb.serve_app(system, folder, registry), name="bench", route_prefix="/")
+            serve.run(sb.serve_app(system, folder, registry), name="bench", route_prefix="/",
+                      logging_config=sb.logging_config(system))
             sb.wait_http(url, bodies.read_text().splitlines()[0])
             sb.run_wrk(url, 4, 2, bodies)
             report[system] = []
             for c in args.concurrency:
                 out = root / f"{system}-{c}"
                 out.mkdir()
-                point = profile_point(url, c, args.duration, bodies, args.rate, out)
+                point = profile_point(url, c, args.duration, bodies, args.rate, out, gil=args.gil)
                 _print(system, point)
                 report[system].append(point)
             serve.delete("bench")

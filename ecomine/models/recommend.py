@@ -82,6 +82,17 @@ class ItemVocab:
     def id_of(self, item: str) -> int | None:
         return self._index.get(item)
 
+    def split(self, items: list[str]) -> tuple[np.ndarray, list[str]]:
+        """One pass: (the known items' ids, in order; the unknown items, in order)."""
+        index, ids, unknown = self._index, [], []
+        for item in items:
+            i = index.get(item)
+            if i is None:
+                unknown.append(item)
+            else:
+                ids.append(i)
+        return np.array(ids, dtype=np.int64), unknown
+
     def decode(self, ids: np.ndarray | list[int]) -> list[str]:
         return [self.items[i - 1] for i in ids]
 

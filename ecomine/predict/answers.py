@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 __all__ = ["plan_recommend", "finish_recommend", "demand_horizon", "demand_job", "finish_demand", "risk_job", "finish_risk"]
 
+_NONE_BANNED = np.zeros(0, dtype=np.int64)
+_NONE_BANNED.setflags(write=False)  # shared by every request that bans nothing: read-only
+
+
 def plan_recommend(state: ModelState, req: dict[str, Any]) -> tuple[np.ndarray | None, dict[str, Any]]:
     """Encode a recommend request: ``(job, context)``; the job (history ids) is None for a fallback.
 
@@ -30,22 +34,23 @@ def plan_recommend(state: ModelState, req: dict[str, Any]) -> tuple[np.ndarray |
     x = state.extra
     vocab, catalogue = x["vocab"], x["catalogue"]
     history = req.get("history") or []
-    ids = vocab.encode(history)
+    ids, unknown = vocab.split(history) if hasattr(vocab, "split") else (vocab.encode(history), [
+        h for h in history if vocab.id_of(h) is None])  # a custom loader's vocabulary may lack split
     exclude_history = req.get("exclude_history")
     if exclude_history is None:
         exclude_history = x["exclude_history"]
-    banned = [vocab.encode(req.get("exclude") or [])]
-    if exclude_history:
+    banned = [vocab.encode(exclude)] if (exclude := req.get("exclude")) else []
+    if exclude_history and len(ids):
         banned.append(ids)
     reason = req.get("fallback_reason")
     if reason is None and len(ids) == 0:
         reason = "empty_history" if not history else "no_known_items"
     context = {
         "k": int(req.get("k", 10)),
-        "banned": np.unique(np.concatenate(banned)),
+        "banned": np.unique(np.concatenate(banned)) if banned else _NONE_BANNED,
         "allowed": catalogue.allowed(req.get("categories")),
         "reason": reason,
-        "unknown": list(dict.fromkeys(h for h in history if vocab.id_of(h) is None))[:100],
+        "unknown": list(dict.fromkeys(unknown))[:100],
     }
     return (None if reason is not None else ids), context
 

@@ -54,6 +54,10 @@ class ItemCatalogue:
 
     def __post_init__(self) -> None:
         self._code_of = {name: i for i, name in enumerate(self.categories)}
+        # per id, as the answer carries them: plain Python values read by index on the request path
+        # (numpy scalar reads and NaN checks per answered item cost more than the rest of `describe`)
+        self._category_of = [self.categories[c] if c >= 0 else None for c in self.category_code.tolist()]
+        self._price_of = [None if p != p else p for p in self.prices.tolist()]  # p != p: NaN
 
     @classmethod
     def build(cls, items: list[str], texts: list[str | None], table: Any | None = None) -> ItemCatalogue:
@@ -106,12 +110,10 @@ class ItemCatalogue:
         return np.isin(self.category_code, np.array(codes, dtype=np.int32))
 
     def describe(self, i: int) -> dict[str, Any]:
-        code = int(self.category_code[i])
-        price = float(self.prices[i])
         return {
             "title": self.titles[i] if i < len(self.titles) else None,
-            "category": self.categories[code] if code >= 0 else None,
-            "price": None if np.isnan(price) else price,
+            "category": self._category_of[i],
+            "price": self._price_of[i],
         }
 
 

@@ -20,21 +20,29 @@ from ecomine.serve.config import AppArgs, deployment_name
 __all__ = ["LocalHandle", "local_arms", "local_handles", "reconfigure_arms"]
 
 
+class _LocalMethod:
+    """One method of a colocated arm: ``.remote(x)`` starts it as a Task (what a Serve handle's call returns)."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+
+    def remote(self, *args: Any) -> "asyncio.Task[Any]":
+        return asyncio.ensure_future(self._fn(*args))
+
+
 class LocalHandle:
     """A colocated arm behind the handle interface the routers use: ``arm.method.remote(x)`` -> a Task."""
 
     def __init__(self, server: Any) -> None:
         self._server = server
 
-    def __getattr__(self, method: str) -> Any:
-        fn = getattr(self._server, method)
-
-        class _Method:
-            @staticmethod
-            def remote(*args: Any) -> "asyncio.Task[Any]":
-                return asyncio.ensure_future(fn(*args))
-
-        return _Method
+    def __getattr__(self, method: str) -> _LocalMethod:
+        # built once per method name, then found as an attribute: the request path makes no object here
+        bound = _LocalMethod(getattr(self._server, method))
+        setattr(self, method, bound)
+        return bound
 
 
 def local_arms(args: AppArgs) -> dict[str, Any]:

@@ -73,8 +73,10 @@ class TaskRouter:
     async def _remote(self, handle: Any, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         response = getattr(handle, method).remote(payload)
         try:
-            return await asyncio.wait_for(_awaited(response), self.timeout_s)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: no extra task per call on the request path
+            async with asyncio.timeout(self.timeout_s):
+                return await response
+        except TimeoutError:
             response.cancel()
             raise HTTPError(504, f"the {self.task} model did not answer within {self.timeout_s:g} s") from None
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from ecomine.models.recommend import PAD_ID, RecommenderConfig, SequentialRecommender, training_windows
+from ecomine.models.recommend import PAD_ID, ItemVocab, RecommenderConfig, SequentialRecommender, training_windows
 
 
 def _reference_logits(model: SequentialRecommender, ids: torch.Tensor) -> torch.Tensor:
@@ -294,3 +294,12 @@ def test_the_bert_repeat_channel_points_at_the_visible_items_by_distance(tmp_pat
     save_recommender(tmp_path, with_repeat.eval(), ItemVocab(items=[f"i{i}" for i in range(30)]), popular=[1])
     again, _ = load_recommender(tmp_path)
     np.testing.assert_allclose(again.score([history]), with_repeat.score([history]), rtol=1e-5, atol=1e-5)
+
+
+def test_vocab_split_keeps_order_and_names_the_unknown_items() -> None:
+    vocab = ItemVocab(items=["a", "b", "c"])
+    ids, unknown = vocab.split(["c", "x", "a", "x", "y"])
+    assert ids.tolist() == [3, 1] and ids.dtype == np.int64 and unknown == ["x", "x", "y"]
+    assert ids.tolist() == vocab.encode(["c", "x", "a", "x", "y"]).tolist()  # the ids encode gives
+    empty, none = vocab.split([])
+    assert empty.tolist() == [] and empty.dtype == np.int64 and none == []
