@@ -4,7 +4,7 @@
 machines) serves `serve_configs/local.yaml`'s args (arms colocated in the ingress, under
 ecomine's Ray environment, as `ecomine serve up --blocking` runs) with a recommend arm that
 holds 4 requests at once, and drives closed-loop POST /v1/recommend with `wrk` at the peak
-concurrency (c=4), at 4x it (c=16) and at the issue's probe (c=240), for two systems:
+concurrency (c=4), at 4x it (c=16) and at the issue's probe (c=240), for these systems:
 
   serve-queue   admission off (ingress.max_in_flight: 0); the ingress takes 4 requests
                 (max_ongoing_requests 4) and Serve queues 8 more (max_queued_requests 8):
@@ -15,6 +15,8 @@ concurrency (c=4), at 4x it (c=16) and at the issue's probe (c=240), for two sys
                 is read (JSON 503, Retry-After)
   ecomine-shed  the same as shipped: the refusal is sent after shed_hold_s (50 ms), so
                 wrk's connections, which retry at once, come back at most 20 times a second
+  ecomine-default  local.yaml's args unchanged (the arm holds 64, batches of 32, admission derived:
+                64 in flight): its peak is measured at c=64, and its open-loop multiples are of that
 
 Goodput is 2xx answers per second (wrk's requests minus its non-2xx). wrk reports one latency
 distribution for all answers, so a probe (one keep-alive connection, in a thread, sending the
@@ -39,13 +41,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from serve_bench import local_args, logging_config, make_model, ray_serving, run_wrk, wait_http, write_bodies  # noqa: E402
 
-SYSTEMS = ("serve-queue", "ecomine-shed-now", "ecomine-shed")
+SYSTEMS = ("serve-queue", "ecomine-shed-now", "ecomine-shed", "ecomine-default")
 HOLD = 4  # requests the recommend arm holds at once (the issue's max_ongoing_requests)
 
 
+def peak_concurrency(system: str, registry: Path) -> int:
+    """The closed-loop concurrency a system's capacity is measured at: what its arm holds at once."""
+    return int(overload_args(registry, system)["recommend"].get("resources", {}).get("max_ongoing_requests", HOLD))
+
+
 def overload_args(registry: Path, system: str) -> dict[str, Any]:
-    """local.yaml's args on the benchmark's registry, with an arm that holds ``HOLD`` requests."""
+    """local.yaml's args on the benchmark's registry, with an arm that holds ``HOLD`` requests
+    (``ecomine-default``: as shipped)."""
     args = local_args(registry, "ecomine")
+    if system == "ecomine-default":
+        return args
     rec = args["recommend"]
     rec["batching"] = {"max_batch_size": HOLD, "batch_wait_timeout_s": 0.0}
     rec["resources"] = {**rec.get("resources", {}), "max_ongoing_requests": HOLD}
@@ -105,14 +115,15 @@ class Probe:
         return len(ms), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), sum(shaped) / len(shaped)
 
 
-def measure(system: str, url: str, concurrency: list[int], duration_s: float, bodies: Path) -> list[dict[str, Any]]:
+def measure(system: str, url: str, concurrency: list[int], duration_s: float, bodies: Path,
+            peak: int = HOLD) -> list[dict[str, Any]]:
     lines = bodies.read_text().splitlines()
     wait_http(url, lines[0])
-    run_wrk(url, HOLD, 3, bodies)  # warm-up
+    run_wrk(url, peak, 3, bodies)  # warm-up
     rows = []
     for c in concurrency:
-        probe = Probe(url, lines if c > HOLD else [])
-        if c > HOLD:
+        probe = Probe(url, lines if c > peak else [])
+        if c > peak:
             with probe:
                 out = run_wrk(url, c, duration_s, bodies)
         else:
@@ -125,7 +136,7 @@ def measure(system: str, url: str, concurrency: list[int], duration_s: float, bo
             "goodput": max(0.0, total - out["non_2xx"]) / duration_s, "non_2xx": out["non_2xx"],
             "timeouts": out["timeouts"], "wrk_p50_ms": out["p50_ms"], "wrk_p99_ms": out["p99_ms"],
             "probe_503": n503, "p50_503_ms": p50, "p99_503_ms": p99, "json_retry_after": shaped,
-            "probe_200": n200, "p50_200_ms": ok50, "p99_200_ms": ok99, "load": os.getloadavg(),
+            "probe_200": n200, "p50_200_ms": ok50, "p99_200_ms": ok99, "load": os.getloadavg(), "peak": peak,
         }
         rows.append(row)
         print(format_row(row), flush=True)
@@ -172,12 +183,13 @@ def format_row(r: dict[str, Any]) -> str:
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
-    out = ["", "ratios (goodput at c / goodput at the peak c=4, same system):"]
+    out = ["", "ratios (goodput at c / goodput at the system's peak c: 4, or 64 for ecomine-default):"]
     for system in dict.fromkeys(r["system"] for r in rows if "concurrency" in r):
         mine = [r for r in rows if r["system"] == system and "concurrency" in r]
-        peak = next((r["goodput"] for r in mine if r["concurrency"] == HOLD), None)
+        at = mine[0].get("peak", HOLD) if mine else HOLD
+        peak = next((r["goodput"] for r in mine if r["concurrency"] == at), None)
         for r in mine:
-            if peak and r["concurrency"] != HOLD:
+            if peak and r["concurrency"] != at:
                 out.append(f"  {system:13s} c={r['concurrency']:<4d} {r['goodput'] / peak:6.1%} of peak "
                            f"({r['goodput']:.1f} / {peak:.1f}); 503 p99 {_ms(r['p99_503_ms'])} ms")
     out.append(f"os.getloadavg() at the end: {os.getloadavg()}")
@@ -202,9 +214,11 @@ def run(*, concurrency: list[int], duration_s: float, items: int, systems: list[
             serve.run(build(overload_args(registry, system)), name="bench", route_prefix="/",
                       logging_config=logging_config("ecomine"))
             url = f"http://127.0.0.1:{port}/v1/recommend"
-            mine = measure(system, url, concurrency, duration_s, bodies)
+            at = peak_concurrency(system, registry)
+            points = concurrency if at == HOLD else [at, *(c for c in concurrency if c > at)]
+            mine = measure(system, url, points, duration_s, bodies, peak=at)
             rows += mine
-            peak = next((r["goodput"] for r in mine if r["concurrency"] == HOLD), None)
+            peak = next((r["goodput"] for r in mine if r["concurrency"] == at), None)
             if open_loop and peak:
                 rows += open_loop_rows(system, url, peak, open_loop, duration_s, bodies)
             serve.delete("bench")
@@ -218,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=4000, help="catalogue size of the random model")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
     parser.add_argument("--open-loop", default="1,2,4",
-                        help="comma-separated multiples of the measured capacity (goodput at c=4) for the open-loop "
+                        help="comma-separated multiples of the measured capacity (goodput at the peak c) for the open-loop "
                              "generator (benchmarks/open_loop.py); empty: none")
     a = parser.parse_args(argv)
     systems = [s for s in a.systems.split(",") if s]
