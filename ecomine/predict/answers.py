@@ -34,8 +34,7 @@ def plan_recommend(state: ModelState, req: dict[str, Any]) -> tuple[np.ndarray |
     x = state.extra
     vocab, catalogue = x["vocab"], x["catalogue"]
     history = req.get("history") or []
-    ids, unknown = vocab.split(history) if hasattr(vocab, "split") else (vocab.encode(history), [
-        h for h in history if vocab.id_of(h) is None])  # a custom loader's vocabulary may lack split
+    ids, unknown = vocab.split(history)  # an ItemVocab, by the loader protocol (predict.runtime)
     exclude_history = req.get("exclude_history")
     if exclude_history is None:
         exclude_history = x["exclude_history"]
