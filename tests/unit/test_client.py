@@ -86,7 +86,9 @@ def test_retry_after_on_503_and_429_is_honoured_and_capped() -> None:
     with EcomineClient(transport=httpx.MockTransport(handle), retry=retry) as c:
         assert c.recommend(history=["A"]).model == "recommend/v1"
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert len(gaps) == 2 and all(0.05 <= g < 0.5 for g in gaps), gaps
+    # each wait honoured Retry-After (>= the 0.05 s cap) and was capped: 7 s uncapped, so any gap
+    # under 5 s shows the cap (a bound loose enough for a busy machine; no timing is what is tested)
+    assert len(gaps) == 2 and all(0.05 <= g < 5.0 for g in gaps), gaps
 
 
 def test_retry_delay_reads_the_server_and_caps_it() -> None:

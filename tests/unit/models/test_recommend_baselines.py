@@ -239,7 +239,9 @@ def test_item_knn_beats_popularity_on_clustered_data() -> None:
 
 
 def test_fit_and_evaluate_at_catalogue_scale() -> None:
-    # About the size of Online Retail: 6k users, 5k items, 800k events.
+    # About the size of Online Retail: 6k users, 5k items, 800k events. Behaviour at that size (every
+    # baseline fits, item-kNN scores every user); the seconds are printed, never asserted (a busy
+    # machine would fail a bound).
     rng = np.random.default_rng(6)
     n_items = 5000
     p = 1.0 / np.arange(1, n_items) ** 0.8
@@ -249,12 +251,13 @@ def test_fit_and_evaluate_at_catalogue_scale() -> None:
     start = time.perf_counter()
     models = fit_baselines(train, n_items, pad_id=0)
     fit_s = time.perf_counter() - start
-    assert fit_s < 20, f"fit_baselines took {fit_s:.1f}s"
+    assert {"most_popular", "item_knn"} <= set(models)
     histories, targets = [s[:-1] for s in train[:1000]], np.array([s[-1] for s in train[:1000]])
     start = time.perf_counter()
-    evaluate_scorer(models["item_knn"], histories, targets, n_items=n_items, pad_id=0)
+    metrics = evaluate_scorer(models["item_knn"], histories, targets, n_items=n_items, pad_id=0)
     eval_s = time.perf_counter() - start
-    assert eval_s < 10, f"ItemKNN evaluation of 1k users took {eval_s:.1f}s"
+    print(f"[baselines] fit {fit_s:.1f} s, item-kNN evaluation of 1k users {eval_s:.1f} s")
+    assert metrics["all_items"]["n"] == 1000 and 0.0 < metrics["all_items"]["HR@10"] <= 1.0
 
 
 @pytest.mark.parametrize("kind", ["most_popular", "item_knn", "user_history", "recent_history"])
