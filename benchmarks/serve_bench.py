@@ -254,14 +254,12 @@ def ray_serving(ecomine_env: bool) -> Iterator[int]:
 
 
 def logging_config(system: str) -> dict[str, Any] | None:
-    """The Serve logging config a system runs with: an ecomine system local.yaml's top-level one (as
-    ``ecomine serve up`` deploys the whole file: Ray's access log off, ecomine's request line on), a
-    hand-written one Serve's default."""
-    if not system.startswith("ecomine"):
-        return None
-    from ecomine.serve.control import read_serve_config
+    """The Serve logging config a system runs with: an ecomine system ecomine's own (``serve.launch.SERVE_LOGGING``,
+    what every shipped serve config states: Ray's access log off, ecomine's request line on), a hand-written one
+    Serve's default."""
+    from ecomine.serve.launch import SERVE_LOGGING
 
-    return read_serve_config(LOCAL_YAML).get("logging_config")
+    return dict(SERVE_LOGGING) if system.startswith("ecomine") else None
 
 
 def serve_app(system: str, folder: Path, registry: Path, members: int = 1) -> Any:

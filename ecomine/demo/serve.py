@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ecomine.serve.launch import SERVE_LOGGING
+
 __all__ = ["serve_and_call", "plot_risk_drivers"]
 
 
@@ -139,7 +141,7 @@ def serve_and_call(registry: Path, sample: dict[str, Any], console, *, challenge
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         http = _get_global_client().http_config
         started_here, prefix = True, "/"
-    serve.run(build(args), name="ecomine-demo", route_prefix=prefix)
+    serve.run(build(args), name="ecomine-demo", route_prefix=prefix, logging_config=SERVE_LOGGING)
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::", None) else http.host
     answers: dict[str, Any] = {"url": f"http://{host}:{http.port}{prefix.rstrip('/')}", "sample_history": list(sample["history"])}
     titles, history, user = sample["titles"], sample["history"], sample["user"]
