@@ -77,7 +77,7 @@ class ItemVocab:
 
     def encode(self, items: list[str]) -> np.ndarray:
         """Known items -> ids; unknown items are skipped (they cannot be scored)."""
-        return np.array([self._index[i] for i in items if i in self._index], dtype=np.int64)
+        return self.split(items)[0]
 
     def id_of(self, item: str) -> int | None:
         return self._index.get(item)

@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["plan_recommend", "finish_recommend", "demand_horizon", "demand_job", "finish_demand", "risk_job", "finish_risk"]
 
-_NONE_BANNED = np.zeros(0, dtype=np.int64)
-_NONE_BANNED.setflags(write=False)  # shared by every request that bans nothing: read-only
-
-
 def plan_recommend(state: ModelState, req: dict[str, Any]) -> tuple[np.ndarray | None, dict[str, Any]]:
     """Encode a recommend request: ``(job, context)``; the job (history ids) is None for a fallback.
 
@@ -46,7 +42,7 @@ def plan_recommend(state: ModelState, req: dict[str, Any]) -> tuple[np.ndarray |
         reason = "empty_history" if not history else "no_known_items"
     context = {
         "k": int(req.get("k", 10)),
-        "banned": np.unique(np.concatenate(banned)) if banned else _NONE_BANNED,
+        "banned": np.unique(np.concatenate(banned)) if banned else None,  # top_k / popular_fill: None bans nothing
         "allowed": catalogue.allowed(req.get("categories")),
         "reason": reason,
         "unknown": list(dict.fromkeys(unknown))[:100],

@@ -44,20 +44,19 @@ class ItemCatalogue:
     """Per-id metadata aligned with one vocabulary: titles, category codes, prices.
 
     ``category_code[i]`` is -1 where item i has no category; ``categories`` lists names by code.
+    Titles and prices are plain Python values read by index on the request path (numpy scalar reads
+    and NaN checks per answered item cost more than the rest of ``describe``).
     """
 
     titles: list[str | None]  # index = model id (0: padding, None)
-    category_code: np.ndarray  # int32 [n + 1]
+    category_code: np.ndarray  # int32 [n + 1]: the category filter's mask is built from it
     categories: list[str]
-    prices: np.ndarray  # float64 [n + 1], nan where unknown
+    prices: list[float | None]  # [n + 1], None where unknown
     _code_of: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._code_of = {name: i for i, name in enumerate(self.categories)}
-        # per id, as the answer carries them: plain Python values read by index on the request path
-        # (numpy scalar reads and NaN checks per answered item cost more than the rest of `describe`)
         self._category_of = [self.categories[c] if c >= 0 else None for c in self.category_code.tolist()]
-        self._price_of = [None if p != p else p for p in self.prices.tolist()]  # p != p: NaN
 
     @classmethod
     def build(cls, items: list[str], texts: list[str | None], table: Any | None = None) -> ItemCatalogue:
@@ -65,7 +64,7 @@ class ItemCatalogue:
         n = len(items)
         titles: list[str | None] = [None, *(texts if texts else [None] * n)]
         codes = np.full(n + 1, -1, dtype=np.int32)
-        prices = np.full(n + 1, np.nan)
+        prices: list[float | None] = [None] * (n + 1)
         categories: list[str] = []
         if table is not None and table.height:
             index = {item: i + 1 for i, item in enumerate(items)}
@@ -87,7 +86,7 @@ class ItemCatalogue:
             if "median_price" in table.columns:
                 values = table["median_price"].cast(float).to_list()
                 for r, i in rows:
-                    if values[r] is not None:
+                    if values[r] is not None and values[r] == values[r]:  # neither null nor NaN
                         prices[i] = float(values[r])
         return cls(titles=titles, category_code=codes, categories=categories, prices=prices)
 
@@ -113,7 +112,7 @@ class ItemCatalogue:
         return {
             "title": self.titles[i] if i < len(self.titles) else None,
             "category": self._category_of[i],
-            "price": self._price_of[i],
+            "price": self.prices[i],
         }
 
 

@@ -33,7 +33,7 @@ def test_popular_fallback_keeps_popularity_order() -> None:
 def test_catalogue_aligns_with_the_vocabulary() -> None:
     table = pl.DataFrame({
         "item_id": ["b", "a", "zz"], "item_text": [None, "A title", "?"], "category": ["toys", "bags", "x"],
-        "median_price": [2.5, None, 1.0],
+        "median_price": [2.5, float("nan"), 1.0],
     })
     cat = ItemCatalogue.build(["a", "b", "c"], ["vocab a", None, None], table)
     assert cat.categories == ["bags", "toys"]  # only categories of known items
