@@ -45,9 +45,9 @@ SYSTEMS = ("serve-queue", "ecomine-shed-now", "ecomine-shed", "ecomine-default")
 HOLD = 4  # requests the recommend arm holds at once (the issue's max_ongoing_requests)
 
 
-def peak_concurrency(system: str, registry: Path) -> int:
-    """The closed-loop concurrency a system's capacity is measured at: what its arm holds at once."""
-    return int(overload_args(registry, system)["recommend"].get("resources", {}).get("max_ongoing_requests", HOLD))
+def peak_concurrency(args: dict[str, Any]) -> int:
+    """The closed-loop concurrency a system's capacity is measured at: what its arm (``overload_args``) holds at once."""
+    return int(args["recommend"].get("resources", {}).get("max_ongoing_requests", HOLD))
 
 
 def overload_args(registry: Path, system: str) -> dict[str, Any]:
@@ -211,10 +211,10 @@ def run(*, concurrency: list[int], duration_s: float, items: int, systems: list[
     rows: list[dict[str, Any]] = []
     with ray_serving(True) as port:
         for system in systems:
-            serve.run(build(overload_args(registry, system)), name="bench", route_prefix="/",
-                      logging_config=logging_config("ecomine"))
+            args = overload_args(registry, system)
+            serve.run(build(args), name="bench", route_prefix="/", logging_config=logging_config("ecomine"))
             url = f"http://127.0.0.1:{port}/v1/recommend"
-            at = peak_concurrency(system, registry)
+            at = peak_concurrency(args)
             points = concurrency if at == HOLD else [at, *(c for c in concurrency if c > at)]
             mine = measure(system, url, points, duration_s, bodies, peak=at)
             rows += mine
@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
     concurrency = [int(c) for c in a.concurrency.split(",")]
     print(f"overload_bench: {time.strftime('%Y-%m-%d %H:%M:%S')}, {os.cpu_count()} CPUs, load before "
-          f"{os.getloadavg()}, c={concurrency}, {a.duration:g} s per point, arm holds {HOLD}", flush=True)
+          f"{os.getloadavg()}, c={concurrency}, {a.duration:g} s per point, arm holds {HOLD} "
+          "(ecomine-default: local.yaml's, measured from its own peak)", flush=True)
     multiples = [float(m) for m in a.open_loop.split(",") if m]
     rows = run(concurrency=concurrency, duration_s=a.duration, items=a.items, systems=systems, open_loop=multiples)
     print(summary(rows), flush=True)
