@@ -46,7 +46,9 @@ def test_an_answer_in_time_comes_back_from_the_champion() -> None:
     arm = Arm()
     router = _router(arm, timeout_s=5)
     assert _call(router) == ({"items": ["a"], "model": "recommend/v1"}, "champion")
-    assert _call(router)[0]["items"] == ["a"] and arm.calls == 2  # the handle's method object is reused
+    assert _call(router)[0]["items"] == ["a"] and arm.calls == 2
+    handle = router.champion
+    assert handle.recommend is handle.recommend  # one method object per name, not one per call
 
 
 def test_a_model_past_its_timeout_is_a_504_and_its_call_is_cancelled() -> None:
