@@ -277,5 +277,18 @@ class DemandTask:
     def fingerprint(self, data: DemandData) -> str:
         return data.fingerprint
 
+    def profile(self, folder: Path, model, data: DemandData, spec):
+        from ecomine.models.demand import load_forecaster
+        from ecomine.train.profiles import demand_profile
+
+        # the saved forecaster, as serving will answer (calibration, fallbacks and all)
+        return demand_profile(load_forecaster(folder), data.units, data.context_length, seed=spec.optim.seed)
+
+    def warm_start_vocab(self, spec, data: DemandData) -> tuple[None, None]:
+        return None, None
+
+    def fit_lightgbm(self, spec, data: DemandData):
+        return fit_lightgbm(spec, data)
+
 
 TASK = DemandTask()

@@ -94,25 +94,7 @@ def risk_profile(quantity: np.ndarray, price: np.ndarray, order_ids: list[str], 
 
 
 def write_profile(folder: Path, task, model, data, spec) -> ReferenceProfile:
-    """Build the version's profile from its prepared data and write ``profile.json`` into ``folder``."""
-    seed = spec.optim.seed
-    if task.name == "recommend":
-        d = data.data
-        profile = recommend_profile(model, d.train_sequences, d.test_histories, d.n_items, seed=seed)
-    elif task.name == "demand":
-        from ecomine.models.demand import load_forecaster
-
-        profile = demand_profile(load_forecaster(folder), data.units, data.context_length, seed=seed)
-    elif task.name == "risk":
-        from ecomine.data.features import RISK_FEATURES
-        from ecomine.train.risk_task import predict_logits
-
-        cal, _ = task.calibrate(model, data, spec)
-        p_line = cal(predict_logits(model, data, data.test))
-        raw = data.test.raw
-        profile = risk_profile(raw[:, RISK_FEATURES.index("quantity")], raw[:, RISK_FEATURES.index("price")],
-                               [str(o) for o in data.test_keys["order_id"].to_list()], p_line, seed=seed)
-    else:
-        raise ValueError(f"no drift profile for task {task.name!r}")
+    """Build the version's profile (the task's `profile`) and write ``profile.json`` into ``folder``."""
+    profile = task.profile(Path(folder), model, data, spec)
     Path(folder, PROFILE_FILE).write_text(profile.dumps())
     return profile

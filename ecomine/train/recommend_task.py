@@ -238,5 +238,15 @@ class RecommendTask:
     def fingerprint(self, prepared: _Prepared) -> str:
         return prepared.data.fingerprint
 
+    def profile(self, folder: Path, model, prepared: _Prepared, spec):
+        from ecomine.train.profiles import recommend_profile
+
+        d = prepared.data
+        return recommend_profile(model, d.train_sequences, d.test_histories, d.n_items, seed=spec.optim.seed)
+
+    def warm_start_vocab(self, spec, prepared: _Prepared) -> tuple[list[str], list[str] | None]:
+        d = prepared.data
+        return d.vocab_items, d.item_tokens.vocab if spec.model.item_tokens else None  # tokens cut once, in prepare
+
 
 TASK = RecommendTask()

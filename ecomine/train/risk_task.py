@@ -220,6 +220,22 @@ class RiskTask:
     def fingerprint(self, data: RiskData) -> str:
         return data.fingerprint
 
+    def profile(self, folder: Path, model, data: RiskData, spec):
+        from ecomine.data.features import RISK_FEATURES
+        from ecomine.train.profiles import risk_profile
+
+        cal, _ = self.calibrate(model, data, spec)
+        p_line = cal(predict_logits(model, data, data.test))
+        raw = data.test.raw
+        return risk_profile(raw[:, RISK_FEATURES.index("quantity")], raw[:, RISK_FEATURES.index("price")],
+                            [str(o) for o in data.test_keys["order_id"].to_list()], p_line, seed=spec.optim.seed)
+
+    def warm_start_vocab(self, spec, data: RiskData) -> tuple[None, None]:
+        return None, None
+
+    def fit_lightgbm(self, spec, data: RiskData):
+        return fit_lightgbm_classifier(spec, data)
+
 
 def _logit_offset(model) -> float:
     """The prior correction inside `predict_logits`' output (torch module or LightGBM booster)."""

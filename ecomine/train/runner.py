@@ -260,10 +260,7 @@ def _warm_start(task, spec: TrainSpec, data, init):
         return None
     from ecomine.train.warm_start import warm_start_state
 
-    items = tokens = None
-    if spec.task == "recommend":
-        items = data.data.vocab_items
-        tokens = data.data.item_tokens.vocab if spec.model.item_tokens else None  # cut once, in prepare
+    items, tokens = task.warm_start_vocab(spec, data)
     try:
         return warm_start_state(spec.run.warm_start, task.build_model(spec, data, init), items, tokens)
     except ValueError as exc:
@@ -312,12 +309,11 @@ def run_lightgbm(spec: TrainSpec, *, data=None, evaluate: bool = True) -> TrainO
     """
     from ecomine.train.tasks import get_task
 
-    if spec.task == "demand":
-        from ecomine.train.demand_task import fit_lightgbm as fit
-    else:
-        from ecomine.train.risk_task import fit_lightgbm_classifier as fit
     t0 = time.perf_counter()
     task = get_task(spec.task)
+    fit = getattr(task, "fit_lightgbm", None)
+    if fit is None:
+        raise SpecError(f"task {spec.task!r} has no LightGBM model")
     data = task.adapt(data, spec) if data is not None else task.prepare(spec)
     model = fit(spec, data)
     metric = spec.watch()[0]

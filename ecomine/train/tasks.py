@@ -72,6 +72,16 @@ class Task(Protocol):
     def fingerprint(self, data: Any) -> str:
         """Fingerprint of the data the model was trained on (stored in the manifest)."""
 
+    def profile(self, folder: Path, model: Any, data: Any, spec: Any) -> Any:
+        """The version's drift reference (`data.drift.ReferenceProfile`): its test inputs and the model's answers
+        (`train.profiles` builds it; `folder` holds the version as `save` wrote it)."""
+
+    def warm_start_vocab(self, spec: Any, data: Any) -> tuple[list[str] | None, list[str] | None]:
+        """The item ids and item-token vocabulary a warm start lines its tensors up by (None where the task has none)."""
+
+    # Optional: `fit_lightgbm(spec, data)`, the task's LightGBM model fitted on the driver (`model.forecaster` /
+    # `model.classifier: lightgbm`); a task without one has no LightGBM version.
+
 
 def get_task(name: str) -> Task:
     if name not in _TASKS:
