@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -41,6 +40,7 @@ def explain_offline(registry: str, task: str, version: str, body: Any, *, source
     from ecomine.predict.ranking import Rejected
     from ecomine.predict.runtime import load_state
     from ecomine.predict.state import ModelLoadError
+    from ecomine.predict.tasks import predict_task
     from ecomine.serve.config import Limits
 
     if task not in _REQUESTS:
@@ -52,8 +52,11 @@ def explain_offline(registry: str, task: str, version: str, body: Any, *, source
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ExplainError(f"{source}: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
-    if task == "recommend" and req.history is None:
-        raise ExplainError(f"{source}: history: offline explain needs the history itself (no users table here)")
+    offline = predict_task(task).offline
+    try:
+        payload = offline(req.model_dump()) if offline is not None else req.model_dump()
+    except ValueError as exc:
+        raise ExplainError(f"{source}: {exc}") from None
     bounds = {k: v for k, v in Limits(**(limits or {})).model_dump().items() if k.startswith("max_explain_")}
     from ecomine.registry import Registry
 
@@ -61,12 +64,6 @@ def explain_offline(registry: str, task: str, version: str, body: Any, *, source
         state = load_state(Registry(registry), task, [(version, 1.0)], name=f"explain {task}/{version}")
     except ModelLoadError as exc:
         raise ExplainError(str(exc)) from None
-    payload = req.model_dump()
-    if task == "recommend":
-        payload["fallback_reason"] = None
-    if task == "risk":
-        now = datetime.now(timezone.utc)
-        payload["orders"] = [{**o, "ts": o["ts"] or now} for o in payload["orders"]]
     try:
         answer, _ = explain_request(state, payload, bounds)
     except Rejected as exc:

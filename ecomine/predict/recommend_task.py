@@ -19,7 +19,7 @@ from ecomine.predict.answers import finish_recommend, plan_recommend
 from ecomine.predict.ranking import ItemCatalogue
 from ecomine.predict.state import ExplainLimits, Member, ModelLoadError, ModelState, explain_limit, torch_device
 
-__all__ = ["LOADER", "prepare", "run", "explainable", "explain", "explain_recommend", "agreement", "brief"]
+__all__ = ["LOADER", "prepare", "run", "explainable", "explain", "explain_recommend", "agreement", "brief", "offline"]
 
 LOADER = "ecomine.models.recommend:load_recommender"
 
@@ -134,6 +134,13 @@ def explain_recommend(state: ModelState, context: dict[str, Any], ids: np.ndarra
     if len(state.members) > 1:
         note += "; the ensemble's weighted mixture, i.e. its members' contributions weighted"
     return {**answer, "items": items, "explanation": note}, rows[0]
+
+
+def offline(payload: dict[str, Any]) -> dict[str, Any]:
+    """A request answered without Serve: it must carry the history (no users table here); no fallback reason."""
+    if payload.get("history") is None:
+        raise ValueError("history: offline explain needs the history itself (no users table here)")
+    return {**payload, "fallback_reason": None}
 
 
 def agreement(champion: dict[str, Any], challenger: dict[str, Any]) -> float | None:

@@ -31,6 +31,9 @@ class PredictTask:
     brief: Callable[[dict[str, Any]], list[Any]]  # a compact, loggable view of an answer
     explainable: Callable[[Member], str | None] | None = None  # None: a model with an ``explain`` method can
     adopt_ensemble: Callable[[ModelState, Any, float | None], None] | None = None  # an ensemble version's own extras
+    # a request answered without Serve (``ecomine explain``): what the ingress would have filled in before the
+    # task sees it; ValueError naming the field where the request cannot be answered offline
+    offline: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def cannot_explain(self, member: Member) -> str | None:
         """None when ``member`` can explain, else why not."""
@@ -46,9 +49,10 @@ def _task(module: Any, name: str, **extra: Any) -> PredictTask:
 
 
 PREDICT_TASKS: dict[str, PredictTask] = {
-    "recommend": _task(recommend_task, "recommend", explainable=recommend_task.explainable),
+    "recommend": _task(recommend_task, "recommend", explainable=recommend_task.explainable,
+                       offline=recommend_task.offline),
     "demand": _task(demand_task, "demand"),
-    "risk": _task(risk_task, "risk", adopt_ensemble=risk_task.adopt_ensemble),
+    "risk": _task(risk_task, "risk", adopt_ensemble=risk_task.adopt_ensemble, offline=risk_task.offline),
 }
 
 
