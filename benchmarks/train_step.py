@@ -114,11 +114,13 @@ def _timed(step, batches) -> float:
 
 def _spec(**overrides: Any):
     """train_configs/recommend.yaml with `overrides` (dotted paths, as `--set` takes them). `backbone.dropout`
-    gets a number: the shipped `auto` resolves on the training data, which a step benchmark does not build
-    (0.5 on sparse logs like the short sessions, 0.3 on Online Retail)."""
+    and `backbone.max_len` get numbers: the shipped `auto`s resolve on the training data, which a step benchmark
+    does not build (dropout 0.5 on sparse logs like the short sessions, 0.3 on Online Retail; the context is the
+    windows' width, 50 unless a shape's windows say otherwise)."""
     from ecomine.specs import TrainSpec, load_spec
 
-    return load_spec(ROOT / "train_configs" / "recommend.yaml", TrainSpec, overrides=overrides)
+    return load_spec(ROOT / "train_configs" / "recommend.yaml", TrainSpec,
+                     overrides={"model.backbone.max_len": 50, **overrides})
 
 
 def bench_shape(name: str, inputs: np.ndarray, targets: np.ndarray, n_items: int, *, steps: int, rounds: int,
@@ -129,7 +131,8 @@ def bench_shape(name: str, inputs: np.ndarray, targets: np.ndarray, n_items: int
     from ecomine.train.loop import lr_lambda, train_step
     from ecomine.train.recommend_task import recommender_config
 
-    spec = _spec(**{"model.backbone.dropout": 0.3 if name == "online-retail" else 0.5})
+    spec = _spec(**{"model.backbone.dropout": 0.3 if name == "online-retail" else 0.5,
+                    "model.backbone.max_len": int(inputs.shape[1])})
     opt = spec.optim
     config = recommender_config(spec, n_items)
     rng = np.random.default_rng(0)

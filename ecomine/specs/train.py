@@ -83,7 +83,10 @@ class FromConfigBackbone(StrictModel):
     hidden: int = Field(64, ge=8)
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
-    max_len: int = Field(50, ge=2, description="items of context")
+    max_len: Annotated[int, Field(ge=2)] | Literal["auto"] = Field(
+        50, description="items of context; auto: the training sequences' mean length rounded up to a multiple of 50, "
+        "within 50-200 - SASRec's choice by sequence length (50 on Amazon and Steam, 200 on MovieLens-1m); "
+        "train.recommend_task.resolved_max_len")
     dropout: Annotated[float, Field(ge=0, lt=1)] | Literal["auto"] = Field(
         "auto", description="auto: 0.5 on sparse logs (interactions / (users x items) under 1 %: short sequences over "
         "a large catalogue), else 0.3 - SASRec's choice (0.2 on MovieLens-1m at 4.8 %, 0.5 on Amazon and Steam at "

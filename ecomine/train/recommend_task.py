@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ecomine.models.item_tokens import ItemTokens
 
 __all__ = ["RecommendTask", "TASK", "recommender_config", "augmented_copies", "resolved_dropout", "SPARSE_DENSITY",
-           "resolved_loss", "FULL_SOFTMAX_MAX_ITEMS"]
+           "resolved_loss", "FULL_SOFTMAX_MAX_ITEMS", "resolved_max_len", "AUTO_CONTEXT"]
 
 # Below this density (training interactions / (users x items)) a log is sparse: SASRec (Kang & McAuley, 2018) trained
 # MovieLens-1m (4.8 %) at dropout 0.2 and Amazon Beauty, Games and Steam (0.01-0.08 %) at 0.5. Measured here
@@ -38,6 +38,24 @@ def resolved_dropout(value: float | str, data: RecommendData | None) -> float:
     return 0.5 if density < SPARSE_DENSITY else 0.3
 
 
+# `max_len: auto`'s bounds: SASRec's two context lengths - 50 on the sparse Amazon and Steam logs (7-11 items a user),
+# 200 on MovieLens-1m (163 a user). Between them the mean training sequence, rounded up to a multiple of 50: Amazon
+# Toys and Sports (~7) and the synthetic log (28) stay at 50, Online Retail (132) reads 150 (README, issue 22).
+AUTO_CONTEXT = (50, 200)
+
+
+def resolved_max_len(value: int | str, data: RecommendData | None) -> int:
+    """``backbone.max_len`` as trained: a number as given; ``auto`` by the mean training sequence (``AUTO_CONTEXT``)."""
+    if value != "auto":
+        return int(value)
+    if data is None:
+        raise ValueError("backbone.max_len: auto needs the training data to choose (give a number instead)")
+    seqs = data.train_sequences
+    mean = sum(len(x) for x in seqs) / max(1, len(seqs))
+    lo, hi = AUTO_CONTEXT
+    return int(min(hi, max(lo, lo * -(-mean // lo))))
+
+
 # Above this many items `loss: auto` samples negatives. A full softmax step's logits are [targets, items]: on short
 # sequences a full step costs 2.4x a 1,000-negative sampled step at 12,101 items (Amazon Toys, where it reaches the
 # published sampled-softmax SASRec: README), 6.0x at 50,000 and 9.3x at 100,000 (`python benchmarks/train_step.py
@@ -55,14 +73,14 @@ def resolved_loss(value: str, n_items: int, arch: str = "gpt2") -> str:
 
 
 def recommender_config(spec, n_items: int, data: RecommendData | None = None, tokens: ItemTokens | None = None):
-    """The model's config for `spec`: sizes from the preset / backbone, dropout resolved on `data`, and the
+    """The model's config for `spec`: sizes from the preset / backbone, dropout and context resolved on `data`, and the
     item-token vocabulary's size from `tokens` (None: no tokens, as when the spec turns them off)."""
     from ecomine.models.item_tokens import MAX_ITEM_TOKENS
     from ecomine.models.recommend import RecommenderConfig
 
     bb, m = spec.model.backbone, spec.model
     return RecommenderConfig(
-        n_items=n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=bb.max_len,
+        n_items=n_items, hidden=bb.hidden, layers=bb.layers, heads=bb.heads, max_len=resolved_max_len(bb.max_len, data),
         dropout=resolved_dropout(bb.dropout, data), repeat=m.repeat, loss=resolved_loss(m.loss, n_items, bb.arch),
         num_negatives=m.num_negatives,
         arch=bb.arch, mask_prob=m.mask_prob,
@@ -105,9 +123,10 @@ class _Prepared:
         self.targets_per_window = float((self.targets != 0).sum()) / max(1, len(self.targets))
 
 
-def _key(spec) -> tuple:
+def _key(spec, data: RecommendData) -> tuple:
     on = spec.augment is not None and spec.augment.enabled()
-    return (spec.model.backbone.max_len, spec.augment.model_dump_json() if on else None, spec.optim.seed if on else None)
+    return (resolved_max_len(spec.model.backbone.max_len, data), spec.augment.model_dump_json() if on else None,
+            spec.optim.seed if on else None)
 
 
 class _DeviceScorer:
@@ -122,16 +141,18 @@ class RecommendTask:
     name = "recommend"
 
     def prepare(self, spec) -> _Prepared:
-        prepared = _Prepared(prepare_recommend_data(spec), spec.model.backbone.max_len, spec.augment, spec.optim.seed)
+        data = prepare_recommend_data(spec)
+        prepared = _Prepared(data, resolved_max_len(spec.model.backbone.max_len, data), spec.augment, spec.optim.seed)
         if spec.model.item_tokens:
             prepared.data.item_tokens  # noqa: B018 - cut on the driver: workers and re-cut windows share it
         return prepared
 
     def adapt(self, prepared: _Prepared, spec) -> _Prepared:
         # a campaign searching max_len or augment settings shares one prepared split: re-cut its windows
-        if prepared.key == _key(spec):
+        if prepared.key == _key(spec, prepared.data):
             return prepared
-        return _Prepared(prepared.data, spec.model.backbone.max_len, spec.augment, spec.optim.seed)
+        return _Prepared(prepared.data, resolved_max_len(spec.model.backbone.max_len, prepared.data), spec.augment,
+                         spec.optim.seed)
 
     def driver_init(self, spec, prepared: _Prepared):
         if spec.model.item_init != "text":
