@@ -10,6 +10,7 @@ colocated ingress, batch scoring and the retraining gate alike, so each answers 
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,8 @@ from ecomine.predict.ranking import FALLBACK_REASONS, Rejected, popular_fill, to
 if TYPE_CHECKING:
     from ecomine.predict.state import ModelState
 
-__all__ = ["plan_recommend", "finish_recommend", "demand_horizon", "demand_job", "finish_demand", "risk_job", "finish_risk"]
+__all__ = ["plan_recommend", "finish_recommend", "demand_horizon", "demand_job", "finish_demand", "dated_orders", "risk_job",
+           "finish_risk"]
 
 def plan_recommend(state: ModelState, req: dict[str, Any]) -> tuple[np.ndarray | None, dict[str, Any]]:
     """Encode a recommend request: ``(job, context)``; the job (history ids) is None for a fallback.
@@ -114,6 +116,13 @@ def finish_demand(state: ModelState, req: dict[str, Any], answer: dict[str, Any]
         "versions": state.versions,
         "fallback": any(f["fallback"] for f in answer["forecasts"]),
     }
+
+
+def dated_orders(orders: list[dict[str, Any]], now: datetime | None = None) -> list[dict[str, Any]]:
+    """Orders as the model reads them: one without ``ts`` was placed ``now`` (the API's default; the ingress,
+    batch scoring and ``ecomine explain`` all date them here)."""
+    now = now or datetime.now(timezone.utc)
+    return [{**o, "ts": o["ts"] or now} for o in orders]
 
 
 def risk_job(req: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,13 +8,12 @@ explanation is each member's per-line integrated gradients, weighted like the pr
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
 from ecomine.predict import combine as ensemble_math
-from ecomine.predict.answers import finish_risk
+from ecomine.predict.answers import dated_orders, finish_risk
 from ecomine.predict.state import ExplainLimits, Member, ModelLoadError, ModelState, explain_limit
 
 __all__ = ["LOADER", "prepare", "adopt_ensemble", "run", "explain", "explain_risk", "agreement", "brief", "offline"]
@@ -98,8 +97,7 @@ def explain_risk(state: ModelState, orders: list[dict[str, Any]], limits: Explai
 
 def offline(payload: dict[str, Any]) -> dict[str, Any]:
     """A request answered without Serve: an order without ``ts`` is placed now, as the ingress dates it."""
-    now = datetime.now(timezone.utc)
-    return {**payload, "orders": [{**o, "ts": o["ts"] or now} for o in payload["orders"]]}
+    return {**payload, "orders": dated_orders(payload["orders"])}
 
 
 def agreement(champion: dict[str, Any], challenger: dict[str, Any]) -> float | None:

@@ -122,17 +122,14 @@ def _risk_lines(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def _risk(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
-    from datetime import datetime, timezone
-
     from pydantic import ValidationError
 
     from ecomine.api.schema import Order
-    from ecomine.predict.answers import risk_job
+    from ecomine.predict.answers import dated_orders, risk_job
     from ecomine.predict.runtime import run_jobs
 
     # One order per line, checked by the API's own request model and completed as the ingress
     # completes a request (ts: now when absent): its probability is that line's.
-    now = datetime.now(timezone.utc)
     orders = []
     for r in df.iter_rows(named=True):
         raw = {"order_id": _text(r.get("order_id")), "user_id": _text(r.get("user_id")), "ts": r.get("ts"),
@@ -144,8 +141,8 @@ def _risk(state: ModelState, spec: ScoreSpec, df: pl.DataFrame) -> pl.DataFrame:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"] if p not in ("lines", 0))
             raise ScoreError(f"inputs: row {r[ROW]}: {where}: {first['msg']} (got {first.get('input')!r})") from None
-        orders.append({**order.model_dump(), "ts": order.ts or now})
-    probs = run_jobs([(state, risk_job({"orders": orders}))])[0]
+        orders.append(order.model_dump())
+    probs = run_jobs([(state, risk_job({"orders": dated_orders(orders)}))])[0]
     thr = float(state.extra["threshold"])
     return df.with_columns(pl.Series("probability", probs, dtype=pl.Float64),
                            pl.Series("flagged", [p >= thr for p in probs], dtype=pl.Boolean))

@@ -22,7 +22,6 @@ in ``ingress.model_timeout_s``).
 
 import asyncio
 import os
-from datetime import datetime, timezone
 from typing import Any, Optional
 
 from fastapi import Request
@@ -32,6 +31,7 @@ from ray import serve
 import ecomine
 from ecomine.api.events import EventsRequest
 from ecomine.api.schema import API_PREFIX, DemandRequest, InsightsRequest, RecommendRequest, RiskRequest
+from ecomine.predict.answers import dated_orders
 from ecomine.predict.state import reconfigure_failure
 from ecomine.serve.arm_options import admission_limit
 from ecomine.serve.colocation import local_arms, local_handles, reconfigure_arms
@@ -234,8 +234,7 @@ class Ingress:
         _limit(len(req.orders), limits.max_orders, ["body", "orders"], "orders")
         for n, order in enumerate(req.orders):
             _limit(len(order.lines), limits.max_order_lines, ["body", "orders", n, "lines"], "lines")
-        now = datetime.now(timezone.utc)
-        orders = [{**o.model_dump(), "ts": o.ts or now} for o in req.orders]
+        orders = dated_orders([o.model_dump() for o in req.orders])
         first_user = next((o.user_id for o in req.orders if o.user_id), None)
         user_hash = self._who(request, first_user)
         key = routing_key(first_user, [o.order_id or "" for o in req.orders])

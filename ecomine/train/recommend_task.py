@@ -7,6 +7,7 @@ validation, test report beside popularity / item-kNN / own-history baselines.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +54,7 @@ def resolved_max_len(value: int | str, data: RecommendData | None) -> int:
     seqs = data.train_sequences
     mean = sum(len(x) for x in seqs) / max(1, len(seqs))
     lo, hi = AUTO_CONTEXT
-    return int(min(hi, max(lo, lo * -(-mean // lo))))
+    return int(min(hi, max(lo, lo * math.ceil(mean / lo))))
 
 
 # Above this many items `loss: auto` samples negatives. A full softmax step's logits are [targets, items]: on short
@@ -123,10 +124,9 @@ class _Prepared:
         self.targets_per_window = float((self.targets != 0).sum()) / max(1, len(self.targets))
 
 
-def _key(spec, data: RecommendData) -> tuple:
+def _key(spec, max_len: int) -> tuple:
     on = spec.augment is not None and spec.augment.enabled()
-    return (resolved_max_len(spec.model.backbone.max_len, data), spec.augment.model_dump_json() if on else None,
-            spec.optim.seed if on else None)
+    return (max_len, spec.augment.model_dump_json() if on else None, spec.optim.seed if on else None)
 
 
 class _DeviceScorer:
@@ -149,10 +149,10 @@ class RecommendTask:
 
     def adapt(self, prepared: _Prepared, spec) -> _Prepared:
         # a campaign searching max_len or augment settings shares one prepared split: re-cut its windows
-        if prepared.key == _key(spec, prepared.data):
+        max_len = resolved_max_len(spec.model.backbone.max_len, prepared.data)
+        if prepared.key == _key(spec, max_len):
             return prepared
-        return _Prepared(prepared.data, resolved_max_len(spec.model.backbone.max_len, prepared.data), spec.augment,
-                         spec.optim.seed)
+        return _Prepared(prepared.data, max_len, spec.augment, spec.optim.seed)
 
     def driver_init(self, spec, prepared: _Prepared):
         if spec.model.item_init != "text":

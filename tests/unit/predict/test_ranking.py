@@ -47,3 +47,15 @@ def test_catalogue_aligns_with_the_vocabulary() -> None:
     assert e.value.loc == ["body", "categories", 1] and "known: bags, toys" in e.value.msg
     with pytest.raises(Rejected, match="no item categories"):
         ItemCatalogue.build(["a"], [], None).allowed(["toys"])
+
+
+def test_undated_orders_are_placed_now_and_dated_ones_kept() -> None:
+    from datetime import datetime, timezone
+
+    from ecomine.predict.answers import dated_orders
+
+    placed = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    out = dated_orders([{"order_id": "a", "ts": placed}, {"order_id": "b", "ts": None}, {"order_id": "c", "ts": None}], now)
+    assert [o["ts"] for o in out] == [placed, now, now]
+    assert datetime.now(timezone.utc) - dated_orders([{"ts": None}])[0]["ts"] < (now - placed)  # default: the clock

@@ -35,7 +35,7 @@ def test_the_windows_and_the_model_are_cut_at_the_resolved_length() -> None:
                                    "model": {"backbone": {"kind": "from_config", "max_len": "auto", "dropout": 0.3}}})
     data = _data([120, 140, 136])  # mean 132 -> 150
     prepared = _Prepared(data, resolved_max_len(spec.model.backbone.max_len, data))
-    assert prepared.inputs.shape[1] == 150 and prepared.key == _key(spec, data)
+    assert prepared.inputs.shape[1] == 150 and prepared.key == _key(spec, 150)
     assert RecommendTask().adapt(prepared, spec) is prepared  # nothing to re-cut for the same resolved length
     assert recommender_config(spec, data.n_items, data).max_len == 150
     fixed = spec.model_copy(update={"model": spec.model.model_copy(update={
